@@ -1,0 +1,1 @@
+"""Fusebox agent: enforce resiliency policies in-process."""

@@ -1,0 +1,390 @@
+"""Runtime policy values: what a resolved spec means, independent of YAML.
+
+These frozen dataclasses are the one representation of a policy shared by the
+control plane (its spec model and resolver produce them) and the agent (its
+executor consumes them). ``to_proto``/``from_proto`` convert to and from the
+wire messages in ``fusebox/v1/policy.proto``. Durations are float seconds.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from google.protobuf.duration_pb2 import Duration
+
+from agent._proto.fusebox.v1 import policy_pb2 as pb
+
+DEFAULT_TRIP = "consecutiveFailures > 5"
+DEFAULT_CACHE_SIZE = 100
+
+
+class TargetKind(enum.Enum):
+    APP = "app"
+    ACTOR = "actor"
+    COMPONENT = "component"
+
+
+class Direction(enum.Enum):
+    OUTBOUND = "outbound"
+    INBOUND = "inbound"
+
+
+class BackoffKind(enum.Enum):
+    CONSTANT = "constant"
+    EXPONENTIAL = "exponential"
+
+
+class BreakerScope(enum.Enum):
+    ID = "id"
+    TYPE = "type"
+    BOTH = "both"
+
+
+@dataclass(frozen=True, slots=True)
+class StatusCodes:
+    """A set of status codes as inclusive ranges; empty means "not restricted"."""
+
+    ranges: tuple[tuple[int, int], ...] = ()
+
+    def __contains__(self, code: object) -> bool:
+        return isinstance(code, int) and any(lo <= code <= hi for lo, hi in self.ranges)
+
+    def __bool__(self) -> bool:
+        return bool(self.ranges)
+
+    def __str__(self) -> str:
+        return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in self.ranges)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutPolicy:
+    name: str
+    duration: float  # seconds; <= 0 means no timeout
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    name: str
+    backoff: BackoffKind = BackoffKind.CONSTANT
+    duration: float = 5.0
+    max_interval: float = 60.0
+    max_retries: int = -1  # -1: unlimited; N: N retries (N + 1 attempts)
+    http_status_codes: StatusCodes = StatusCodes()
+    grpc_status_codes: StatusCodes = StatusCodes()
+    # Extensions: Dapr's hidden exponential parameters, and Retry-After.
+    initial_interval: float = 0.5
+    multiplier: float = 1.5
+    randomization_factor: float = 0.5
+    max_elapsed_time: float = 900.0
+    honor_retry_after: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitBreakerPolicy:
+    name: str
+    max_requests: int = 1  # normalised: Dapr's 0 means 1
+    interval: float = 0.0  # 0: counts never reset while closed
+    timeout: float = 60.0  # normalised: Dapr's <= 0 means 60s
+    trip: str = DEFAULT_TRIP
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackResponse:
+    status: int = 200
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackPolicy:
+    """Either a static ``response`` or the name of a callable registered in the agent."""
+
+    name: str
+    response: FallbackResponse | None = None
+    function: str | None = None
+    http_status_codes: StatusCodes = StatusCodes()
+    grpc_status_codes: StatusCodes = StatusCodes()
+
+
+@dataclass(frozen=True, slots=True)
+class TargetPolicy:
+    """Policies bound to one target, or to a default slot (``is_default``)."""
+
+    kind: TargetKind
+    name: str = ""  # "" for defaults
+    direction: Direction | None = None  # components only
+    component_type: str = ""  # defaults only; "" = any component type
+    is_default: bool = False
+    timeout: TimeoutPolicy | None = None
+    retry: RetryPolicy | None = None
+    circuit_breaker: CircuitBreakerPolicy | None = None
+    fallback: FallbackPolicy | None = None
+    circuit_breaker_scope: BreakerScope | None = None  # actors
+    circuit_breaker_cache_size: int = DEFAULT_CACHE_SIZE
+    spec_namespace: str = ""  # the spec that defined it: part of a breaker's identity
+    spec_name: str = ""
+
+
+def _frozen_map(m: Mapping[str, RetryPolicy] | None = None) -> Mapping[str, RetryPolicy]:
+    return MappingProxyType(dict(m or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedPolicies:
+    """Everything one (namespace, app-id) enforces, with Dapr's lookup rules."""
+
+    namespace: str
+    app_id: str
+    targets: tuple[TargetPolicy, ...] = ()
+    builtin_retries: Mapping[str, RetryPolicy] = field(default_factory=_frozen_map)
+    digest: str = ""
+
+    def lookup(
+        self,
+        kind: TargetKind,
+        name: str,
+        direction: Direction | None = None,
+        component_type: str = "",
+    ) -> TargetPolicy | None:
+        """The explicit target entry if any, else the most specific default.
+
+        Defaults apply only when no target entry exists (Dapr). For components,
+        a default for the component's type wins over a type-less one.
+        """
+        best: TargetPolicy | None = None
+        for target in self.targets:
+            if target.kind is not kind or target.direction is not direction:
+                continue
+            if not target.is_default:
+                if target.name == name:
+                    return target
+            elif target.component_type == component_type and component_type:
+                best = target
+            elif not target.component_type and best is None:
+                best = target
+        return best
+
+
+# ---- wire conversion -------------------------------------------------------
+
+_KIND_TO_PB = {
+    TargetKind.APP: pb.TARGET_KIND_APP,
+    TargetKind.ACTOR: pb.TARGET_KIND_ACTOR,
+    TargetKind.COMPONENT: pb.TARGET_KIND_COMPONENT,
+}
+_DIRECTION_TO_PB = {
+    None: pb.COMPONENT_DIRECTION_UNSPECIFIED,
+    Direction.OUTBOUND: pb.COMPONENT_DIRECTION_OUTBOUND,
+    Direction.INBOUND: pb.COMPONENT_DIRECTION_INBOUND,
+}
+_BACKOFF_TO_PB = {
+    BackoffKind.CONSTANT: pb.BACKOFF_KIND_CONSTANT,
+    BackoffKind.EXPONENTIAL: pb.BACKOFF_KIND_EXPONENTIAL,
+}
+_SCOPE_TO_PB = {
+    None: pb.CIRCUIT_BREAKER_SCOPE_UNSPECIFIED,
+    BreakerScope.ID: pb.CIRCUIT_BREAKER_SCOPE_ID,
+    BreakerScope.TYPE: pb.CIRCUIT_BREAKER_SCOPE_TYPE,
+    BreakerScope.BOTH: pb.CIRCUIT_BREAKER_SCOPE_BOTH,
+}
+_KIND_FROM_PB = {v: k for k, v in _KIND_TO_PB.items()}
+_DIRECTION_FROM_PB = {v: k for k, v in _DIRECTION_TO_PB.items()}
+_BACKOFF_FROM_PB = {v: k for k, v in _BACKOFF_TO_PB.items()}
+_SCOPE_FROM_PB = {v: k for k, v in _SCOPE_TO_PB.items()}
+
+
+def _duration(seconds: float) -> Duration:
+    d = Duration()
+    d.FromNanoseconds(round(seconds * 1e9))
+    return d
+
+
+def _seconds(d: Duration) -> float:
+    return d.ToNanoseconds() / 1e9
+
+
+def _codes_to_pb(codes: StatusCodes) -> list[pb.StatusCodeRange]:
+    return [pb.StatusCodeRange(first=lo, last=hi) for lo, hi in codes.ranges]
+
+
+def _codes_from_pb(ranges: Iterable[pb.StatusCodeRange]) -> StatusCodes:
+    return StatusCodes(tuple((r.first, r.last) for r in ranges))
+
+
+def retry_to_proto(p: RetryPolicy) -> pb.RetryPolicy:
+    return pb.RetryPolicy(
+        name=p.name,
+        backoff=_BACKOFF_TO_PB[p.backoff],
+        duration=_duration(p.duration),
+        max_interval=_duration(p.max_interval),
+        max_retries=p.max_retries,
+        http_status_codes=_codes_to_pb(p.http_status_codes),
+        grpc_status_codes=_codes_to_pb(p.grpc_status_codes),
+        initial_interval=_duration(p.initial_interval),
+        multiplier=p.multiplier,
+        randomization_factor=p.randomization_factor,
+        max_elapsed_time=_duration(p.max_elapsed_time),
+        honor_retry_after=p.honor_retry_after,
+    )
+
+
+def retry_from_proto(m: pb.RetryPolicy) -> RetryPolicy:
+    return RetryPolicy(
+        name=m.name,
+        backoff=_BACKOFF_FROM_PB.get(m.backoff, BackoffKind.CONSTANT),
+        duration=_seconds(m.duration),
+        max_interval=_seconds(m.max_interval),
+        max_retries=m.max_retries,
+        http_status_codes=_codes_from_pb(m.http_status_codes),
+        grpc_status_codes=_codes_from_pb(m.grpc_status_codes),
+        initial_interval=_seconds(m.initial_interval),
+        multiplier=m.multiplier,
+        randomization_factor=m.randomization_factor,
+        max_elapsed_time=_seconds(m.max_elapsed_time),
+        honor_retry_after=m.honor_retry_after,
+    )
+
+
+def breaker_to_proto(p: CircuitBreakerPolicy) -> pb.CircuitBreakerPolicy:
+    return pb.CircuitBreakerPolicy(
+        name=p.name,
+        max_requests=p.max_requests,
+        interval=_duration(p.interval),
+        timeout=_duration(p.timeout),
+        trip=p.trip,
+    )
+
+
+def breaker_from_proto(m: pb.CircuitBreakerPolicy) -> CircuitBreakerPolicy:
+    return CircuitBreakerPolicy(
+        name=m.name,
+        max_requests=m.max_requests,
+        interval=_seconds(m.interval),
+        timeout=_seconds(m.timeout),
+        trip=m.trip,
+    )
+
+
+def _fallback_to_proto(p: FallbackPolicy) -> pb.FallbackPolicy:
+    m = pb.FallbackPolicy(
+        name=p.name,
+        http_status_codes=_codes_to_pb(p.http_status_codes),
+        grpc_status_codes=_codes_to_pb(p.grpc_status_codes),
+    )
+    if p.response is not None:
+        m.response.CopyFrom(
+            pb.FallbackResponse(
+                status=p.response.status, headers=dict(p.response.headers), body=p.response.body
+            )
+        )
+    elif p.function is not None:
+        m.function = p.function
+    return m
+
+
+def _fallback_from_proto(m: pb.FallbackPolicy) -> FallbackPolicy:
+    action = m.WhichOneof("action")
+    response = None
+    if action == "response":
+        response = FallbackResponse(
+            status=m.response.status,
+            headers=tuple(sorted(m.response.headers.items())),
+            body=m.response.body,
+        )
+    return FallbackPolicy(
+        name=m.name,
+        response=response,
+        function=m.function if action == "function" else None,
+        http_status_codes=_codes_from_pb(m.http_status_codes),
+        grpc_status_codes=_codes_from_pb(m.grpc_status_codes),
+    )
+
+
+def target_to_proto(t: TargetPolicy) -> pb.TargetPolicy:
+    m = pb.TargetPolicy(
+        kind=_KIND_TO_PB[t.kind],
+        name=t.name,
+        direction=_DIRECTION_TO_PB[t.direction],
+        component_type=t.component_type,
+        is_default=t.is_default,
+        circuit_breaker_scope=_SCOPE_TO_PB[t.circuit_breaker_scope],
+        circuit_breaker_cache_size=t.circuit_breaker_cache_size,
+        spec_namespace=t.spec_namespace,
+        spec_name=t.spec_name,
+    )
+    if t.timeout is not None:
+        m.timeout.CopyFrom(pb.TimeoutPolicy(name=t.timeout.name, duration=_duration(t.timeout.duration)))
+    if t.retry is not None:
+        m.retry.CopyFrom(retry_to_proto(t.retry))
+    if t.circuit_breaker is not None:
+        m.circuit_breaker.CopyFrom(breaker_to_proto(t.circuit_breaker))
+    if t.fallback is not None:
+        m.fallback.CopyFrom(_fallback_to_proto(t.fallback))
+    return m
+
+
+def target_from_proto(m: pb.TargetPolicy) -> TargetPolicy:
+    return TargetPolicy(
+        kind=_KIND_FROM_PB[m.kind],
+        name=m.name,
+        direction=_DIRECTION_FROM_PB.get(m.direction),
+        component_type=m.component_type,
+        is_default=m.is_default,
+        timeout=(
+            TimeoutPolicy(m.timeout.name, _seconds(m.timeout.duration))
+            if m.HasField("timeout")
+            else None
+        ),
+        retry=retry_from_proto(m.retry) if m.HasField("retry") else None,
+        circuit_breaker=(
+            breaker_from_proto(m.circuit_breaker) if m.HasField("circuit_breaker") else None
+        ),
+        fallback=_fallback_from_proto(m.fallback) if m.HasField("fallback") else None,
+        circuit_breaker_scope=_SCOPE_FROM_PB.get(m.circuit_breaker_scope),
+        circuit_breaker_cache_size=m.circuit_breaker_cache_size or DEFAULT_CACHE_SIZE,
+        spec_namespace=m.spec_namespace,
+        spec_name=m.spec_name,
+    )
+
+
+def resolved_to_proto(r: ResolvedPolicies) -> pb.ResolvedPolicies:
+    """Serialise, filling in the content digest when ``r.digest`` is empty."""
+    m = pb.ResolvedPolicies(
+        namespace=r.namespace,
+        app_id=r.app_id,
+        targets=[target_to_proto(t) for t in r.targets],
+    )
+    for name, policy in r.builtin_retries.items():
+        m.builtin_retries[name].CopyFrom(retry_to_proto(policy))
+    m.digest = r.digest or policies_digest(m)
+    return m
+
+
+def resolved_from_proto(m: pb.ResolvedPolicies) -> ResolvedPolicies:
+    """Raises KeyError/ValueError on a message this agent cannot understand."""
+    targets = []
+    for t in m.targets:
+        if t.kind not in _KIND_FROM_PB:
+            raise ValueError(f"unknown target kind {t.kind} for target {t.name!r}")
+        targets.append(target_from_proto(t))
+    return ResolvedPolicies(
+        namespace=m.namespace,
+        app_id=m.app_id,
+        targets=tuple(targets),
+        builtin_retries=_frozen_map(
+            {name: retry_from_proto(p) for name, p in m.builtin_retries.items()}
+        ),
+        digest=m.digest,
+    )
+
+
+def policies_digest(m: pb.ResolvedPolicies) -> str:
+    """Content digest of resolved policies (the digest field itself excluded)."""
+    copy = pb.ResolvedPolicies()
+    copy.CopyFrom(m)
+    copy.digest = ""
+    return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()[:16]

@@ -1,0 +1,1 @@
+"""Fusebox control plane: spec model, resolution, stores, gRPC server and CLI."""
