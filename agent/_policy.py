@@ -162,9 +162,9 @@ class ResolvedPolicies:
             if not target.is_default:
                 if target.name == name:
                     return target
-            elif target.component_type == component_type and component_type:
-                best = target
-            elif not target.component_type and best is None:
+            elif (component_type and target.component_type == component_type) or (
+                not target.component_type and best is None
+            ):
                 best = target
         return best
 
@@ -317,7 +317,9 @@ def target_to_proto(t: TargetPolicy) -> pb.TargetPolicy:
         spec_name=t.spec_name,
     )
     if t.timeout is not None:
-        m.timeout.CopyFrom(pb.TimeoutPolicy(name=t.timeout.name, duration=_duration(t.timeout.duration)))
+        m.timeout.CopyFrom(
+            pb.TimeoutPolicy(name=t.timeout.name, duration=_duration(t.timeout.duration))
+        )
     if t.retry is not None:
         m.retry.CopyFrom(retry_to_proto(t.retry))
     if t.circuit_breaker is not None:

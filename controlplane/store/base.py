@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
+import builtins
 import enum
+import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -108,7 +110,7 @@ class SpecStore(Protocol):
         """Writes a tombstone; returns its revision. SpecNotFound if not live."""
         ...
 
-    async def history(self, namespace: str, name: str) -> list[RevisionRecord]:
+    async def history(self, namespace: str, name: str) -> builtins.list[RevisionRecord]:
         """Every revision oldest first; SpecNotFound if the spec never existed."""
         ...
 
@@ -124,3 +126,33 @@ class SpecStore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def check_writes(writes: Sequence[SpecWrite]) -> None:
+    """Rejects a batch no store accepts, before anything is read or written.
+
+    A spec may appear once per ``apply`` (two writes to one spec in one atomic
+    batch have no meaningful order), and deletions go through ``delete``, which
+    has its own not-found rule.
+    """
+    seen: set[tuple[str, str]] = set()
+    for write in writes:
+        key = (write.namespace, write.name)
+        if key in seen:
+            raise ValueError(f"spec {write.namespace}/{write.name} appears twice in one apply")
+        seen.add(key)
+        if write.action is RevisionAction.DELETE:
+            raise ValueError(
+                f"spec {write.namespace}/{write.name}: apply does not delete; use delete()"
+            )
+
+
+def encode_json(value: Any) -> str:
+    """Compact JSON for stored documents; read-only mappings are written as objects."""
+    return json.dumps(value, separators=(",", ":"), default=_plain_mapping)
+
+
+def _plain_mapping(value: object) -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")

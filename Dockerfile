@@ -1,0 +1,11 @@
+# The control plane image (docker-compose.yml). Agents embed the `fusebox`
+# package in their own images instead.
+FROM python:3.11-slim
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY agent ./agent
+COPY controlplane ./controlplane
+RUN pip install --no-cache-dir '.[server]'
+EXPOSE 50051
+ENTRYPOINT ["fusebox"]
+CMD ["serve", "--listen", "0.0.0.0:50051"]

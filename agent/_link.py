@@ -1,0 +1,287 @@
+"""The agent's link to the control plane (AgentService.Connect).
+
+One implementation (``_LinkLoop``, asyncio) with two hosts: ``AsyncPolicyLink``
+runs it as a task on the application's event loop; ``PolicyLink`` runs it on a
+private event loop in a daemon thread for synchronous applications. Either way
+nothing here ever runs on a guarded call's path: the link only calls
+``on_policies`` (an atomic swap in the agent) when a snapshot arrives.
+
+Protocol, per connection: send Hello (with the digest of the policies held),
+receive PolicySnapshot, answer ACK (applied) or NACK (``on_policies`` raised
+ValueError; the previous policies stay). Reconnect with jittered exponential
+backoff. The last accepted snapshot is cached on disk and loaded at start, so
+a restarted instance enforces its policies even while the server is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from agent._policy import ResolvedPolicies, resolved_from_proto
+from agent._proto.fusebox.v1 import agent_pb2, agent_pb2_grpc, policy_pb2
+
+log = logging.getLogger("fusebox.agent.link")
+
+AGENT_VERSION = "0.1.0"
+OnPolicies = Callable[[ResolvedPolicies], None]
+
+_CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+]
+
+
+def default_cache_dir() -> Path:
+    """$FUSEBOX_CACHE_DIR, else $XDG_CACHE_HOME/fusebox, else ~/.cache/fusebox."""
+    if env := os.environ.get("FUSEBOX_CACHE_DIR"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "fusebox"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkConfig:
+    target: str
+    namespace: str = "default"
+    app_id: str = ""
+    instance_id: str = ""
+    cache_path: str | os.PathLike[str] | None = None  # None: default_cache_dir()/<ns>__<app>.pb
+    reconnect_initial: float = 0.1
+    reconnect_max: float = 5.0
+    channel_options: list[tuple[str, int]] = field(default_factory=lambda: list(_CHANNEL_OPTIONS))
+
+    def resolved_cache_path(self) -> Path:
+        if self.cache_path is not None:
+            return Path(self.cache_path)
+        return default_cache_dir() / f"{self.namespace}__{self.app_id}.policies.pb"
+
+
+class PolicyCache:
+    """The last accepted snapshot on disk (written atomically: temp file + rename)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> ResolvedPolicies | None:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            log.warning("cannot read the policy cache %s: %s", self.path, e)
+            return None
+        try:
+            return resolved_from_proto(policy_pb2.ResolvedPolicies.FromString(data))
+        except Exception as e:  # a corrupt cache must never stop the service
+            log.warning("ignoring unreadable policy cache %s: %s", self.path, e)
+            return None
+
+    def save(self, message: policy_pb2.ResolvedPolicies) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".policies-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(message.SerializeToString(deterministic=True))
+            os.replace(tmp, self.path)
+        except OSError as e:
+            log.warning("cannot write the policy cache %s: %s", self.path, e)
+
+
+class _LinkLoop:
+    """Connect, sync, reconnect: the protocol, independent of how it is hosted."""
+
+    def __init__(self, config: LinkConfig, on_policies: OnPolicies) -> None:
+        self.config = config
+        self._on_policies = on_policies
+        self._cache = PolicyCache(config.resolved_cache_path())
+        self.digest = ""
+        self.connected = False
+        self.snapshots_applied = 0
+        self.on_synced: Callable[[], None] = lambda: None
+        self._warned_unreachable = False
+
+    def load_cache(self) -> bool:
+        cached = self._cache.load()
+        if cached is None or cached.app_id != self.config.app_id:
+            return False
+        try:
+            self._on_policies(cached)
+        except ValueError as e:
+            log.warning("cached policies rejected: %s", e)
+            return False
+        self.digest = cached.digest
+        log.info("loaded cached policies (digest %s) from %s", cached.digest, self._cache.path)
+        return True
+
+    async def run(self) -> None:
+        delay = self.config.reconnect_initial
+        while True:
+            try:
+                await self._session()
+                delay = self.config.reconnect_initial
+            except grpc.aio.AioRpcError as e:
+                self._note_unreachable(e)
+            finally:
+                self.connected = False
+            # Full jitter keeps a fleet that lost its server from reconnecting in lockstep.
+            await asyncio.sleep(random.uniform(0, delay))
+            delay = min(delay * 2, self.config.reconnect_max)
+
+    def _note_unreachable(self, error: grpc.aio.AioRpcError) -> None:
+        if self._warned_unreachable:
+            log.debug("control plane %s unreachable: %s", self.config.target, error.code())
+            return
+        self._warned_unreachable = True
+        if self.digest:
+            log.warning("control plane %s unreachable (%s); keeping the current policies",
+                        self.config.target, error.code().name)
+        else:
+            log.warning("control plane %s unreachable (%s) and no cached policies: "
+                        "no policies are applied until it answers",
+                        self.config.target, error.code().name)
+
+    async def _session(self) -> None:
+        async with grpc.aio.insecure_channel(
+            self.config.target, options=self.config.channel_options
+        ) as channel:
+            stub = agent_pb2_grpc.AgentServiceStub(channel)
+            call = stub.Connect()
+            await call.write(agent_pb2.ConnectRequest(hello=agent_pb2.Hello(
+                namespace=self.config.namespace,
+                app_id=self.config.app_id,
+                instance_id=self.config.instance_id,
+                last_policy_digest=self.digest,
+                agent_version=AGENT_VERSION,
+            )))
+            try:
+                while True:
+                    response = await call.read()
+                    if response is grpc.aio.EOF:
+                        return
+                    if not self.connected:
+                        self.connected = True
+                        if self._warned_unreachable:
+                            log.info("control plane %s reachable again", self.config.target)
+                        self._warned_unreachable = False
+                    if response.WhichOneof("message") == "snapshot":
+                        await call.write(self._apply(response.snapshot))
+            finally:
+                call.cancel()
+
+    def _apply(self, snapshot: agent_pb2.PolicySnapshot) -> agent_pb2.ConnectRequest:
+        digest = snapshot.policies.digest
+        try:
+            policies = resolved_from_proto(snapshot.policies)
+            self._on_policies(policies)
+        except (ValueError, KeyError) as e:
+            log.warning("policy snapshot %s rejected, keeping the previous policies: %s",
+                        digest, e)
+            return agent_pb2.ConnectRequest(
+                policy_ack=agent_pb2.PolicyAck(digest=digest, accepted=False, error=str(e))
+            )
+        if digest != self.digest:
+            self._cache.save(snapshot.policies)
+            log.info("policies applied (digest %s, %d targets)", digest, len(policies.targets))
+        self.digest = digest
+        self.snapshots_applied += 1
+        self.on_synced()
+        ack = agent_pb2.PolicyAck(digest=digest, accepted=True)
+        return agent_pb2.ConnectRequest(policy_ack=ack)
+
+
+class AsyncPolicyLink:
+    """Hosts the link as a task on the running event loop (AsyncAgent)."""
+
+    def __init__(self, config: LinkConfig, on_policies: OnPolicies) -> None:
+        self._loop = _LinkLoop(config, on_policies)
+        self._synced = asyncio.Event()
+        self._loop.on_synced = self._synced.set
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def digest(self) -> str:
+        return self._loop.digest
+
+    @property
+    def connected(self) -> bool:
+        return self._loop.connected
+
+    async def start(self) -> None:
+        self._loop.load_cache()
+        self._task = asyncio.create_task(self._loop.run(), name="fusebox-link")
+
+    async def wait_synced(self, timeout: float | None = None) -> bool:
+        """True once a snapshot from the server was applied (within ``timeout``)."""
+        try:
+            await asyncio.wait_for(self._synced.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+class PolicyLink:
+    """Hosts the link on a private event loop in a daemon thread (sync Agent)."""
+
+    def __init__(self, config: LinkConfig, on_policies: OnPolicies) -> None:
+        self._loop = _LinkLoop(config, on_policies)
+        self._synced = threading.Event()
+        self._loop.on_synced = self._synced.set
+        self._thread: threading.Thread | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._started = threading.Event()
+
+    @property
+    def digest(self) -> str:
+        return self._loop.digest
+
+    @property
+    def connected(self) -> bool:
+        return self._loop.connected
+
+    def start(self) -> None:
+        self._loop.load_cache()
+        self._thread = threading.Thread(target=self._main, name="fusebox-link", daemon=True)
+        self._thread.start()
+        self._started.wait()
+
+    def _main(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._event_loop = loop
+        self._task = loop.create_task(self._loop.run())
+        self._started.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            loop.run_until_complete(self._task)
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+    def wait_synced(self, timeout: float | None = None) -> bool:
+        return self._synced.wait(timeout)
+
+    def close(self) -> None:
+        if self._event_loop is not None and self._task is not None:
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                self._event_loop.call_soon_threadsafe(self._task.cancel)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

@@ -1,0 +1,200 @@
+"""The command handlers: each takes the parsed arguments and returns an exit code.
+
+Handlers print results to stdout and notes to stderr, and raise
+``CommandFailed`` to stop with an error (``main`` prints it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from agent._proto.fusebox.v1 import policy_pb2, spec_pb2
+from controlplane.cli._connection import SpecServiceClient, server_address
+from controlplane.cli._errors import CommandFailed, ExitCode
+from controlplane.cli._offline import latest_per_spec, parse_sources
+from controlplane.cli._output import (
+    applied_line,
+    history_table,
+    history_to_json,
+    render_json,
+    spec_ref,
+    spec_to_json,
+    specs_table,
+    specs_yaml,
+)
+from controlplane.cli._resolved_view import resolved_table, resolved_to_json
+from controlplane.cli._sources import read_sources
+
+
+def note(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def report(failure: CommandFailed, prefix: str = "") -> None:
+    for line in failure.details:
+        print(line, file=sys.stderr)
+    print(f"error: {prefix}{failure.message}", file=sys.stderr)
+
+
+def _client(args: argparse.Namespace) -> SpecServiceClient:
+    return SpecServiceClient(server_address(args.server), timeout=args.timeout)
+
+
+# ---- serve --------------------------------------------------------------------
+
+
+def serve(args: argparse.Namespace) -> int:
+    # Imported here: the server pulls in grpc.aio, the stores and redis, which
+    # client commands never need.
+    from controlplane.server import ServerConfig, run
+
+    config = ServerConfig(
+        listen=args.listen,
+        store_url=args.store,
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+        log_format=args.log_format,
+        log_level=args.log_level,
+    )
+    return run(config)
+
+
+# ---- apply / validate -----------------------------------------------------------
+
+
+def apply(args: argparse.Namespace) -> int:
+    sources = read_sources(args.filenames, note)
+    if args.expected_revision is not None and len(sources) != 1:
+        raise CommandFailed(
+            f"--expected-revision needs exactly one file, got {len(sources)}", ExitCode.USAGE
+        )
+    failed = False
+    with _client(args) as client:
+        for source in sources:
+            request = spec_pb2.ApplySpecRequest(
+                yaml=source.text, source_name=source.name, dry_run=args.dry_run
+            )
+            if args.expected_revision is not None:
+                request.expected_revision = args.expected_revision
+            try:
+                response = client.apply(request)
+            except CommandFailed as failure:
+                if failure.exit_code is ExitCode.UNREACHABLE:
+                    raise
+                # Like kubectl: report this file and carry on with the others.
+                report(failure, prefix=f"{source.name}: ")
+                failed = True
+                continue
+            for applied in response.specs:
+                print(applied_line(applied, args.dry_run))
+    return ExitCode.REJECTED if failed else ExitCode.OK
+
+
+def validate(args: argparse.Namespace) -> int:
+    sources = read_sources(args.filenames, note)
+    documents, problems = parse_sources(sources)
+    for line in problems:
+        print(line)
+    if problems:
+        note(f"{len(problems)} problem(s) found; fix them before `fusebox apply`")
+        return ExitCode.REJECTED
+    for document in documents:
+        print(f"{spec_ref(document.spec.namespace, document.spec.name)} valid")
+    return ExitCode.OK
+
+
+# ---- get / delete / history / rollback --------------------------------------------
+
+
+def get_specs(args: argparse.Namespace) -> int:
+    if args.name and args.all_namespaces:
+        raise CommandFailed("a spec NAME cannot be combined with -A", ExitCode.USAGE)
+    with _client(args) as client:
+        if args.name:
+            found = client.get(spec_pb2.GetSpecRequest(namespace=args.namespace, name=args.name))
+            specs = [found.spec]
+        else:
+            namespace = "" if args.all_namespaces else args.namespace
+            specs = list(client.list(spec_pb2.ListSpecsRequest(namespace=namespace)).specs)
+    specs.sort(key=lambda s: (s.namespace, s.name))
+    if args.output == "json":
+        shown = spec_to_json(specs[0]) if args.name else {"specs": [spec_to_json(s) for s in specs]}
+        print(render_json(shown))
+    elif not specs:
+        where = "any namespace" if args.all_namespaces else f'namespace "{args.namespace}"'
+        note(f"no specs found in {where}")
+    elif args.output == "yaml":
+        print(specs_yaml(specs))
+    else:
+        print(specs_table(specs, now=time.time()))
+    return ExitCode.OK
+
+
+def delete_spec(args: argparse.Namespace) -> int:
+    request = spec_pb2.DeleteSpecRequest(namespace=args.namespace, name=args.name)
+    if args.expected_revision is not None:
+        request.expected_revision = args.expected_revision
+    with _client(args) as client:
+        response = client.delete(request)
+    print(f"{spec_ref(args.namespace, args.name)} deleted (revision {response.revision})")
+    return ExitCode.OK
+
+
+def history(args: argparse.Namespace) -> int:
+    request = spec_pb2.ListSpecRevisionsRequest(namespace=args.namespace, name=args.name)
+    with _client(args) as client:
+        revisions = list(client.history(request).revisions)
+    if args.output == "json":
+        print(render_json(history_to_json(args.namespace, args.name, revisions)))
+    else:
+        print(history_table(revisions, now=time.time()))
+    return ExitCode.OK
+
+
+def rollback(args: argparse.Namespace) -> int:
+    request = spec_pb2.RollbackSpecRequest(
+        namespace=args.namespace, name=args.name, to_revision=args.to
+    )
+    if args.expected_revision is not None:
+        request.expected_revision = args.expected_revision
+    with _client(args) as client:
+        applied = client.rollback(request).spec
+    ref = spec_ref(args.namespace, args.name)
+    if applied.changed:
+        print(f"{ref} rolled back to revision {args.to} (revision {applied.revision})")
+    else:
+        print(
+            f"{ref} unchanged: already the content of revision {args.to} "
+            f"(revision {applied.revision})"
+        )
+    return ExitCode.OK
+
+
+# ---- resolve ----------------------------------------------------------------------
+
+
+def resolve(args: argparse.Namespace) -> int:
+    if args.filenames:
+        policies = _resolve_offline(args)
+    else:
+        request = spec_pb2.ResolvePoliciesRequest(namespace=args.namespace, app_id=args.app_id)
+        with _client(args) as client:
+            policies = client.resolve(request).policies
+    if args.output == "json":
+        print(render_json(resolved_to_json(policies)))
+    else:
+        print(resolved_table(policies))
+    return ExitCode.OK
+
+
+def _resolve_offline(args: argparse.Namespace) -> policy_pb2.ResolvedPolicies:
+    from agent._policy import resolved_to_proto
+    from controlplane.resolve import resolve_policies
+
+    documents, problems = parse_sources(read_sources(args.filenames, note))
+    if problems:
+        raise CommandFailed(f"{len(problems)} problem(s) found in the spec files", details=problems)
+    specs = [d.spec for d in latest_per_spec(documents)]
+    return resolved_to_proto(resolve_policies(specs, args.namespace, args.app_id))

@@ -1,0 +1,167 @@
+"""The ``fusebox`` command line: every command, flag and default in one place."""
+
+from __future__ import annotations
+
+import argparse
+
+from controlplane.cli import _commands
+from controlplane.cli._connection import DEFAULT_SERVER, DEFAULT_TIMEOUT_SECONDS, SERVER_ENV_VAR
+
+DEFAULT_NAMESPACE = "default"
+_SPEC_RESOURCES = ("specs", "spec", "resiliency", "resiliencies")
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _revision(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a revision number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a revision >= 0, got {text!r}")
+    return value
+
+
+def _add_connection_flags(parser: argparse.ArgumentParser, default: object) -> None:
+    # Accepted before and after the command (`fusebox --server X get specs` and
+    # `fusebox get specs --server X`); the per-command copy defaults to SUPPRESS
+    # so it does not overwrite a value given before the command.
+    parser.add_argument(
+        "--server",
+        metavar="HOST:PORT",
+        default=default,
+        help=f"control plane address (default: ${SERVER_ENV_VAR} or {DEFAULT_SERVER})",
+    )
+    parser.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=_positive_seconds,
+        default=DEFAULT_TIMEOUT_SECONDS if default is None else default,
+        help=f"deadline of each request (default: {DEFAULT_TIMEOUT_SECONDS:g})",
+    )
+
+
+def _add_namespace(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        default=DEFAULT_NAMESPACE,
+        help=f"namespace of the spec (default: {DEFAULT_NAMESPACE})",
+    )
+
+
+def _add_filenames(parser: argparse.ArgumentParser, required: bool, what: str) -> None:
+    parser.add_argument(
+        "-f",
+        "--filename",
+        dest="filenames",
+        action="append",
+        required=required,
+        default=[],
+        metavar="FILE|DIR|-",
+        help=f"{what}; a directory means its *.yaml/*.yml files, '-' reads stdin; repeatable",
+    )
+
+
+def _add_expected_revision(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--expected-revision",
+        type=_revision,
+        metavar="N",
+        help="only proceed if the spec is at revision N (0: it must not exist yet)",
+    )
+
+
+def _add_output(parser: argparse.ArgumentParser, *formats: str) -> None:
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=formats,
+        default=formats[0],
+        help=f"output format (default: {formats[0]})",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fusebox",
+        description="Fusebox control plane: push Dapr Resiliency specs and inspect what apps get.",
+    )
+    _add_connection_flags(parser, default=None)
+    client = argparse.ArgumentParser(add_help=False)
+    _add_connection_flags(client, default=argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the control plane server")
+    serve.add_argument("--listen", default=DEFAULT_SERVER, metavar="HOST:PORT")
+    serve.add_argument(
+        "--store", metavar="URL", help="redis://… or rediss://… (default: embedded store on disk)"
+    )
+    serve.add_argument("--data-dir", metavar="DIR", help="where the embedded store keeps its data")
+    serve.add_argument("--log-format", choices=("text", "json"), default="text")
+    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    serve.set_defaults(handler=_commands.serve)
+
+    apply = commands.add_parser(
+        "apply", parents=[client], help="validate and store specs on the server"
+    )
+    _add_filenames(apply, required=True, what="spec file(s) to apply")
+    apply.add_argument(
+        "--dry-run", action="store_true", help="validate on the server, store nothing"
+    )
+    _add_expected_revision(apply)
+    apply.set_defaults(handler=_commands.apply)
+
+    validate = commands.add_parser("validate", help="check spec files offline (no server)")
+    _add_filenames(validate, required=True, what="spec file(s) to check")
+    validate.set_defaults(handler=_commands.validate)
+
+    get = commands.add_parser("get", parents=[client], help="show stored specs")
+    get.add_argument("resource", choices=_SPEC_RESOURCES, metavar="specs")
+    get.add_argument("name", nargs="?", metavar="NAME", help="one spec (default: all)")
+    _add_namespace(get)
+    get.add_argument("-A", "--all-namespaces", action="store_true", help="specs of every namespace")
+    _add_output(get, "table", "yaml", "json")
+    get.set_defaults(handler=_commands.get_specs)
+
+    delete = commands.add_parser("delete", parents=[client], help="delete a spec")
+    delete.add_argument("resource", choices=_SPEC_RESOURCES, metavar="spec")
+    delete.add_argument("name", metavar="NAME")
+    _add_namespace(delete)
+    _add_expected_revision(delete)
+    delete.set_defaults(handler=_commands.delete_spec)
+
+    history = commands.add_parser("history", parents=[client], help="list a spec's revisions")
+    history.add_argument("name", metavar="NAME")
+    _add_namespace(history)
+    _add_output(history, "table", "json")
+    history.set_defaults(handler=_commands.history)
+
+    rollback = commands.add_parser(
+        "rollback", parents=[client], help="restore an earlier revision as a new one"
+    )
+    rollback.add_argument("name", metavar="NAME")
+    rollback.add_argument("--to", type=_revision, required=True, metavar="REV")
+    _add_namespace(rollback)
+    _add_expected_revision(rollback)
+    rollback.set_defaults(handler=_commands.rollback)
+
+    resolve = commands.add_parser(
+        "resolve", parents=[client], help="show the policies one app-id gets"
+    )
+    resolve.add_argument("--app-id", required=True, metavar="APP_ID")
+    _add_namespace(resolve)
+    _add_output(resolve, "table", "json")
+    _add_filenames(resolve, required=False, what="resolve from these files offline")
+    resolve.set_defaults(handler=_commands.resolve)
+
+    return parser

@@ -1,0 +1,134 @@
+"""How ``fusebox resolve`` shows the policies one app-id gets.
+
+Both paths (the ``ResolvePolicies`` RPC and the offline resolver over local
+files) produce a ``fusebox.v1.ResolvedPolicies`` message, and only that
+message is rendered here, so the two print exactly the same thing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import json_format
+
+from agent._proto.fusebox.v1 import policy_pb2
+from controlplane.cli._output import format_duration, render_table
+
+RESOLVE_HEADERS = (
+    "KIND",
+    "TARGET",
+    "DIRECTION",
+    "TIMEOUT",
+    "RETRY",
+    "CIRCUIT-BREAKER",
+    "FALLBACK",
+    "SPEC",
+)
+_NONE = "-"
+
+_KIND_NAMES = {
+    policy_pb2.TARGET_KIND_APP: "app",
+    policy_pb2.TARGET_KIND_ACTOR: "actor",
+    policy_pb2.TARGET_KIND_COMPONENT: "component",
+}
+_DIRECTION_NAMES = {
+    policy_pb2.COMPONENT_DIRECTION_OUTBOUND: "outbound",
+    policy_pb2.COMPONENT_DIRECTION_INBOUND: "inbound",
+}
+
+
+def target_label(target: policy_pb2.TargetPolicy) -> str:
+    """The target's name, or ``(default app)`` / ``(default state component)`` for defaults."""
+    if not target.is_default:
+        return target.name
+    kind = _KIND_NAMES.get(target.kind, "target")
+    if target.component_type:
+        return f"(default {target.component_type} {kind})"
+    return f"(default {kind})"
+
+
+def describe_timeout(target: policy_pb2.TargetPolicy) -> str:
+    if not target.HasField("timeout"):
+        return _NONE
+    t = target.timeout
+    seconds = t.duration.ToNanoseconds() / 1e9
+    return f"{t.name} ({format_duration(seconds) if seconds > 0 else 'none'})"
+
+
+def describe_retry(retry: policy_pb2.RetryPolicy) -> str:
+    return f"{retry.name} ({retry_summary(retry)})"
+
+
+def retry_summary(retry: policy_pb2.RetryPolicy) -> str:
+    """``constant 5s, unlimited`` / ``exponential, max 60s, 3 retries``."""
+    if retry.backoff == policy_pb2.BACKOFF_KIND_EXPONENTIAL:
+        pace = f"exponential, max {format_duration(retry.max_interval.ToNanoseconds() / 1e9)}"
+    else:
+        pace = f"constant {format_duration(retry.duration.ToNanoseconds() / 1e9)}"
+    if retry.max_retries < 0:
+        limit = "unlimited"
+    elif retry.max_retries == 1:
+        limit = "1 retry"
+    else:
+        limit = f"{retry.max_retries} retries"
+    return f"{pace}, {limit}"
+
+
+def describe_breaker(target: policy_pb2.TargetPolicy) -> str:
+    if not target.HasField("circuit_breaker"):
+        return _NONE
+    cb = target.circuit_breaker
+    timeout = format_duration(cb.timeout.ToNanoseconds() / 1e9)
+    return f"{cb.name} ({cb.trip}, open {timeout}, {cb.max_requests} probe(s))"
+
+
+def describe_fallback(target: policy_pb2.TargetPolicy) -> str:
+    if not target.HasField("fallback"):
+        return _NONE
+    fb = target.fallback
+    if fb.WhichOneof("action") == "function":
+        return f"{fb.name} (function {fb.function})"
+    if fb.WhichOneof("action") == "response":
+        return f"{fb.name} (status {fb.response.status})"
+    return fb.name
+
+
+def resolved_rows(policies: policy_pb2.ResolvedPolicies) -> list[tuple[str, ...]]:
+    return [
+        (
+            _KIND_NAMES.get(t.kind, "unknown"),
+            target_label(t),
+            _DIRECTION_NAMES.get(t.direction, _NONE),
+            describe_timeout(t),
+            describe_retry(t.retry) if t.HasField("retry") else _NONE,
+            describe_breaker(t),
+            describe_fallback(t),
+            f"{t.spec_namespace}/{t.spec_name}" if t.spec_name else _NONE,
+        )
+        for t in policies.targets
+    ]
+
+
+def resolved_table(policies: policy_pb2.ResolvedPolicies) -> str:
+    """One row per target; built-in retries (when present) are listed under the table.
+
+    Built-in retries apply to every app, so they are shown even when no target does.
+    """
+    lines: list[str] = []
+    if policies.targets:
+        lines.append(render_table(RESOLVE_HEADERS, resolved_rows(policies)))
+    else:
+        lines.append(
+            f'no policies apply to app "{policies.app_id}" in namespace "{policies.namespace}"'
+        )
+    if policies.builtin_retries:
+        lines.append("")
+        lines.append("built-in retries (Dapr's defaults unless a spec overrides them):")
+        for name in sorted(policies.builtin_retries):
+            lines.append(f"  {name}: {retry_summary(policies.builtin_retries[name])}")
+    return "\n".join(lines)
+
+
+def resolved_to_json(policies: policy_pb2.ResolvedPolicies) -> dict[str, Any]:
+    """The proto3 JSON mapping of the message (durations as ``"5s"``)."""
+    return json_format.MessageToDict(policies)

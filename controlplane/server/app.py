@@ -1,0 +1,160 @@
+"""Assemble and run the gRPC server: services, health, reflection, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from types import TracebackType
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from agent._proto.fusebox.v1 import agent_pb2, agent_pb2_grpc, spec_pb2, spec_pb2_grpc
+from controlplane.server.agent_service import AgentService
+from controlplane.server.config import ServerConfig
+from controlplane.server.logs import configure_logging, log_event
+from controlplane.server.policy_hub import PolicyHub
+from controlplane.server.spec_service import SpecService
+from controlplane.store import open_store
+from controlplane.store.base import SpecStore, StoreUnavailable
+
+log = logging.getLogger("fusebox.server")
+
+SERVICE_NAMES = (
+    spec_pb2.DESCRIPTOR.services_by_name["SpecService"].full_name,
+    agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
+)
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+class FuseboxServer:
+    """The control plane in one object; ``async with`` starts and stops it.
+
+    ``port`` is the bound port (useful with ``listen="127.0.0.1:0"``).
+    """
+
+    def __init__(self, config: ServerConfig, store: SpecStore | None = None) -> None:
+        self.config = config
+        self.store = store if store is not None else open_store(
+            config.store_url, data_dir=config.data_dir
+        )
+        self.hub = PolicyHub(self.store)
+        self.health = HealthServicer()
+        self.port = 0
+        self._server: grpc.aio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._serving: bool | None = None
+
+    async def start(self) -> None:
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+                # Agents send keepalive pings to notice a dead server quickly.
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+                ("grpc.http2.max_ping_strikes", 0),
+            ]
+        )
+        spec_pb2_grpc.add_SpecServiceServicer_to_server(SpecService(self.store, self.hub), server)
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(self.hub), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME),
+            server,
+        )
+        self.port = server.add_insecure_port(self.config.listen)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.config.listen}")
+        await self._check_store()
+        await server.start()
+        self._server = server
+        self._tasks = [
+            asyncio.create_task(self._monitor_store(), name="store-health"),
+            asyncio.create_task(self.hub.run(), name="policy-hub"),
+        ]
+        host = self.config.listen.rsplit(":", 1)[0]
+        log_event(log, logging.INFO, "control plane serving", listen=f"{host}:{self.port}",
+                  store=self.config.store_url or "embedded")
+
+    async def _check_store(self) -> None:
+        try:
+            await self.store.ping()
+            serving = True
+        except StoreUnavailable as e:
+            serving = False
+            if self._serving is not False:
+                log_event(log, logging.ERROR, "spec store unavailable", error=str(e))
+        if serving != self._serving:
+            status = (
+                health_pb2.HealthCheckResponse.SERVING
+                if serving
+                else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            for name in ("", *SERVICE_NAMES):
+                await self.health.set(name, status)
+            if serving and self._serving is False:
+                log_event(log, logging.INFO, "spec store reachable again")
+                with contextlib.suppress(StoreUnavailable):
+                    await self.hub.push_all()
+            self._serving = serving
+
+    async def _monitor_store(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.health_interval)
+            await self._check_store()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._server is not None:
+            await self.health.enter_graceful_shutdown()
+            self.hub.close_all()
+            await self._server.stop(self.config.shutdown_grace)
+            self._server = None
+        await self.store.close()
+        log_event(log, logging.INFO, "control plane stopped")
+
+    async def __aenter__(self) -> FuseboxServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+async def serve(config: ServerConfig) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with FuseboxServer(config):
+        await stop.wait()
+        log_event(log, logging.INFO, "shutting down", grace_seconds=config.shutdown_grace)
+
+
+def run(config: ServerConfig) -> int:
+    """Blocking entry point of `fusebox serve`; returns the process exit code."""
+    configure_logging(config.log_format, config.log_level)
+    try:
+        asyncio.run(serve(config))
+    except OSError as e:
+        log_event(log, logging.ERROR, "cannot start", error=str(e))
+        return 1
+    return 0

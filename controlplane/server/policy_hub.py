@@ -1,0 +1,161 @@
+"""Resolved policies per connected (namespace, app-id), kept fresh.
+
+The hub follows the store's change feed (so writes through any server replica
+sharing the store are seen), re-resolves the policies of every app that has
+agents connected here, and offers a new snapshot to the sessions whose policy
+digest changed. Parsed specs are cached by digest: a change re-parses only
+the documents that changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+
+from agent._policy import resolved_to_proto
+from agent._proto.fusebox.v1 import agent_pb2, policy_pb2
+from controlplane.resolve import resolve_policies
+from controlplane.server.logs import log_event
+from controlplane.spec import SpecValidationError, parse_document_mapping
+from controlplane.spec.model import ResiliencySpec
+from controlplane.store.base import SpecStore, StoredSpec, StoreUnavailable
+
+log = logging.getLogger("fusebox.server.policies")
+
+AppKey = tuple[str, str]  # (namespace, app_id)
+
+
+class AgentSession:
+    """One connected agent stream: the latest snapshot waiting to be sent
+    (newer snapshots replace older unsent ones) and other messages in order."""
+
+    def __init__(self, namespace: str, app_id: str, instance_id: str, peer: str) -> None:
+        self.namespace, self.app_id, self.instance_id, self.peer = (
+            namespace, app_id, instance_id, peer,
+        )
+        self.sent_digest = ""
+        self.acked_digest = ""
+        self._snapshot: agent_pb2.ConnectResponse | None = None
+        self._wake = asyncio.Event()
+        self.closed = False
+
+    @property
+    def app(self) -> AppKey:
+        return (self.namespace, self.app_id)
+
+    def offer_snapshot(self, policies: policy_pb2.ResolvedPolicies, store_revision: int) -> None:
+        if policies.digest == self.sent_digest and self._snapshot is None:
+            return
+        self._snapshot = agent_pb2.ConnectResponse(
+            snapshot=agent_pb2.PolicySnapshot(policies=policies, store_revision=store_revision)
+        )
+        self._wake.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake.set()
+
+    async def next_message(self) -> agent_pb2.ConnectResponse | None:
+        """The next message to send, or None once the session is closed."""
+        while True:
+            if self.closed:
+                return None
+            if self._snapshot is not None:
+                msg, self._snapshot = self._snapshot, None
+                self.sent_digest = msg.snapshot.policies.digest
+                return msg
+            self._wake.clear()
+            await self._wake.wait()
+
+
+class PolicyHub:
+    def __init__(self, store: SpecStore) -> None:
+        self._store = store
+        self._sessions: dict[AppKey, set[AgentSession]] = defaultdict(set)
+        self._parsed: dict[str, ResiliencySpec | None] = {}
+
+    # -- sessions ------------------------------------------------------------
+
+    def register(self, session: AgentSession) -> None:
+        self._sessions[session.app].add(session)
+
+    def unregister(self, session: AgentSession) -> None:
+        sessions = self._sessions.get(session.app)
+        if sessions is not None:
+            sessions.discard(session)
+            if not sessions:
+                del self._sessions[session.app]
+
+    @property
+    def session_count(self) -> int:
+        return sum(len(s) for s in self._sessions.values())
+
+    def close_all(self) -> None:
+        for sessions in self._sessions.values():
+            for session in sessions:
+                session.close()
+
+    # -- resolution ----------------------------------------------------------
+
+    def _parse(self, stored: StoredSpec) -> ResiliencySpec | None:
+        if stored.digest not in self._parsed:
+            try:
+                parsed = parse_document_mapping(
+                    dict(stored.document), f"{stored.namespace}/{stored.name}@{stored.revision}"
+                ).spec
+            except SpecValidationError as e:
+                # Stored before a stricter validator: skip it loudly rather than
+                # let one document break every app's policies.
+                log_event(log, logging.ERROR, "stored spec no longer valid, ignored",
+                          namespace=stored.namespace, name=stored.name,
+                          revision=stored.revision, error=str(e))
+                parsed = None
+            self._parsed[stored.digest] = parsed
+        return self._parsed[stored.digest]
+
+    def _specs(self, stored: Iterable[StoredSpec]) -> list[ResiliencySpec]:
+        return [p for p in (self._parse(s) for s in stored) if p is not None]
+
+    async def resolve(self, namespace: str, app_id: str) -> tuple[policy_pb2.ResolvedPolicies, int]:
+        stored, store_revision = await self._store.list(namespace)
+        resolved = resolve_policies(self._specs(stored), namespace, app_id)
+        return resolved_to_proto(resolved), store_revision
+
+    async def push_all(self) -> int:
+        """Re-resolve every connected app and offer changed snapshots."""
+        if not self._sessions:
+            return await self._store.store_revision()
+        stored, store_revision = await self._store.list(None)
+        live_digests = {s.digest for s in stored}
+        for digest in [d for d in self._parsed if d not in live_digests]:
+            del self._parsed[digest]
+        by_namespace: dict[str, list[StoredSpec]] = defaultdict(list)
+        for s in stored:
+            by_namespace[s.namespace].append(s)
+        for (namespace, app_id), sessions in list(self._sessions.items()):
+            resolved = resolved_to_proto(
+                resolve_policies(self._specs(by_namespace[namespace]), namespace, app_id)
+            )
+            for session in list(sessions):
+                session.offer_snapshot(resolved, store_revision)
+        return store_revision
+
+    async def run(self) -> None:
+        """Follow the store's change feed forever (cancel to stop)."""
+        delay = 0.1
+        while True:
+            try:
+                start = await self._store.store_revision()
+                async for _ in self._store.changes(start):
+                    await self.push_all()
+                    delay = 0.1
+            except StoreUnavailable as e:
+                log_event(log, logging.WARNING, "change feed interrupted, retrying",
+                          error=str(e), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            # A feed that ends without error: poll again shortly.
+            await asyncio.sleep(delay)

@@ -1,0 +1,311 @@
+"""SpecService: validate, version and serve Resiliency documents."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn
+
+import grpc
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+
+from agent._proto.fusebox.v1 import spec_pb2, spec_pb2_grpc
+from controlplane.server.logs import log_event
+from controlplane.server.policy_hub import PolicyHub
+from controlplane.spec import (
+    MAX_SPEC_BYTES,
+    ParsedDocument,
+    SpecValidationError,
+    Violation,
+    parse_document_mapping,
+    parse_documents,
+)
+from controlplane.spec.model import DEFAULT_NAMESPACE
+from controlplane.store.base import (
+    RevisionAction,
+    RevisionConflict,
+    RevisionRecord,
+    SpecNotFound,
+    SpecStore,
+    SpecWrite,
+    StoredSpec,
+    StoreUnavailable,
+)
+from controlplane.wire_errors import violations_status
+
+log = logging.getLogger("fusebox.server.specs")
+
+_ACTIONS = {
+    RevisionAction.APPLY: spec_pb2.REVISION_ACTION_APPLY,
+    RevisionAction.DELETE: spec_pb2.REVISION_ACTION_DELETE,
+    RevisionAction.ROLLBACK: spec_pb2.REVISION_ACTION_ROLLBACK,
+}
+
+
+def _timestamp(unix_seconds: float) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromNanoseconds(int(unix_seconds * 1e9))
+    return ts
+
+
+def _struct(document: Any) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    s.update(document)
+    return s
+
+
+def spec_to_proto(stored: StoredSpec) -> spec_pb2.Spec:
+    return spec_pb2.Spec(
+        namespace=stored.namespace,
+        name=stored.name,
+        revision=stored.revision,
+        yaml=stored.yaml,
+        document=_struct(stored.document),
+        update_time=_timestamp(stored.update_time),
+        digest=stored.digest,
+    )
+
+
+def revision_to_proto(record: RevisionRecord) -> spec_pb2.SpecRevision:
+    return spec_pb2.SpecRevision(
+        revision=record.revision,
+        action=_ACTIONS[record.action],
+        create_time=_timestamp(record.create_time),
+        digest=record.digest,
+        yaml=record.yaml,
+        rolled_back_to=record.rolled_back_to,
+    )
+
+
+def _integral_numbers(value: Any) -> Any:
+    """google.protobuf.Struct carries every number as a double; a Dapr document
+    means integers (``maxRetries: 3``, ``timeout: 500``), so turn 3.0 back into 3."""
+    if isinstance(value, dict):
+        return {k: _integral_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral_numbers(v) for v in value]
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return value
+
+
+async def _abort(
+    context: grpc.aio.ServicerContext[Any, Any], code: grpc.StatusCode, msg: str
+) -> NoReturn:
+    await context.abort(code, msg)
+    raise AssertionError("unreachable: abort raises")
+
+
+def _namespace(value: str) -> str:
+    return value or DEFAULT_NAMESPACE
+
+
+class SpecService(spec_pb2_grpc.SpecServiceServicer):
+    def __init__(self, store: SpecStore, hub: PolicyHub) -> None:
+        self._store = store
+        self._hub = hub
+
+    # -- helpers -------------------------------------------------------------
+
+    async def _guard(
+        self, context: grpc.aio.ServicerContext[Any, Any], op: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        """Run a store operation, mapping store errors to gRPC status codes."""
+        try:
+            return await op()
+        except SpecNotFound as e:
+            await _abort(context, grpc.StatusCode.NOT_FOUND, str(e))
+        except RevisionConflict as e:
+            await _abort(context, grpc.StatusCode.ABORTED, str(e))
+        except StoreUnavailable as e:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, f"spec store unavailable: {e}")
+
+    async def _require_name(self, context: grpc.aio.ServicerContext[Any, Any], name: str) -> None:
+        if not name:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "name: required")
+
+    def _parse(self, request: spec_pb2.ApplySpecRequest) -> list[ParsedDocument]:
+        source = request.source_name or "<request>"
+        which = request.WhichOneof("source")
+        if which == "yaml":
+            if len(request.yaml.encode()) > MAX_SPEC_BYTES:
+                raise SpecValidationError(
+                    [
+                        Violation(
+                            source, 0, 0, "",
+                            f"spec is larger than the {MAX_SPEC_BYTES} bytes accepted",
+                        )
+                    ]
+                )
+            return parse_documents(request.yaml, source)
+        if which == "document":
+            document = _integral_numbers(json_format.MessageToDict(request.document))
+            return [parse_document_mapping(document, source)]
+        raise SpecValidationError(
+            [Violation(source, 0, 0, "source", "one of `yaml` or `document` is required")]
+        )
+
+    # -- RPCs ----------------------------------------------------------------
+
+    async def ApplySpec(
+        self, request: spec_pb2.ApplySpecRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> spec_pb2.ApplySpecResponse:
+        try:
+            documents = self._parse(request)
+        except SpecValidationError as e:
+            log_event(log, logging.INFO, "spec rejected", source=request.source_name,
+                      errors=len(e.violations))
+            await context.abort_with_status(violations_status(e.violations))
+            raise AssertionError("unreachable") from e
+        if not documents:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                         "no Resiliency document found in the input")
+        expected = request.expected_revision if request.HasField("expected_revision") else None
+        if expected is not None and len(documents) != 1:
+            await _abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT,
+                f"expected_revision: only valid with exactly one document, got {len(documents)}",
+            )
+        writes = [
+            SpecWrite(
+                namespace=d.spec.namespace, name=d.spec.name, yaml=d.yaml,
+                document=d.document, digest=d.digest, expected_revision=expected,
+            )
+            for d in documents
+        ]
+        if request.dry_run:
+            applied = [
+                await self._guard(context, functools.partial(self._dry_run, w)) for w in writes
+            ]
+            return spec_pb2.ApplySpecResponse(specs=applied)
+        results = await self._guard(context, lambda: self._store.apply(writes))
+        for r in results:
+            log_event(log, logging.INFO, "spec applied" if r.changed else "spec unchanged",
+                      namespace=r.namespace, name=r.name, revision=r.revision)
+        return spec_pb2.ApplySpecResponse(
+            specs=[
+                spec_pb2.AppliedSpec(namespace=r.namespace, name=r.name, revision=r.revision,
+                                     changed=r.changed)
+                for r in results
+            ]
+        )
+
+    async def _dry_run(self, write: SpecWrite) -> spec_pb2.AppliedSpec:
+        """What apply would do, checked against the store but not written."""
+        try:
+            current = await self._store.get(write.namespace, write.name)
+            revision, digest = current.revision, current.digest
+        except SpecNotFound:
+            revision, digest = 0, ""
+        if write.expected_revision is not None and write.expected_revision != revision:
+            raise RevisionConflict(write.namespace, write.name, write.expected_revision, revision)
+        changed = digest != write.digest
+        if changed and revision == 0:
+            # A deleted spec continues its numbering: look at its history.
+            try:
+                revision = (await self._store.history(write.namespace, write.name))[-1].revision
+            except SpecNotFound:
+                revision = 0
+        return spec_pb2.AppliedSpec(
+            namespace=write.namespace, name=write.name,
+            revision=revision + 1 if changed else revision, changed=changed,
+        )
+
+    async def GetSpec(
+        self, request: spec_pb2.GetSpecRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> spec_pb2.GetSpecResponse:
+        await self._require_name(context, request.name)
+        if request.revision < 0:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                         "revision: must be 0 (current) or a positive revision number")
+        stored = await self._guard(
+            context,
+            lambda: self._store.get(_namespace(request.namespace), request.name, request.revision),
+        )
+        return spec_pb2.GetSpecResponse(spec=spec_to_proto(stored))
+
+    async def ListSpecs(
+        self, request: spec_pb2.ListSpecsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> spec_pb2.ListSpecsResponse:
+        specs, store_revision = await self._guard(
+            context, lambda: self._store.list(request.namespace or None)
+        )
+        return spec_pb2.ListSpecsResponse(
+            specs=[spec_to_proto(s) for s in specs], store_revision=store_revision
+        )
+
+    async def DeleteSpec(
+        self, request: spec_pb2.DeleteSpecRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> spec_pb2.DeleteSpecResponse:
+        await self._require_name(context, request.name)
+        expected = request.expected_revision if request.HasField("expected_revision") else None
+        namespace = _namespace(request.namespace)
+        revision = await self._guard(
+            context, lambda: self._store.delete(namespace, request.name, expected)
+        )
+        log_event(log, logging.INFO, "spec deleted", namespace=namespace, name=request.name,
+                  revision=revision)
+        return spec_pb2.DeleteSpecResponse(revision=revision)
+
+    async def ListSpecRevisions(
+        self, request: spec_pb2.ListSpecRevisionsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> spec_pb2.ListSpecRevisionsResponse:
+        await self._require_name(context, request.name)
+        records = await self._guard(
+            context, lambda: self._store.history(_namespace(request.namespace), request.name)
+        )
+        return spec_pb2.ListSpecRevisionsResponse(revisions=[revision_to_proto(r) for r in records])
+
+    async def RollbackSpec(
+        self, request: spec_pb2.RollbackSpecRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> spec_pb2.RollbackSpecResponse:
+        await self._require_name(context, request.name)
+        namespace = _namespace(request.namespace)
+        if request.to_revision <= 0:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                         "to_revision: must be a positive revision number")
+        records: list[RevisionRecord] = await self._guard(
+            context, lambda: self._store.history(namespace, request.name)
+        )
+        target = next((r for r in records if r.revision == request.to_revision), None)
+        if target is None or target.document is None:
+            what = "does not exist" if target is None else "is a deletion"
+            with_content = [r.revision for r in records if r.document is not None]
+            await _abort(
+                context, grpc.StatusCode.FAILED_PRECONDITION,
+                f"to_revision: revision {request.to_revision} of {namespace}/{request.name} "
+                f"{what}; revisions with content: {with_content}",
+            )
+        try:
+            # Re-validate: the old content must still be a valid spec today.
+            parse_document_mapping(dict(target.document), f"{namespace}/{request.name}"
+                                   f"@{target.revision}")
+        except SpecValidationError as e:
+            await context.abort_with_status(violations_status(e.violations))
+        expected = request.expected_revision if request.HasField("expected_revision") else None
+        write = SpecWrite(
+            namespace=namespace, name=request.name, yaml=target.yaml, document=target.document,
+            digest=target.digest, expected_revision=expected, action=RevisionAction.ROLLBACK,
+            rolled_back_to=target.revision,
+        )
+        (result,) = await self._guard(context, lambda: self._store.apply([write]))
+        log_event(log, logging.INFO, "spec rolled back", namespace=namespace, name=request.name,
+                  to_revision=target.revision, revision=result.revision, changed=result.changed)
+        return spec_pb2.RollbackSpecResponse(
+            spec=spec_pb2.AppliedSpec(namespace=namespace, name=request.name,
+                                      revision=result.revision, changed=result.changed)
+        )
+
+    async def ResolvePolicies(
+        self, request: spec_pb2.ResolvePoliciesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> spec_pb2.ResolvePoliciesResponse:
+        if not request.app_id:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "app_id: required")
+        resolved, _ = await self._guard(
+            context, lambda: self._hub.resolve(_namespace(request.namespace), request.app_id)
+        )
+        return spec_pb2.ResolvePoliciesResponse(policies=resolved)

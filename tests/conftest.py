@@ -1,0 +1,44 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# `tests.support` must import the same way under `pytest` and `python -m pytest`
+# (only the latter puts the working directory on sys.path).
+_REPOSITORY = str(Path(__file__).resolve().parent.parent)
+if _REPOSITORY not in sys.path:
+    sys.path.insert(0, _REPOSITORY)
+
+from tests.support.redis_server import RedisServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the whole session (AOF on), stopped at the end."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session server's URL, with every database flushed first."""
+    if not redis_server.running:  # a test stopped it; bring it back for the next ones
+        redis_server.start()
+    redis_server.flushall()
+    return redis_server.url
+
+
+@pytest.fixture
+def fresh_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private, started redis-server a test may stop, kill or restart."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()

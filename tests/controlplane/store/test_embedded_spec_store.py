@@ -1,0 +1,72 @@
+"""What only the embedded store has: files, directories, schema version."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from controlplane.store.base import StoreError, StoreUnavailable
+from controlplane.store.embedded import MEMORY, EmbeddedSpecStore
+from tests.controlplane.store.spec_store_cases import spec_write
+
+
+async def test_creating_a_store_touches_nothing_and_first_use_creates_directories(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "a" / "b" / "fusebox.sqlite3"
+    store = EmbeddedSpecStore(path)
+    assert not (tmp_path / "a").exists()
+    await store.ping()
+    assert path.is_file()
+    await store.close()
+
+
+async def test_a_path_that_cannot_be_created_is_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    store = EmbeddedSpecStore(tmp_path / "a-file" / "fusebox.sqlite3")
+    with pytest.raises(StoreUnavailable, match="cannot open spec store"):
+        await store.ping()
+    await store.close()
+
+
+async def test_the_file_uses_wal_and_records_its_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "fusebox.sqlite3"
+    store = EmbeddedSpecStore(path)
+    await store.apply([spec_write("cb")])
+    await store.close()
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == 1
+    connection.close()
+
+
+async def test_a_file_from_a_newer_fusebox_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "fusebox.sqlite3"
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA user_version=99")
+    connection.close()
+    store = EmbeddedSpecStore(path)
+    with pytest.raises(StoreError, match="schema version 99"):
+        await store.ping()
+    await store.close()
+
+
+async def test_a_closed_store_is_unavailable(tmp_path: Path) -> None:
+    store = EmbeddedSpecStore(tmp_path / "fusebox.sqlite3")
+    await store.ping()
+    await store.close()
+    await store.close()  # closing twice is harmless
+    with pytest.raises(StoreUnavailable, match="closed"):
+        await store.store_revision()
+
+
+async def test_memory_store_forgets_everything_on_close() -> None:
+    store = EmbeddedSpecStore(MEMORY)
+    await store.apply([spec_write("cb")])
+    assert await store.store_revision() == 1
+    await store.close()
+    again = EmbeddedSpecStore(MEMORY)
+    assert await again.store_revision() == 0
+    await again.close()
