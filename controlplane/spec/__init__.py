@@ -1,0 +1,41 @@
+"""Dapr ``kind: Resiliency`` specs: safe loading, complete validation, the model.
+
+>>> docs = parse_documents(open("resiliency.yaml").read(), "resiliency.yaml")  # doctest: +SKIP
+>>> docs[0].spec.retries["retryForever"].max_retries  # doctest: +SKIP
+-1
+"""
+
+from controlplane.spec.codes import parse_status_codes
+from controlplane.spec.durations import parse_duration
+from controlplane.spec.errors import SpecValidationError, Violation
+from controlplane.spec.loader import MAX_DEPTH, MAX_NODES, MAX_SPEC_BYTES
+from controlplane.spec.model import (
+    API_VERSION,
+    DEFAULT_NAMESPACE,
+    KIND,
+    ComponentTargets,
+    ParsedDocument,
+    ResiliencySpec,
+    TargetRef,
+)
+from controlplane.spec.validate import document_digest, parse_document_mapping, parse_documents
+
+__all__ = [
+    "API_VERSION",
+    "DEFAULT_NAMESPACE",
+    "KIND",
+    "MAX_DEPTH",
+    "MAX_NODES",
+    "MAX_SPEC_BYTES",
+    "ComponentTargets",
+    "ParsedDocument",
+    "ResiliencySpec",
+    "SpecValidationError",
+    "TargetRef",
+    "Violation",
+    "document_digest",
+    "parse_document_mapping",
+    "parse_documents",
+    "parse_duration",
+    "parse_status_codes",
+]

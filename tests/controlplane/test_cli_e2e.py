@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.support.processes import ServerProcess, child_env
+from tests.support.redis_server import free_port
 from tests.support.specs import SEED_SPEC
 
 pytestmark = pytest.mark.e2e
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SERVER_START_DEADLINE_SECONDS = 60.0
 CLI_DEADLINE_SECONDS = 60.0
 
 COMPONENT = """\
@@ -40,70 +36,10 @@ def seed_named(name: str, namespace: str | None = None) -> str:
     return SEED_SPEC.replace("  name: myresiliency\n", metadata)
 
 
-def unused_loopback_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def cli_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "FUSEBOX_SERVER"}
-    env["PYTHONPATH"] = str(REPO_ROOT)
-    return env
-
-
-def wait_until_serving(address: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Block until the server's health service says SERVING (or fail with its log)."""
-    deadline = time.monotonic() + SERVER_START_DEADLINE_SECONDS
-    # Short reconnect backoff: the channel retries as soon as the port opens.
-    options = [
-        ("grpc.initial_reconnect_backoff_ms", 50),
-        ("grpc.min_reconnect_backoff_ms", 50),
-        ("grpc.max_reconnect_backoff_ms", 250),
-    ]
-    with grpc.insecure_channel(address, options=options) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"fusebox serve exited with {process.returncode}:\n{log.read_text()}")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                pytest.fail(f"fusebox serve not SERVING at {address} in time:\n{log.read_text()}")
-            try:
-                # Watch streams every status change: waits without polling.
-                for update in health.Watch(
-                    health_pb2.HealthCheckRequest(service=""),
-                    timeout=min(remaining, 2.0),
-                    wait_for_ready=True,
-                ):
-                    if update.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-            except grpc.RpcError:
-                continue  # not up yet (or still starting): check the process, then wait again
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    workdir = tmp_path_factory.mktemp("fusebox-serve")
-    address = f"127.0.0.1:{unused_loopback_port()}"
-    log = workdir / "server.log"
-    argv = [sys.executable, "-m", "controlplane.cli", "serve", "--listen", address]
-    argv += ["--data-dir", str(workdir / "data")]
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            argv, stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=cli_env()
-        )
-    try:
-        wait_until_serving(address, process, log)
-        yield address
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with ServerProcess(tmp_path_factory.mktemp("fusebox-serve")) as process:
+        yield process.address
 
 
 def fusebox(address: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -114,7 +50,7 @@ def fusebox(address: str, *args: str, stdin: str | None = None) -> subprocess.Co
         text=True,
         timeout=CLI_DEADLINE_SECONDS,
         cwd=REPO_ROOT,
-        env=cli_env(),
+        env=child_env(),
         check=False,
     )
 
@@ -333,7 +269,7 @@ def test_directory_and_stdin_apply_with_components_skipped(server: str, tmp_path
 
 
 def test_server_down_exits_3_with_how_to_start_one() -> None:
-    address = f"127.0.0.1:{unused_loopback_port()}"
+    address = f"127.0.0.1:{free_port()}"
     result = fusebox(address, "get", "specs")
     assert result.returncode == 3
     assert f"cannot reach the Fusebox server at {address}" in result.stderr

@@ -1,0 +1,545 @@
+"""Parsing and validating Resiliency documents: the seed, multi-document files,
+and a table of invalid specs with their field paths, messages and lines."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from hashlib import sha256
+
+import pytest
+
+from agent._policy import BackoffKind, BreakerScope, StatusCodes
+from controlplane.spec import (
+    MAX_SPEC_BYTES,
+    SpecValidationError,
+    Violation,
+    parse_document_mapping,
+    parse_documents,
+)
+from tests.controlplane.spec.spec_samples import HEADER, SEED
+
+
+def rejected(text: str) -> list[Violation]:
+    with pytest.raises(SpecValidationError) as caught:
+        parse_documents(text, "test.yaml")
+    return caught.value.violations
+
+
+def test_seed_spec_parses_into_the_quickstart_policies() -> None:
+    [document] = parse_documents(SEED, "resiliency.yaml")
+    spec = document.spec
+    assert spec.key == ("default", "myresiliency")
+    assert spec.scopes == ("checkout",)
+    assert spec.applies_to("checkout") and not spec.applies_to("order-processor")
+    retry = spec.retries["retryForever"]
+    assert (retry.backoff, retry.duration, retry.max_interval, retry.max_retries) == (
+        BackoffKind.CONSTANT,
+        5.0,
+        5.0,
+        -1,
+    )
+    breaker = spec.circuit_breakers["simpleCB"]
+    assert (breaker.max_requests, breaker.interval, breaker.timeout, breaker.trip) == (
+        1,
+        0.0,
+        5.0,
+        "consecutiveFailures >= 5",
+    )
+    target = spec.apps["order-processor"]
+    assert (target.retry, target.circuit_breaker, target.timeout) == (
+        "retryForever",
+        "simpleCB",
+        None,
+    )
+    assert dict(spec.timeouts) == {} and dict(spec.actors) == {}
+
+
+def test_parsed_document_carries_its_text_plain_data_and_canonical_digest() -> None:
+    [document] = parse_documents(SEED)
+    assert document.yaml.startswith("apiVersion: dapr.io/v1alpha1")
+    assert document.document["spec"]["policies"]["retries"]["retryForever"]["maxRetries"] == -1
+    canonical = json.dumps(document.document, sort_keys=True, separators=(",", ":"))
+    assert document.digest == sha256(canonical.encode()).hexdigest()
+    # The same content from the API (a Struct: every number a float) has the same digest.
+    as_struct = json.loads(json.dumps(document.document).replace(": -1", ": -1.0"))
+    assert parse_document_mapping(as_struct).digest == document.digest
+
+
+def test_multi_document_file_yields_each_document_with_its_own_text() -> None:
+    text = SEED + "---\n---\n" + HEADER.replace("name: s", "name: other\n  namespace: prod")
+    first, second = parse_documents(text)
+    assert first.spec.key == ("default", "myresiliency")
+    assert second.spec.key == ("prod", "other")
+    assert "myresiliency" not in second.yaml and "other" in second.yaml
+    assert "other" not in first.yaml
+
+
+def test_errors_of_every_document_are_reported_together() -> None:
+    text = HEADER + "spec: {policies: {timeouts: {t: 5x}}}\n---\n" + HEADER.replace(
+        "name: s", "name: t"
+    ) + "spec: {policies: {timeouts: {t: 5y}}}\n"
+    violations = rejected(text)
+    assert [(v.line, v.field_path) for v in violations] == [
+        (5, "spec.policies.timeouts.t"),
+        (11, "spec.policies.timeouts.t"),
+    ]
+
+
+def test_extensions_parse_into_policy_values() -> None:
+    text = HEADER + textwrap.dedent("""\
+        spec:
+          policies:
+            retries:
+              backoff:
+                policy: Exponential
+                maxInterval: 10s
+                maxRetries: 3
+                initialInterval: 100ms
+                multiplier: 2
+                randomizationFactor: 0
+                maxElapsedTime: 0
+                honorRetryAfter: true
+                matching:
+                  httpStatusCodes: "429,500-504"
+                  gRPCStatusCodes: "14"
+            circuitBreakers: {cb: {maxRequests: 0, timeout: -1}}
+            fallbacks:
+              static:
+                response: {status: 503, headers: {Retry-After: "5"}, body: '{"ok":false}'}
+                matching: {httpStatusCodes: "500-599"}
+              code: {function: cached_orders}
+            timeouts: {fast: "250", none: 0}
+          targets:
+            apps:
+              a: {retry: backoff, fallback: static, timeout: fast, circuitBreakerCacheSize: 10}
+            actors:
+              Cart: {circuitBreaker: cb, circuitBreakerScope: both}
+            components:
+              store: {outbound: {fallback: code}, inbound: {timeout: none}}
+        """)
+    [document] = parse_documents(text)
+    spec = document.spec
+    retry = spec.retries["backoff"]
+    assert retry.backoff is BackoffKind.EXPONENTIAL
+    assert (retry.initial_interval, retry.multiplier, retry.randomization_factor) == (0.1, 2.0, 0.0)
+    assert (retry.max_elapsed_time, retry.honor_retry_after, retry.max_retries) == (0.0, True, 3)
+    assert retry.http_status_codes == StatusCodes(((429, 429), (500, 504)))
+    assert 14 in retry.grpc_status_codes
+    static = spec.fallbacks["static"]
+    assert static.response is not None and static.function is None
+    assert static.response.status == 503
+    assert static.response.headers == (("Retry-After", "5"),)
+    assert static.response.body == b'{"ok":false}'
+    assert spec.fallbacks["code"].function == "cached_orders"
+    assert spec.timeouts["fast"].duration == 0.25 and spec.timeouts["none"].duration == 0.0
+    breaker = spec.circuit_breakers["cb"]
+    assert (breaker.max_requests, breaker.timeout) == (1, 60.0)  # Dapr's 0 and <= 0 defaults
+    assert breaker.trip == "consecutiveFailures > 5"
+    assert spec.apps["a"].circuit_breaker_cache_size == 10
+    assert spec.actors["Cart"].circuit_breaker_scope is BreakerScope.BOTH
+    store = spec.components["store"]
+    assert store.outbound is not None and store.outbound.fallback == "code"
+    assert store.inbound is not None and store.inbound.timeout == "none"
+
+
+def test_kubernetes_metadata_and_timestamps_are_tolerated_as_plain_data() -> None:
+    text = HEADER + (
+        "  namespace: prod\n"
+        "  uid: 9f0e\n"
+        '  resourceVersion: "12"\n'
+        "  generation: 3\n"
+        "  creationTimestamp: 2024-05-01T10:00:00Z\n"
+        "  labels: {team: payments}\n"
+    )
+    [document] = parse_documents(text)
+    assert document.spec.namespace == "prod"
+    assert document.document["metadata"]["creationTimestamp"] == "2024-05-01T10:00:00Z"
+    json.dumps(document.document)  # JSON-compatible
+
+
+def test_structured_document_is_validated_with_the_same_rules() -> None:
+    document = {
+        "apiVersion": "dapr.io/v1alpha1",
+        "kind": "Resiliency",
+        "metadata": {"name": "s"},
+        "spec": {"policies": {"retries": {"r": {"maxRetries": 2.5}}}},
+    }
+    with pytest.raises(SpecValidationError) as caught:
+        parse_document_mapping(document, "api")
+    [violation] = caught.value.violations
+    assert (violation.source, violation.line, violation.field_path) == (
+        "api",
+        0,
+        "spec.policies.retries.r.maxRetries",
+    )
+    document["spec"] = {"policies": {"retries": {"r": {"maxRetries": 2.0}}}}
+    parsed = parse_document_mapping(document)
+    assert parsed.spec.retries["r"].max_retries == 2
+    assert parse_documents(parsed.yaml)[0].digest == parsed.digest
+
+
+def test_str_of_the_error_is_one_line_per_violation() -> None:
+    with pytest.raises(SpecValidationError) as caught:
+        parse_documents("kind: Resiliency\n", "f.yaml")
+    lines = str(caught.value).splitlines()
+    assert len(lines) == len(caught.value.violations) == 2
+    assert lines[0].startswith("f.yaml:1:1: apiVersion: ")
+
+
+def test_oversized_input_is_refused_before_parsing() -> None:
+    text = HEADER + "# " + "x" * MAX_SPEC_BYTES + "\n"
+    [violation] = rejected(text)
+    assert "limit is 1048576 bytes" in violation.message
+
+
+def test_alias_bomb_is_refused_with_a_clear_error() -> None:
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, 9):
+        prev, name = chr(ord("a") + level - 1), chr(ord("a") + level)
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 10) + "]")
+    [violation] = rejected("\n".join(lines) + "\n")
+    assert "alias bomb" in violation.message
+
+
+def test_deep_nesting_is_refused_without_recursing_to_the_limit() -> None:
+    [violation] = rejected("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert "deeper than 32 levels" in violation.message
+    assert violation.line == 1
+
+
+def test_empty_input_is_an_error() -> None:
+    [violation] = rejected("# nothing here\n---\n")
+    assert "no YAML document" in violation.message
+
+
+def _spec(body: str) -> str:
+    return HEADER + textwrap.dedent(body)
+
+
+# (yaml, field path, message fragment, line or None)
+INVALID = [
+    pytest.param(
+        HEADER.replace("dapr.io/v1alpha1", "dapr.io/v1"),
+        "apiVersion", "expected apiVersion 'dapr.io/v1alpha1'", 1, id="wrong-apiVersion",
+    ),
+    pytest.param(
+        HEADER.replace("Resiliency", "Configuration"),
+        "kind", "expected kind 'Resiliency'", 2, id="wrong-kind",
+    ),
+    pytest.param(
+        "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata: {namespace: x}\n",
+        "metadata.name", "'name' is required", 3, id="missing-name",
+    ),
+    pytest.param(
+        "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\n",
+        "metadata", "'metadata' with a 'name' is required", 1, id="missing-metadata",
+    ),
+    pytest.param(
+        HEADER.replace("name: s", "name: My_Spec"),
+        "metadata.name", "is not a valid name", 4, id="bad-name",
+    ),
+    pytest.param(
+        HEADER + "metdata: {}\n",
+        "metdata", "did you mean 'metadata'", 5, id="unknown-top-level-field",
+    ),
+    pytest.param("- a\n- b\n", "", "expected a mapping", 1, id="non-mapping-document"),
+    pytest.param(
+        HEADER + "spec:\n  policies: {timeouts: {a: 1s}\n",
+        "", "flow mapping, which started on line 6", 7, id="yaml-syntax-error",
+    ),
+    pytest.param(
+        HEADER + "scopes: [a]\nscopes: [b]\n",
+        "scopes", "duplicate key 'scopes' (first defined on line 5)", 6, id="duplicate-key",
+    ),
+    pytest.param(
+        HEADER + "---\n" + HEADER, "metadata.name", "defined twice", 9, id="duplicate-spec-name",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              policies:
+                timeouts: {general: 5x}
+            """),
+        "spec.policies.timeouts.general", "unknown unit 'x'", 7, id="bad-duration-unit",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              policies:
+                retries:
+                  retryForever: {duration: "1.5"}
+            """),
+        "spec.policies.retries.retryForever.duration", "missing unit", 8,
+        id="duration-without-unit",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              policies:
+                timeouts: {t: -5s}
+            """),
+        "spec.policies.timeouts.t", "is negative", 7, id="negative-timeout",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              policies:
+                retries:
+                  r: {policy: linear}
+            """),
+        "spec.policies.retries.r.policy", "unknown retry policy type 'linear'", 8,
+        id="unknown-retry-type",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              policies:
+                retries:
+                  r: {maxRetries: -2}
+            """),
+        "spec.policies.retries.r.maxRetries", "must be -1", 8, id="maxRetries-below-minus-one",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              policies:
+                retries:
+                  r:
+                    matching: {httpStatusCodes: "399-299"}
+            """),
+        "spec.policies.retries.r.matching.httpStatusCodes", "reversed", 9, id="reversed-range",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              policies:
+                retries:
+                  r:
+                    matching: {httpStatusCodes: "1,2,3,4"}
+            """),
+        "spec.policies.retries.r.matching.httpStatusCodes", "HTTP status codes are 100-599", 9,
+        id="http-code-out-of-range",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              policies:
+                retries:
+                  r:
+                    matching: {httpStatusCodes: "429, 500"}
+            """),
+        "spec.policies.retries.r.matching.httpStatusCodes", "spaces, which are not allowed", 9,
+        id="space-after-comma",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              policies:
+                retries:
+                  r:
+                    matching: {gRPCStatusCodes: "17"}
+            """),
+        "spec.policies.retries.r.matching.gRPCStatusCodes", "gRPC status codes are 0-16", 9,
+        id="grpc-code-out-of-range",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              policies:
+                retries:
+                  r: {maxRetrys: 3}
+            """),
+        "spec.policies.retries.r.maxRetrys", "did you mean 'maxRetries'", 8,
+        id="unknown-retry-field",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              policies:
+                retries:
+                  r: {multiplier: 2}
+            """),
+        "spec.policies.retries.r.multiplier", "applies only to exponential", 8,
+        id="exponential-field-on-constant",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              policies:
+                retries:
+                  r: {policy: exponential, randomizationFactor: 1.5}
+            """),
+        "spec.policies.retries.r.randomizationFactor", "between 0 and 1", 8,
+        id="randomization-out-of-range",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              policies:
+                circuitBreakers:
+                  cb: {maxRequests: -1}
+            """),
+        "spec.policies.circuitBreakers.cb.maxRequests", "-1 is out of range", 8,
+        id="negative-maxRequests",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              policies:
+                circuitBreakers:
+                  cb: {trip: "consecutiveFailures >"}
+            """),
+        "spec.policies.circuitBreakers.cb.trip", "found the end of the expression", 8,
+        id="trip-does-not-parse",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              policies:
+                circuitBreakers:
+                  cb: {trip: "consecutivefailures > 5"}
+            """),
+        "spec.policies.circuitBreakers.cb.trip", "did you mean 'consecutiveFailures'", 8,
+        id="trip-unknown-identifier",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              policies:
+                circuitBreakers:
+                  cb: {trip: "consecutiveFailures + 1"}
+            """),
+        "spec.policies.circuitBreakers.cb.trip", "must be boolean", 8, id="trip-not-boolean",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              policies:
+                retries: {retryForever: {}}
+              targets:
+                apps:
+                  order-processor: {retry: retryForevr}
+            """),
+        "spec.targets.apps.order-processor.retry", "did you mean 'retryForever'", 10,
+        id="target-names-missing-policy",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              targets:
+                apps:
+                  a: {circuitBreaker: cb}
+            """),
+        "spec.targets.apps.a.circuitBreaker", "spec.policies.circuitBreakers defines none", 8,
+        id="target-names-policy-of-empty-kind",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              policies:
+                circuitBreakers: {cb: {}}
+              targets:
+                actors:
+                  Cart: {circuitBreaker: cb}
+            """),
+        "spec.targets.actors.Cart.circuitBreakerScope", "required when an actor target", 10,
+        id="actor-breaker-without-scope",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              policies:
+                circuitBreakers: {cb: {}}
+              targets:
+                actors:
+                  Cart: {circuitBreaker: cb, circuitBreakerScope: Type}
+            """),
+        "spec.targets.actors.Cart.circuitBreakerScope", "did you mean 'type'", 10,
+        id="actor-scope-wrong-case",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              targets:
+                components:
+                  statestore: {outbond: {}}
+            """),
+        "spec.targets.components.statestore.outbond", "did you mean 'outbound'", 8,
+        id="component-unknown-direction",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              policies:
+                fallbacks:
+                  f: {response: {status: 200}, function: cached}
+            """),
+        "spec.policies.fallbacks.f", "exactly one of 'response'", 8, id="fallback-both-actions",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              policies:
+                fallbacks:
+                  f: {response: {status: 700}}
+            """),
+        "spec.policies.fallbacks.f.response.status", "100-599", 8, id="fallback-bad-status",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              policies:
+                fallbacks:
+                  f: {response: {headers: {Retry-After: 5}}}
+            """),
+        "spec.policies.fallbacks.f.response.headers.Retry-After", "must be strings", 8,
+        id="fallback-header-not-string",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              targets:
+                apps:
+                  a: {}
+            """),
+        "spec.targets.apps.a", "uses no policy", 8, id="target-without-policies",
+    ),
+    pytest.param(
+        HEADER + "scopes: checkout\n", "scopes", "expected a list of app-ids", 5,
+        id="scopes-not-a-list",
+    ),
+    pytest.param(
+        HEADER + "spec:\n  policies:\n    timeouts: {t: !!binary aGk=}\n",
+        "", "!!binary is not supported", 7, id="unsupported-yaml-type",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "field_path", "fragment", "line"), INVALID)
+def test_invalid_spec_is_rejected_with_field_path_message_and_line(
+    text: str, field_path: str, fragment: str, line: int
+) -> None:
+    violations = rejected(text)
+    matching = [v for v in violations if v.field_path == field_path and fragment in v.message]
+    assert matching, f"no violation at {field_path!r} with {fragment!r} in {violations}"
+    assert matching[0].line == line
+    assert matching[0].column >= 1
+    assert matching[0].source == "test.yaml"
+
+
+def test_invalid_table_is_large_enough() -> None:
+    assert len(INVALID) >= 25
+
+
+def test_package_exports_are_sorted_and_importable() -> None:
+    import controlplane.spec as package
+
+    def isort_style(name: str) -> tuple[int, str]:  # ruff RUF022: constants, classes, rest
+        return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
+
+    assert package.__all__ == sorted(package.__all__, key=isort_style)
+    public = {n for n in vars(package) if not n.startswith("_") and n[0].isupper()}
+    assert public - {"Any"} <= set(package.__all__)
+    for name in package.__all__:
+        assert hasattr(package, name), name
