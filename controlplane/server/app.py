@@ -29,6 +29,7 @@ SERVICE_NAMES = (
     agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
 )
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+STOP_TASKS_SECONDS = 2.0
 
 
 class FuseboxServer:
@@ -69,9 +70,12 @@ class FuseboxServer:
              reflection.SERVICE_NAME),
             server,
         )
-        self.port = server.add_insecure_port(self.config.listen)
-        if self.port == 0:
-            raise OSError(f"cannot listen on {self.config.listen}")
+        try:
+            self.port = server.add_insecure_port(self.config.listen)
+        except RuntimeError as e:  # grpc's way of saying the bind failed
+            raise OSError(
+                f"cannot listen on {self.config.listen}: address in use or not available"
+            ) from e
         await self._check_store()
         await server.start()
         self._server = server
@@ -113,16 +117,25 @@ class FuseboxServer:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            # Bounded: a background task that swallows its cancellation must not
+            # keep the process from exiting.
+            _, pending = await asyncio.wait(self._tasks, timeout=STOP_TASKS_SECONDS)
+            for task in pending:
+                log_event(log, logging.WARNING, "background task did not stop in time",
+                          task=task.get_name())
         self._tasks = []
+        log_event(log, logging.DEBUG, "background tasks stopped")
         if self._server is not None:
             await self.health.enter_graceful_shutdown()
             self.hub.close_all()
             await self._server.stop(self.config.shutdown_grace)
             self._server = None
-        await self.store.close()
+        log_event(log, logging.DEBUG, "grpc server stopped")
+        try:
+            await asyncio.wait_for(self.store.close(), STOP_TASKS_SECONDS)
+        except TimeoutError:
+            log_event(log, logging.WARNING, "store did not close in time")
         log_event(log, logging.INFO, "control plane stopped")
 
     async def __aenter__(self) -> FuseboxServer:

@@ -87,7 +87,7 @@ class ServerProcess:
 
     def start(self, *, wait: bool = True) -> None:
         argv = [sys.executable, "-m", "controlplane.cli", "serve", "--listen", self.address,
-                "--data-dir", str(self.workdir / "data"), *self.extra_args]
+                "--data-dir", str(self.workdir / "data"), "--log-level", "debug", *self.extra_args]
         if self.store_url:
             argv += ["--store", self.store_url]
         with self.log.open("ab") as log_file:
@@ -106,6 +106,8 @@ class ServerProcess:
         try:
             code = self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
+            if os.environ.get("FUSEBOX_DEBUG_STUCK"):
+                subprocess.run(["py-spy", "dump", "--pid", str(self.process.pid)], check=False)
             self.process.kill()
             code = self.process.wait()
         self.process = None

@@ -1,0 +1,624 @@
+"""``Agent`` and ``AsyncAgent``: the objects services hold, and their target handles."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType, TracebackType
+from typing import Any, Final, TypeVar
+
+from agent import _testing
+from agent._breaker import BreakerState, TripFunction
+from agent._classify import Classifier, default_classifier
+from agent._clock import SYSTEM_CLOCK, Clock
+from agent._errors import PolicyError
+from agent._events import (
+    EventHooks,
+    FallbackEvent,
+    RetryEvent,
+    StateChangeEvent,
+    StatsCounter,
+    TargetStats,
+    logger,
+)
+from agent._executor import (
+    CallPlan,
+    TimeoutPool,
+    call_async,
+    call_sync,
+    one_breaker_async,
+    one_breaker_sync,
+)
+from agent._policy import BreakerScope, Direction, ResolvedPolicies, TargetKind, TargetPolicy
+from agent._registry import Breaker, BreakerRegistry
+
+F = TypeVar("F", bound=Callable[..., Any])
+E = TypeVar("E")
+
+_HANDLE_CACHE_SIZE: Final = 1024
+
+
+def _compile_trip(source: str) -> TripFunction:
+    # Imported late: agent._trip is a sibling module that may be absent in a
+    # partially built tree; only agents with breaker policies need it.
+    from agent._trip import compile_trip
+
+    return compile_trip(source)
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """Policies in force plus what was validated with them; swapped as one reference."""
+
+    policies: ResolvedPolicies | None
+    trips: Mapping[str, TripFunction] = field(default_factory=dict)
+    fallbacks: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _TargetKey:
+    kind: TargetKind
+    name: str
+    method: str | None = None  # apps
+    actor_id: str | None = None  # actors
+    direction: Direction | None = None  # components
+    component_type: str = ""
+    classifier: Classifier | None = None
+
+
+
+class _Core:
+    """What ``Agent`` and ``AsyncAgent`` share: policies, breakers, hooks, counters."""
+
+    def __init__(
+        self,
+        *,
+        app_id: str,
+        server: str | None = None,
+        namespace: str = "default",
+        instance_id: str | None = None,
+        policies: ResolvedPolicies | None = None,
+        cache_path: str | os.PathLike[str] | None = None,
+        clock: Clock | None = None,
+        fallbacks: Mapping[str, Callable[..., Any]] | None = None,
+        classifier: Classifier | None = None,
+        timeout_workers: int = 32,
+    ) -> None:
+        self.app_id = app_id
+        self.server = server
+        self.namespace = namespace
+        self.instance_id = instance_id or (
+            f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        )
+        self.cache_path = cache_path
+        self._clock = clock or SYSTEM_CLOCK
+        self._classifier = classifier or default_classifier
+        self._hooks = EventHooks()
+        self._registry = BreakerRegistry(self._clock, self._hooks, on_evict=self._republish)
+        self._timeouts = TimeoutPool(timeout_workers)
+        self._fallbacks: dict[str, Callable[..., Any]] = dict(fallbacks or {})
+        self._trip_cache: dict[str, TripFunction] = {}
+        self._stats: dict[str, StatsCounter] = {}
+        self._handles: dict[_TargetKey, _Handle] = {}
+        self._app_handles: dict[tuple[str, str | None, Classifier | None], _Handle] = {}
+        self._lock = threading.Lock()  # writers only: set_policies, registrations, caches
+        self._said_pass_through = False
+        self._link: Any = None
+        self._snapshot = _Snapshot(None)
+        if policies is not None:
+            self.set_policies(policies)
+
+    # -- policies -------------------------------------------------------------------
+
+    @property
+    def policies(self) -> ResolvedPolicies | None:
+        """The policies in force (``None``: none received, calls pass through)."""
+        return self._snapshot.policies
+
+    def set_policies(self, resolved: ResolvedPolicies) -> None:
+        """Validate, then atomically swap in ``resolved`` for the next calls.
+
+        Raises ``PolicyError`` (a ``ValueError``, so the link NACKs) when a
+        trip expression does not compile or a fallback names an unregistered
+        function; the previous policies then stay in force. Calls in flight
+        finish with the policies they started with.
+        """
+        with self._lock:
+            self._snapshot = self._validate(resolved, self._fallbacks)
+            self._registry.retain(resolved.targets)
+
+    def register_fallback(self, name: str, fn: Callable[..., Any]) -> None:
+        """Register the callable a ``function`` fallback policy names.
+
+        It receives a ``CallFailure``; on the async path it may be a coroutine function.
+        """
+        with self._lock:
+            self._fallbacks[name] = fn
+            snapshot = self._snapshot
+            # Plans hold the fallback callables: publish a new snapshot so they re-resolve.
+            self._snapshot = _Snapshot(
+                snapshot.policies, snapshot.trips, MappingProxyType(dict(self._fallbacks))
+            )
+
+    def _republish(self) -> None:
+        # A breaker was evicted from an LRU: a new snapshot identity makes every
+        # handle resolve its plan (and so its breakers) again on its next call.
+        snapshot = self._snapshot
+        self._snapshot = _Snapshot(snapshot.policies, snapshot.trips, snapshot.fallbacks)
+
+    def _validate(
+        self, resolved: ResolvedPolicies, fallbacks: Mapping[str, Callable[..., Any]]
+    ) -> _Snapshot:
+        problems: list[str] = []
+        trips: dict[str, TripFunction] = {}
+        for target in resolved.targets:
+            where = _describe(target)
+            breaker = target.circuit_breaker
+            if breaker is not None and breaker.trip not in trips:
+                try:
+                    trips[breaker.trip] = self._compiled(breaker.trip)
+                except ValueError as exc:
+                    problems.append(
+                        f"{where}: circuit breaker {breaker.name!r} trip {breaker.trip!r}: {exc}"
+                    )
+            fallback = target.fallback
+            if fallback is not None and fallback.function is not None and (
+                fallback.function not in fallbacks
+            ):
+                known = ", ".join(sorted(fallbacks)) or "none registered"
+                problems.append(
+                    f"{where}: fallback {fallback.name!r} names function "
+                    f"{fallback.function!r}, which is not registered (known: {known})"
+                )
+        if problems:
+            raise PolicyError(
+                "cannot apply policies revision for "
+                f"{resolved.namespace}/{resolved.app_id}:\n  " + "\n  ".join(problems)
+            )
+        return _Snapshot(resolved, MappingProxyType(trips), MappingProxyType(dict(fallbacks)))
+
+    def _compiled(self, source: str) -> TripFunction:
+        trip = self._trip_cache.get(source)
+        if trip is None:
+            trip = self._trip_cache[source] = _compile_trip(source)
+        return trip
+
+    # -- observability ----------------------------------------------------------------
+
+    def on_retry(self, callback: Callable[[RetryEvent], Any]) -> Callable[[RetryEvent], Any]:
+        """Call ``callback(RetryEvent)`` before each retry wait; usable as a decorator."""
+        self._hooks.retry = (*self._hooks.retry, callback)
+        return callback
+
+    def on_state_change(
+        self, callback: Callable[[StateChangeEvent], Any]
+    ) -> Callable[[StateChangeEvent], Any]:
+        """Call ``callback(StateChangeEvent)`` on every breaker transition."""
+        self._hooks.state_change = (*self._hooks.state_change, callback)
+        return callback
+
+    def on_fallback(
+        self, callback: Callable[[FallbackEvent], Any]
+    ) -> Callable[[FallbackEvent], Any]:
+        """Call ``callback(FallbackEvent)`` whenever a fallback answers a call."""
+        self._hooks.fallback = (*self._hooks.fallback, callback)
+        return callback
+
+    def stats(self) -> dict[str, TargetStats]:
+        """Counters per target display name (``order-processor:orders``)."""
+        with self._lock:
+            counters = list(self._stats.items())
+        return {name: counter.snapshot() for name, counter in counters}
+
+    def breaker_states(self) -> dict[str, BreakerState]:
+        """The state of every live breaker, by display name."""
+        return {b.name: b.observe() for b in self._registry.breakers()}
+
+    def breaker(self, name: str) -> Breaker | None:
+        """A live breaker by display name (inspection; the cluster seam)."""
+        return self._registry.find(name)
+
+    # -- plans ------------------------------------------------------------------------
+
+    def _handle(self, key: _TargetKey, factory: Callable[[_Core, _TargetKey], H]) -> H:
+        handle = self._handles.get(key)
+        if handle is None:
+            with self._lock:
+                if len(self._handles) >= _HANDLE_CACHE_SIZE:
+                    self._handles.pop(next(iter(self._handles)))
+                handle = self._handles.setdefault(key, factory(self, key))
+        return handle  # type: ignore[return-value]
+
+    def _plan(self, key: _TargetKey, snapshot: _Snapshot) -> CallPlan | None:
+        policies = snapshot.policies
+        if policies is None:
+            if not self._said_pass_through:
+                self._said_pass_through = True
+                logger.info(
+                    "No resiliency policies for app %s (no server reachable and no cached "
+                    "policies): calls pass through unguarded", self.app_id,
+                    extra={"fusebox_event": "pass_through", "app_id": self.app_id},
+                )
+            return None
+        target = policies.lookup(key.kind, key.name, key.direction, key.component_type)
+        display, operation = _names(key)
+        if target is None or not (
+            target.timeout or target.retry or target.circuit_breaker or target.fallback
+        ):
+            return None
+        breakers: tuple[Breaker, ...] = ()
+        touch = False
+        if target.circuit_breaker is not None:
+            trip = snapshot.trips[target.circuit_breaker.trip]
+            names = _breaker_names(key, target)
+            touch = key.kind is TargetKind.APP or (
+                key.kind is TargetKind.ACTOR and key.actor_id is not None
+            )
+            breakers = tuple(
+                self._registry.get(target, name, trip, bounded=bounded)
+                for name, bounded in names
+            )
+        fallback_fn = None
+        if target.fallback is not None and target.fallback.function is not None:
+            fallback_fn = snapshot.fallbacks[target.fallback.function]
+        return CallPlan(
+            target=display,
+            operation=operation,
+            timeout=target.timeout.duration if target.timeout else 0.0,
+            retry=target.retry,
+            breakers=breakers,
+            fallback=target.fallback,
+            fallback_fn=fallback_fn,
+            classifier=key.classifier or self._classifier,
+            stats=self._counter(display),
+            hooks=self._hooks,
+            clock=self._clock,
+            timeouts=self._timeouts,
+            touch=touch,
+        )
+
+    def _counter(self, name: str) -> StatsCounter:
+        counter = self._stats.get(name)
+        if counter is None:
+            with self._lock:
+                counter = self._stats.setdefault(name, StatsCounter())
+        return counter
+
+    def _close(self) -> None:
+        self._timeouts.shutdown()
+
+    @staticmethod
+    def _key(
+        *,
+        app: str | None,
+        method: str | None,
+        actor: str | None,
+        actor_id: str | None,
+        component: str | None,
+        direction: str,
+        component_type: str,
+        classifier: Classifier | None,
+    ) -> _TargetKey:
+        chosen = [x for x in (app, actor, component) if x is not None]
+        if len(chosen) != 1:
+            raise TypeError("protect() needs exactly one of app=, actor= or component=")
+        if app is not None:
+            return _TargetKey(TargetKind.APP, app, method=method or None, classifier=classifier)
+        if actor is not None:
+            return _TargetKey(TargetKind.ACTOR, actor, actor_id=actor_id, classifier=classifier)
+        assert component is not None
+        return _TargetKey(
+            TargetKind.COMPONENT, component, direction=Direction(direction),
+            component_type=component_type, classifier=classifier,
+        )
+
+
+def _describe(target: TargetPolicy) -> str:
+    name = "default" if target.is_default else target.name
+    direction = f" ({target.direction.value})" if target.direction else ""
+    return f"targets.{target.kind.value}s.{name}{direction}"
+
+
+def _names(key: _TargetKey) -> tuple[str, str]:
+    """(display name, operation name) as Dapr prints them."""
+    if key.kind is TargetKind.APP:
+        display = f"{key.name}:{key.method}" if key.method else key.name
+        return display, f"endpoint[{key.name}, {display}]"
+    if key.kind is TargetKind.ACTOR:
+        if key.actor_id is None:
+            return key.name, f"actor[{key.name}]"
+        return f"{key.name}-{key.actor_id}", f"actor[{key.name}, {key.actor_id}]"
+    direction = key.direction.value if key.direction else "outbound"
+    return key.name, f"component[{key.name}] {direction}"
+
+
+def _breaker_names(key: _TargetKey, target: TargetPolicy) -> list[tuple[str, bool]]:
+    """Which breakers guard a call, outermost first, each with whether it is LRU-bounded."""
+    if key.kind is TargetKind.APP:
+        return [(_names(key)[0], True)]
+    if key.kind is TargetKind.COMPONENT:
+        return [(key.name, False)]
+    by_type = (key.name, False)
+    if key.actor_id is None:
+        return [by_type]  # no id to scope by: the type's breaker
+    by_id = (f"{key.name}-{key.actor_id}", True)
+    scope = target.circuit_breaker_scope or BreakerScope.ID
+    if scope is BreakerScope.TYPE:
+        return [by_type]
+    if scope is BreakerScope.ID:
+        return [by_id]
+    return [by_type, by_id]
+
+
+class _Handle:
+    """A target of calls; caches its plan for the policy snapshot it last saw."""
+
+    __slots__ = ("_core", "_key", "_plan", "_snapshot")
+
+    def __init__(self, core: _Core, key: _TargetKey) -> None:
+        self._core = core
+        self._key = key
+        self._snapshot: _Snapshot | None = None
+        self._plan: CallPlan | None = None  # None: no policy applies, pass through
+
+    @property
+    def name(self) -> str:
+        """The display name: ``order-processor:orders``."""
+        return _names(self._key)[0]
+
+    def _refresh(self) -> CallPlan | None:
+        snapshot = self._core._snapshot
+        self._plan = self._core._plan(self._key, snapshot)
+        self._snapshot = snapshot
+        return self._plan
+
+    def _call_sync(self, fn: Callable[..., Any], args: tuple[Any, ...],
+                   kwargs: dict[str, Any]) -> Any:
+        # Hot path: two identity checks, then straight to the executor.
+        plan = self._plan
+        if self._snapshot is not self._core._snapshot:
+            plan = self._refresh()
+        if plan is None or not _testing.config.policies:
+            return fn(*args, **kwargs)
+        if plan.breaker_only:
+            return one_breaker_sync(plan, fn, args, kwargs)
+        return call_sync(plan, fn, args, kwargs)
+
+    async def _call_async(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
+                          kwargs: dict[str, Any]) -> Any:
+        plan = self._plan
+        if self._snapshot is not self._core._snapshot:
+            plan = self._refresh()
+        if plan is None or not _testing.config.policies:
+            return await fn(*args, **kwargs)
+        return await call_async(plan, fn, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+H = TypeVar("H", bound=_Handle)
+
+
+class Target(_Handle):
+    """A call target of a sync ``Agent``: ``fb.app("order-processor", method="orders")``."""
+
+    __slots__ = ()
+
+    def call(self, fn: Callable[..., E], /, *args: Any, **kwargs: Any) -> E:
+        """Call ``fn(*args, **kwargs)`` under the target's policies."""
+        # _call_sync inlined: this is the path the benchmarks measure.
+        plan = self._plan
+        if self._snapshot is not self._core._snapshot:
+            plan = self._refresh()
+        if plan is None or not _testing.config.policies:
+            return fn(*args, **kwargs)
+        if plan.breaker_only:
+            return one_breaker_sync(plan, fn, args, kwargs)  # type: ignore[no-any-return]
+        return call_sync(plan, fn, args, kwargs)  # type: ignore[no-any-return]
+
+    async def acall(self, fn: Callable[..., Awaitable[E]], /, *args: Any, **kwargs: Any) -> E:
+        """Await ``fn(*args, **kwargs)`` under the target's policies."""
+        return await self._call_async(fn, args, kwargs)  # type: ignore[no-any-return]
+
+
+class AsyncTarget(_Handle):
+    """A call target of an ``AsyncAgent``; ``await target.call(coro_fn, ...)``."""
+
+    __slots__ = ()
+
+    async def call(self, fn: Callable[..., Awaitable[E]], /, *args: Any, **kwargs: Any) -> E:
+        """Await ``fn(*args, **kwargs)`` under the target's policies."""
+        plan = self._plan
+        if self._snapshot is not self._core._snapshot:
+            plan = self._refresh()
+        if plan is None or not _testing.config.policies:
+            return await fn(*args, **kwargs)
+        if plan.breaker_only:
+            return await one_breaker_async(plan, fn, args, kwargs)  # type: ignore[no-any-return]
+        return await call_async(plan, fn, args, kwargs)  # type: ignore[no-any-return]
+
+    def call_sync(self, fn: Callable[..., E], /, *args: Any, **kwargs: Any) -> E:
+        """Call a blocking ``fn`` under the target's policies (blocks the caller)."""
+        return self._call_sync(fn, args, kwargs)  # type: ignore[no-any-return]
+
+
+class _AgentBase(_Core):
+    _handle_type: type[_Handle] = Target
+
+    def app(self, app_id: str, *, method: str | None = None,
+            classifier: Classifier | None = None) -> Any:
+        """The handle for service invocation of ``app_id`` (optionally one ``method``)."""
+        handle = self._app_handles.get((app_id, method, classifier))
+        if handle is None:  # the dict above is a shortcut: app() is often called per call
+            key = _TargetKey(TargetKind.APP, app_id, method=method or None, classifier=classifier)
+            handle = self._app_handles[(app_id, method, classifier)] = self._handle(
+                key, self._handle_type
+            )
+            if len(self._app_handles) > _HANDLE_CACHE_SIZE:
+                self._app_handles.clear()
+        return handle
+
+    def actor(self, type: str, id: str | None = None, *,
+              classifier: Classifier | None = None) -> Any:
+        """The handle for calls to actors of ``type`` (and one ``id``)."""
+        key = _TargetKey(TargetKind.ACTOR, type, actor_id=id, classifier=classifier)
+        return self._handle(key, self._handle_type)
+
+    def component(self, name: str, direction: str = "outbound", *, component_type: str = "",
+                  classifier: Classifier | None = None) -> Any:
+        """The handle for operations on component ``name`` (``outbound`` or ``inbound``)."""
+        key = _TargetKey(TargetKind.COMPONENT, name, direction=Direction(direction),
+                         component_type=component_type, classifier=classifier)
+        return self._handle(key, self._handle_type)
+
+    def protect(
+        self,
+        *,
+        app: str | None = None,
+        method: str | None = None,
+        actor: str | None = None,
+        actor_id: str | None = None,
+        component: str | None = None,
+        direction: str = "outbound",
+        component_type: str = "",
+        classifier: Classifier | None = None,
+    ) -> Callable[[F], F]:
+        """Decorate a sync or async callable so every call runs under a target's policies.
+
+        >>> @fb.protect(app="order-processor", method="orders")  # doctest: +SKIP
+        ... def post_order(order): ...
+        """
+        key = self._key(app=app, method=method, actor=actor, actor_id=actor_id,
+                        component=component, direction=direction,
+                        component_type=component_type, classifier=classifier)
+
+        def decorate(fn: F) -> F:
+            handle = self._handle(key, self._handle_type)
+            if inspect.iscoroutinefunction(fn):
+                @functools.wraps(fn)
+                async def guarded_async(*args: Any, **kwargs: Any) -> Any:
+                    return await handle._call_async(fn, args, kwargs)
+
+                return guarded_async  # type: ignore[return-value]
+
+            @functools.wraps(fn)
+            def guarded(*args: Any, **kwargs: Any) -> Any:
+                return handle._call_sync(fn, args, kwargs)
+
+            return guarded  # type: ignore[return-value]
+
+        return decorate
+
+    def _link_config(self) -> Any:
+        from agent._link import LinkConfig
+
+        assert self.server is not None
+        return LinkConfig(
+            target=self.server, namespace=self.namespace, app_id=self.app_id,
+            instance_id=self.instance_id, cache_path=self.cache_path,
+        )
+
+    def _wants_link(self) -> bool:
+        return self.server is not None and not _testing.config.enabled
+
+
+class Agent(_AgentBase):
+    """The sync agent. Use as a context manager, or call ``start()`` / ``close()``.
+
+    >>> with Agent(app_id="checkout", policies=resolved) as fb:  # doctest: +SKIP
+    ...     r = fb.app("order-processor", method="orders").call(post_order, order)
+
+    With ``server`` set, a background thread keeps the policies in sync with
+    the control plane. Without a server, static ``policies`` apply; with
+    neither, calls pass through unguarded.
+    """
+
+    _handle_type = Target
+
+    def app(self, app_id: str, *, method: str | None = None,
+            classifier: Classifier | None = None) -> Target:
+        return super().app(app_id, method=method, classifier=classifier)  # type: ignore[no-any-return]
+
+    def actor(self, type: str, id: str | None = None, *,
+              classifier: Classifier | None = None) -> Target:
+        return super().actor(type, id, classifier=classifier)  # type: ignore[no-any-return]
+
+    def component(self, name: str, direction: str = "outbound", *, component_type: str = "",
+                  classifier: Classifier | None = None) -> Target:
+        return super().component(  # type: ignore[no-any-return]
+            name, direction, component_type=component_type, classifier=classifier
+        )
+
+    def start(self) -> Agent:
+        """Start syncing policies from the server (no-op without one, or in testing mode)."""
+        if self._link is None and self._wants_link():
+            from agent._link import PolicyLink
+
+            self._link = PolicyLink(self._link_config(), on_policies=self.set_policies)
+            self._link.start()
+        return self
+
+    def close(self) -> None:
+        """Stop the server link and the timeout workers."""
+        link, self._link = self._link, None
+        if link is not None:
+            link.close()
+        self._close()
+
+    def __enter__(self) -> Agent:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class AsyncAgent(_AgentBase):
+    """The asyncio agent: ``async with AsyncAgent(...) as fb``, or ``start()`` / ``aclose()``."""
+
+    _handle_type = AsyncTarget
+
+    def app(self, app_id: str, *, method: str | None = None,
+            classifier: Classifier | None = None) -> AsyncTarget:
+        return super().app(app_id, method=method, classifier=classifier)  # type: ignore[no-any-return]
+
+    def actor(self, type: str, id: str | None = None, *,
+              classifier: Classifier | None = None) -> AsyncTarget:
+        return super().actor(type, id, classifier=classifier)  # type: ignore[no-any-return]
+
+    def component(self, name: str, direction: str = "outbound", *, component_type: str = "",
+                  classifier: Classifier | None = None) -> AsyncTarget:
+        return super().component(  # type: ignore[no-any-return]
+            name, direction, component_type=component_type, classifier=classifier
+        )
+
+    async def start(self) -> AsyncAgent:
+        """Start syncing policies from the server (no-op without one, or in testing mode)."""
+        if self._link is None and self._wants_link():
+            from agent._link import AsyncPolicyLink
+
+            self._link = AsyncPolicyLink(self._link_config(), on_policies=self.set_policies)
+            await self._link.start()
+        return self
+
+    async def aclose(self) -> None:
+        """Stop the server link and the timeout workers."""
+        link, self._link = self._link, None
+        if link is not None:
+            await link.aclose()
+        self._close()
+
+    async def __aenter__(self) -> AsyncAgent:
+        return await self.start()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+

@@ -1,0 +1,244 @@
+"""The circuit breaker state machine, with sony/gobreaker's semantics (as Dapr uses it).
+
+``BreakerStateMachine`` is pure: no locks, no I/O, no clock of its own. The
+caller passes ``now`` (monotonic seconds) to every method. The same algorithm
+runs in the agent (local mode), the embedded store and the Redis Lua script;
+keep the three in step when changing anything here.
+
+The rules, as in gobreaker:
+
+* ``requests`` is incremented before the call (``before_request``).
+* Counts reset every ``interval`` while closed (0: never), and on every state
+  change. Each reset starts a new *generation*; an outcome reported for an
+  older generation is ignored.
+* While closed, ``trip(counts)`` is evaluated on each failure; true opens.
+* Open lasts ``timeout``; the first look after it has *passed* (strictly later
+  than the expiry) sees half-open.
+* Half-open admits ``max_requests`` requests; ``max_requests`` consecutive
+  successes close the breaker, any failure reopens it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+#: ``trip(requests, total_successes, total_failures, consecutive_successes,
+#: consecutive_failures) -> bool``; what ``agent._trip.compile_trip`` returns.
+TripFunction = Callable[[int, int, int, int, int], bool]
+
+
+class BreakerState(enum.Enum):
+    """Breaker states, valued with the words gobreaker (and Dapr's logs) use."""
+
+    CLOSED = "closed"
+    HALF_OPEN = "half-open"
+    OPEN = "open"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class TransitionCause(enum.Enum):
+    """Why a breaker changed state (mirrors ``fusebox.v1.TransitionCause``)."""
+
+    TRIP = "trip"
+    TIMEOUT = "timeout"
+    PROBE_SUCCESS = "probe_success"
+    PROBE_FAILURE = "probe_failure"
+    EXTERNAL = "external"  # adopted from an outside decision (the cluster)
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """A snapshot of a breaker's counters, as the trip expression sees them."""
+
+    requests: int = 0
+    total_successes: int = 0
+    total_failures: int = 0
+    consecutive_successes: int = 0
+    consecutive_failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One state change: from, to, the generation it started, and why."""
+
+    from_state: BreakerState
+    to_state: BreakerState
+    generation: int
+    cause: TransitionCause
+    at: float
+
+
+class BreakerStateMachine:
+    """gobreaker's algorithm over an injected ``now``; transitions queue in ``pending``.
+
+    >>> sm = BreakerStateMachine(max_requests=1, interval=0, timeout=60,
+    ...                          trip=lambda r, ts, tf, cs, cf: cf > 1, now=0.0)
+    >>> g = sm.before_request(0.0); sm.after_request(g, False, 0.0)
+    >>> g = sm.before_request(0.0); sm.after_request(g, False, 0.0)
+    >>> sm.state
+    <BreakerState.OPEN: 'open'>
+    >>> sm.before_request(1.0) is None   # rejected while open
+    True
+    """
+
+    __slots__ = (
+        "_cf",
+        "_cs",
+        "_expiry",
+        "_requests",
+        "_tf",
+        "_ts",
+        "generation",
+        "interval",
+        "max_requests",
+        "pending",
+        "state",
+        "timeout",
+        "trip",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_requests: int,
+        interval: float,
+        timeout: float,
+        trip: TripFunction,
+        now: float,
+    ) -> None:
+        self.max_requests = max(1, max_requests)
+        self.interval = interval
+        self.timeout = timeout
+        self.trip = trip
+        self.state = BreakerState.CLOSED
+        self.generation = 0
+        #: Transitions not yet taken by the owner (drain with ``take_transitions``).
+        self.pending: list[Transition] = []
+        self._requests = self._ts = self._tf = self._cs = self._cf = 0
+        self._expiry: float | None = None
+        self._new_generation(now)
+        self.generation = 0
+
+    # -- the two calls around a guarded operation ------------------------------
+
+    def before_request(self, now: float) -> int | None:
+        """Admit a request: its generation, or ``None`` when rejected (see ``state``)."""
+        self._refresh(now)
+        state = self.state
+        if state is BreakerState.OPEN:
+            return None
+        if state is BreakerState.HALF_OPEN and self._requests >= self.max_requests:
+            return None
+        self._requests += 1
+        return self.generation
+
+    def after_request(self, generation: int, success: bool, now: float) -> None:
+        """Record the outcome of a request admitted in ``generation``."""
+        self._refresh(now)
+        if generation != self.generation:
+            return  # the window or the state changed while the call ran
+        if success:
+            self._ts += 1
+            self._cs += 1
+            self._cf = 0
+            if self.state is BreakerState.HALF_OPEN and self._cs >= self.max_requests:
+                self._set_state(BreakerState.CLOSED, now, TransitionCause.PROBE_SUCCESS)
+        elif self.state is BreakerState.CLOSED:
+            self._tf += 1
+            self._cf += 1
+            self._cs = 0
+            if self.trip(self._requests, self._ts, self._tf, self._cs, self._cf):
+                self._set_state(BreakerState.OPEN, now, TransitionCause.TRIP)
+        elif self.state is BreakerState.HALF_OPEN:
+            self._set_state(BreakerState.OPEN, now, TransitionCause.PROBE_FAILURE)
+
+    # -- inspection ---------------------------------------------------------------
+
+    def current_state(self, now: float) -> BreakerState:
+        """The state at ``now`` (applies an expired open timeout or interval)."""
+        self._refresh(now)
+        return self.state
+
+    @property
+    def counts(self) -> Counts:
+        return Counts(self._requests, self._ts, self._tf, self._cs, self._cf)
+
+    @property
+    def expiry(self) -> float | None:
+        """When the closed window resets or the open timeout ends (``None``: never)."""
+        return self._expiry
+
+    def take_transitions(self) -> list[Transition]:
+        """Remove and return the transitions queued since the last call."""
+        pending = self.pending
+        if not pending:
+            return pending
+        self.pending = []
+        return pending
+
+    # -- the seam for cluster mode ------------------------------------------------
+
+    def adopt(
+        self,
+        state: BreakerState,
+        generation: int,
+        now: float,
+        *,
+        expiry: float | None = None,
+        counts: Counts | None = None,
+    ) -> bool:
+        """Take a state decided elsewhere (the control plane); ``False`` if stale.
+
+        An update with a generation older than the local one is ignored, so
+        out-of-order updates cannot move the breaker backwards. ``expiry``
+        defaults to what a local transition at ``now`` would set.
+        """
+        if generation < self.generation:
+            return False
+        previous = self.state
+        self.state = state
+        self.generation = generation
+        c = counts or Counts()
+        self._requests, self._ts, self._tf = c.requests, c.total_successes, c.total_failures
+        self._cs, self._cf = c.consecutive_successes, c.consecutive_failures
+        self._expiry = expiry if expiry is not None else self._default_expiry(now)
+        if previous is not state:
+            self.pending.append(
+                Transition(previous, state, generation, TransitionCause.EXTERNAL, now)
+            )
+        return True
+
+    # -- internals ----------------------------------------------------------------
+
+    def _refresh(self, now: float) -> None:
+        expiry = self._expiry
+        if expiry is None or not expiry < now:
+            return
+        if self.state is BreakerState.CLOSED:
+            self._new_generation(now)
+        elif self.state is BreakerState.OPEN:
+            self._set_state(BreakerState.HALF_OPEN, now, TransitionCause.TIMEOUT)
+
+    def _set_state(self, state: BreakerState, now: float, cause: TransitionCause) -> None:
+        if state is self.state:
+            return
+        previous = self.state
+        self.state = state
+        self._new_generation(now)
+        self.pending.append(Transition(previous, state, self.generation, cause, now))
+
+    def _new_generation(self, now: float) -> None:
+        self.generation += 1
+        self._requests = self._ts = self._tf = self._cs = self._cf = 0
+        self._expiry = self._default_expiry(now)
+
+    def _default_expiry(self, now: float) -> float | None:
+        if self.state is BreakerState.CLOSED:
+            return now + self.interval if self.interval > 0 else None
+        if self.state is BreakerState.OPEN:
+            return now + self.timeout
+        return None

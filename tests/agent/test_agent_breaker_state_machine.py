@@ -1,0 +1,126 @@
+"""BreakerStateMachine: gobreaker's semantics, driven by an explicit clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent import BreakerState, BreakerStateMachine, Counts, TransitionCause
+from agent._trip import compile_trip
+
+CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
+
+
+def machine(trip: str, *, max_requests: int = 1, interval: float = 0.0,
+            timeout: float = 60.0) -> BreakerStateMachine:
+    return BreakerStateMachine(max_requests=max_requests, interval=interval, timeout=timeout,
+                               trip=compile_trip(trip), now=0.0)
+
+
+def run(sm: BreakerStateMachine, success: bool, now: float = 0.0) -> bool:
+    """One request; False when the breaker rejected it."""
+    generation = sm.before_request(now)
+    if generation is None:
+        return False
+    sm.after_request(generation, success, now)
+    return True
+
+
+def test_requests_trip_counts_every_admitted_request() -> None:
+    sm = machine("requests > 4")
+    for _ in range(4):
+        run(sm, True)
+    assert sm.state is CLOSED
+    run(sm, False)  # the fifth request fails: requests == 5 > 4
+    assert sm.state is OPEN
+
+
+def test_total_failures_trip_is_not_reset_by_a_success() -> None:
+    sm = machine("totalFailures > 4")
+    for outcome in [False, False, True, False, False, True]:
+        run(sm, outcome)
+    assert sm.state is CLOSED and sm.counts.total_failures == 4
+    run(sm, False)
+    assert sm.state is OPEN
+
+
+def test_consecutive_failures_trip_is_reset_by_a_success() -> None:
+    sm = machine("consecutiveFailures > 3")
+    for outcome in [False, False, False, True, False, False, False]:
+        run(sm, outcome)
+    assert sm.state is CLOSED
+    run(sm, False)
+    assert sm.state is OPEN
+
+
+def test_open_rejects_until_the_timeout_has_passed_then_half_open() -> None:
+    sm = machine("consecutiveFailures > 0", timeout=30.0)
+    run(sm, False, now=0.0)
+    assert not run(sm, True, now=29.0)
+    assert not run(sm, True, now=30.0)  # gobreaker: the expiry must be strictly past
+    assert sm.current_state(30.001) is HALF_OPEN
+
+
+def test_half_open_admits_max_requests_and_closes_after_that_many_successes() -> None:
+    sm = machine("consecutiveFailures > 0", max_requests=2, timeout=10.0)
+    run(sm, False, now=0.0)
+    now = 10.5
+    first = sm.before_request(now)
+    second = sm.before_request(now)
+    assert first is not None and second is not None
+    assert sm.before_request(now) is None  # a third probe is too many
+    sm.after_request(first, True, now)
+    assert sm.state is HALF_OPEN
+    sm.after_request(second, True, now)
+    assert sm.state is CLOSED
+    assert sm.counts == Counts()
+
+
+def test_any_failure_in_half_open_reopens() -> None:
+    sm = machine("consecutiveFailures > 0", max_requests=3, timeout=10.0)
+    run(sm, False, now=0.0)
+    run(sm, True, now=11.0)
+    run(sm, False, now=11.0)
+    assert sm.state is OPEN
+    assert sm.expiry == pytest.approx(21.0)
+
+
+def test_interval_resets_the_counts_while_closed() -> None:
+    sm = machine("consecutiveFailures > 2", interval=5.0)
+    run(sm, False, now=0.0)
+    run(sm, False, now=1.0)
+    run(sm, False, now=5.5)  # the window reset at 5.0: this is the first failure again
+    assert sm.state is CLOSED
+    assert sm.counts == Counts(requests=1, total_failures=1, consecutive_failures=1)
+
+
+def test_outcomes_from_an_older_generation_are_ignored() -> None:
+    sm = machine("consecutiveFailures > 0", timeout=10.0)
+    slow = sm.before_request(0.0)
+    fast = sm.before_request(0.0)
+    assert slow is not None and fast is not None
+    sm.after_request(fast, False, 0.0)  # trips: a new generation
+    run(sm, True, now=11.0)  # half-open probe succeeds: closed, yet another generation
+    sm.after_request(slow, False, 11.0)  # the old call's failure arrives late
+    assert sm.state is CLOSED
+
+
+def test_transitions_are_queued_with_their_cause() -> None:
+    sm = machine("consecutiveFailures > 0", timeout=10.0)
+    run(sm, False, now=0.0)
+    run(sm, True, now=10.5)
+    causes = [(t.from_state, t.to_state, t.cause) for t in sm.take_transitions()]
+    assert causes == [
+        (CLOSED, OPEN, TransitionCause.TRIP),
+        (OPEN, HALF_OPEN, TransitionCause.TIMEOUT),
+        (HALF_OPEN, CLOSED, TransitionCause.PROBE_SUCCESS),
+    ]
+    assert sm.take_transitions() == []
+
+
+def test_adopt_takes_a_newer_external_state_and_refuses_an_older_one() -> None:
+    sm = machine("consecutiveFailures > 5", timeout=10.0)
+    assert sm.adopt(OPEN, 7, now=100.0)
+    assert sm.before_request(105.0) is None
+    assert sm.current_state(110.5) is HALF_OPEN  # the open timeout runs from the adoption
+    assert not sm.adopt(CLOSED, 3, now=111.0)
+    assert sm.state is HALF_OPEN
