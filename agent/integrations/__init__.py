@@ -1,0 +1,152 @@
+"""Client integrations: guard the calls an HTTP or gRPC client makes.
+
+Each integration plugs into its client's own extension point and sends every
+request through a Fusebox target (``fb.app(app_id, method=...)``), so the
+target's timeout, retry, circuit breaker and fallback policies apply::
+
+    from agent.integrations.requests import FuseboxAdapter
+    from agent.integrations.httpx import AsyncFuseboxTransport, FuseboxTransport
+    from agent.integrations.grpc import fusebox_aio_interceptors, fusebox_interceptors
+
+``requests`` and ``httpx`` are optional (``pip install fusebox[integrations]``);
+importing ``agent`` or this package never imports them. See
+``docs/integrations.md``.
+
+This module holds the pieces the integrations share; none of it is public.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from typing import Generic, TypeVar
+
+from agent._executor import current_attempt_deadline
+
+__all__: list[str] = []
+
+T = TypeVar("T")
+
+# A deadline already passed still gets a tiny positive timeout: clients read 0 as
+# "no timeout" or refuse it, and the attempt must fail fast rather than hang.
+_MIN_TIMEOUT = 0.001
+
+
+def _attempt_timeout(timeout: float | None) -> float | None:
+    """The tighter of a caller's own timeout and the running attempt's remaining time."""
+    deadline = current_attempt_deadline()
+    if deadline is None:
+        return timeout
+    remaining = max(deadline.remaining(), _MIN_TIMEOUT)
+    return remaining if timeout is None else min(timeout, remaining)
+
+
+def _choose(choice: str | Callable[[T], str] | None, subject: T) -> str | None:
+    """A fixed name, or one derived from the request (or gRPC method) by a callable."""
+    if choice is None or isinstance(choice, str):
+        return choice
+    return choice(subject)
+
+
+class _AttemptLedger(Generic[T]):
+    """The attempts of one guarded call, so discarded results get released.
+
+    The agent drops the result of a failed attempt it retries (an HTTP 503
+    response, a gRPC stream): ``begin()`` hands the previous attempt's result
+    back for closing. A sync attempt abandoned at its timeout may finish later
+    in its worker thread: ``keep()`` says it is stale so the caller closes it.
+    ``finish(final)`` returns what is left to close once the call is over.
+    """
+
+    __slots__ = ("_done", "_last", "_latest", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._latest = 0
+        self._last: T | None = None
+        self._done = False
+
+    def begin(self) -> tuple[int, T | None]:
+        """Start an attempt: its number, and the previous result to release (if any)."""
+        with self._lock:
+            self._latest += 1
+            stale, self._last = self._last, None
+            return self._latest, stale
+
+    def keep(self, attempt: int, value: T) -> bool:
+        """Record an attempt's result; False if the call already moved on (release it)."""
+        with self._lock:
+            if attempt != self._latest or self._done:
+                return False
+            self._last = value
+            return True
+
+    def finish(self, final: object) -> T | None:
+        """The call returned ``final`` (or raised: ``None``): what to release now."""
+        with self._lock:
+            self._done = True
+            last, self._last = self._last, None
+        return None if last is final else last
+
+
+class _ReplayableIterable(Generic[T]):
+    """An iterable over a one-shot source that every iteration replays from the start.
+
+    The first iteration streams the source through and records each item; a
+    retry replays the recording, then goes on pulling from the source. The cost
+    is memory: the items read so far are kept until the call ends. Thread-safe,
+    because an abandoned sync attempt may still be reading in its worker.
+    """
+
+    def __init__(self, source: Iterable[T]) -> None:
+        self._source = iter(source)
+        self._recorded: list[T] = []
+        self._exhausted = False
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> Iterator[T]:
+        index = 0
+        while True:
+            with self._lock:
+                if index < len(self._recorded):
+                    item = self._recorded[index]
+                elif self._exhausted:
+                    return
+                else:
+                    try:
+                        item = next(self._source)
+                    except StopIteration:
+                        self._exhausted = True
+                        return
+                    self._recorded.append(item)
+            index += 1
+            yield item
+
+
+class _AsyncReplayableIterable(Generic[T]):
+    """``_ReplayableIterable`` for an async source (attempts run on one event loop)."""
+
+    def __init__(self, source: AsyncIterable[T]) -> None:
+        self._source = aiter(source)
+        self._recorded: list[T] = []
+        self._exhausted = False
+
+    async def _replay(self) -> AsyncIterator[T]:
+        index = 0
+        while True:
+            if index < len(self._recorded):
+                item = self._recorded[index]
+            elif self._exhausted:
+                return
+            else:
+                try:
+                    item = await anext(self._source)
+                except StopAsyncIteration:
+                    self._exhausted = True
+                    return
+                self._recorded.append(item)
+            index += 1
+            yield item
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self._replay()

@@ -1,0 +1,213 @@
+"""``requests`` integration: a transport adapter that guards every request of a Session.
+
+>>> import requests
+>>> from agent.integrations.requests import FuseboxAdapter
+>>> session = requests.Session()
+>>> session.mount("http://", FuseboxAdapter(fb, app="order-processor"))  # doctest: +SKIP
+>>> session.post("http://order-processor:8080/orders", json=order)  # doctest: +SKIP
+
+Target method: by default the URL path without its leading slash (Dapr's
+method name: ``orders`` for ``/orders``); ``method=`` fixes it or derives it
+from the ``PreparedRequest``; ``app=`` likewise.
+
+Requires ``requests`` (``pip install fusebox[integrations]``).
+"""
+
+from __future__ import annotations
+
+import http
+import io
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from requests import PreparedRequest, Response
+from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers, rewind_body
+
+from agent._agent import Agent, AsyncAgent, AsyncTarget
+from agent._classify import FAILURE, Classifier, Outcome, http_outcome, parse_retry_after
+from agent._policy import FallbackResponse
+from agent.integrations import (
+    _attempt_timeout,
+    _AttemptLedger,
+    _choose,
+    _ReplayableIterable,
+)
+
+__all__ = ["FuseboxAdapter", "classify_response", "response_from_fallback", "url_path_method"]
+
+RequestName = str | Callable[[PreparedRequest], str]
+# What requests accepts as a timeout: seconds, (connect, read), or None.
+TimeoutArg = float | tuple[float | None, float | None] | None
+
+_RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+
+def classify_response(result: Any, error: BaseException | None) -> Outcome:
+    """Dapr's rule for a ``requests.Response``: status < 200 or > 399 is a failure.
+
+    ``Retry-After`` is read on 429 and 503; exceptions (connection errors,
+    timeouts) are failures without a status, so retry ``matching`` always
+    retries them.
+    """
+    if error is not None:
+        return FAILURE
+    if not isinstance(result, Response):
+        return Outcome(True)
+    retry_after = None
+    if result.status_code in _RETRY_AFTER_STATUSES:
+        retry_after = parse_retry_after(result.headers.get("Retry-After"))
+    return http_outcome(result.status_code, retry_after)
+
+
+def url_path_method(request: PreparedRequest) -> str:
+    """Dapr's method name for an HTTP call: the URL path without its leading slash."""
+    return urlsplit(request.url or "").path.lstrip("/")
+
+
+def response_from_fallback(
+    fallback: FallbackResponse, request: PreparedRequest, adapter: HTTPAdapter | None = None,
+) -> Response:
+    """Turn a static fallback into a real ``requests.Response`` with its status, headers, body."""
+    response = Response()
+    response.status_code = fallback.status
+    headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()
+    for name, value in fallback.headers:  # repeated headers fold as HTTP allows: "a, b"
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    response.headers = headers
+    response._content = fallback.body
+    response.raw = io.BytesIO(fallback.body)
+    try:
+        response.reason = http.HTTPStatus(fallback.status).phrase
+    except ValueError:
+        response.reason = ""
+    response.encoding = get_encoding_from_headers(headers)
+    response.url = request.url or ""
+    response.request = request
+    if adapter is not None:
+        response.connection = adapter
+    return response
+
+
+class FuseboxAdapter(HTTPAdapter):
+    """An ``HTTPAdapter`` that sends each request under a Fusebox target's policies.
+
+    ``fb`` is an ``Agent`` (or an ``AsyncAgent``: the request then blocks the
+    caller, as ``target.call_sync`` does). ``app`` is the target app-id, or a
+    callable of the ``PreparedRequest``; ``method`` the target method (default:
+    the URL path without its leading slash), fixed or a callable.
+    ``classifier`` replaces ``classify_response``. Other keywords go to
+    ``HTTPAdapter`` (``pool_connections``, ``pool_maxsize``, ...); do not pass
+    ``max_retries``: retrying is the policies' job.
+
+    Per attempt, the remaining time of the attempt's timeout becomes the
+    request's own connect and read timeout (or tightens the one given to
+    ``session.request``), so a timed-out attempt is interrupted by the socket
+    rather than left running. Responses of failed attempts that are retried are
+    closed. After the last attempt, a failing response is returned as is and
+    an exception is re-raised unchanged; a static fallback comes back as a real
+    ``requests.Response``.
+    """
+
+    def __init__(
+        self,
+        fb: Agent | AsyncAgent,
+        *,
+        app: RequestName,
+        method: RequestName | None = None,
+        classifier: Classifier | None = None,
+        **adapter_kwargs: Any,
+    ) -> None:
+        super().__init__(**adapter_kwargs)
+        self.fb = fb
+        self.app = app
+        self.method: RequestName = url_path_method if method is None else method
+        self.classifier = classifier or classify_response
+
+    def send(
+        self,
+        request: PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: bool | str = True,
+        cert: Any = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> Response:
+        """Send ``request`` as one guarded call; see the class docstring."""
+        app = _choose(self.app, request)
+        assert app is not None
+        target = self.fb.app(app, method=_choose(self.method, request) or None,
+                             classifier=self.classifier)
+        _make_body_replayable(request)
+        ledger: _AttemptLedger[Response] = _AttemptLedger()
+
+        def attempt() -> Response:
+            number, stale = ledger.begin()
+            if stale is not None:
+                stale.close()  # the agent retries: release the failed response's connection
+            if number > 1 and isinstance(getattr(request, "_body_position", None), int):
+                rewind_body(request)
+            response = HTTPAdapter.send(
+                self, request, stream=stream, timeout=_tighten(timeout), verify=verify,
+                cert=cert, proxies=proxies,
+            )
+            if not ledger.keep(number, response):
+                response.close()  # an abandoned attempt finished after its caller moved on
+            return response
+
+        try:
+            if isinstance(target, AsyncTarget):
+                result = target.call_sync(attempt)
+            else:
+                result = target.call(attempt)
+        except BaseException:
+            _close(ledger.finish(None))
+            raise
+        _close(ledger.finish(result))
+        return self._as_response(result, request)
+
+    def _as_response(self, result: object, request: PreparedRequest) -> Response:
+        if isinstance(result, Response):
+            return result
+        if isinstance(result, FallbackResponse):
+            return response_from_fallback(result, request, self)
+        raise TypeError(
+            f"a fallback for {request.method} {request.url} returned {type(result).__name__};"
+            " the requests integration needs a requests.Response or a FallbackResponse"
+        )
+
+
+def _close(response: Response | None) -> None:
+    if response is not None:
+        response.close()
+
+
+def _tighten(timeout: Any) -> Any:
+    """The caller's timeout, tightened to the attempt's remaining time."""
+    if timeout is None or isinstance(timeout, int | float):
+        return _attempt_timeout(timeout)
+    if isinstance(timeout, tuple) and len(timeout) == 2:
+        connect, read = timeout
+        return _attempt_timeout(connect), _attempt_timeout(read)
+    return timeout  # a urllib3 Timeout object: the caller chose it precisely; keep it
+
+
+def _make_body_replayable(request: PreparedRequest) -> None:
+    """Make a retried attempt send the same body again.
+
+    Bytes and text are replayed as they are; a seekable file is rewound (where
+    ``requests`` recorded its position); any other iterable (a generator, an
+    unseekable file) is recorded as it streams so that a retry replays it.
+    """
+    body: Any = request.body
+    if body is None or isinstance(body, str | bytes | bytearray):
+        return
+    if hasattr(body, "read"):
+        if isinstance(getattr(request, "_body_position", None), int):
+            return
+        source = body
+        body = iter(lambda: source.read(64 * 1024), b"")
+    if isinstance(body, Iterable):
+        request.body = _ReplayableIterable(body)  # type: ignore[assignment]
