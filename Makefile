@@ -26,3 +26,6 @@ protos: setup
 
 check-protos: setup
 	$(VENV)/python scripts/gen_protos.py --check
+
+bench: setup
+	$(VENV)/python -m bench.agent_overhead

@@ -1,0 +1,246 @@
+"""The success path of a guarded call: the agent against pybreaker and tenacity.
+
+Every contender guards the same trivial callable (returns an int), with
+equivalent policies:
+
+* breaker only: the agent's gobreaker breaker (``consecutiveFailures >= 5``)
+  vs ``pybreaker.CircuitBreaker(fail_max=5)`` in memory;
+* retry + breaker: the agent with a constant retry (``maxRetries: 2``, so at
+  most 3 attempts) and the same breaker vs tenacity's
+  ``@retry(stop=stop_after_attempt(3))``, which has no breaker at all.
+
+pybreaker's own ``call_async`` needs tornado; on asyncio the way to guard an
+awaited call with it is ``with breaker.calling(): await fn()``, which counts
+exceptions raised inside the block (the benchmark checks that once before
+timing it), so that is the async contender.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pybreaker
+import tenacity
+
+from agent import Agent, AsyncAgent, BreakerState
+from agent._policy import (
+    BackoffKind,
+    CircuitBreakerPolicy,
+    ResolvedPolicies,
+    RetryPolicy,
+    TargetKind,
+    TargetPolicy,
+)
+from bench.timing import Budget, Measurement, Variant, async_loop, measure, sync_loop
+
+APP_ID = "checkout"
+BREAKER_APP, BREAKER_METHOD = "order-processor", "orders"  # breaker only
+RETRY_APP, RETRY_METHOD = "inventory", "stock"  # retry + breaker
+
+BREAKER = CircuitBreakerPolicy("simpleCB", max_requests=1, timeout=30.0,
+                               trip="consecutiveFailures >= 5")
+RETRY = RetryPolicy("threeAttempts", backoff=BackoffKind.CONSTANT, duration=1.0, max_retries=2)
+
+
+def static_policies() -> ResolvedPolicies:
+    """The same policies ``link_traffic.SPEC_YAML`` gives ``checkout`` through the server."""
+
+    def target(name: str, **policies: Any) -> TargetPolicy:
+        return TargetPolicy(TargetKind.APP, name, spec_namespace="default",
+                            spec_name="bench", **policies)
+
+    return ResolvedPolicies(namespace="default", app_id=APP_ID, targets=(
+        target(BREAKER_APP, circuit_breaker=BREAKER),
+        target(RETRY_APP, retry=RETRY, circuit_breaker=BREAKER),
+    ))
+
+
+def work() -> int:
+    """The guarded operation: as cheap as possible, so the guard's cost dominates."""
+    return 200
+
+
+async def async_work() -> int:
+    return 200
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """``subject`` costs ``ratio`` times ``baseline``; ``limit`` is the target (None: info)."""
+
+    title: str
+    subject: str
+    baseline: str
+    ratio_best: float
+    ratio_median: float
+    limit: float | None
+    inclusive: bool = False  # target is ratio <= limit rather than ratio < limit
+
+    @property
+    def passed(self) -> bool | None:
+        if self.limit is None:
+            return None
+        return self.ratio_best <= self.limit if self.inclusive else self.ratio_best < self.limit
+
+    @property
+    def target_text(self) -> str:
+        if self.limit is None:
+            return "info"
+        return f"{'<=' if self.inclusive else '<'} {self.limit:g}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "title": self.title, "subject": self.subject, "baseline": self.baseline,
+            "ratio_best": round(self.ratio_best, 3), "ratio_median": round(self.ratio_median, 3),
+            "target": self.target_text, "passed": self.passed,
+        }
+
+
+def compare(results: list[Measurement], title: str, subject: str, baseline: str,
+            limit: float | None, *, inclusive: bool = False) -> Comparison:
+    by_name = {m.name: m for m in results}
+    s, b = by_name[subject], by_name[baseline]
+    return Comparison(title, subject, baseline, s.best_ns / b.best_ns,
+                      s.median_ns / b.median_ns, limit, inclusive)
+
+
+def sync_section(budget: Budget) -> tuple[list[Measurement], list[Comparison]]:
+    """Sync: bare call, agent (handle and decorator), pybreaker, tenacity."""
+    fb = Agent(app_id=APP_ID, policies=static_policies())
+    try:
+        breaker_target = fb.app(BREAKER_APP, method=BREAKER_METHOD)
+        retry_target = fb.app(RETRY_APP, method=RETRY_METHOD)
+        namespace: dict[str, Any] = {
+            "fn": work,
+            "target": breaker_target,
+            "protected": fb.protect(app=BREAKER_APP, method=BREAKER_METHOD)(work),
+            "cb": pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30),
+            "retry_target": retry_target,
+            "retry_protected": fb.protect(app=RETRY_APP, method=RETRY_METHOD)(work),
+            "retried": tenacity.retry(stop=tenacity.stop_after_attempt(3))(work),
+        }
+        variants = [
+            Variant("bare", "bare call: fn()", sync_loop("fn()", namespace)),
+            Variant("agent_call", "agent breaker: target.call(fn)",
+                    sync_loop("target.call(fn)", namespace)),
+            Variant("agent_protect", "agent breaker: @fb.protect",
+                    sync_loop("protected()", namespace)),
+            Variant("pybreaker_call", "pybreaker: cb.call(fn)",
+                    sync_loop("cb.call(fn)", namespace)),
+            Variant("agent_retry_call", "agent retry+breaker: target.call(fn)",
+                    sync_loop("retry_target.call(fn)", namespace)),
+            Variant("agent_retry_protect", "agent retry+breaker: @fb.protect",
+                    sync_loop("retry_protected()", namespace)),
+            Variant("tenacity", "tenacity: @retry(stop_after_attempt(3))",
+                    sync_loop("retried()", namespace)),
+        ]
+        results = measure(variants, budget)
+        _check_guarded(fb, [breaker_target.name, retry_target.name])
+    finally:
+        fb.close()
+    comparisons = [
+        compare(results, "sync agent .call vs pybreaker .call", "agent_call", "pybreaker_call", 1),
+        compare(results, "sync agent @protect vs pybreaker .call", "agent_protect",
+                "pybreaker_call", 1),
+        compare(results, "sync agent retry+breaker .call vs tenacity", "agent_retry_call",
+                "tenacity", 0.2, inclusive=True),
+        compare(results, "sync agent retry+breaker @protect vs tenacity", "agent_retry_protect",
+                "tenacity", 0.2, inclusive=True),
+    ]
+    return results, comparisons
+
+
+async def _pybreaker_guarded(cb: pybreaker.CircuitBreaker,
+                             fn: Callable[[], Any]) -> Callable[[], Any]:
+    """pybreaker around an awaited call; proven to count failures before it is timed."""
+
+    async def guarded() -> Any:
+        with cb.calling():
+            return await fn()
+
+    async def failing() -> None:
+        raise RuntimeError("probe")
+
+    probe = pybreaker.CircuitBreaker(fail_max=1, reset_timeout=30)
+    try:
+        with probe.calling():
+            await failing()
+    except (RuntimeError, pybreaker.CircuitBreakerError):
+        pass  # reaching fail_max raises CircuitBreakerError instead of the failure itself
+    if probe.current_state != pybreaker.STATE_OPEN:
+        raise RuntimeError("pybreaker calling() did not count an awaited failure")
+    return guarded
+
+
+def async_section(budget: Budget, sync_results: list[Measurement]
+                  ) -> tuple[list[Measurement], list[Comparison]]:
+    """Asyncio: bare await, AsyncAgent (handle and decorator), pybreaker calling(), tenacity."""
+    loop = asyncio.new_event_loop()
+    fb = AsyncAgent(app_id=APP_ID, policies=static_policies())
+    try:
+        loop.run_until_complete(fb.start())
+        breaker_target = fb.app(BREAKER_APP, method=BREAKER_METHOD)
+        retry_target = fb.app(RETRY_APP, method=RETRY_METHOD)
+        cb = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)
+        namespace: dict[str, Any] = {
+            "fn": async_work,
+            "target": breaker_target,
+            "protected": fb.protect(app=BREAKER_APP, method=BREAKER_METHOD)(async_work),
+            "pb_guarded": loop.run_until_complete(_pybreaker_guarded(cb, async_work)),
+            "retry_target": retry_target,
+            "retry_protected": fb.protect(app=RETRY_APP, method=RETRY_METHOD)(async_work),
+            "retried": tenacity.retry(stop=tenacity.stop_after_attempt(3))(async_work),
+        }
+        variants = [
+            Variant("async_bare", "bare await: await fn()", async_loop("fn()", namespace, loop)),
+            Variant("async_agent_call", "agent breaker: await target.call(fn)",
+                    async_loop("target.call(fn)", namespace, loop)),
+            Variant("async_agent_protect", "agent breaker: @fb.protect",
+                    async_loop("protected()", namespace, loop)),
+            Variant("async_pybreaker", "pybreaker: with cb.calling(): await fn()",
+                    async_loop("pb_guarded()", namespace, loop)),
+            Variant("async_agent_retry_call", "agent retry+breaker: await target.call(fn)",
+                    async_loop("retry_target.call(fn)", namespace, loop)),
+            Variant("async_agent_retry_protect", "agent retry+breaker: @fb.protect",
+                    async_loop("retry_protected()", namespace, loop)),
+            Variant("async_tenacity", "tenacity: @retry(stop_after_attempt(3)) async",
+                    async_loop("retried()", namespace, loop)),
+        ]
+        results = measure(variants, budget)
+        _check_guarded(fb, [breaker_target.name, retry_target.name])
+    finally:
+        loop.run_until_complete(fb.aclose())
+        loop.close()
+    both = results + sync_results
+    comparisons = [
+        compare(results, "async agent .call vs pybreaker calling()", "async_agent_call",
+                "async_pybreaker", 1),
+        compare(results, "async agent @protect vs pybreaker calling()", "async_agent_protect",
+                "async_pybreaker", 1),
+        compare(both, "async agent .call vs sync pybreaker .call", "async_agent_call",
+                "pybreaker_call", None),
+        compare(results, "async agent retry+breaker .call vs tenacity", "async_agent_retry_call",
+                "async_tenacity", 0.2, inclusive=True),
+        compare(results, "async agent retry+breaker @protect vs tenacity",
+                "async_agent_retry_protect", "async_tenacity", 0.2, inclusive=True),
+    ]
+    return results, comparisons
+
+
+def _check_guarded(fb: Agent | AsyncAgent, targets: list[str]) -> None:
+    """Refuse to report numbers for calls that went unguarded or failed.
+
+    Each target must have a live closed breaker and only successful calls: an
+    agent that passed calls through (no policies) would look fast for nothing.
+    """
+    states, stats = fb.breaker_states(), fb.stats()
+    for name in targets:
+        state, counters = states.get(name), stats.get(name)
+        if state is not BreakerState.CLOSED or counters is None or (
+            counters.successes == 0 or counters.failures or counters.retries
+        ):
+            raise RuntimeError(f"benchmark invalid: target {name!r} has breaker {state} and "
+                               f"counters {counters}; expected guarded successful calls")
