@@ -1,0 +1,41 @@
+"""Cluster-wide circuit breaker state: one algorithm, three homes.
+
+The agent's local mode (``agent._breaker.BreakerStateMachine``), the embedded
+store (that same class, in this process's memory) and the Redis store (the
+same rules in Lua scripts, atomically in Redis) keep breakers for the whole
+cluster. ``open_breaker_store(url)`` picks a store; both follow the
+``BreakerStore`` contract. See ``docs/breaker-state.md``.
+"""
+
+from __future__ import annotations
+
+from controlplane.breakers.model import (
+    BreakerEvent,
+    BreakerId,
+    BreakerNotFound,
+    BreakerSnapshot,
+    Cause,
+    LeaseGrant,
+    OutcomeBatch,
+    Override,
+    OverrideInfo,
+    breaker_id_from_proto,
+    breaker_id_to_proto,
+)
+from controlplane.breakers.store import BreakerStore, open_breaker_store
+
+__all__ = [
+    "BreakerEvent",
+    "BreakerId",
+    "BreakerNotFound",
+    "BreakerSnapshot",
+    "BreakerStore",
+    "Cause",
+    "LeaseGrant",
+    "OutcomeBatch",
+    "Override",
+    "OverrideInfo",
+    "breaker_id_from_proto",
+    "breaker_id_to_proto",
+    "open_breaker_store",
+]

@@ -1,0 +1,168 @@
+-- Shared by every breaker script (prepended to each by redis.py): gobreaker's
+-- state machine over one breaker's hash, mirroring agent/_breaker.py rule for
+-- rule. See docs/breaker-state.md.
+--
+-- A context `c` names the keys of one breaker and the time:
+--   c.state (hash), c.leases (hash lease id -> expiry ms), c.events (stream of
+--   the partition), c.deadlines (zset of the partition), c.recent (list),
+--   c.now (ms), c.maxlen (stream MAXLEN ~), c.out (events produced, returned).
+-- Times are integer milliseconds; -1 means "none".
+
+local RECENT = 100
+local NUMERIC = {'gen', 'req', 'ts', 'tf', 'cs', 'cf', 'expiry', 'max_requests',
+                 'interval', 'timeout', 'ov_exp', 'updated'}
+
+local function int(x)
+  return string.format('%d', x)
+end
+
+local function now_ms(override)
+  if override ~= nil and override ~= '' then
+    return tonumber(override)  -- tests only: an injected clock
+  end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function load_state(key)
+  local raw = redis.call('HGETALL', key)
+  if #raw == 0 then
+    return nil
+  end
+  local s = {}
+  for i = 1, #raw, 2 do
+    s[raw[i]] = raw[i + 1]
+  end
+  for _, field in ipairs(NUMERIC) do
+    s[field] = tonumber(s[field])
+  end
+  return s
+end
+
+local function save_state(c, s)
+  redis.call('HSET', c.state,
+    'id', s.id, 'state', s.state, 'gen', int(s.gen),
+    'req', int(s.req), 'ts', int(s.ts), 'tf', int(s.tf), 'cs', int(s.cs), 'cf', int(s.cf),
+    'expiry', int(s.expiry), 'name', s.name, 'max_requests', int(s.max_requests),
+    'interval', int(s.interval), 'timeout', int(s.timeout),
+    'interval_s', s.interval_s, 'timeout_s', s.timeout_s, 'trip', s.trip,
+    'ov', s.ov, 'ov_reason', s.ov_reason, 'ov_exp', int(s.ov_exp), 'ov_by', s.ov_by,
+    'updated', int(s.updated))
+end
+
+local function effective(s)
+  if s.ov == 'force_open' then
+    return 'open'
+  elseif s.ov ~= '' then
+    return 'closed'
+  end
+  return s.state
+end
+
+local function max_requests(s)
+  return math.max(1, s.max_requests)
+end
+
+local function default_expiry(s, now)
+  if s.state == 'closed' then
+    if s.interval > 0 then
+      return now + s.interval
+    end
+    return -1
+  elseif s.state == 'open' then
+    return now + s.timeout
+  end
+  return -1
+end
+
+-- A new window: counts to zero, expiry for the current state (gobreaker's
+-- toNewGeneration, minus the generation: agents only see state changes).
+local function new_window(s, now)
+  s.req, s.ts, s.tf, s.cs, s.cf = 0, 0, 0, 0, 0
+  s.expiry = default_expiry(s, now)
+end
+
+-- Bumps the generation and appends the event to the stream and the recent list.
+local function emit(c, s, from, cause, instance, detail)
+  s.gen = s.gen + 1
+  local to = effective(s)
+  local open_until = ''
+  if to == 'open' and s.state == 'open' and s.expiry >= 0 then
+    open_until = int(s.expiry)
+  end
+  local sid = redis.call('XADD', c.events, 'MAXLEN', '~', c.maxlen, '*',
+    'id', s.id, 'from', from, 'to', to, 'gen', int(s.gen), 'cause', cause,
+    'at', int(c.now), 'inst', instance, 'detail', detail, 'open_until', open_until)
+  local event = {sid, s.id, from, to, int(s.gen), cause, int(c.now), instance, detail, open_until}
+  redis.call('LPUSH', c.recent, cjson.encode(event))
+  redis.call('LTRIM', c.recent, 0, RECENT - 1)
+  table.insert(c.out, event)
+end
+
+local function set_state(c, s, to, cause, instance)
+  if s.state == to then
+    return
+  end
+  local from = effective(s)
+  s.state = to
+  new_window(s, c.now)
+  -- Leases belong to one half-open period.
+  redis.call('DEL', c.leases)
+  redis.call('ZREM', c.deadlines, 'l|' .. s.id)
+  if to == 'open' then
+    redis.call('ZADD', c.deadlines, s.expiry, 'o|' .. s.id)
+  else
+    redis.call('ZREM', c.deadlines, 'o|' .. s.id)
+  end
+  emit(c, s, from, cause, instance, '')
+end
+
+-- gobreaker's currentState: a closed window or an open timeout that has
+-- passed (strictly) takes effect.
+local function refresh(c, s)
+  if s.expiry < 0 or not (s.expiry < c.now) then
+    return
+  end
+  if s.state == 'closed' then
+    new_window(s, c.now)
+  elseif s.state == 'open' then
+    set_state(c, s, 'half-open', 'timeout', '')
+  end
+end
+
+-- Drops leases never reported in time; each gives its half-open slot back.
+local function expire_leases(c, s)
+  local raw = redis.call('HGETALL', c.leases)
+  local expired, earliest = 0, nil
+  for i = 1, #raw, 2 do
+    local at = tonumber(raw[i + 1])
+    if at < c.now then
+      redis.call('HDEL', c.leases, raw[i])
+      expired = expired + 1
+    elseif earliest == nil or at < earliest then
+      earliest = at
+    end
+  end
+  if expired > 0 and s.state == 'half-open' then
+    s.req = math.max(0, s.req - expired)
+  end
+  if earliest ~= nil then
+    redis.call('ZADD', c.deadlines, earliest, 'l|' .. s.id)
+  else
+    redis.call('ZREM', c.deadlines, 'l|' .. s.id)
+  end
+end
+
+local function clear_override(c, s, detail)
+  local before = effective(s)
+  s.ov, s.ov_reason, s.ov_exp, s.ov_by = '', '', -1, ''
+  redis.call('ZREM', c.deadlines, 'v|' .. s.id)
+  if s.state == 'open' then
+    -- Its deadline may have been skipped while the override froze the machine.
+    redis.call('ZADD', c.deadlines, s.expiry, 'o|' .. s.id)
+  end
+  if effective(s) ~= before then
+    emit(c, s, before, 'override', '', detail)
+  end
+end
+

@@ -1,0 +1,438 @@
+"""The embedded breaker store: cluster-wide breaker state in this process's memory.
+
+Breaker state is ephemeral in the embedded default (specs are the durable
+part), so a restart starts every breaker closed. The state machine is
+``agent._breaker.BreakerStateMachine`` itself, the very code the agent runs in
+local mode, driven with this store's clock (unix seconds). What this module
+adds around it is what a cluster needs: the generation agents see, probe
+leases, overrides, deadlines and the event log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import heapq
+import itertools
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from agent._breaker import BreakerState, BreakerStateMachine, Counts, TransitionCause
+from agent._policy import CircuitBreakerPolicy
+from agent._trip import compile_trip
+from controlplane.breakers.model import (
+    BreakerEvent,
+    BreakerId,
+    BreakerNotFound,
+    BreakerSnapshot,
+    Cause,
+    LeaseGrant,
+    OutcomeBatch,
+    Override,
+    OverrideInfo,
+)
+
+__all__ = ["EmbeddedBreakerStore"]
+
+_CLOSED, _OPEN, _HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
+_CAUSES = {
+    TransitionCause.TRIP: Cause.TRIP,
+    TransitionCause.TIMEOUT: Cause.TIMEOUT,
+    TransitionCause.PROBE_SUCCESS: Cause.PROBE_SUCCESS,
+    TransitionCause.PROBE_FAILURE: Cause.PROBE_FAILURE,
+}
+_RECENT_PER_BREAKER = 100
+
+# Deadline kinds in the heap.
+_OPEN_ENDS, _OVERRIDE_ENDS, _LEASE_ENDS = "open", "override", "lease"
+
+
+def _new_machine(policy: CircuitBreakerPolicy, now: float) -> BreakerStateMachine:
+    return BreakerStateMachine(
+        max_requests=policy.max_requests,
+        interval=policy.interval,
+        timeout=policy.timeout,
+        trip=compile_trip(policy.trip),
+        now=now,
+    )
+
+
+class _Entry:
+    """One breaker: its machine plus the cluster-level state around it."""
+
+    __slots__ = (
+        "generation", "id", "leases", "machine", "override", "policy", "recent", "updated_at",
+    )
+
+    def __init__(self, breaker_id: BreakerId, policy: CircuitBreakerPolicy, now: float) -> None:
+        self.id = breaker_id
+        self.policy = policy
+        self.machine = _new_machine(policy, now)
+        #: Changes of effective state (the machine's own generation also counts
+        #: closed-window rollovers; agents never see those).
+        self.generation = 0
+        self.override: OverrideInfo | None = None
+        self.leases: dict[str, float] = {}  # lease id -> expires at
+        self.updated_at = now
+        self.recent: deque[BreakerEvent] = deque(maxlen=_RECENT_PER_BREAKER)
+
+    @property
+    def effective_state(self) -> BreakerState:
+        if self.override is None:
+            return self.machine.state
+        return _OPEN if self.override.override is Override.FORCE_OPEN else _CLOSED
+
+
+class EmbeddedBreakerStore:
+    """A ``BreakerStore`` in memory; ``clock`` returns unix seconds (inject it in tests).
+
+    >>> store = EmbeddedBreakerStore(clock=lambda: 1_700_000_000.0)
+    """
+
+    def __init__(
+        self, *, clock: Callable[[], float] = time.time, events_maxlen: int = 10_000
+    ) -> None:
+        self._clock = clock
+        self._entries: dict[BreakerId, _Entry] = {}
+        self._deadlines: builtins.list[tuple[float, int, str, BreakerId]] = []
+        self._tiebreak = itertools.count()
+        self._log: deque[BreakerEvent] = deque(maxlen=events_maxlen)
+        self._sequence = 0  # stream id of the newest event
+        self._appended: asyncio.Condition | None = None
+
+    # -- reports and leases ------------------------------------------------------
+
+    async def apply(self, batches: Sequence[OutcomeBatch]) -> builtins.list[BreakerEvent]:
+        events: builtins.list[BreakerEvent] = []
+        for batch in batches:
+            events += self._apply_one(batch, self._clock())
+        await self._notify(events)
+        return events
+
+    def _apply_one(self, batch: OutcomeBatch, now: float) -> builtins.list[BreakerEvent]:
+        entry = self._entries.get(batch.id)
+        if entry is None:
+            entry = self._entries[batch.id] = _Entry(batch.id, batch.policy, now)
+        else:
+            self._replace_policy(entry, batch.policy, now)
+        entry.updated_at = now
+        if entry.override is not None:
+            return []  # frozen: force-open drops, force-closed/disabled do not count
+        machine = entry.machine
+        events = self._refresh(entry, now)
+        if machine.state is _HALF_OPEN:
+            self._expire_leases(entry, now)
+            if batch.lease_id not in entry.leases:
+                return events  # not a live probe: admitted before, or its lease expired
+            del entry.leases[batch.lease_id]
+            outcomes = [run for run in batch.runs if run != 0]
+            if outcomes:  # a lease admits one probe: its first outcome
+                machine.after_request(machine.generation, outcomes[0] > 0, now)
+                events += self._drain(entry, batch.instance_id)
+            return events
+        if machine.state is _OPEN or batch.lease_id:
+            return events  # stale: admitted before the trip, or a probe of an ended period
+        for run in batch.runs:
+            for _ in range(abs(run)):
+                generation = machine.before_request(now)
+                if generation is None:
+                    return events + self._drain(entry, batch.instance_id)
+                machine.after_request(generation, run > 0, now)
+        return events + self._drain(entry, batch.instance_id)
+
+    def _replace_policy(self, entry: _Entry, policy: CircuitBreakerPolicy, now: float) -> None:
+        old = entry.policy
+        if policy == old:
+            return
+        entry.policy = policy
+        machine = entry.machine
+        machine.max_requests = max(1, policy.max_requests)
+        machine.interval = policy.interval
+        machine.timeout = policy.timeout
+        machine.trip = compile_trip(policy.trip)
+        rules_changed = old.trip != policy.trip or old.interval != policy.interval
+        if machine.state is _CLOSED and rules_changed:
+            # Counts gathered under another trip or window mean nothing to the new one.
+            machine.adopt(_CLOSED, machine.generation, now, counts=Counts())
+
+    async def acquire_lease(
+        self, id: BreakerId, policy: CircuitBreakerPolicy, instance_id: str, ttl: float
+    ) -> LeaseGrant:
+        now = self._clock()
+        entry = self._entries.get(id)
+        if entry is None:
+            return LeaseGrant(False, "", 0.0, _CLOSED, 0)
+        events: builtins.list[BreakerEvent] = []
+        granted = None
+        if entry.override is None:
+            events = self._refresh(entry, now)
+            if entry.machine.state is _HALF_OPEN:
+                self._expire_leases(entry, now)
+                if entry.machine.before_request(now) is not None:
+                    granted = uuid.uuid4().hex
+                    entry.leases[granted] = now + ttl
+                    self._schedule(now + ttl, _LEASE_ENDS, id)
+        await self._notify(events)
+        state = entry.effective_state
+        if granted is None:
+            return LeaseGrant(False, "", 0.0, state, entry.generation)
+        return LeaseGrant(True, granted, now + ttl, state, entry.generation)
+
+    # -- time ----------------------------------------------------------------------
+
+    async def advance(self) -> builtins.list[BreakerEvent]:
+        now = self._clock()
+        events: builtins.list[BreakerEvent] = []
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] < now:
+            _, _, kind, breaker_id = heapq.heappop(deadlines)
+            entry = self._entries.get(breaker_id)
+            if entry is None:
+                continue  # stale deadline
+            if kind == _OVERRIDE_ENDS:
+                override = entry.override
+                if override and override.expires_at is not None and override.expires_at < now:
+                    events += self._set_override(entry, None, "override expired", "", None, now)
+            elif kind == _OPEN_ENDS:
+                if entry.override is None:
+                    events += self._refresh(entry, now)
+            else:
+                self._expire_leases(entry, now)
+        await self._notify(events)
+        return events
+
+    # -- operations ------------------------------------------------------------------
+
+    async def get(self, id: BreakerId) -> BreakerSnapshot | None:
+        entry = self._entries.get(id)
+        return None if entry is None else self._snapshot(entry, self._clock())
+
+    async def list(
+        self, *, namespace: str = "", target: str = "", state: BreakerState | None = None
+    ) -> builtins.list[BreakerSnapshot]:
+        now = self._clock()
+        return [
+            self._snapshot(entry, now)
+            for breaker_id, entry in sorted(self._entries.items(), key=lambda i: i[0].encode())
+            if (not namespace or breaker_id.namespace == namespace)
+            and (not target or breaker_id.target == target)
+            and (state is None or entry.effective_state is state)
+        ]
+
+    async def set_override(
+        self,
+        id: BreakerId,
+        override: Override | None,
+        *,
+        reason: str,
+        ttl: float | None,
+        set_by: str,
+    ) -> BreakerSnapshot:
+        entry = self._entries.get(id)
+        if entry is None:
+            raise BreakerNotFound(id)
+        now = self._clock()
+        events = self._set_override(entry, override, reason, set_by, ttl, now)
+        await self._notify(events)
+        return self._snapshot(entry, now)
+
+    def _set_override(
+        self,
+        entry: _Entry,
+        override: Override | None,
+        reason: str,
+        set_by: str,
+        ttl: float | None,
+        now: float,
+    ) -> builtins.list[BreakerEvent]:
+        before = entry.effective_state
+        if override is None:
+            entry.override = None
+            if entry.machine.state is _OPEN and entry.machine.expiry is not None:
+                # Its deadline may have been skipped while frozen.
+                self._schedule(entry.machine.expiry, _OPEN_ENDS, entry.id)
+        else:
+            expires_at = now + ttl if ttl else None
+            entry.override = OverrideInfo(override, reason, expires_at, set_by)
+            if expires_at is not None:
+                self._schedule(expires_at, _OVERRIDE_ENDS, entry.id)
+        entry.updated_at = now
+        if entry.effective_state is before:
+            return []
+        return [self._record(entry, before, Cause.OVERRIDE, now, detail=_detail(reason, set_by))]
+
+    async def reset(self, id: BreakerId, *, reason: str, set_by: str) -> BreakerSnapshot:
+        entry = self._entries.get(id)
+        if entry is None:
+            raise BreakerNotFound(id)
+        now = self._clock()
+        before = entry.effective_state
+        entry.machine = _new_machine(entry.policy, now)
+        entry.override = None
+        entry.leases.clear()
+        entry.updated_at = now
+        event = self._record(entry, before, Cause.RESET, now, detail=_detail(reason, set_by))
+        await self._notify([event])
+        return self._snapshot(entry, now)
+
+    async def recent_events(self, id: BreakerId, count: int = 20) -> builtins.list[BreakerEvent]:
+        entry = self._entries.get(id)
+        if entry is None or count <= 0:
+            return []
+        return builtins.list(entry.recent)[-count:]
+
+    async def read_events(
+        self, after: str, *, block: float = 0.0, count: int = 1000
+    ) -> tuple[str, builtins.list[BreakerEvent]]:
+        start = self._sequence if after == "" else _parse_position(after)
+        events = self._events_after(start, count)
+        if not events and block > 0:
+            condition = self._condition()
+            async with condition:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        condition.wait_for(lambda: self._sequence > start), block
+                    )
+            events = self._events_after(start, count)
+        return (events[-1].stream_id if events else str(start)), events
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _refresh(self, entry: _Entry, now: float) -> builtins.list[BreakerEvent]:
+        """The machine's time rules at ``now`` (closed window rollover, open timeout)."""
+        entry.machine.current_state(now)
+        return self._drain(entry, "")
+
+    def _drain(self, entry: _Entry, instance_id: str) -> builtins.list[BreakerEvent]:
+        events = []
+        for transition in entry.machine.take_transitions():
+            entry.leases.clear()  # leases belong to one half-open period
+            open_until = None
+            if transition.to_state is _OPEN:
+                open_until = entry.machine.expiry
+                if open_until is not None:
+                    self._schedule(open_until, _OPEN_ENDS, entry.id)
+            events.append(
+                self._record(
+                    entry,
+                    transition.from_state,
+                    _CAUSES[transition.cause],
+                    transition.at,
+                    instance_id=instance_id,
+                    open_until=open_until,
+                )
+            )
+        return events
+
+    def _expire_leases(self, entry: _Entry, now: float) -> None:
+        """Drop leases never reported in time and give their half-open slots back."""
+        expired = [lease for lease, expires_at in entry.leases.items() if expires_at < now]
+        if not expired:
+            return
+        for lease in expired:
+            del entry.leases[lease]
+        machine = entry.machine
+        if machine.state is _HALF_OPEN:
+            counts = machine.counts
+            requests = max(0, counts.requests - len(expired))
+            counts = replace(counts, requests=requests)
+            machine.adopt(_HALF_OPEN, machine.generation, now, counts=counts)
+
+    def _record(
+        self,
+        entry: _Entry,
+        from_state: BreakerState,
+        cause: Cause,
+        at: float,
+        *,
+        instance_id: str = "",
+        detail: str = "",
+        open_until: float | None = None,
+    ) -> BreakerEvent:
+        entry.generation += 1
+        self._sequence += 1
+        to_state = entry.effective_state
+        if open_until is None and to_state is _OPEN and entry.machine.state is _OPEN:
+            open_until = entry.machine.expiry
+        event = BreakerEvent(
+            id=entry.id,
+            from_state=from_state,
+            to_state=to_state,
+            generation=entry.generation,
+            cause=cause,
+            at=at,
+            instance_id=instance_id,
+            detail=detail,
+            open_until=open_until,
+            stream_id=str(self._sequence),
+        )
+        entry.recent.append(event)
+        self._log.append(event)
+        return event
+
+    def _snapshot(self, entry: _Entry, now: float) -> BreakerSnapshot:
+        machine = entry.machine
+        counts = machine.counts
+        expiry = machine.expiry
+        if machine.state is _CLOSED and expiry is not None and expiry < now:
+            counts = Counts()  # the window has rolled over; the next report starts a new one
+        state = entry.effective_state
+        return BreakerSnapshot(
+            id=entry.id,
+            policy=entry.policy,
+            state=state,
+            generation=entry.generation,
+            counts=counts,
+            open_until=expiry if state is _OPEN and machine.state is _OPEN else None,
+            override=entry.override,
+            active_leases=sum(1 for e in entry.leases.values() if not e < now),
+            updated_at=entry.updated_at,
+        )
+
+    def _schedule(self, when: float, kind: str, breaker_id: BreakerId) -> None:
+        heapq.heappush(self._deadlines, (when, next(self._tiebreak), kind, breaker_id))
+
+    def _events_after(self, start: int, count: int) -> builtins.list[BreakerEvent]:
+        log = self._log
+        if not log or start >= self._sequence:
+            return []
+        first = self._sequence - len(log) + 1  # stream id of log[0]
+        skip = max(0, start - first + 1)
+        return builtins.list(itertools.islice(log, skip, skip + max(0, count)))
+
+    def _condition(self) -> asyncio.Condition:
+        if self._appended is None:
+            self._appended = asyncio.Condition()
+        return self._appended
+
+    async def _notify(self, events: builtins.list[BreakerEvent]) -> None:
+        if events and self._appended is not None:
+            async with self._appended:
+                self._appended.notify_all()
+
+
+def _detail(reason: str, set_by: str) -> str:
+    return f"{reason} (by {set_by})" if set_by else reason
+
+
+def _parse_position(text: str) -> int:
+    try:
+        position = int(text)
+    except ValueError:
+        raise ValueError(
+            f"invalid event position {text!r}: expected '', '0' or a position returned "
+            "by read_events"
+        ) from None
+    if position < 0:
+        raise ValueError(f"invalid event position {text!r}: must not be negative")
+    return position

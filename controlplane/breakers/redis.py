@@ -1,0 +1,457 @@
+"""The Redis breaker store: cluster-wide breaker state shared by every server replica.
+
+Breakers are spread over ``partitions`` partitions by a stable hash (CRC-32)
+of ``BreakerId.encode()``; the partition is the hash tag of every key, so each
+script touches one slot (Redis Cluster ready)::
+
+    fusebox:{bp<N>}:state:<id>     hash: state, counts, generation, policy, override
+    fusebox:{bp<N>}:leases:<id>    hash: lease id -> expiry (ms)
+    fusebox:{bp<N>}:recent:<id>    list: the breaker's last events (JSON), newest first
+    fusebox:{bp<N>}:events         stream: the partition's transitions (XADD MAXLEN ~)
+    fusebox:{bp<N>}:deadlines      zset: open timeouts, override and lease expiries
+    fusebox:{bp<N>}:index          set: the partition's breaker ids
+
+Every state change happens inside one Lua script (``breaker_*.lua``, each with
+``breaker_common.lua`` prepended: the state machine), using Redis server time.
+The details are in ``docs/breaker-state.md``. Every method raises
+``StoreUnavailable`` (never a redis-py exception) when Redis cannot serve.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+
+from agent._breaker import BreakerState, Counts
+from agent._policy import CircuitBreakerPolicy
+from controlplane.breakers.model import (
+    BreakerEvent,
+    BreakerId,
+    BreakerNotFound,
+    BreakerSnapshot,
+    Cause,
+    LeaseGrant,
+    OutcomeBatch,
+    Override,
+    OverrideInfo,
+)
+from controlplane.breakers.trip_lua import compile_trip_to_lua
+from controlplane.store.base import StoreUnavailable
+
+__all__ = ["RedisBreakerStore"]
+
+
+def _script(name: str) -> str:
+    package = resources.files("controlplane.breakers")
+    common = package.joinpath("breaker_common.lua").read_text()
+    return common + "\n" + package.joinpath(name).read_text()
+
+
+_APPLY, _LEASE, _ADVANCE, _OVERRIDE = (
+    _script(f"breaker_{name}.lua") for name in ("apply", "lease", "advance", "override")
+)
+
+# Errors that mean "Redis cannot serve right now" rather than a bug in a command.
+_UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.TryAgainError,
+    OSError,
+)
+_ADVANCE_LIMIT = 1000  # deadlines handled per partition per call
+_EMPTY_STREAM = "0-0"
+
+
+@dataclass(frozen=True, slots=True)
+class _Keys:
+    state: str
+    leases: str
+    events: str
+    deadlines: str
+    recent: str
+    index: str
+
+    @property
+    def script_keys(self) -> list[str]:
+        return [self.state, self.leases, self.events, self.deadlines, self.recent]
+
+
+class RedisBreakerStore:
+    """A ``BreakerStore`` in Redis (``redis://`` or ``rediss://``), via redis.asyncio.
+
+    Creating it does no I/O. ``clock`` (unix seconds) is for tests only: when
+    given, every script uses it instead of Redis server time.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key_prefix: str = "fusebox",
+        partitions: int = 16,
+        events_maxlen: int = 10_000,
+        clock: Callable[[], float] | None = None,
+        max_block_seconds: float = 5.0,
+    ) -> None:
+        if partitions < 1:
+            raise ValueError(f"partitions must be at least 1, got {partitions}")
+        self._client: aioredis.Redis = aioredis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=2.0,
+            socket_timeout=max_block_seconds + 3.0,  # longer than an XREAD BLOCK
+            retry=Retry(ExponentialWithJitterBackoff(cap=0.2, base=0.02), 2),
+        )
+        self._prefix = key_prefix
+        self._partitions = partitions
+        self._maxlen = str(events_maxlen)
+        self._clock = clock
+        self._max_block = max_block_seconds
+        self._apply_script = self._client.register_script(_APPLY)
+        self._lease_script = self._client.register_script(_LEASE)
+        self._advance_script = self._client.register_script(_ADVANCE)
+        self._override_script = self._client.register_script(_OVERRIDE)
+
+    # -- layout ----------------------------------------------------------------
+
+    def partition_of(self, id: BreakerId) -> int:
+        """The partition (and hash tag ``{bp<N>}``) of a breaker: stable across processes."""
+        return zlib.crc32(id.encode().encode()) % self._partitions
+
+    def _partition_prefix(self, partition: int) -> str:
+        return f"{self._prefix}:{{bp{partition}}}:"
+
+    def _keys(self, id: BreakerId) -> _Keys:
+        prefix = self._partition_prefix(self.partition_of(id))
+        encoded = id.encode()
+        return _Keys(
+            state=f"{prefix}state:{encoded}",
+            leases=f"{prefix}leases:{encoded}",
+            events=f"{prefix}events",
+            deadlines=f"{prefix}deadlines",
+            recent=f"{prefix}recent:{encoded}",
+            index=f"{prefix}index",
+        )
+
+    def _now_argument(self) -> str:
+        return "" if self._clock is None else str(round(self._clock() * 1000))
+
+    def _now_ms(self) -> int:
+        return round((self._clock or time.time)() * 1000)
+
+    # -- reports and leases ------------------------------------------------------
+
+    async def apply(self, batches: Sequence[OutcomeBatch]) -> list[BreakerEvent]:
+        if not batches:
+            return []
+        now = self._now_argument()
+        with self._translate_errors():
+            async with self._client.pipeline(transaction=False) as pipe:
+                for batch in batches:
+                    keys = self._keys(batch.id)
+                    policy = batch.policy
+                    args = [
+                        now,
+                        self._maxlen,
+                        batch.id.encode(),
+                        policy.name,
+                        str(policy.max_requests),
+                        str(_ms(policy.interval)),
+                        str(_ms(policy.timeout)),
+                        repr(float(policy.interval)),
+                        repr(float(policy.timeout)),
+                        policy.trip,
+                        compile_trip_to_lua(policy.trip),
+                        batch.instance_id,
+                        batch.lease_id,
+                        *(str(run) for run in batch.runs),
+                    ]
+                    await self._apply_script([*keys.script_keys, keys.index], args, client=pipe)
+                replies = await pipe.execute()
+        return [_event(reply) for answer in replies for reply in answer]
+
+    async def acquire_lease(
+        self, id: BreakerId, policy: CircuitBreakerPolicy, instance_id: str, ttl: float
+    ) -> LeaseGrant:
+        args = [self._now_argument(), self._maxlen, uuid.uuid4().hex, str(max(1, _ms(ttl)))]
+        with self._translate_errors():
+            reply = await self._lease_script(self._keys(id).script_keys, args)
+        granted, lease_id, expires_ms, state, generation = reply
+        return LeaseGrant(
+            granted=int(granted) == 1,
+            lease_id=lease_id,
+            expires_at=int(expires_ms) / 1000,
+            state=BreakerState(state),
+            generation=int(generation),
+        )
+
+    # -- time ----------------------------------------------------------------------
+
+    async def advance(self) -> list[BreakerEvent]:
+        now = self._now_argument()
+        with self._translate_errors():
+            async with self._client.pipeline(transaction=False) as pipe:
+                for partition in range(self._partitions):
+                    prefix = self._partition_prefix(partition)
+                    await self._advance_script(
+                        [f"{prefix}deadlines", f"{prefix}events"],
+                        [now, self._maxlen, prefix, str(_ADVANCE_LIMIT)],
+                        client=pipe,
+                    )
+                replies = await pipe.execute()
+        return [_event(reply) for answer in replies for reply in answer]
+
+    # -- operations ----------------------------------------------------------------
+
+    async def get(self, id: BreakerId) -> BreakerSnapshot | None:
+        keys = self._keys(id)
+        with self._translate_errors():
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.hgetall(keys.state)
+                pipe.hgetall(keys.leases)
+                state, leases = await pipe.execute()
+        return _snapshot(id, state, leases, self._now_ms()) if state else None
+
+    async def list(
+        self, *, namespace: str = "", target: str = "", state: BreakerState | None = None
+    ) -> builtins.list[BreakerSnapshot]:
+        with self._translate_errors():
+            async with self._client.pipeline(transaction=False) as pipe:
+                for partition in range(self._partitions):
+                    pipe.smembers(f"{self._partition_prefix(partition)}index")
+                members = await pipe.execute()
+            ids = sorted(
+                (
+                    breaker_id
+                    for encoded in set().union(*members)
+                    if (breaker_id := BreakerId.decode(encoded))
+                    and (not namespace or breaker_id.namespace == namespace)
+                    and (not target or breaker_id.target == target)
+                ),
+                key=BreakerId.encode,
+            )
+            if not ids:
+                return []
+            async with self._client.pipeline(transaction=False) as pipe:
+                for breaker_id in ids:
+                    keys = self._keys(breaker_id)
+                    pipe.hgetall(keys.state)
+                    pipe.hgetall(keys.leases)
+                values = await pipe.execute()
+        now = self._now_ms()
+        snapshots = [
+            _snapshot(breaker_id, values[2 * i], values[2 * i + 1], now)
+            for i, breaker_id in enumerate(ids)
+            if values[2 * i]
+        ]
+        return [s for s in snapshots if state is None or s.state is state]
+
+    async def set_override(
+        self,
+        id: BreakerId,
+        override: Override | None,
+        *,
+        reason: str,
+        ttl: float | None,
+        set_by: str,
+    ) -> BreakerSnapshot:
+        action = "clear" if override is None else override.value
+        ttl_ms = str(max(1, _ms(ttl))) if ttl else ""
+        await self._run_override(id, action, reason, ttl_ms, set_by)
+        return await self._get_existing(id)
+
+    async def reset(self, id: BreakerId, *, reason: str, set_by: str) -> BreakerSnapshot:
+        await self._run_override(id, "reset", reason, "", set_by)
+        return await self._get_existing(id)
+
+    async def _run_override(
+        self, id: BreakerId, action: str, reason: str, ttl_ms: str, set_by: str
+    ) -> None:
+        detail = f"{reason} (by {set_by})" if set_by else reason
+        args = [self._now_argument(), self._maxlen, action, reason, ttl_ms, set_by, detail]
+        with self._translate_errors():
+            reply = await self._override_script(self._keys(id).script_keys, args)
+        if reply[0] == "not_found":
+            raise BreakerNotFound(id)
+
+    async def _get_existing(self, id: BreakerId) -> BreakerSnapshot:
+        snapshot = await self.get(id)
+        if snapshot is None:
+            raise BreakerNotFound(id)
+        return snapshot
+
+    async def recent_events(self, id: BreakerId, count: int = 20) -> builtins.list[BreakerEvent]:
+        if count <= 0:
+            return []
+        with self._translate_errors():
+            records = await self._client.lrange(self._keys(id).recent, 0, count - 1)
+        return [_event(json.loads(record)) for record in reversed(records)]
+
+    async def read_events(
+        self, after: str, *, block: float = 0.0, count: int = 1000
+    ) -> tuple[str, builtins.list[BreakerEvent]]:
+        streams = [f"{self._partition_prefix(p)}events" for p in range(self._partitions)]
+        with self._translate_errors():
+            positions = await self._positions(after, streams)
+            block_ms = round(min(block, self._max_block) * 1000) if block > 0 else None
+            response = await self._client.xread(
+                dict(zip(streams, positions, strict=True)), count=count, block=block_ms
+            )
+        index = {stream: i for i, stream in enumerate(streams)}
+        entries: list[tuple[tuple[int, int], BreakerEvent]] = []
+        for stream, stream_entries in _streams(response):
+            for entry_id, fields in stream_entries:
+                positions[index[stream]] = entry_id
+                entries.append((_order(entry_id), _event_from_fields(entry_id, fields)))
+        entries.sort(key=lambda pair: pair[0])
+        return ",".join(positions), [event for _, event in entries]
+
+    async def _positions(self, after: str, streams: builtins.list[str]) -> builtins.list[str]:
+        if after == "0":
+            return [_EMPTY_STREAM] * len(streams)
+        if after == "":
+            async with self._client.pipeline(transaction=False) as pipe:
+                for stream in streams:
+                    pipe.xrevrange(stream, "+", "-", count=1)
+                newest = await pipe.execute()
+            return [entries[0][0] if entries else _EMPTY_STREAM for entries in newest]
+        positions = after.split(",")
+        if len(positions) != len(streams) or not all(_valid_stream_id(p) for p in positions):
+            raise ValueError(
+                f"invalid event position {after!r}: expected '', '0' or a position returned "
+                f"by read_events of a store with {len(streams)} partitions"
+            )
+        return positions
+
+    async def ping(self) -> None:
+        with self._translate_errors():
+            await self._client.ping()
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    @contextlib.contextmanager
+    def _translate_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except _UNAVAILABLE_ERRORS as error:
+            kwargs = self._client.connection_pool.connection_kwargs
+            where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '')}/{kwargs.get('db', 0)}"
+            raise StoreUnavailable(f"redis breaker store {where}: {error}") from error
+
+
+# ---- decoding ------------------------------------------------------------------
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def _optional_seconds(ms: str) -> float | None:
+    return None if ms in ("", "-1") else int(ms) / 1000
+
+
+def _event(reply: builtins.list[Any]) -> BreakerEvent:
+    """An event as the scripts return it (and keep it in the recent list)."""
+    stream_id, encoded, from_state, to_state, generation, cause, at, instance, detail, until = (
+        reply
+    )
+    return BreakerEvent(
+        id=BreakerId.decode(encoded),
+        from_state=BreakerState(from_state),
+        to_state=BreakerState(to_state),
+        generation=int(generation),
+        cause=Cause(cause),
+        at=int(at) / 1000,
+        instance_id=instance,
+        detail=detail,
+        open_until=_optional_seconds(str(until)),
+        stream_id=stream_id,
+    )
+
+
+def _event_from_fields(entry_id: str, f: dict[str, str]) -> BreakerEvent:
+    return _event(
+        [entry_id, f["id"], f["from"], f["to"], f["gen"], f["cause"], f["at"], f["inst"],
+         f["detail"], f["open_until"]]
+    )
+
+
+def _effective(state: dict[str, str]) -> BreakerState:
+    override = state["ov"]
+    if override == Override.FORCE_OPEN.value:
+        return BreakerState.OPEN
+    if override:
+        return BreakerState.CLOSED
+    return BreakerState(state["state"])
+
+
+def _snapshot(
+    id: BreakerId, state: dict[str, str], leases: dict[str, str], now_ms: int
+) -> BreakerSnapshot:
+    machine_state = BreakerState(state["state"])
+    expiry = int(state["expiry"])
+    counts = Counts(
+        int(state["req"]), int(state["ts"]), int(state["tf"]), int(state["cs"]), int(state["cf"])
+    )
+    if machine_state is BreakerState.CLOSED and 0 <= expiry < now_ms:
+        counts = Counts()  # the window has rolled over; the next report starts a new one
+    effective = _effective(state)
+    override = None
+    if state["ov"]:
+        override = OverrideInfo(
+            Override(state["ov"]),
+            state["ov_reason"],
+            _optional_seconds(state["ov_exp"]),
+            state["ov_by"],
+        )
+    open_by_machine = effective is BreakerState.OPEN and machine_state is BreakerState.OPEN
+    return BreakerSnapshot(
+        id=id,
+        policy=CircuitBreakerPolicy(
+            name=state["name"],
+            max_requests=int(state["max_requests"]),
+            interval=float(state["interval_s"]),
+            timeout=float(state["timeout_s"]),
+            trip=state["trip"],
+        ),
+        state=effective,
+        generation=int(state["gen"]),
+        counts=counts,
+        open_until=expiry / 1000 if open_by_machine and expiry >= 0 else None,
+        override=override,
+        active_leases=sum(1 for at in leases.values() if int(at) >= now_ms),
+        updated_at=int(state["updated"]) / 1000,
+    )
+
+
+def _streams(response: Any) -> Iterator[tuple[str, Any]]:
+    """(stream, entries) pairs of an XREAD reply, RESP2 or RESP3 shaped."""
+    pairs = response.items() if isinstance(response, dict) else response or ()
+    for stream, entries in pairs:
+        yield str(stream), entries
+
+
+def _order(stream_id: str) -> tuple[int, int]:
+    ms, _, sequence = stream_id.partition("-")
+    return int(ms), int(sequence or 0)
+
+
+def _valid_stream_id(text: str) -> bool:
+    ms, separator, sequence = text.partition("-")
+    return ms.isdigit() and (not separator or sequence.isdigit())

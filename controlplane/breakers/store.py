@@ -1,0 +1,127 @@
+"""The breaker store contract, and ``open_breaker_store`` to pick one from a URL.
+
+Both stores run the same algorithm (gobreaker's, as ``agent._breaker``) and
+pass the same behavioural test suite; the semantics they share are in
+``docs/breaker-state.md``. In short:
+
+- ``generation`` counts a breaker's changes of effective state (every event);
+  a closed ``interval`` window that rolls over resets the counts but is not an
+  event and does not bump it.
+- While closed, each reported outcome is gobreaker's ``before_request`` then
+  ``after_request`` at the time the batch is applied; the trip is evaluated on
+  each failure. While open, outcomes are stale and dropped. While half-open,
+  only the first outcome of a batch carrying a live lease counts (a lease
+  admits one probe), and the lease is consumed.
+- A lease is gobreaker's half-open ``before_request``: granted while fewer
+  than ``max_requests`` requests were admitted in this half-open period; a
+  lease that expires unreported gives its slot back.
+- While an override is active the state machine is frozen: outcomes are
+  dropped, no time-driven transition happens, no lease is granted. Clearing
+  it resumes the machine where it was.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from typing import Protocol
+
+from agent._breaker import BreakerState
+from agent._policy import CircuitBreakerPolicy
+from controlplane.breakers.model import (
+    BreakerEvent,
+    BreakerId,
+    BreakerSnapshot,
+    LeaseGrant,
+    OutcomeBatch,
+    Override,
+)
+
+__all__ = ["BreakerStore", "open_breaker_store"]
+
+
+class BreakerStore(Protocol):
+    """Where cluster-wide breaker state lives (embedded in memory, or Redis)."""
+
+    async def apply(self, batches: Sequence[OutcomeBatch]) -> list[BreakerEvent]:
+        """Apply each batch atomically, in order; the transitions produced (already
+        appended to the stream). Creates a breaker's state on first sight. A
+        changed policy replaces the stored one; counts reset when its trip or
+        interval changed while closed."""
+        ...
+
+    async def acquire_lease(
+        self, id: BreakerId, policy: CircuitBreakerPolicy, instance_id: str, ttl: float
+    ) -> LeaseGrant:
+        """A half-open probe lease; never granted while closed (none needed) or open."""
+        ...
+
+    async def advance(self) -> list[BreakerEvent]:
+        """Time-driven changes that are due: open -> half-open, expired overrides
+        cleared, expired leases dropped. Cheap when nothing is due."""
+        ...
+
+    async def get(self, id: BreakerId) -> BreakerSnapshot | None:
+        """One breaker, or ``None`` when no state exists for it."""
+        ...
+
+    async def list(
+        self, *, namespace: str = "", target: str = "", state: BreakerState | None = None
+    ) -> builtins.list[BreakerSnapshot]:
+        """Every breaker matching the filters ("" / ``None``: any), by encoded id."""
+        ...
+
+    async def set_override(
+        self,
+        id: BreakerId,
+        override: Override | None,
+        *,
+        reason: str,
+        ttl: float | None,
+        set_by: str,
+    ) -> BreakerSnapshot:
+        """Set (or, with ``None``, clear) an override; an OVERRIDE event when the
+        effective state changes. ``BreakerNotFound`` for an unknown breaker."""
+        ...
+
+    async def reset(self, id: BreakerId, *, reason: str, set_by: str) -> BreakerSnapshot:
+        """Closed, zero counts, new generation, override cleared, a RESET event."""
+        ...
+
+    async def recent_events(self, id: BreakerId, count: int = 20) -> builtins.list[BreakerEvent]:
+        """The breaker's last ``count`` events, oldest first."""
+        ...
+
+    async def read_events(
+        self, after: str, *, block: float = 0.0, count: int = 1000
+    ) -> tuple[str, builtins.list[BreakerEvent]]:
+        """Events after position ``after`` ("" = from now, "0" = from the start) and
+        the position to resume from. Waits up to ``block`` seconds for one."""
+        ...
+
+    async def ping(self) -> None:
+        """``StoreUnavailable`` when the store cannot serve."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+_ACCEPTED = "memory:// (or no URL, or a sqlite URL: in memory), redis://HOST:PORT/DB, rediss://"
+
+
+def open_breaker_store(url: str | None) -> BreakerStore:
+    """The breaker store for the server's store URL; no I/O (await ``ping()``).
+
+    Breaker state is ephemeral in the embedded default, so the embedded spec
+    store's URLs (none, ``memory://``, ``sqlite:///...``) all mean in memory.
+    """
+    scheme = (url or "memory://").partition("://")[0].lower()
+    if scheme in ("memory", "sqlite"):
+        from controlplane.breakers.embedded import EmbeddedBreakerStore
+
+        return EmbeddedBreakerStore()
+    if scheme in ("redis", "rediss"):
+        from controlplane.breakers.redis import RedisBreakerStore
+
+        return RedisBreakerStore(url or "")
+    raise ValueError(f"breaker store URL: unknown scheme {scheme!r}; accepted: {_ACCEPTED}")

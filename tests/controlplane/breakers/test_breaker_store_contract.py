@@ -1,0 +1,373 @@
+"""The breaker store contract, run against both stores: embedded (in memory) and a
+real redis-server. Time is a manual clock: the embedded store's clock, and the
+Redis scripts' injected ``now_ms``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from agent._breaker import BreakerState, Counts
+from controlplane.breakers import (
+    BreakerNotFound,
+    BreakerStore,
+    Cause,
+    Override,
+)
+from controlplane.breakers.embedded import EmbeddedBreakerStore
+from controlplane.breakers.redis import RedisBreakerStore
+from tests.controlplane.breakers.breaker_cases import (
+    ManualClock,
+    batch,
+    breaker_id,
+    policy,
+)
+
+CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
+
+
+@dataclass
+class Home:
+    store: BreakerStore
+    clock: ManualClock
+
+
+@pytest.fixture(params=["embedded", "redis"])
+async def home(request: pytest.FixtureRequest) -> AsyncIterator[Home]:
+    clock = ManualClock()
+    store: BreakerStore
+    if request.param == "embedded":
+        store = EmbeddedBreakerStore(clock=clock)
+    else:
+        store = RedisBreakerStore(request.getfixturevalue("redis_url"), clock=clock, partitions=4)
+    await store.ping()
+    yield Home(store, clock)
+    await store.close()
+
+
+async def trip_open(home: Home, cb_timeout: float = 30.0, max_requests: int = 1) -> None:
+    cb = policy("consecutiveFailures >= 1", timeout=cb_timeout, max_requests=max_requests)
+    await home.store.apply([batch((-1,), cb=cb)])
+
+
+async def make_half_open(home: Home, max_requests: int = 1) -> None:
+    await trip_open(home, cb_timeout=10.0, max_requests=max_requests)
+    home.clock.advance(10.5)
+    await home.store.advance()
+
+
+def transitions(events: list) -> list[tuple[BreakerState, BreakerState]]:  # type: ignore[type-arg]
+    return [(e.from_state, e.to_state) for e in events]
+
+
+# -- closed: counting and tripping ---------------------------------------------------
+
+
+async def test_trips_once_failures_summed_over_instances_reach_the_threshold(home: Home) -> None:
+    first = await home.store.apply(
+        [batch((-2,), instance="a"), batch((-2,), instance="b")]
+    )
+    assert first == []
+    [event] = await home.store.apply([batch((-1, -3), instance="c")])
+    assert (event.from_state, event.to_state, event.cause) == (CLOSED, OPEN, Cause.TRIP)
+    assert event.instance_id == "c"
+    assert event.generation == 1
+    assert event.open_until == pytest.approx(home.clock.now + 30.0)
+    snapshot = await home.store.get(breaker_id())
+    assert snapshot is not None
+    assert (snapshot.state, snapshot.generation, snapshot.counts) == (OPEN, 1, Counts())
+    assert snapshot.open_until == pytest.approx(home.clock.now + 30.0)
+
+
+async def test_counts_every_outcome_in_order_while_closed(home: Home) -> None:
+    await home.store.apply([batch((3, -2, 4, -1))])
+    snapshot = await home.store.get(breaker_id())
+    assert snapshot is not None
+    assert snapshot.state is CLOSED
+    assert snapshot.counts == Counts(10, 7, 3, 0, 1)
+
+
+async def test_success_resets_the_consecutive_failures(home: Home) -> None:
+    assert await home.store.apply([batch((-4, 1, -4))]) == []
+    snapshot = await home.store.get(breaker_id())
+    assert snapshot is not None and snapshot.counts.consecutive_failures == 4
+
+
+async def test_interval_window_resets_counts_without_a_new_generation(home: Home) -> None:
+    cb = policy("totalFailures >= 3", interval=10.0)
+    await home.store.apply([batch((-2,), cb=cb)])
+    home.clock.advance(10.5)
+    snapshot = await home.store.get(breaker_id())
+    assert snapshot is not None and snapshot.counts == Counts()
+    assert await home.store.apply([batch((-2,), cb=cb)]) == []
+    snapshot = await home.store.get(breaker_id())
+    assert snapshot is not None
+    assert (snapshot.state, snapshot.generation, snapshot.counts.total_failures) == (CLOSED, 0, 2)
+
+
+async def test_a_changed_trip_replaces_the_policy_and_resets_counts(home: Home) -> None:
+    await home.store.apply([batch((-4,))])
+    stricter = policy("totalFailures >= 2")
+    assert await home.store.apply([batch((-1,), cb=stricter)]) == []
+    snapshot = await home.store.get(breaker_id())
+    assert snapshot is not None
+    assert snapshot.policy == stricter
+    assert snapshot.counts.total_failures == 1
+
+
+# -- open and half-open ---------------------------------------------------------------
+
+
+async def test_outcomes_reported_while_open_are_dropped(home: Home) -> None:
+    await trip_open(home)
+    assert await home.store.apply([batch((5, -5))]) == []
+    snapshot = await home.store.get(breaker_id())
+    assert snapshot is not None and (snapshot.state, snapshot.counts) == (OPEN, Counts())
+
+
+async def test_advance_moves_open_to_half_open_only_after_the_timeout_has_passed(
+    home: Home,
+) -> None:
+    await trip_open(home, cb_timeout=10.0)
+    home.clock.advance(10.0)
+    assert await home.store.advance() == []  # at the expiry, not after it
+    home.clock.advance(0.25)
+    [event] = await home.store.advance()
+    assert (event.from_state, event.to_state, event.cause) == (OPEN, HALF_OPEN, Cause.TIMEOUT)
+    assert event.generation == 2
+    assert await home.store.advance() == []
+
+
+async def test_no_lease_while_closed_or_open(home: Home) -> None:
+    cb = policy(timeout=10.0)
+    grant = await home.store.acquire_lease(breaker_id(), cb, "a", 5.0)
+    assert (grant.granted, grant.state) == (False, CLOSED)
+    await trip_open(home, cb_timeout=10.0)
+    grant = await home.store.acquire_lease(breaker_id(), cb, "a", 5.0)
+    assert (grant.granted, grant.state, grant.generation) == (False, OPEN, 1)
+
+
+async def test_at_most_max_requests_leases_are_granted_in_half_open(home: Home) -> None:
+    await make_half_open(home, max_requests=2)
+    cb = policy(max_requests=2)
+    grants = [await home.store.acquire_lease(breaker_id(), cb, f"i{n}", 5.0) for n in range(4)]
+    assert [g.granted for g in grants] == [True, True, False, False]
+    assert grants[0].lease_id != grants[1].lease_id
+    assert all(g.state is HALF_OPEN and g.generation == 2 for g in grants)
+    snapshot = await home.store.get(breaker_id())
+    assert snapshot is not None and snapshot.active_leases == 2
+
+
+async def test_an_expired_lease_frees_its_slot_and_its_report_is_ignored(home: Home) -> None:
+    await make_half_open(home)
+    first = await home.store.acquire_lease(breaker_id(), policy(), "a", 1.0)
+    assert first.granted
+    assert not (await home.store.acquire_lease(breaker_id(), policy(), "b", 1.0)).granted
+    home.clock.advance(1.5)
+    await home.store.advance()
+    second = await home.store.acquire_lease(breaker_id(), policy(), "b", 1.0)
+    assert second.granted
+    assert await home.store.apply([batch((1,), lease=first.lease_id)]) == []
+    snapshot = await home.store.get(breaker_id())
+    assert snapshot is not None and snapshot.state is HALF_OPEN
+
+
+async def test_max_requests_probe_successes_close_the_breaker(home: Home) -> None:
+    await make_half_open(home, max_requests=2)
+    cb = policy("consecutiveFailures >= 1", max_requests=2, timeout=10.0)
+    a = await home.store.acquire_lease(breaker_id(), cb, "a", 5.0)
+    assert await home.store.apply([batch((1,), cb=cb, lease=a.lease_id)]) == []
+    b = await home.store.acquire_lease(breaker_id(), cb, "b", 5.0)
+    [event] = await home.store.apply([batch((1,), cb=cb, instance="b", lease=b.lease_id)])
+    assert (event.from_state, event.to_state) == (HALF_OPEN, CLOSED)
+    assert event.cause is Cause.PROBE_SUCCESS
+    assert event.instance_id == "b"
+    snapshot = await home.store.get(breaker_id())
+    assert snapshot is not None
+    assert (snapshot.state, snapshot.counts, snapshot.active_leases) == (CLOSED, Counts(), 0)
+
+
+async def test_a_probe_failure_reopens_the_breaker(home: Home) -> None:
+    await make_half_open(home)
+    cb = policy("consecutiveFailures >= 1", timeout=10.0)
+    lease = await home.store.acquire_lease(breaker_id(), cb, "a", 5.0)
+    [event] = await home.store.apply([batch((-1,), cb=cb, lease=lease.lease_id)])
+    assert (event.from_state, event.to_state) == (HALF_OPEN, OPEN)
+    assert event.cause is Cause.PROBE_FAILURE
+    assert event.open_until == pytest.approx(home.clock.now + 10.0)
+
+
+async def test_outcomes_without_a_lease_do_not_count_in_half_open(home: Home) -> None:
+    await make_half_open(home)
+    assert await home.store.apply([batch((1, -1))]) == []
+    snapshot = await home.store.get(breaker_id())
+    assert snapshot is not None and (snapshot.state, snapshot.counts) == (HALF_OPEN, Counts())
+
+
+# -- overrides and reset -------------------------------------------------------------
+
+
+async def test_force_open_wins_over_a_closed_breaker_and_clearing_restores_it(home: Home) -> None:
+    await home.store.apply([batch((2, -1))])
+    snapshot = await home.store.set_override(
+        breaker_id(), Override.FORCE_OPEN, reason="upstream maintenance", ttl=None, set_by="ops"
+    )
+    assert snapshot.state is OPEN and snapshot.generation == 1
+    assert snapshot.override is not None
+    assert (snapshot.override.override, snapshot.override.reason, snapshot.override.set_by) == (
+        Override.FORCE_OPEN, "upstream maintenance", "ops",
+    )
+    assert snapshot.override.expires_at is None
+    assert await home.store.apply([batch((-9,))]) == []  # frozen: nothing counted
+    cleared = await home.store.set_override(
+        breaker_id(), None, reason="done", ttl=None, set_by="ops"
+    )
+    assert (cleared.state, cleared.override, cleared.generation) == (CLOSED, None, 2)
+    assert cleared.counts == Counts(3, 2, 1, 0, 1)
+    events = await home.store.recent_events(breaker_id())
+    assert [(e.from_state, e.to_state, e.cause) for e in events] == [
+        (CLOSED, OPEN, Cause.OVERRIDE),
+        (OPEN, CLOSED, Cause.OVERRIDE),
+    ]
+    assert "upstream maintenance" in events[0].detail
+
+
+async def test_force_closed_and_disabled_let_calls_through_and_grant_no_lease(home: Home) -> None:
+    await trip_open(home)
+    closed = await home.store.set_override(
+        breaker_id(), Override.FORCE_CLOSED, reason="r", ttl=None, set_by="ops"
+    )
+    assert closed.state is CLOSED
+    disabled = await home.store.set_override(
+        breaker_id(), Override.DISABLED, reason="r", ttl=None, set_by="ops"
+    )
+    assert disabled.state is CLOSED and disabled.generation == closed.generation  # no change
+    assert not (await home.store.acquire_lease(breaker_id(), policy(), "a", 5.0)).granted
+
+
+async def test_an_override_with_a_ttl_expires_on_advance(home: Home) -> None:
+    await home.store.apply([batch((1,))])
+    snapshot = await home.store.set_override(
+        breaker_id(), Override.FORCE_OPEN, reason="r", ttl=5.0, set_by="ops"
+    )
+    assert snapshot.override is not None
+    assert snapshot.override.expires_at == pytest.approx(home.clock.now + 5.0)
+    home.clock.advance(4.0)
+    assert await home.store.advance() == []
+    home.clock.advance(1.25)
+    [event] = await home.store.advance()
+    assert (event.from_state, event.to_state, event.cause) == (OPEN, CLOSED, Cause.OVERRIDE)
+    snapshot = await home.store.get(breaker_id())
+    assert snapshot is not None and snapshot.override is None
+
+
+async def test_clearing_an_override_resumes_an_open_timeout_that_passed_meanwhile(
+    home: Home,
+) -> None:
+    await trip_open(home, cb_timeout=10.0)
+    await home.store.set_override(
+        breaker_id(), Override.FORCE_OPEN, reason="r", ttl=None, set_by=""
+    )
+    home.clock.advance(20.0)
+    assert await home.store.advance() == []  # frozen
+    await home.store.set_override(breaker_id(), None, reason="r", ttl=None, set_by="")
+    [event] = await home.store.advance()
+    assert (event.from_state, event.to_state, event.cause) == (OPEN, HALF_OPEN, Cause.TIMEOUT)
+
+
+async def test_reset_closes_zeroes_counts_clears_the_override_and_records_why(home: Home) -> None:
+    await trip_open(home)
+    await home.store.set_override(
+        breaker_id(), Override.FORCE_OPEN, reason="r", ttl=None, set_by=""
+    )
+    snapshot = await home.store.reset(breaker_id(), reason="fixed", set_by="alice")
+    assert (snapshot.state, snapshot.counts, snapshot.override) == (CLOSED, Counts(), None)
+    [*_, event] = await home.store.recent_events(breaker_id())
+    assert (event.from_state, event.to_state, event.cause) == (OPEN, CLOSED, Cause.RESET)
+    assert event.generation == snapshot.generation == 2
+    assert "fixed" in event.detail and "alice" in event.detail
+    again = await home.store.reset(breaker_id(), reason="again", set_by="")
+    assert again.generation == 3  # a reset is always a new generation
+
+
+async def test_override_and_reset_of_an_unknown_breaker_raise_breaker_not_found(home: Home) -> None:
+    with pytest.raises(BreakerNotFound):
+        await home.store.set_override(
+            breaker_id(), Override.FORCE_OPEN, reason="", ttl=None, set_by=""
+        )
+    with pytest.raises(KeyError):
+        await home.store.reset(breaker_id(), reason="", set_by="")
+    assert await home.store.get(breaker_id()) is None
+
+
+# -- events and listing ----------------------------------------------------------------
+
+
+async def test_events_are_readable_from_a_position_and_resumable(home: Home) -> None:
+    start, nothing = await home.store.read_events("")
+    assert nothing == []
+    await trip_open(home, cb_timeout=10.0)
+    home.clock.advance(11.0)
+    await home.store.advance()
+    position, events = await home.store.read_events("0")
+    assert transitions(events) == [(CLOSED, OPEN), (OPEN, HALF_OPEN)]
+    assert all(e.stream_id for e in events)
+    _, from_start = await home.store.read_events(start)
+    assert from_start == events
+    await home.store.reset(breaker_id(), reason="", set_by="")
+    later, new = await home.store.read_events(position)
+    assert transitions(new) == [(HALF_OPEN, CLOSED)]
+    assert await home.store.read_events(later) == (later, [])
+    _, first_only = await home.store.read_events("0", count=1)
+    assert transitions(first_only) == [(CLOSED, OPEN)]
+
+
+async def test_a_blocking_read_returns_an_event_appended_while_it_waits(home: Home) -> None:
+    position, _ = await home.store.read_events("")
+    reader = asyncio.create_task(home.store.read_events(position, block=10.0))
+    await asyncio.sleep(0)  # let the reader start waiting (ordering, not timing)
+    await trip_open(home)
+    _, events = await asyncio.wait_for(reader, timeout=10.0)
+    assert transitions(events) == [(CLOSED, OPEN)]
+
+
+async def test_invalid_event_position_is_a_value_error(home: Home) -> None:
+    with pytest.raises(ValueError, match="position"):
+        await home.store.read_events("not-a-position")
+
+
+async def test_list_filters_by_namespace_target_and_state(home: Home) -> None:
+    a = breaker_id("checkout", "pay")
+    b = breaker_id("checkout", "")
+    c = breaker_id("inventory", "", namespace="prod")
+    await home.store.apply(
+        [batch((1,), id=a), batch((-1,), id=b, cb=policy("totalFailures >= 1")), batch((1,), id=c)]
+    )
+    assert [s.id for s in await home.store.list()] == sorted([a, b, c], key=lambda i: i.encode())
+    assert {s.id for s in await home.store.list(namespace="default")} == {a, b}
+    assert {s.id for s in await home.store.list(target="checkout")} == {a, b}
+    assert [s.id for s in await home.store.list(state=OPEN)] == [b]
+    assert [s.id for s in await home.store.list(namespace="prod", state=CLOSED)] == [c]
+    assert await home.store.list(target="nothing") == []
+
+
+# -- atomicity -----------------------------------------------------------------------------
+
+
+async def test_concurrent_reports_lose_no_outcome_and_trip_exactly_once(home: Home) -> None:
+    cb = policy("totalFailures >= 100")
+    first = await asyncio.gather(
+        *(home.store.apply([batch((3, -2), cb=cb, instance=f"i{n}")]) for n in range(40))
+    )
+    assert all(events == [] for events in first)
+    snapshot = await home.store.get(breaker_id())
+    assert snapshot is not None
+    assert (snapshot.counts.requests, snapshot.counts.total_failures) == (200, 80)
+    second = await asyncio.gather(
+        *(home.store.apply([batch((-1,), cb=cb, instance=f"j{n}")]) for n in range(40))
+    )
+    events = [event for events in second for event in events]
+    assert transitions(events) == [(CLOSED, OPEN)]

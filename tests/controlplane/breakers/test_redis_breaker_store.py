@@ -1,0 +1,70 @@
+"""What only the Redis breaker store has: key layout, partitions, Redis going away."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent._breaker import BreakerState, Counts
+from controlplane.breakers.redis import RedisBreakerStore
+from controlplane.store.base import StoreUnavailable
+from tests.controlplane.breakers.breaker_cases import ManualClock, batch, breaker_id, policy
+from tests.support.redis_server import RedisServer
+
+
+async def test_every_key_of_a_breaker_carries_its_partition_hash_tag(redis_url: str) -> None:
+    store = RedisBreakerStore(redis_url, partitions=16, clock=ManualClock())
+    id = breaker_id("weird{app}", "a/b:c")
+    await store.apply([batch((-1,), id=id, cb=policy("totalFailures >= 1"))])
+    await store.set_override(id, None, reason="", ttl=None, set_by="")
+    keys = await store._client.keys("*")  # test-only peek at the layout
+    tag = f"{{bp{store.partition_of(id)}}}"
+    assert keys and all(key.startswith(f"fusebox:{tag}:") for key in keys)
+    assert {key.split(":", 2)[2].split(":")[0] for key in keys} == {
+        "state", "recent", "events", "deadlines", "index",
+    }
+    await store.close()
+
+
+async def test_positions_resume_across_store_objects(redis_url: str) -> None:
+    writer = RedisBreakerStore(redis_url, partitions=4)
+    ids = [breaker_id(f"app{n}", "") for n in range(6)]
+    await writer.apply([batch((-1,), id=i, cb=policy("totalFailures >= 1")) for i in ids[:3]])
+    position, first = await writer.read_events("0")
+    assert len(first) == 3
+    await writer.apply([batch((-1,), id=i, cb=policy("totalFailures >= 1")) for i in ids[3:]])
+    await writer.close()
+    reader = RedisBreakerStore(redis_url, partitions=4)
+    _, rest = await reader.read_events(position)
+    assert {e.id for e in rest} == set(ids[3:])
+    await reader.close()
+
+
+async def test_store_unavailable_when_redis_stops_and_state_intact_after_restart(
+    fresh_redis: RedisServer,
+) -> None:
+    store = RedisBreakerStore(fresh_redis.url, partitions=2)
+    await store.apply([batch((3, -2))])
+    fresh_redis.stop()
+    with pytest.raises(StoreUnavailable):
+        await store.ping()
+    with pytest.raises(StoreUnavailable):
+        await store.apply([batch((-5,))])
+    with pytest.raises(StoreUnavailable):
+        await store.get(breaker_id())
+    with pytest.raises(StoreUnavailable):
+        await store.read_events("0")
+    fresh_redis.start()
+    await store.ping()
+    snapshot = await store.get(breaker_id())
+    assert snapshot is not None
+    assert (snapshot.state, snapshot.generation, snapshot.counts) == (
+        BreakerState.CLOSED, 0, Counts(5, 3, 2, 0, 2),
+    )
+    [event] = await store.apply([batch((-3,))])  # resumes counting where it was
+    assert event.to_state is BreakerState.OPEN
+    await store.close()
+
+
+def test_partitions_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="partitions"):
+        RedisBreakerStore("redis://127.0.0.1:1/0", partitions=0)
