@@ -15,6 +15,12 @@ from typing import Any, Final, TypeVar
 
 from agent import _testing
 from agent._breaker import BreakerState, TripFunction
+from agent._breaker_key import (
+    BreakerKey,
+    actor_breaker_key,
+    app_breaker_key,
+    component_breaker_key,
+)
 from agent._classify import Classifier, default_classifier
 from agent._clock import SYSTEM_CLOCK, Clock
 from agent._errors import PolicyError
@@ -89,6 +95,8 @@ class _Core:
         fallbacks: Mapping[str, Callable[..., Any]] | None = None,
         classifier: Classifier | None = None,
         timeout_workers: int = 32,
+        report_interval: float = 0.01,
+        probe_lease_timeout: float = 0.1,
     ) -> None:
         self.app_id = app_id
         self.server = server
@@ -97,6 +105,8 @@ class _Core:
             f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         )
         self.cache_path = cache_path
+        self.report_interval = report_interval
+        self.probe_lease_timeout = probe_lease_timeout
         self._clock = clock or SYSTEM_CLOCK
         self._classifier = classifier or default_classifier
         self._hooks = EventHooks()
@@ -261,8 +271,8 @@ class _Core:
                 key.kind is TargetKind.ACTOR and key.actor_id is not None
             )
             breakers = tuple(
-                self._registry.get(target, name, trip, bounded=bounded)
-                for name, bounded in names
+                self._registry.get(target, name, trip, bounded=bounded, key=wire_key)
+                for name, bounded, wire_key in names
             )
         fallback_fn = None
         if target.fallback is not None and target.fallback.function is not None:
@@ -338,16 +348,19 @@ def _names(key: _TargetKey) -> tuple[str, str]:
     return key.name, f"component[{key.name}] {direction}"
 
 
-def _breaker_names(key: _TargetKey, target: TargetPolicy) -> list[tuple[str, bool]]:
-    """Which breakers guard a call, outermost first, each with whether it is LRU-bounded."""
+def _breaker_names(
+    key: _TargetKey, target: TargetPolicy
+) -> list[tuple[str, bool, BreakerKey]]:
+    """Which breakers guard a call, outermost first: (name, LRU-bounded, cluster key)."""
     if key.kind is TargetKind.APP:
-        return [(_names(key)[0], True)]
+        return [(_names(key)[0], True, app_breaker_key(target, key.name, key.method))]
     if key.kind is TargetKind.COMPONENT:
-        return [(key.name, False)]
-    by_type = (key.name, False)
+        return [(key.name, False, component_breaker_key(target, key.name, key.direction))]
+    by_type = (key.name, False, actor_breaker_key(target, key.name, None))
     if key.actor_id is None:
         return [by_type]  # no id to scope by: the type's breaker
-    by_id = (f"{key.name}-{key.actor_id}", True)
+    by_id = (f"{key.name}-{key.actor_id}", True,
+             actor_breaker_key(target, key.name, key.actor_id))
     scope = target.circuit_breaker_scope or BreakerScope.ID
     if scope is BreakerScope.TYPE:
         return [by_type]
@@ -523,6 +536,7 @@ class _AgentBase(_Core):
         return LinkConfig(
             target=self.server, namespace=self.namespace, app_id=self.app_id,
             instance_id=self.instance_id, cache_path=self.cache_path,
+            report_interval=self.report_interval, probe_lease_timeout=self.probe_lease_timeout,
         )
 
     def _wants_link(self) -> bool:
@@ -561,7 +575,8 @@ class Agent(_AgentBase):
         if self._link is None and self._wants_link():
             from agent._link import PolicyLink
 
-            self._link = PolicyLink(self._link_config(), on_policies=self.set_policies)
+            self._link = PolicyLink(self._link_config(), on_policies=self.set_policies,
+                                    registry=self._registry)
             self._link.start()
         return self
 
@@ -604,7 +619,8 @@ class AsyncAgent(_AgentBase):
         if self._link is None and self._wants_link():
             from agent._link import AsyncPolicyLink
 
-            self._link = AsyncPolicyLink(self._link_config(), on_policies=self.set_policies)
+            self._link = AsyncPolicyLink(self._link_config(), on_policies=self.set_policies,
+                                         registry=self._registry)
             await self._link.start()
         return self
 

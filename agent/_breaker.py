@@ -212,6 +212,28 @@ class BreakerStateMachine:
             )
         return True
 
+    def count_shadow(self, generation: int, success: bool, now: float) -> bool:
+        """Count an outcome as ``after_request`` does while closed, without tripping.
+
+        Cluster mode: the control plane decides the state, so the local
+        machine only keeps counting. Returns whether the trip expression holds
+        on the local counts after this failure (always False for a success, a
+        stale generation or a state other than closed): a hint that the
+        cluster may be about to trip, so reports should go out at once.
+        """
+        self._refresh(now)
+        if generation != self.generation or self.state is not BreakerState.CLOSED:
+            return False
+        if success:
+            self._ts += 1
+            self._cs += 1
+            self._cf = 0
+            return False
+        self._tf += 1
+        self._cf += 1
+        self._cs = 0
+        return self.trip(self._requests, self._ts, self._tf, self._cs, self._cf)
+
     # -- internals ----------------------------------------------------------------
 
     def _refresh(self, now: float) -> None:

@@ -32,6 +32,7 @@ from agent._classify import (
     retry_matches,
 )
 from agent._clock import SYSTEM_CLOCK, Clock
+from agent._cluster_port import ProbeLeaseRequired
 from agent._errors import BreakerOpenError, PolicyTimeoutError
 from agent._events import EventHooks, FallbackEvent, RetryEvent, StatsCounter
 from agent._policy import FallbackPolicy, RetryPolicy
@@ -162,20 +163,56 @@ def _run_with_deadline(
 # -- breakers around one attempt -------------------------------------------------
 
 
+# A breaker following the cluster in half-open raises ProbeLeaseRequired from
+# acquire(): the call then asks for a probe lease (blocking for at most the lease
+# deadline on the sync path: the only network wait a guarded call can make).
+
+
+def _admit_sync(breaker: Breaker) -> int:
+    try:
+        return breaker.acquire()
+    except ProbeLeaseRequired:
+        return breaker.acquire_probe()
+
+
+async def _admit_async(breaker: Breaker) -> int:
+    try:
+        return breaker.acquire()
+    except ProbeLeaseRequired:
+        return await breaker.acquire_probe_async()
+
+
 def _acquire(breakers: tuple[Breaker, ...]) -> list[int]:
     if len(breakers) == 1:
-        return [breakers[0].acquire()]
+        return [_admit_sync(breakers[0])]
     # Nested like Dapr's actor "both" scope: a rejection by an inner breaker is a
     # failure for the outer ones that already admitted the request.
     generations: list[int] = []
     for i, breaker in enumerate(breakers):
         try:
-            generations.append(breaker.acquire())
+            generations.append(_admit_sync(breaker))
         except BreakerOpenError:
             for outer, generation in zip(breakers[:i], generations, strict=True):
                 outer.release(generation, False)
             raise
     return generations
+
+
+async def _acquire_async(breakers: tuple[Breaker, ...]) -> list[int]:
+    generations: list[int] = []
+    for i, breaker in enumerate(breakers):
+        try:
+            generations.append(await _admit_async(breaker))
+        except BreakerOpenError:
+            for outer, generation in zip(breakers[:i], generations, strict=True):
+                outer.release(generation, False)
+            raise
+    return generations
+
+
+def _rejected(plan: CallPlan) -> None:
+    plan.stats.rejected()
+    plan.stats.failure()
 
 
 def _release(breakers: tuple[Breaker, ...], generations: list[int], success: bool) -> None:
@@ -228,9 +265,14 @@ def one_breaker_sync(plan: CallPlan, fn: Callable[..., Any], args: tuple[Any, ..
         breaker.last_used = touch_tick()
     try:
         generation = breaker.acquire()
+    except ProbeLeaseRequired:
+        try:
+            generation = breaker.acquire_probe()
+        except BreakerOpenError:
+            _rejected(plan)
+            raise
     except BreakerOpenError:
-        plan.stats.rejected()
-        plan.stats.failure()
+        _rejected(plan)
         raise
     try:
         result = fn(*args, **kwargs)
@@ -322,9 +364,14 @@ async def one_breaker_async(plan: CallPlan, fn: Callable[..., Awaitable[Any]],
         breaker.last_used = touch_tick()
     try:
         generation = breaker.acquire()
+    except ProbeLeaseRequired:
+        try:
+            generation = await breaker.acquire_probe_async()
+        except BreakerOpenError:
+            _rejected(plan)
+            raise
     except BreakerOpenError:
-        plan.stats.rejected()
-        plan.stats.failure()
+        _rejected(plan)
         raise
     try:
         result = await fn(*args, **kwargs)
@@ -348,7 +395,7 @@ async def _attempt_async(
     kwargs: dict[str, Any],
 ) -> tuple[Any, BaseException | None, Outcome, bool]:
     try:
-        generations = _acquire(plan.breakers)
+        generations = await _acquire_async(plan.breakers)
     except BreakerOpenError as exc:
         plan.stats.rejected()
         return None, exc, FAILURE, True

@@ -11,6 +11,12 @@ receive PolicySnapshot, answer ACK (applied) or NACK (``on_policies`` raised
 ValueError; the previous policies stay). Reconnect with jittered exponential
 backoff. The last accepted snapshot is cached on disk and loaded at start, so
 a restarted instance enforces its policies even while the server is down.
+
+Cluster mode (when the link is given the agent's ``BreakerRegistry``): after
+the first snapshot the link sends the interest of every live breaker, starts
+the ``ClusterSync`` flusher (interest changes and outcome reports, every
+``report_interval``) and hands it breaker updates, mode changes and report
+rejections as they arrive. Writes to the stream are serialised by one lock.
 """
 
 from __future__ import annotations
@@ -22,14 +28,17 @@ import os
 import random
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 
+from agent._cluster import ClusterConfig, ClusterSync
 from agent._policy import ResolvedPolicies, resolved_from_proto
 from agent._proto.fusebox.v1 import agent_pb2, agent_pb2_grpc, policy_pb2
+from agent._registry import BreakerRegistry
+from agent._reporting import ReportLimits
 
 log = logging.getLogger("fusebox.agent.link")
 
@@ -62,6 +71,12 @@ class LinkConfig:
     reconnect_initial: float = 0.1
     reconnect_max: float = 5.0
     channel_options: list[tuple[str, int]] = field(default_factory=lambda: list(_CHANNEL_OPTIONS))
+    report_interval: float = 0.01  # seconds between outcome reports (cluster mode)
+    probe_lease_timeout: float = 0.1  # deadline of a half-open probe lease request
+    report_limits: ReportLimits = field(default_factory=ReportLimits)
+
+    def cluster_config(self) -> ClusterConfig:
+        return ClusterConfig(self.report_interval, self.probe_lease_timeout, self.report_limits)
 
     def resolved_cache_path(self) -> Path:
         if self.cache_path is not None:
@@ -103,9 +118,16 @@ class PolicyCache:
 class _LinkLoop:
     """Connect, sync, reconnect: the protocol, independent of how it is hosted."""
 
-    def __init__(self, config: LinkConfig, on_policies: OnPolicies) -> None:
+    def __init__(
+        self, config: LinkConfig, on_policies: OnPolicies,
+        registry: BreakerRegistry | None = None,
+    ) -> None:
         self.config = config
         self._on_policies = on_policies
+        self.cluster = (
+            ClusterSync(registry, config.cluster_config(), config.instance_id)
+            if registry is not None else None
+        )
         self._cache = PolicyCache(config.resolved_cache_path())
         self.digest = ""
         self.connected = False
@@ -127,6 +149,8 @@ class _LinkLoop:
         return True
 
     async def run(self) -> None:
+        if self.cluster is not None:
+            self.cluster.bind(asyncio.get_running_loop())
         delay = self.config.reconnect_initial
         while True:
             try:
@@ -159,13 +183,20 @@ class _LinkLoop:
         ) as channel:
             stub = agent_pb2_grpc.AgentServiceStub(channel)
             call = stub.Connect()
-            await call.write(agent_pb2.ConnectRequest(hello=agent_pb2.Hello(
+            write_lock = asyncio.Lock()
+
+            async def send(message: agent_pb2.ConnectRequest) -> None:
+                async with write_lock:  # the flusher and the reader both write
+                    await call.write(message)
+
+            await send(agent_pb2.ConnectRequest(hello=agent_pb2.Hello(
                 namespace=self.config.namespace,
                 app_id=self.config.app_id,
                 instance_id=self.config.instance_id,
                 last_policy_digest=self.digest,
                 agent_version=AGENT_VERSION,
             )))
+            flusher: asyncio.Task[None] | None = None
             try:
                 while True:
                     response = await call.read()
@@ -177,9 +208,33 @@ class _LinkLoop:
                             log.info("control plane %s reachable again", self.config.target)
                         self._warned_unreachable = False
                     if response.WhichOneof("message") == "snapshot":
-                        await call.write(self._apply(response.snapshot))
+                        await send(self._apply(response.snapshot))
+                        if self.cluster is not None and flusher is None:
+                            await send(self.cluster.session_started(stub))
+                            flusher = asyncio.create_task(
+                                self._flush(self.cluster, send), name="fusebox-reports"
+                            )
+                    elif self.cluster is not None:
+                        answer = self.cluster.on_response(response)
+                        if answer is not None:
+                            await send(answer)
             finally:
+                if flusher is not None:
+                    flusher.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await flusher
+                if self.cluster is not None:
+                    self.cluster.session_ended()
                 call.cancel()
+
+    @staticmethod
+    async def _flush(cluster: ClusterSync, send: Callable[[agent_pb2.ConnectRequest],
+                                                          Awaitable[None]]) -> None:
+        try:
+            await cluster.run_flusher(send)
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError, RuntimeError) as e:
+            # The stream broke under a write; the reader sees it too and reconnects.
+            log.debug("outcome reports stopped: %s", e)
 
     def _apply(self, snapshot: agent_pb2.PolicySnapshot) -> agent_pb2.ConnectRequest:
         digest = snapshot.policies.digest
@@ -205,8 +260,11 @@ class _LinkLoop:
 class AsyncPolicyLink:
     """Hosts the link as a task on the running event loop (AsyncAgent)."""
 
-    def __init__(self, config: LinkConfig, on_policies: OnPolicies) -> None:
-        self._loop = _LinkLoop(config, on_policies)
+    def __init__(
+        self, config: LinkConfig, on_policies: OnPolicies,
+        registry: BreakerRegistry | None = None,
+    ) -> None:
+        self._loop = _LinkLoop(config, on_policies, registry)
         self._synced = asyncio.Event()
         self._loop.on_synced = self._synced.set
         self._task: asyncio.Task[None] | None = None
@@ -218,6 +276,11 @@ class AsyncPolicyLink:
     @property
     def connected(self) -> bool:
         return self._loop.connected
+
+    @property
+    def cluster(self) -> ClusterSync | None:
+        """The cluster-mode side of the link (None without a breaker registry)."""
+        return self._loop.cluster
 
     async def start(self) -> None:
         self._loop.load_cache()
@@ -242,8 +305,11 @@ class AsyncPolicyLink:
 class PolicyLink:
     """Hosts the link on a private event loop in a daemon thread (sync Agent)."""
 
-    def __init__(self, config: LinkConfig, on_policies: OnPolicies) -> None:
-        self._loop = _LinkLoop(config, on_policies)
+    def __init__(
+        self, config: LinkConfig, on_policies: OnPolicies,
+        registry: BreakerRegistry | None = None,
+    ) -> None:
+        self._loop = _LinkLoop(config, on_policies, registry)
         self._synced = threading.Event()
         self._loop.on_synced = self._synced.set
         self._thread: threading.Thread | None = None
@@ -258,6 +324,11 @@ class PolicyLink:
     @property
     def connected(self) -> bool:
         return self._loop.connected
+
+    @property
+    def cluster(self) -> ClusterSync | None:
+        """The cluster-mode side of the link (None without a breaker registry)."""
+        return self._loop.cluster
 
     def start(self) -> None:
         self._loop.load_cache()

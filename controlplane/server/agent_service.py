@@ -9,10 +9,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+from google.protobuf import duration_pb2
 
 from agent._proto.fusebox.v1 import agent_pb2, agent_pb2_grpc
+from controlplane.breakers.model import breaker_id_from_proto
+from controlplane.server.breaker_hub import STATE_TO_PB, BreakerHub, ReportError
+from controlplane.server.breaker_policy import breaker_policy_for
 from controlplane.server.logs import log_event
-from controlplane.server.policy_hub import AgentSession, PolicyHub
+from controlplane.server.policy_hub import PolicyHub
+from controlplane.server.sessions import AgentSession
 from controlplane.spec.model import DEFAULT_NAMESPACE
 from controlplane.store.base import StoreUnavailable
 
@@ -22,14 +27,16 @@ HELLO_DEADLINE = 10.0  # seconds a new stream has to say hello
 
 
 class AgentService(agent_pb2_grpc.AgentServiceServicer):
-    def __init__(self, hub: PolicyHub) -> None:
+    def __init__(self, hub: PolicyHub, breakers: BreakerHub, lease_ttl: float = 2.0) -> None:
         self._hub = hub
+        self._breakers = breakers
+        self._lease_ttl = lease_ttl
 
     async def Connect(
         self,
         request_iterator: AsyncIterator[agent_pb2.ConnectRequest],
         context: grpc.aio.ServicerContext[Any, Any],
-    ) -> AsyncIterator[agent_pb2.ConnectResponse]:
+    ) -> AsyncIterator[agent_pb2.ConnectResponse | bytes]:
         requests = aiter(request_iterator)
         try:
             first = await asyncio.wait_for(anext(requests), HELLO_DEADLINE)
@@ -60,7 +67,10 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self._hub.register(session)
         log_event(log, logging.INFO, "agent connected", namespace=session.namespace,
                   app_id=session.app_id, instance_id=session.instance_id, peer=session.peer)
-        reader = asyncio.create_task(self._read(requests, session))
+        if not self._breakers.available:
+            session.offer_control(agent_pb2.ConnectResponse(mode=agent_pb2.ModeChange(
+                mode=agent_pb2.BREAKER_MODE_LOCAL, reason="breaker store unavailable")))
+        reader = asyncio.create_task(self._read(requests, session, context))
         try:
             while (message := await session.next_message()) is not None:
                 yield message
@@ -69,25 +79,91 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             self._hub.unregister(session)
+            self._breakers.drop_session(session)
             log_event(log, logging.INFO, "agent disconnected", namespace=session.namespace,
                       app_id=session.app_id, instance_id=session.instance_id)
 
     async def _read(
-        self, requests: AsyncIterator[agent_pb2.ConnectRequest], session: AgentSession
+        self,
+        requests: AsyncIterator[agent_pb2.ConnectRequest],
+        session: AgentSession,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> None:
         try:
             async for request in requests:
                 kind = request.WhichOneof("message")
-                if kind == "policy_ack":
+                if kind == "report":
+                    self._breakers.ingest(session, request.report)
+                elif kind == "interest":
+                    await self._on_interest(session, request.interest)
+                elif kind == "policy_ack":
                     self._on_ack(session, request.policy_ack)
                 elif kind == "hello":
                     log_event(log, logging.WARNING, "duplicate hello ignored",
                               instance_id=session.instance_id)
-                # Reports and interest belong to cluster-wide breakers (issue 4).
+        except ReportError as e:
+            log_event(log, logging.WARNING, "agent stream closed: report out of bounds",
+                      instance_id=session.instance_id, error=str(e))
         except grpc.aio.AioRpcError:
             pass  # the agent went away
         finally:
             session.close()
+
+    async def _on_interest(
+        self, session: AgentSession, interest: agent_pb2.BreakerInterest
+    ) -> None:
+        added = []
+        for key in interest.add:
+            try:
+                added.append(breaker_id_from_proto(key))
+            except ValueError as e:
+                log_event(log, logging.DEBUG, "invalid breaker key in interest",
+                          instance_id=session.instance_id, error=str(e))
+        removed = []
+        for key in interest.remove:
+            with contextlib.suppress(ValueError):
+                removed.append(breaker_id_from_proto(key))
+        self._breakers.remove_interest(session, removed)
+        new = self._breakers.add_interest(session, added)
+        if new and self._breakers.available:
+            with contextlib.suppress(StoreUnavailable):
+                await self._breakers.send_current_state(session, new)
+
+    async def AcquireProbeLease(
+        self,
+        request: agent_pb2.AcquireProbeLeaseRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> agent_pb2.AcquireProbeLeaseResponse:
+        session = self._hub.find(request.instance_id)
+        if session is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"instance_id: {request.instance_id!r} has no Connect stream "
+                                "open on this server")
+        assert session is not None
+        try:
+            key = breaker_id_from_proto(request.key)
+        except ValueError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"key: {e}")
+            raise
+        policy = breaker_policy_for(session.policies, key)
+        if policy is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"key: app {session.app_id!r} holds no circuit breaker policy "
+                                f"for {key.display_name} (spec {key.namespace}/{key.spec})")
+        assert policy is not None
+        try:
+            grant = await self._breakers.store.acquire_lease(
+                key, policy, session.instance_id, self._lease_ttl
+            )
+        except StoreUnavailable as e:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"breaker store unavailable: {e}")
+            raise
+        ttl = duration_pb2.Duration()
+        ttl.FromNanoseconds(int(self._lease_ttl * 1e9))
+        return agent_pb2.AcquireProbeLeaseResponse(
+            granted=grant.granted, lease_id=grant.lease_id, ttl=ttl,
+            state=STATE_TO_PB[grant.state], generation=grant.generation,
+        )
 
     def _on_ack(self, session: AgentSession, ack: agent_pb2.PolicyAck) -> None:
         if ack.accepted:

@@ -13,10 +13,20 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from agent._proto.fusebox.v1 import agent_pb2, agent_pb2_grpc, spec_pb2, spec_pb2_grpc
+from agent._proto.fusebox.v1 import (
+    agent_pb2,
+    breaker_pb2,
+    breaker_pb2_grpc,
+    spec_pb2,
+    spec_pb2_grpc,
+)
+from controlplane.breakers.store import BreakerStore, open_breaker_store
 from controlplane.server.agent_service import AgentService
+from controlplane.server.breaker_hub import BreakerHub
+from controlplane.server.breaker_service import BreakerService
 from controlplane.server.config import ServerConfig
 from controlplane.server.logs import configure_logging, log_event
+from controlplane.server.metrics import Metrics
 from controlplane.server.policy_hub import PolicyHub
 from controlplane.server.spec_service import SpecService
 from controlplane.store import open_store
@@ -27,7 +37,35 @@ log = logging.getLogger("fusebox.server")
 SERVICE_NAMES = (
     spec_pb2.DESCRIPTOR.services_by_name["SpecService"].full_name,
     agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
+    breaker_pb2.DESCRIPTOR.services_by_name["BreakerService"].full_name,
 )
+
+
+def _serialize(message: object) -> bytes:
+    """Breaker updates are serialized once per transition and sent as bytes."""
+    if isinstance(message, bytes):
+        return message
+    data: bytes = message.SerializeToString()  # type: ignore[attr-defined]
+    return data
+
+
+def agent_service_handler(servicer: AgentService) -> grpc.GenericRpcHandler:
+    """AgentService with a response serializer that passes pre-serialized bytes through."""
+    return grpc.method_handlers_generic_handler(
+        SERVICE_NAMES[1],
+        {
+            "Connect": grpc.stream_stream_rpc_method_handler(
+                servicer.Connect,
+                request_deserializer=agent_pb2.ConnectRequest.FromString,
+                response_serializer=_serialize,
+            ),
+            "AcquireProbeLease": grpc.unary_unary_rpc_method_handler(
+                servicer.AcquireProbeLease,
+                request_deserializer=agent_pb2.AcquireProbeLeaseRequest.FromString,
+                response_serializer=_serialize,
+            ),
+        },
+    )
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 STOP_TASKS_SECONDS = 2.0
 
@@ -38,13 +76,25 @@ class FuseboxServer:
     ``port`` is the bound port (useful with ``listen="127.0.0.1:0"``).
     """
 
-    def __init__(self, config: ServerConfig, store: SpecStore | None = None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        store: SpecStore | None = None,
+        breaker_store: BreakerStore | None = None,
+    ) -> None:
         self.config = config
         self.store = store if store is not None else open_store(
             config.store_url, data_dir=config.data_dir
         )
+        self.breaker_store = breaker_store if breaker_store is not None else open_breaker_store(
+            config.effective_breaker_store_url()
+        )
         self.hub = PolicyHub(self.store)
+        self.metrics = Metrics(connected_agents=lambda: self.hub.session_count)
+        self.breakers = BreakerHub(self.breaker_store, self.hub, self.metrics,
+                                   tick=config.report_tick)
         self.health = HealthServicer()
+        self.metrics_port = 0
         self.port = 0
         self._server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -63,7 +113,12 @@ class FuseboxServer:
             ]
         )
         spec_pb2_grpc.add_SpecServiceServicer_to_server(SpecService(self.store, self.hub), server)
-        agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(self.hub), server)
+        server.add_generic_rpc_handlers((agent_service_handler(
+            AgentService(self.hub, self.breakers, lease_ttl=self.config.lease_ttl)
+        ),))
+        breaker_pb2_grpc.add_BreakerServiceServicer_to_server(
+            BreakerService(self.breaker_store), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
@@ -82,7 +137,12 @@ class FuseboxServer:
         self._tasks = [
             asyncio.create_task(self._monitor_store(), name="store-health"),
             asyncio.create_task(self.hub.run(), name="policy-hub"),
+            asyncio.create_task(self.breakers.run_aggregator(), name="breaker-aggregator"),
+            asyncio.create_task(self.breakers.run_advancer(), name="breaker-advancer"),
+            asyncio.create_task(self.breakers.run_propagator(), name="breaker-propagator"),
         ]
+        if self.config.metrics_listen:
+            self.metrics_port = self.metrics.serve(self.config.metrics_listen)
         host = self.config.listen.rsplit(":", 1)[0]
         log_event(log, logging.INFO, "control plane serving", listen=f"{host}:{self.port}",
                   store=self.config.store_url or "embedded")
@@ -90,6 +150,7 @@ class FuseboxServer:
     async def _check_store(self) -> None:
         try:
             await self.store.ping()
+            await self.breaker_store.ping()
             serving = True
         except StoreUnavailable as e:
             serving = False
@@ -132,10 +193,11 @@ class FuseboxServer:
             await self._server.stop(self.config.shutdown_grace)
             self._server = None
         log_event(log, logging.DEBUG, "grpc server stopped")
-        try:
-            await asyncio.wait_for(self.store.close(), STOP_TASKS_SECONDS)
-        except TimeoutError:
-            log_event(log, logging.WARNING, "store did not close in time")
+        for closing in (self.store, self.breaker_store):
+            try:
+                await asyncio.wait_for(closing.close(), STOP_TASKS_SECONDS)
+            except TimeoutError:
+                log_event(log, logging.WARNING, "store did not close in time")
         log_event(log, logging.INFO, "control plane stopped")
 
     async def __aenter__(self) -> FuseboxServer:

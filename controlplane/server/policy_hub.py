@@ -12,63 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from agent._policy import resolved_to_proto
-from agent._proto.fusebox.v1 import agent_pb2, policy_pb2
+from agent._proto.fusebox.v1 import policy_pb2
 from controlplane.resolve import resolve_policies
 from controlplane.server.logs import log_event
+from controlplane.server.sessions import AgentSession, AppKey
 from controlplane.spec import SpecValidationError, parse_document_mapping
 from controlplane.spec.model import ResiliencySpec
 from controlplane.store.base import SpecStore, StoredSpec, StoreUnavailable
 
 log = logging.getLogger("fusebox.server.policies")
-
-AppKey = tuple[str, str]  # (namespace, app_id)
-
-
-class AgentSession:
-    """One connected agent stream: the latest snapshot waiting to be sent
-    (newer snapshots replace older unsent ones) and other messages in order."""
-
-    def __init__(self, namespace: str, app_id: str, instance_id: str, peer: str) -> None:
-        self.namespace, self.app_id, self.instance_id, self.peer = (
-            namespace, app_id, instance_id, peer,
-        )
-        self.sent_digest = ""
-        self.acked_digest = ""
-        self._snapshot: agent_pb2.ConnectResponse | None = None
-        self._wake = asyncio.Event()
-        self.closed = False
-
-    @property
-    def app(self) -> AppKey:
-        return (self.namespace, self.app_id)
-
-    def offer_snapshot(self, policies: policy_pb2.ResolvedPolicies, store_revision: int) -> None:
-        if policies.digest == self.sent_digest and self._snapshot is None:
-            return
-        self._snapshot = agent_pb2.ConnectResponse(
-            snapshot=agent_pb2.PolicySnapshot(policies=policies, store_revision=store_revision)
-        )
-        self._wake.set()
-
-    def close(self) -> None:
-        self.closed = True
-        self._wake.set()
-
-    async def next_message(self) -> agent_pb2.ConnectResponse | None:
-        """The next message to send, or None once the session is closed."""
-        while True:
-            if self.closed:
-                return None
-            if self._snapshot is not None:
-                msg, self._snapshot = self._snapshot, None
-                self.sent_digest = msg.snapshot.policies.digest
-                return msg
-            self._wake.clear()
-            await self._wake.wait()
-
 
 class PolicyHub:
     def __init__(self, store: SpecStore) -> None:
@@ -87,6 +42,13 @@ class PolicyHub:
             sessions.discard(session)
             if not sessions:
                 del self._sessions[session.app]
+
+    def sessions(self) -> Iterator[AgentSession]:
+        for group in list(self._sessions.values()):
+            yield from list(group)
+
+    def find(self, instance_id: str) -> AgentSession | None:
+        return next((s for s in self.sessions() if s.instance_id == instance_id), None)
 
     @property
     def session_count(self) -> int:

@@ -14,7 +14,7 @@ from agent._link import AsyncPolicyLink, LinkConfig, PolicyLink
 from agent._policy import ResolvedPolicies, TargetKind
 from agent._proto.fusebox.v1 import spec_pb2, spec_pb2_grpc
 from controlplane.server import FuseboxServer, ServerConfig
-from controlplane.server.policy_hub import AgentSession
+from controlplane.server.sessions import AgentSession
 from tests.support.redis_server import free_port
 from tests.support.specs import SEED_SPEC
 

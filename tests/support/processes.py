@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -125,3 +126,66 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class AgentProcess:
+    """`python -m tests.e2e.cluster_agent`: a service instance with an embedded agent.
+
+    Its JSON-lines output is collected in ``events``; ``wait_for`` blocks on a
+    condition over them with a deadline.
+    """
+
+    def __init__(self, workdir: Path, name: str, server: str, upstream: str,
+                 *extra: str) -> None:
+        import json
+        import threading
+
+        self.name = name
+        self.events: list[dict[str, object]] = []
+        self._changed = threading.Condition()
+        self.log = workdir / f"agent-{name}.log"
+        argv = [sys.executable, "-m", "tests.e2e.cluster_agent", "--server", server,
+                "--upstream", upstream, "--cache-path", str(workdir / f"cache-{name}.pb"), *extra]
+        self._stderr = self.log.open("wb")
+        self.process = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+            cwd=REPOSITORY, env=child_env(),
+        )
+
+        def read() -> None:
+            assert self.process.stdout is not None
+            for line in self.process.stdout:
+                with self._changed:
+                    self.events.append(json.loads(line))
+                    self._changed.notify_all()
+
+        self._reader = threading.Thread(target=read, daemon=True)
+        self._reader.start()
+
+    def states(self) -> list[tuple[object, object]]:
+        with self._changed:
+            return [(e["from"], e["to"]) for e in self.events if e["event"] == "state"]
+
+    def wait_for(self, condition: Callable[[list[dict[str, object]]], bool],
+                 deadline: float, what: str) -> None:
+        end = time.monotonic() + deadline
+        with self._changed:
+            while not condition(self.events):
+                remaining = end - time.monotonic()
+                if remaining <= 0 or self.process.poll() is not None:
+                    raise AssertionError(
+                        f"agent {self.name}: {what} did not happen in {deadline}s; "
+                        f"events={self.events[-10:]}\n{self.log.read_text()[-3000:]}"
+                    )
+                self._changed.wait(min(remaining, 0.2))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._stderr.close()

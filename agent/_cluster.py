@@ -1,0 +1,306 @@
+"""Cluster mode, link side: interest, reports, breaker updates, modes, probe leases.
+
+``ClusterSync`` lives on the policy link's event loop (the application's loop
+for ``AsyncAgent``, the link thread's for ``Agent``). It is the only code that
+talks to the control plane about breakers; breakers reach it through the
+``ClusterPort`` contract, and never wait on it except for a probe lease.
+
+Modes: breakers follow the cluster while the Connect stream is up and the
+server has not said ``ModeChange{LOCAL}``; otherwise every breaker runs the
+local per-instance algorithm from the state it had. Each mode change is
+logged once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import itertools
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+
+import grpc
+
+from agent._breaker import BreakerState
+from agent._breaker_key import BreakerKey
+from agent._cluster_port import ClusterOverride, LeaseAnswer
+from agent._proto.fusebox.v1 import agent_pb2, agent_pb2_grpc, breaker_pb2
+from agent._registry import Breaker, BreakerRegistry
+from agent._reporting import ReportLimits, outcome_entries, pack_reports, probe_entry
+
+log = logging.getLogger("fusebox.agent.cluster")
+
+STATE_FROM_PB = {
+    breaker_pb2.BREAKER_STATE_CLOSED: BreakerState.CLOSED,
+    breaker_pb2.BREAKER_STATE_OPEN: BreakerState.OPEN,
+    breaker_pb2.BREAKER_STATE_HALF_OPEN: BreakerState.HALF_OPEN,
+}
+OVERRIDE_FROM_PB = {
+    breaker_pb2.BREAKER_OVERRIDE_FORCE_OPEN: ClusterOverride.FORCE_OPEN,
+    breaker_pb2.BREAKER_OVERRIDE_FORCE_CLOSED: ClusterOverride.FORCE_CLOSED,
+    breaker_pb2.BREAKER_OVERRIDE_DISABLED: ClusterOverride.DISABLED,
+}
+
+Send = Callable[[agent_pb2.ConnectRequest], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """Timing and bounds of cluster mode (``LinkConfig`` carries them)."""
+
+    report_interval: float = 0.01  # seconds between two flushes of accumulated outcomes
+    probe_lease_timeout: float = 0.1  # deadline of an AcquireProbeLease call
+    limits: ReportLimits = field(default_factory=ReportLimits)
+
+
+class ClusterSync:
+    """Keeps an agent's breakers in step with the control plane (see module doc)."""
+
+    def __init__(
+        self, registry: BreakerRegistry, config: ClusterConfig | None = None,
+        instance_id: str = "",
+    ) -> None:
+        self._registry = registry
+        self._instance_id = instance_id
+        self.config = config or ClusterConfig()
+        #: True while breakers follow the cluster (connected, and not told to go local).
+        self.following = False
+        self._connected = False
+        self._told_local = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stub: agent_pb2_grpc.AgentServiceStub | None = None
+        self._interest: collections.deque[tuple[bool, BreakerKey]] = collections.deque()
+        self._probes: collections.deque[agent_pb2.BreakerOutcomes] = collections.deque()
+        self._urgent = asyncio.Event()
+        self._wake_pending = False
+        self._sequence: Iterator[int] = itertools.count(1)
+        self._rejected: set[BreakerKey] = set()
+        registry.cluster = self
+
+    # -- the link's side -------------------------------------------------------------
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The loop the link runs on (where reports are sent and leases asked)."""
+        self._loop = loop
+
+    def session_started(self, stub: agent_pb2_grpc.AgentServiceStub) -> agent_pb2.ConnectRequest:
+        """A stream is up: follow the cluster; the interest to send for every live breaker."""
+        self._stub = stub
+        self._connected = True
+        self._told_local = False
+        self._sequence = itertools.count(1)
+        self._rejected.clear()
+        self._interest.clear()  # the full interest below supersedes queued changes
+        self._set_following(True, "connected to the control plane")
+        return self.full_interest()
+
+    def session_ended(self) -> None:
+        """The stream is gone: every breaker runs locally until the next one."""
+        self._stub = None
+        self._connected = False
+        self._set_following(False, "disconnected from the control plane")
+        self._probes.clear()
+        self._interest.clear()
+
+    def full_interest(self) -> agent_pb2.ConnectRequest:
+        keys = [b.key.to_proto() for b in self._registry.breakers() if b.key is not None]
+        return agent_pb2.ConnectRequest(interest=agent_pb2.BreakerInterest(add=keys))
+
+    def on_response(self, response: agent_pb2.ConnectResponse) -> agent_pb2.ConnectRequest | None:
+        """Handle a breaker message from the server; maybe a message to send back."""
+        kind = response.WhichOneof("message")
+        if kind == "breaker_update":
+            self.on_update(response.breaker_update)
+        elif kind == "mode":
+            return self.on_mode(response.mode)
+        elif kind == "report_rejected":
+            self.on_rejected(response.report_rejected)
+        return None
+
+    def on_update(self, update: agent_pb2.BreakerUpdate) -> bool:
+        """Adopt a ``BreakerUpdate`` at once; False when it applies to nothing here."""
+        if not self.following:
+            return False
+        key = BreakerKey.from_proto(update.key)
+        state = STATE_FROM_PB.get(update.state)
+        if key is None or state is None:
+            return False
+        breaker = self._registry.by_key(key)
+        if breaker is None:
+            return False
+        remaining = (
+            update.open_remaining.ToNanoseconds() / 1e9
+            if update.HasField("open_remaining") else None
+        )
+        return breaker.apply_cluster(
+            state, update.generation, remaining, OVERRIDE_FROM_PB.get(update.override)
+        )
+
+    def on_mode(self, change: agent_pb2.ModeChange) -> agent_pb2.ConnectRequest | None:
+        reason = change.reason or "told by the control plane"
+        if change.mode == agent_pb2.BREAKER_MODE_LOCAL:
+            self._told_local = True
+            self._set_following(False, reason)
+        elif change.mode == agent_pb2.BREAKER_MODE_CLUSTER:
+            self._told_local = False
+            if self._connected and not self.following:
+                self._set_following(True, reason)
+                return self.full_interest()  # the answers bring the cluster state back
+        return None
+
+    def on_rejected(self, rejected: agent_pb2.ReportRejected) -> None:
+        key = BreakerKey.from_proto(rejected.key)
+        if key is None or key in self._rejected:
+            return
+        self._rejected.add(key)
+        log.warning("control plane rejected reports for breaker %s: %s; not reporting it "
+                    "any more on this connection", key, rejected.reason,
+                    extra={"fusebox_event": "report_rejected", "breaker_key": str(key),
+                           "reason": rejected.reason})
+        breaker = self._registry.by_key(key)
+        if breaker is not None:
+            breaker.reject_reports()
+
+    async def run_flusher(self, send: Send) -> None:
+        """Every ``report_interval``, or at once when woken: send interest, then reports."""
+        interval = self.config.report_interval
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._urgent.wait()
+            self._urgent.clear()
+            self._wake_pending = False
+            for message in self.take_messages():
+                await send(message)
+
+    def take_messages(self) -> list[agent_pb2.ConnectRequest]:
+        """What is due now: interest changes first, then outcome reports, in order."""
+        messages: list[agent_pb2.ConnectRequest] = []
+        interest = self._take_interest()
+        if interest is not None:
+            messages.append(agent_pb2.ConnectRequest(interest=interest))
+        entries: list[agent_pb2.BreakerOutcomes] = []
+        while self._probes:
+            entries.append(self._probes.popleft())
+        limits = self.config.limits
+        for breaker in self._registry.breakers():
+            if breaker.key is None or not len(breaker.outcomes):
+                continue
+            codes = breaker.outcomes.drain()
+            if breaker.sink is not None:  # went local or rejected meanwhile: drop
+                entries.extend(outcome_entries(breaker.key.to_proto(), codes, limits))
+        for report in pack_reports(entries, limits, self._sequence):
+            messages.append(agent_pb2.ConnectRequest(report=report))
+        return messages
+
+    # -- the breakers' side (ClusterPort) ----------------------------------------------
+
+    def wake(self) -> None:
+        loop = self._loop
+        if self._wake_pending or loop is None:
+            return
+        self._wake_pending = True
+        with contextlib.suppress(RuntimeError):  # the loop is closing
+            loop.call_soon_threadsafe(self._urgent.set)
+
+    def report_probe(self, key: BreakerKey, lease_id: str, generation: int,
+                     success: bool) -> None:
+        if self.following:
+            self._probes.append(probe_entry(key.to_proto(), generation, lease_id, success))
+            self.wake()
+
+    def breaker_created(self, breaker: Breaker) -> None:
+        if self.following:
+            breaker.follow(self)
+        if self._connected and breaker.key is not None:
+            self._interest.append((True, breaker.key))
+
+    def breaker_dropped(self, breaker: Breaker) -> None:
+        breaker.follow(None)
+        if self._connected and breaker.key is not None:
+            self._interest.append((False, breaker.key))
+
+    def lease_sync(self, key: BreakerKey, generation: int) -> LeaseAnswer | None:
+        loop = self._loop
+        if loop is None or not self.following:
+            return None
+        if _running_loop() is loop:
+            return None  # blocking here would stall the very loop that must answer
+        future = asyncio.run_coroutine_threadsafe(self._lease(key, generation), loop)
+        try:
+            # The RPC carries its own deadline; this also bounds the hop to the loop.
+            return future.result(timeout=2 * self.config.probe_lease_timeout)
+        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
+            future.cancel()
+            return None
+
+    async def lease_async(self, key: BreakerKey, generation: int) -> LeaseAnswer | None:
+        loop = self._loop
+        if loop is None or not self.following:
+            return None
+        if asyncio.get_running_loop() is loop:
+            return await self._lease(key, generation)
+        future = asyncio.run_coroutine_threadsafe(self._lease(key, generation), loop)
+        try:
+            async with asyncio.timeout(2 * self.config.probe_lease_timeout):
+                return await asyncio.wrap_future(future)
+        except TimeoutError:
+            future.cancel()
+            return None
+
+    # -- internals ---------------------------------------------------------------------
+
+    async def _lease(self, key: BreakerKey, generation: int) -> LeaseAnswer | None:
+        stub = self._stub
+        if stub is None:
+            return None
+        request = agent_pb2.AcquireProbeLeaseRequest(
+            instance_id=self._instance_id, key=key.to_proto(), generation=generation,
+        )
+        try:
+            response = await stub.AcquireProbeLease(
+                request, timeout=self.config.probe_lease_timeout
+            )
+        except grpc.aio.AioRpcError as e:
+            log.debug("probe lease for %s not answered (%s): deciding locally", key, e.code())
+            return None
+        return LeaseAnswer(response.granted, response.lease_id,
+                           STATE_FROM_PB.get(response.state), response.generation)
+
+    def _take_interest(self) -> agent_pb2.BreakerInterest | None:
+        if not self._interest:
+            return None
+        last: dict[BreakerKey, bool] = {}
+        while self._interest:
+            added, key = self._interest.popleft()
+            last[key] = added
+        return agent_pb2.BreakerInterest(
+            add=[k.to_proto() for k, added in last.items() if added],
+            remove=[k.to_proto() for k, added in last.items() if not added],
+        )
+
+    def _set_following(self, following: bool, reason: str) -> None:
+        following = following and self._connected and not self._told_local
+        if following == self.following:
+            return
+        self.following = following
+        if following:
+            log.info("circuit breakers follow the cluster state (%s)", reason,
+                     extra={"fusebox_event": "breaker_mode", "mode": "cluster",
+                            "reason": reason})
+        else:
+            log.warning("circuit breakers run locally, per instance (%s)", reason,
+                        extra={"fusebox_event": "breaker_mode", "mode": "local",
+                               "reason": reason})
+        for breaker in self._registry.breakers():
+            breaker.follow(self if following else None)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

@@ -1,0 +1,74 @@
+"""What a breaker following the cluster needs from the link (``agent._cluster``).
+
+Kept apart from both so that ``agent._registry`` (the call path) and
+``agent._cluster`` (the link side) depend on this small contract, not on
+each other.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from agent._breaker import BreakerState
+from agent._breaker_key import BreakerKey
+
+if TYPE_CHECKING:
+    from agent._registry import Breaker
+
+
+class ClusterOverride(enum.Enum):
+    """An operator override carried by a ``BreakerUpdate``."""
+
+    FORCE_OPEN = "force-open"  # acts as open: every call is rejected
+    FORCE_CLOSED = "force-closed"  # acts as closed
+    DISABLED = "disabled"  # acts as closed, and nothing is counted or reported
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseAnswer:
+    """The server's answer to ``AcquireProbeLease``."""
+
+    granted: bool
+    lease_id: str = ""
+    state: BreakerState | None = None  # the cluster state, when not granted
+    generation: int = 0
+
+
+class ProbeLeaseRequired(Exception):
+    """Raised by ``Breaker.acquire`` in cluster half-open: the call needs a probe lease.
+
+    The executor catches it and calls ``acquire_probe`` (sync, blocking with
+    the lease deadline) or ``acquire_probe_async``; callers of the public API
+    never see it.
+    """
+
+    def __init__(self, breaker: Breaker) -> None:
+        super().__init__(breaker.name)
+        self.breaker = breaker
+
+
+class ClusterPort(Protocol):
+    """The link side, as breakers see it."""
+
+    following: bool
+
+    def wake(self) -> None:
+        """Flush reports now instead of at the next tick (thread-safe, cheap, coalesced)."""
+
+    def report_probe(self, key: BreakerKey, lease_id: str, generation: int,
+                     success: bool) -> None:
+        """Queue a probe's outcome for the next (immediate) flush."""
+
+    def lease_sync(self, key: BreakerKey, generation: int) -> LeaseAnswer | None:
+        """Ask for a probe lease, blocking at most the lease deadline; None: decide locally."""
+
+    async def lease_async(self, key: BreakerKey, generation: int) -> LeaseAnswer | None:
+        """``lease_sync`` for coroutines."""
+
+    def breaker_created(self, breaker: Breaker) -> None:
+        """A breaker was created (called under the registry lock)."""
+
+    def breaker_dropped(self, breaker: Breaker) -> None:
+        """A breaker was evicted or dropped by a policy swap (under the registry lock)."""

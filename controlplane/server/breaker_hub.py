@@ -1,0 +1,333 @@
+"""Cluster-wide breakers on the server: ingest, aggregate, propagate, lease.
+
+Data flow (docs/architecture.md):
+
+    agents --OutcomeReport--> ingest() --pending--> aggregator tick
+        --> BreakerStore.apply(one batch per breaker)   (one Lua call each, pipelined)
+        --> transitions stream (all replicas tail it)
+    tail --> one serialized BreakerUpdate per event --> every session holding the breaker
+
+Redis load therefore follows busy breakers x tick rate, not the number of
+agents. When the breaker store is unreachable, agents are told to go local
+(ModeChange) and get the cluster state again when it comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+
+from google.protobuf import timestamp_pb2
+
+from agent._breaker import BreakerState
+from agent._proto.fusebox.v1 import agent_pb2, breaker_pb2, policy_pb2
+from controlplane.breakers.model import (
+    BreakerEvent,
+    BreakerId,
+    BreakerSnapshot,
+    Cause,
+    OutcomeBatch,
+    Override,
+    breaker_id_from_proto,
+    breaker_id_to_proto,
+)
+from controlplane.breakers.store import BreakerStore
+from controlplane.server.breaker_policy import breaker_policy_for
+from controlplane.server.logs import log_event
+from controlplane.server.metrics import Metrics
+from controlplane.server.policy_hub import PolicyHub
+from controlplane.server.sessions import MAX_INTEREST, AgentSession
+from controlplane.store.base import StoreUnavailable
+
+log = logging.getLogger("fusebox.server.breakers")
+
+MAX_RUNS_PER_REPORT = 4096  # per breaker per message; agents split longer sequences
+MAX_BREAKERS_PER_REPORT = 1024
+
+STATE_TO_PB = {
+    BreakerState.CLOSED: breaker_pb2.BREAKER_STATE_CLOSED,
+    BreakerState.OPEN: breaker_pb2.BREAKER_STATE_OPEN,
+    BreakerState.HALF_OPEN: breaker_pb2.BREAKER_STATE_HALF_OPEN,
+}
+OVERRIDE_TO_PB = {
+    None: breaker_pb2.BREAKER_OVERRIDE_UNSPECIFIED,
+    Override.FORCE_OPEN: breaker_pb2.BREAKER_OVERRIDE_FORCE_OPEN,
+    Override.FORCE_CLOSED: breaker_pb2.BREAKER_OVERRIDE_FORCE_CLOSED,
+    Override.DISABLED: breaker_pb2.BREAKER_OVERRIDE_DISABLED,
+}
+CAUSE_TO_PB = {
+    Cause.TRIP: breaker_pb2.TRANSITION_CAUSE_TRIP,
+    Cause.TIMEOUT: breaker_pb2.TRANSITION_CAUSE_TIMEOUT,
+    Cause.PROBE_SUCCESS: breaker_pb2.TRANSITION_CAUSE_PROBE_SUCCESS,
+    Cause.PROBE_FAILURE: breaker_pb2.TRANSITION_CAUSE_PROBE_FAILURE,
+    Cause.OVERRIDE: breaker_pb2.TRANSITION_CAUSE_OVERRIDE,
+    Cause.RESET: breaker_pb2.TRANSITION_CAUSE_RESET,
+    Cause.POLICY_CHANGE: breaker_pb2.TRANSITION_CAUSE_POLICY_CHANGE,
+}
+
+
+def timestamp(unix_seconds: float) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromNanoseconds(int(unix_seconds * 1e9))
+    return ts
+
+
+def _set_remaining(
+    update: agent_pb2.BreakerUpdate, state: BreakerState, open_until: float | None, now: float
+) -> None:
+    """``open_remaining`` only for an open state with an end (unset: open until told)."""
+    if state is BreakerState.OPEN and open_until is not None:
+        update.open_remaining.FromNanoseconds(max(0, int((open_until - now) * 1e9)))
+
+
+def update_from_event(event: BreakerEvent, now: float) -> bytes:
+    """The BreakerUpdate agents get for a transition, serialized once."""
+    update = agent_pb2.BreakerUpdate(
+        key=breaker_id_to_proto(event.id),
+        state=STATE_TO_PB[event.to_state],
+        generation=event.generation,
+        cause=CAUSE_TO_PB[event.cause],
+        time=timestamp(event.at),
+    )
+    _set_remaining(update, event.to_state, event.open_until, now)
+    return agent_pb2.ConnectResponse(breaker_update=update).SerializeToString()
+
+
+def update_from_snapshot(
+    snapshot: BreakerSnapshot, now: float, cause: Cause | None = None
+) -> bytes:
+    """The BreakerUpdate that brings an agent to a breaker's current state."""
+    override = snapshot.override.override if snapshot.override else None
+    update = agent_pb2.BreakerUpdate(
+        key=breaker_id_to_proto(snapshot.id),
+        state=STATE_TO_PB[snapshot.state],
+        generation=snapshot.generation,
+        override=OVERRIDE_TO_PB[override],
+        time=timestamp(snapshot.updated_at),
+    )
+    if cause is not None:
+        update.cause = CAUSE_TO_PB[cause]
+    _set_remaining(update, snapshot.state, snapshot.open_until, now)
+    return agent_pb2.ConnectResponse(breaker_update=update).SerializeToString()
+
+
+def merge_runs(sequences: Iterable[Iterable[int]]) -> tuple[int, ...]:
+    """Concatenate run-length sequences, joining adjacent runs of the same sign."""
+    merged: list[int] = []
+    for runs in sequences:
+        for run in runs:
+            if run == 0:
+                continue
+            if merged and (merged[-1] > 0) == (run > 0):
+                merged[-1] += run
+            else:
+                merged.append(run)
+    return tuple(merged)
+
+
+class ReportError(ValueError):
+    """A report that breaks the protocol's bounds (the stream is then closed)."""
+
+
+class BreakerHub:
+    def __init__(
+        self,
+        store: BreakerStore,
+        policies: PolicyHub,
+        metrics: Metrics,
+        *,
+        tick: float = 0.005,
+        advance_every: float = 0.05,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self._policies = policies
+        self._metrics = metrics
+        self._tick = tick
+        self._advance_every = advance_every
+        self._clock = clock
+        self._interest: dict[BreakerId, set[AgentSession]] = defaultdict(set)
+        # Outcomes waiting for the next tick, per breaker, in arrival order.
+        self._pending: dict[BreakerId, list[OutcomeBatch]] = {}
+        self._probes: list[OutcomeBatch] = []
+        self._pending_event = asyncio.Event()
+        self.available = True
+
+    # -- sessions ---------------------------------------------------------------
+
+    def add_interest(self, session: AgentSession, keys: Iterable[BreakerId]) -> list[BreakerId]:
+        added = []
+        for key in keys:
+            if key in session.interest or len(session.interest) >= MAX_INTEREST:
+                continue
+            session.interest.add(key)
+            self._interest[key].add(session)
+            added.append(key)
+        return added
+
+    def remove_interest(self, session: AgentSession, keys: Iterable[BreakerId]) -> None:
+        for key in keys:
+            session.interest.discard(key)
+            holders = self._interest.get(key)
+            if holders is not None:
+                holders.discard(session)
+                if not holders:
+                    del self._interest[key]
+
+    def drop_session(self, session: AgentSession) -> None:
+        self.remove_interest(session, list(session.interest))
+
+    async def send_current_state(self, session: AgentSession, keys: Iterable[BreakerId]) -> None:
+        """Answer an interest: the breakers' cluster state, where they have one."""
+        now = self._clock()
+        for key in keys:
+            snapshot = await self.store.get(key)
+            if snapshot is not None:
+                session.offer_update(key, update_from_snapshot(snapshot, now))
+
+    def tell_mode(self, mode: agent_pb2.BreakerMode, reason: str) -> None:
+        message = agent_pb2.ConnectResponse(mode=agent_pb2.ModeChange(mode=mode, reason=reason))
+        for session in self._policies.sessions():
+            session.offer_control(message)
+
+    # -- ingest -----------------------------------------------------------------
+
+    def ingest(self, session: AgentSession, report: agent_pb2.OutcomeReport) -> None:
+        """Validate one report and queue its outcomes for the next tick."""
+        if len(report.breakers) > MAX_BREAKERS_PER_REPORT:
+            raise ReportError(
+                f"report: {len(report.breakers)} breakers in one message, at most "
+                f"{MAX_BREAKERS_PER_REPORT} accepted"
+            )
+        for entry in report.breakers:
+            if len(entry.runs) > MAX_RUNS_PER_REPORT:
+                raise ReportError(
+                    f"report: {len(entry.runs)} runs for one breaker, at most "
+                    f"{MAX_RUNS_PER_REPORT} accepted"
+                )
+            try:
+                key = breaker_id_from_proto(entry.key)
+            except ValueError as e:
+                self._reject(session, entry.key, f"invalid breaker key: {e}")
+                continue
+            policy = breaker_policy_for(session.policies, key)
+            if policy is None:
+                self._reject(session, entry.key,
+                             f"no circuit breaker policy for {key.display_name} in the "
+                             f"policies of app {session.app_id!r} (spec {key.namespace}/"
+                             f"{key.spec})")
+                continue
+            runs = tuple(r for r in entry.runs if r != 0)
+            if not runs:
+                continue
+            batch = OutcomeBatch(key, policy, runs, session.instance_id, entry.lease_id)
+            self._metrics.outcomes_ingested.inc(sum(abs(r) for r in runs))
+            if entry.lease_id:
+                self._probes.append(batch)
+            else:
+                self._pending.setdefault(key, []).append(batch)
+        self._metrics.reports_ingested.inc()
+        self._pending_event.set()
+
+    def _reject(self, session: AgentSession, key: policy_pb2.BreakerKey, reason: str) -> None:
+        self._metrics.reports_rejected.inc()
+        message = agent_pb2.ConnectResponse(
+            report_rejected=agent_pb2.ReportRejected(key=key, reason=reason)
+        )
+        session.offer_control(message)
+
+    def _take_batches(self) -> list[OutcomeBatch]:
+        pending, self._pending = self._pending, {}
+        probes, self._probes = self._probes, []
+        batches = list(probes)
+        for key, parts in pending.items():
+            last = parts[-1]
+            batches.append(OutcomeBatch(
+                key, last.policy, merge_runs(p.runs for p in parts),
+                # Several instances may share a tick: name the last one (documented).
+                last.instance_id,
+            ))
+        return batches
+
+    # -- background loops -------------------------------------------------------
+
+    async def run_aggregator(self) -> None:
+        while True:
+            await self._pending_event.wait()
+            self._pending_event.clear()
+            await asyncio.sleep(self._tick)  # gather what else arrives this tick
+            batches = self._take_batches()
+            if not batches:
+                continue
+            started = time.perf_counter()
+            try:
+                await self.store.apply(batches)
+            except StoreUnavailable as e:
+                # Outcomes of an outage are dropped: agents run locally meanwhile.
+                log_event(log, logging.WARNING, "outcomes dropped, breaker store unavailable",
+                          breakers=len(batches), error=str(e))
+                continue
+            self._metrics.apply_seconds.observe(time.perf_counter() - started)
+
+    async def run_advancer(self) -> None:
+        while True:
+            await asyncio.sleep(self._advance_every)
+            with contextlib.suppress(StoreUnavailable):
+                await self.store.advance()
+
+    async def run_propagator(self) -> None:
+        """Tail the transitions stream and push each event to its holders."""
+        position = ""
+        delay = 0.1
+        while True:
+            try:
+                position, events = await self.store.read_events(position, block=1.0)
+            except StoreUnavailable as e:
+                if self.available:
+                    self.available = False
+                    log_event(log, logging.ERROR, "breaker store unavailable; agents go local",
+                              error=str(e))
+                    self.tell_mode(agent_pb2.BREAKER_MODE_LOCAL, "breaker store unavailable")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            delay = 0.1
+            if not self.available:
+                await self._recover()
+            now = self._clock()
+            for event in events:
+                await self._push(event, now)
+
+    async def _push(self, event: BreakerEvent, now: float) -> None:
+        self._metrics.observe_transition(event, now)
+        holders = self._interest.get(event.id)
+        log_event(log, logging.INFO,
+                  f'Circuit breaker "{event.id.display_name}" changed state from '
+                  f"{event.from_state.value} to {event.to_state.value}",
+                  breaker=event.id.encode(), generation=event.generation,
+                  cause=event.cause.value, instance=event.instance_id,
+                  holders=len(holders) if holders else 0)
+        if not holders:
+            return
+        if event.cause in (Cause.OVERRIDE, Cause.RESET):
+            # The event does not carry the override itself: send the full state.
+            snapshot = await self.store.get(event.id)
+            if snapshot is None:
+                return
+            serialized = update_from_snapshot(snapshot, now, event.cause)
+        else:
+            serialized = update_from_event(event, now)
+        for session in list(holders):
+            session.offer_update(event.id, serialized)
+
+    async def _recover(self) -> None:
+        self.available = True
+        log_event(log, logging.INFO, "breaker store reachable again; agents back to cluster mode")
+        self.tell_mode(agent_pb2.BREAKER_MODE_CLUSTER, "breaker store reachable")
+        for session in self._policies.sessions():
+            with contextlib.suppress(StoreUnavailable):
+                await self.send_current_state(session, list(session.interest))

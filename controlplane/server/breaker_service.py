@@ -1,0 +1,199 @@
+"""BreakerService: list, inspect, watch and override cluster-wide breakers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, NoReturn
+
+import grpc
+
+from agent._policy import breaker_to_proto
+from agent._proto.fusebox.v1 import breaker_pb2, breaker_pb2_grpc
+from controlplane.breakers.model import (
+    BreakerEvent,
+    BreakerId,
+    BreakerSnapshot,
+    Override,
+    breaker_id_from_proto,
+    breaker_id_to_proto,
+)
+from controlplane.breakers.store import BreakerStore
+from controlplane.server.breaker_hub import CAUSE_TO_PB, OVERRIDE_TO_PB, STATE_TO_PB, timestamp
+from controlplane.server.logs import log_event
+from controlplane.store.base import StoreUnavailable
+
+log = logging.getLogger("fusebox.server.breakers")
+
+RECENT_TRANSITIONS = 20
+WATCH_BLOCK_SECONDS = 1.0
+_STATE_FROM_PB = {v: k for k, v in STATE_TO_PB.items()}
+_OVERRIDE_FROM_PB = {v: k for k, v in OVERRIDE_TO_PB.items()}
+
+
+def transition_to_proto(event: BreakerEvent) -> breaker_pb2.BreakerTransition:
+    return breaker_pb2.BreakerTransition(
+        from_state=STATE_TO_PB[event.from_state],
+        to_state=STATE_TO_PB[event.to_state],
+        cause=CAUSE_TO_PB[event.cause],
+        time=timestamp(event.at),
+        generation=event.generation,
+        instance_id=event.instance_id,
+        detail=event.detail,
+    )
+
+
+def breaker_to_pb(
+    snapshot: BreakerSnapshot, recent: list[BreakerEvent] | None = None
+) -> breaker_pb2.Breaker:
+    c = snapshot.counts
+    message = breaker_pb2.Breaker(
+        key=breaker_id_to_proto(snapshot.id),
+        display_name=snapshot.id.display_name,
+        state=STATE_TO_PB[snapshot.state],
+        counts=breaker_pb2.BreakerCounts(
+            requests=c.requests, total_successes=c.total_successes,
+            total_failures=c.total_failures, consecutive_successes=c.consecutive_successes,
+            consecutive_failures=c.consecutive_failures,
+        ),
+        generation=snapshot.generation,
+        policy=breaker_to_proto(snapshot.policy),
+        recent_transitions=[transition_to_proto(e) for e in recent or []],
+        active_leases=snapshot.active_leases,
+    )
+    if snapshot.open_until is not None:
+        message.open_until.CopyFrom(timestamp(snapshot.open_until))
+    if snapshot.override is not None:
+        o = snapshot.override
+        message.override.CopyFrom(breaker_pb2.OverrideInfo(
+            override=OVERRIDE_TO_PB[o.override], reason=o.reason, set_by=o.set_by,
+        ))
+        if o.expires_at is not None:
+            message.override.expire_time.CopyFrom(timestamp(o.expires_at))
+    return message
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], code: grpc.StatusCode,
+                 message: str) -> NoReturn:
+    await context.abort(code, message)
+    raise AssertionError("unreachable: abort raises")
+
+
+class BreakerService(breaker_pb2_grpc.BreakerServiceServicer):
+    def __init__(self, store: BreakerStore) -> None:
+        self._store = store
+
+    async def _key(self, context: grpc.aio.ServicerContext[Any, Any],
+                   key: Any) -> BreakerId:
+        try:
+            return breaker_id_from_proto(key)
+        except ValueError as e:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"key: {e}")
+
+    async def _snapshot(self, context: grpc.aio.ServicerContext[Any, Any],
+                        key: BreakerId) -> BreakerSnapshot:
+        snapshot = await self._store.get(key)
+        if snapshot is None:
+            await _abort(context, grpc.StatusCode.NOT_FOUND,
+                         f"no breaker {key.display_name} ({key.encode()}): breakers exist once "
+                         "an agent has reported outcomes for them")
+        return snapshot
+
+    async def ListBreakers(self, request: breaker_pb2.ListBreakersRequest,
+                           context: grpc.aio.ServicerContext[Any, Any]
+                           ) -> breaker_pb2.ListBreakersResponse:
+        try:
+            snapshots = await self._store.list(
+                namespace=request.namespace, target=request.app_id,
+                state=_STATE_FROM_PB.get(request.state),
+            )
+        except StoreUnavailable as e:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, f"breaker store unavailable: {e}")
+        return breaker_pb2.ListBreakersResponse(breakers=[breaker_to_pb(s) for s in snapshots])
+
+    async def GetBreaker(self, request: breaker_pb2.GetBreakerRequest,
+                         context: grpc.aio.ServicerContext[Any, Any]
+                         ) -> breaker_pb2.GetBreakerResponse:
+        key = await self._key(context, request.key)
+        try:
+            snapshot = await self._snapshot(context, key)
+            recent = await self._store.recent_events(key, RECENT_TRANSITIONS)
+        except StoreUnavailable as e:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, f"breaker store unavailable: {e}")
+        return breaker_pb2.GetBreakerResponse(breaker=breaker_to_pb(snapshot, recent))
+
+    async def SetOverride(self, request: breaker_pb2.SetOverrideRequest,
+                          context: grpc.aio.ServicerContext[Any, Any]
+                          ) -> breaker_pb2.SetOverrideResponse:
+        key = await self._key(context, request.key)
+        override: Override | None = _OVERRIDE_FROM_PB.get(request.override)
+        if request.override not in _OVERRIDE_FROM_PB:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                         f"override: unknown value {request.override}")
+        if override is not None and not request.reason.strip():
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                         "reason: required when setting an override")
+        ttl = request.ttl.ToNanoseconds() / 1e9 if request.HasField("ttl") else 0.0
+        if ttl < 0:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "ttl: must not be negative")
+        try:
+            await self._snapshot(context, key)
+            snapshot = await self._store.set_override(
+                key, override, reason=request.reason, ttl=ttl or None, set_by=context.peer(),
+            )
+        except StoreUnavailable as e:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, f"breaker store unavailable: {e}")
+        log_event(log, logging.WARNING if override else logging.INFO,
+                  "breaker override set" if override else "breaker override cleared",
+                  breaker=key.display_name, override=override.value if override else "none",
+                  reason=request.reason, ttl=ttl or None, by=context.peer())
+        return breaker_pb2.SetOverrideResponse(breaker=breaker_to_pb(snapshot))
+
+    async def ResetBreaker(self, request: breaker_pb2.ResetBreakerRequest,
+                           context: grpc.aio.ServicerContext[Any, Any]
+                           ) -> breaker_pb2.ResetBreakerResponse:
+        key = await self._key(context, request.key)
+        try:
+            await self._snapshot(context, key)
+            snapshot = await self._store.reset(key, reason=request.reason, set_by=context.peer())
+        except StoreUnavailable as e:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, f"breaker store unavailable: {e}")
+        log_event(log, logging.WARNING, "breaker reset", breaker=key.display_name,
+                  reason=request.reason, by=context.peer())
+        return breaker_pb2.ResetBreakerResponse(breaker=breaker_to_pb(snapshot))
+
+    async def WatchBreakers(self, request: breaker_pb2.WatchBreakersRequest,
+                            context: grpc.aio.ServicerContext[Any, Any]
+                            ) -> AsyncIterator[breaker_pb2.WatchBreakersResponse]:
+        def wanted(key: BreakerId) -> bool:
+            return ((not request.namespace or key.namespace == request.namespace)
+                    and (not request.app_id or key.target == request.app_id))
+
+        try:
+            position = request.from_revision
+            if not position:
+                # Snapshot first, from a stream position taken before it: no gap.
+                position, _ = await self._store.read_events("", block=0.0)
+                for snapshot in await self._store.list(
+                    namespace=request.namespace, target=request.app_id
+                ):
+                    yield breaker_pb2.WatchBreakersResponse(
+                        revision=position, snapshot=True, breaker=breaker_to_pb(snapshot)
+                    )
+            while True:
+                position, events = await self._store.read_events(
+                    position, block=WATCH_BLOCK_SECONDS
+                )
+                for event in events:
+                    if not wanted(event.id):
+                        continue
+                    current = await self._store.get(event.id)
+                    breaker = (breaker_to_pb(current) if current is not None
+                               else breaker_pb2.Breaker(key=breaker_id_to_proto(event.id)))
+                    yield breaker_pb2.WatchBreakersResponse(
+                        revision=event.stream_id or position, breaker=breaker,
+                        transition=transition_to_proto(event),
+                    )
+        except StoreUnavailable as e:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE,
+                         f"breaker store unavailable: {e}; resume with from_revision")

@@ -1,0 +1,89 @@
+"""One connected agent stream and what is waiting to be sent to it.
+
+Outgoing messages are coalesced so a slow agent costs bounded memory: only the
+newest unsent policy snapshot is kept, only the newest unsent update per
+breaker, and a bounded queue of control messages (mode changes, rejections).
+Breaker updates are pre-serialized bytes, shared by every session that holds
+the breaker: serialised once per transition, not once per agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+
+from agent._policy import ResolvedPolicies, resolved_from_proto
+from agent._proto.fusebox.v1 import agent_pb2, policy_pb2
+from controlplane.breakers.model import BreakerId
+
+AppKey = tuple[str, str]  # (namespace, app_id)
+Outgoing = agent_pb2.ConnectResponse | bytes
+
+MAX_CONTROL_MESSAGES = 256
+MAX_INTEREST = 10_000  # breakers one agent may hold (its LRU bounds are far lower)
+
+
+class AgentSession:
+    def __init__(self, namespace: str, app_id: str, instance_id: str, peer: str) -> None:
+        self.namespace, self.app_id, self.instance_id, self.peer = (
+            namespace, app_id, instance_id, peer,
+        )
+        self.sent_digest = ""
+        self.acked_digest = ""
+        #: The policies last sent, decoded: what reports and leases are checked against.
+        self.policies: ResolvedPolicies | None = None
+        self.interest: set[BreakerId] = set()
+        self.rejected_keys: set[BreakerId] = set()
+        self.closed = False
+        self._snapshot: agent_pb2.ConnectResponse | None = None
+        self._updates: dict[BreakerId, bytes] = {}
+        self._control: collections.deque[Outgoing] = collections.deque()
+        self._wake = asyncio.Event()
+
+    @property
+    def app(self) -> AppKey:
+        return (self.namespace, self.app_id)
+
+    def offer_snapshot(self, policies: policy_pb2.ResolvedPolicies, store_revision: int) -> None:
+        if policies.digest == self.sent_digest and self._snapshot is None:
+            return
+        self._snapshot = agent_pb2.ConnectResponse(
+            snapshot=agent_pb2.PolicySnapshot(policies=policies, store_revision=store_revision)
+        )
+        self.policies = resolved_from_proto(policies)
+        self._wake.set()
+
+    def offer_update(self, key: BreakerId, serialized: bytes) -> None:
+        """Queue a breaker update; an unsent older one for the same breaker is replaced."""
+        self._updates.pop(key, None)
+        self._updates[key] = serialized
+        self._wake.set()
+
+    def offer_control(self, message: Outgoing) -> bool:
+        """Queue a control message; False (dropped) when the agent is not keeping up."""
+        if len(self._control) >= MAX_CONTROL_MESSAGES:
+            return False
+        self._control.append(message)
+        self._wake.set()
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake.set()
+
+    async def next_message(self) -> Outgoing | None:
+        """The next message to send, or None once the session is closed."""
+        while True:
+            if self.closed:
+                return None
+            if self._snapshot is not None:
+                msg, self._snapshot = self._snapshot, None
+                self.sent_digest = msg.snapshot.policies.digest
+                return msg
+            if self._control:
+                return self._control.popleft()
+            if self._updates:
+                key = next(iter(self._updates))
+                return self._updates.pop(key)
+            self._wake.clear()
+            await self._wake.wait()

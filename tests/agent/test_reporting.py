@@ -1,0 +1,93 @@
+"""Outcome accumulation and the run-length wire encoding: order, bounds, splitting."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from agent._breaker_key import BreakerKey
+from agent._policy import TargetKind
+from agent._proto.fusebox.v1 import agent_pb2
+from agent._reporting import (
+    OutcomeAccumulator,
+    ReportLimits,
+    decode_runs,
+    outcome_code,
+    outcome_entries,
+    pack_reports,
+    probe_entry,
+    run_lengths,
+)
+
+KEY = BreakerKey("default", "resiliency", TargetKind.APP, "order-processor", "orders").to_proto()
+
+
+def decoded(entries: list[agent_pb2.BreakerOutcomes]) -> list[tuple[int, bool]]:
+    return [(e.generation, ok) for e in entries for ok in decode_runs(e.runs)]
+
+
+def test_run_lengths_count_successes_positive_and_failures_negative_in_order() -> None:
+    assert run_lengths([True, True, False, False, False, True]) == [2, -3, 1]
+    assert run_lengths([]) == []
+    assert run_lengths([False]) == [-1]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_run_lengths_round_trip_any_sequence(seed: int) -> None:
+    rng = random.Random(seed)
+    outcomes = [rng.random() < 0.7 for _ in range(rng.randrange(0, 300))]
+    runs = run_lengths(outcomes)
+    assert decode_runs(runs) == outcomes
+    assert all(r != 0 for r in runs)
+    assert all((a > 0) != (b > 0) for a, b in itertools.pairwise(runs))  # maximal runs
+
+
+def test_accumulator_drains_in_append_order_and_keeps_later_appends() -> None:
+    acc = OutcomeAccumulator()
+    for code in (3, 2, 3):
+        acc.append(code)
+    assert acc.drain() == [3, 2, 3]
+    acc.append(5)
+    assert len(acc) == 1
+    assert acc.drain() == [5]
+    assert acc.drain() == []
+
+
+def test_accumulator_is_bounded_and_drops_the_oldest() -> None:
+    acc = OutcomeAccumulator(capacity=4)
+    for code in range(10):
+        acc.append(code)
+    assert acc.drain() == [6, 7, 8, 9]
+
+
+def test_outcomes_of_different_generations_become_separate_entries_in_order() -> None:
+    codes = [outcome_code(4, True), outcome_code(4, False), outcome_code(5, False),
+             outcome_code(5, False), outcome_code(4, True)]
+    entries = outcome_entries(KEY, codes, ReportLimits())
+    assert [(e.generation, list(e.runs)) for e in entries] == [(4, [1, -1]), (5, [-2]), (4, [1])]
+    assert all(e.key == KEY and not e.lease_id for e in entries)
+
+
+def test_a_long_sequence_is_split_into_entries_of_at_most_max_runs() -> None:
+    outcomes = [i % 2 == 0 for i in range(25)]  # 25 runs of length one
+    entries = outcome_entries(KEY, [outcome_code(1, ok) for ok in outcomes],
+                              ReportLimits(max_runs=10))
+    assert [len(e.runs) for e in entries] == [10, 10, 5]
+    assert decoded(entries) == [(1, ok) for ok in outcomes]
+
+
+def test_reports_hold_at_most_max_breakers_entries_and_number_their_sequence() -> None:
+    entries = [probe_entry(KEY, g, f"lease-{g}", g % 2 == 0) for g in range(7)]
+    reports = pack_reports(entries, ReportLimits(max_breakers=3), itertools.count(11))
+    assert [len(r.breakers) for r in reports] == [3, 3, 1]
+    assert [r.sequence for r in reports] == [11, 12, 13]
+    flat = [e for r in reports for e in r.breakers]
+    assert [e.lease_id for e in flat] == [f"lease-{g}" for g in range(7)]
+    assert [list(e.runs) for e in flat] == [[1], [-1], [1], [-1], [1], [-1], [1]]
+
+
+def test_limits_below_one_are_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        ReportLimits(max_runs=0)

@@ -1,0 +1,78 @@
+"""A service instance for end-to-end tests: an Agent calling an upstream in a loop.
+
+Prints one JSON object per line on stdout, e.g.
+    {"event": "ready"}
+    {"event": "state", "breaker": "upstream:work", "from": "closed", "to": "open", "t": ...}
+    {"event": "call", "result": "ok" | "fail" | "open", "t": ...}   (with --log-calls)
+Stops on SIGTERM or when stdin closes, and after --max-seconds at the latest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+from agent import Agent, BreakerOpenError, StateChangeEvent
+
+
+def emit(**fields: object) -> None:
+    fields.setdefault("t", time.time())
+    sys.stdout.write(json.dumps(fields) + "\n")
+    sys.stdout.flush()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--server", required=True)
+    parser.add_argument("--app-id", default="checkout")
+    parser.add_argument("--upstream", required=True, help="base URL of the upstream")
+    parser.add_argument("--target", default="upstream")
+    parser.add_argument("--method", default="work")
+    parser.add_argument("--interval", type=float, default=0.05)
+    parser.add_argument("--max-seconds", type=float, default=120.0)
+    parser.add_argument("--log-calls", action="store_true")
+    parser.add_argument("--cache-path", required=True)
+    args = parser.parse_args()
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+
+    def get() -> bytes:
+        with urllib.request.urlopen(f"{args.upstream}/{args.method}", timeout=2) as response:
+            return bytes(response.read())
+
+    with Agent(app_id=args.app_id, server=args.server, cache_path=args.cache_path) as fb:
+        def on_state_change(e: StateChangeEvent) -> None:
+            emit(event="state", breaker=e.breaker, to=str(e.to_state),
+                 **{"from": str(e.from_state)})
+
+        fb.on_state_change(on_state_change)
+        target = fb.app(args.target, method=args.method)
+        deadline = time.monotonic() + args.max_seconds
+        while fb.policies is None or not fb.policies.targets:
+            if stop.wait(0.02) or time.monotonic() > deadline:
+                return 1
+        emit(event="ready")
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                target.call(get)
+                result = "ok"
+            except BreakerOpenError:
+                result = "open"
+            except (urllib.error.URLError, OSError):
+                result = "fail"
+            if args.log_calls:
+                emit(event="call", result=result)
+            stop.wait(args.interval)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
