@@ -8,14 +8,14 @@ one, or the server's own explanation (with every spec violation listed).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import grpc
 from google.protobuf.message import Message
 
-from agent._proto.fusebox.v1 import spec_pb2, spec_pb2_grpc
+from agent._proto.fusebox.v1 import breaker_pb2, breaker_pb2_grpc, spec_pb2, spec_pb2_grpc
 from controlplane.cli._errors import CommandFailed, ExitCode, exit_code_for_status
 
 DEFAULT_SERVER = "127.0.0.1:50051"
@@ -30,16 +30,20 @@ def server_address(flag_value: str | None) -> str:
     return flag_value or os.environ.get(SERVER_ENV_VAR) or DEFAULT_SERVER
 
 
-class SpecServiceClient:
-    """Opens one channel; use as a context manager so it is closed."""
+class _ServiceClient:
+    """One channel to the server; use as a context manager so it is closed."""
 
-    def __init__(self, address: str, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        address: str,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
         self.address = address
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(address)
-        self._stub = spec_pb2_grpc.SpecServiceStub(self._channel)
+        self._channel = grpc.insecure_channel(address, options=list(options))
 
-    def __enter__(self) -> SpecServiceClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -52,6 +56,48 @@ class SpecServiceClient:
 
     def close(self) -> None:
         self._channel.close()
+
+    def _invoke(
+        self,
+        rpc: Callable[..., Any],
+        request: Message,
+        response_type: type[_Response],
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> _Response:
+        try:
+            response = rpc(request, timeout=self.timeout, metadata=tuple(metadata) or None)
+        except grpc.RpcError as err:
+            raise self._failure(err) from None
+        if not isinstance(response, response_type):  # the generated stubs are untyped
+            raise TypeError(f"expected {response_type.__name__}, got {type(response).__name__}")
+        return response
+
+    def _failure(self, err: grpc.RpcError) -> CommandFailed:
+        code: grpc.StatusCode = err.code()
+        details: str = err.details() or ""
+        exit_code = exit_code_for_status(code)
+        if exit_code is ExitCode.UNREACHABLE:
+            return CommandFailed(_unreachable_message(self.address, code, self.timeout), exit_code)
+        if code is grpc.StatusCode.INVALID_ARGUMENT:
+            violations = _violation_lines(err)
+            if violations:
+                return CommandFailed(
+                    f"rejected: {len(violations)} problem(s) found, nothing was stored",
+                    exit_code,
+                    violations,
+                )
+        return CommandFailed(self._rejection_message(code, details), exit_code)
+
+    def _rejection_message(self, code: grpc.StatusCode, details: str) -> str:
+        return _rejection_message(code, details)
+
+
+class SpecServiceClient(_ServiceClient):
+    """A client of ``fusebox.v1.SpecService``."""
+
+    def __init__(self, address: str, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        super().__init__(address, timeout)
+        self._stub = spec_pb2_grpc.SpecServiceStub(self._channel)
 
     def apply(self, request: spec_pb2.ApplySpecRequest) -> spec_pb2.ApplySpecResponse:
         return self._invoke(self._stub.ApplySpec, request, spec_pb2.ApplySpecResponse)
@@ -78,32 +124,64 @@ class SpecServiceClient:
     def resolve(self, request: spec_pb2.ResolvePoliciesRequest) -> spec_pb2.ResolvePoliciesResponse:
         return self._invoke(self._stub.ResolvePolicies, request, spec_pb2.ResolvePoliciesResponse)
 
-    def _invoke(
-        self, rpc: Callable[..., Any], request: Message, response_type: type[_Response]
-    ) -> _Response:
-        try:
-            response = rpc(request, timeout=self.timeout)
-        except grpc.RpcError as err:
-            raise self._failure(err) from None
-        if not isinstance(response, response_type):  # the generated stubs are untyped
-            raise TypeError(f"expected {response_type.__name__}, got {type(response).__name__}")
-        return response
 
-    def _failure(self, err: grpc.RpcError) -> CommandFailed:
-        code: grpc.StatusCode = err.code()
-        details: str = err.details() or ""
-        exit_code = exit_code_for_status(code)
-        if exit_code is ExitCode.UNREACHABLE:
-            return CommandFailed(_unreachable_message(self.address, code, self.timeout), exit_code)
-        if code is grpc.StatusCode.INVALID_ARGUMENT:
-            violations = _violation_lines(err)
-            if violations:
-                return CommandFailed(
-                    f"rejected: {len(violations)} problem(s) found, nothing was stored",
-                    exit_code,
-                    violations,
-                )
-        return CommandFailed(_rejection_message(code, details), exit_code)
+# Watching outlives a server restart: keep the channel's own reconnect backoff
+# short so a restarted server is found by the next attempt, not minutes later.
+_FAST_RECONNECT_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+
+
+class BreakerServiceClient(_ServiceClient):
+    """A client of ``fusebox.v1.BreakerService``."""
+
+    def __init__(self, address: str, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        super().__init__(address, timeout, options=_FAST_RECONNECT_OPTIONS)
+        self._stub = breaker_pb2_grpc.BreakerServiceStub(self._channel)
+
+    def list(self, request: breaker_pb2.ListBreakersRequest) -> breaker_pb2.ListBreakersResponse:
+        return self._invoke(self._stub.ListBreakers, request, breaker_pb2.ListBreakersResponse)
+
+    def get(self, request: breaker_pb2.GetBreakerRequest) -> breaker_pb2.GetBreakerResponse:
+        return self._invoke(self._stub.GetBreaker, request, breaker_pb2.GetBreakerResponse)
+
+    def set_override(
+        self, request: breaker_pb2.SetOverrideRequest, metadata: Sequence[tuple[str, str]] = ()
+    ) -> breaker_pb2.SetOverrideResponse:
+        return self._invoke(
+            self._stub.SetOverride, request, breaker_pb2.SetOverrideResponse, metadata
+        )
+
+    def reset(
+        self, request: breaker_pb2.ResetBreakerRequest, metadata: Sequence[tuple[str, str]] = ()
+    ) -> breaker_pb2.ResetBreakerResponse:
+        return self._invoke(
+            self._stub.ResetBreaker, request, breaker_pb2.ResetBreakerResponse, metadata
+        )
+
+    def watch(
+        self, request: breaker_pb2.WatchBreakersRequest
+    ) -> Iterator[breaker_pb2.WatchBreakersResponse]:
+        """The raw event stream, without a deadline; iterating raises ``grpc.RpcError``.
+
+        The caller decides which failures to retry; ``failure`` turns the last
+        one into a ``CommandFailed``.
+        """
+        stream: Iterator[breaker_pb2.WatchBreakersResponse] = self._stub.WatchBreakers(request)
+        return stream
+
+    def failure(self, err: grpc.RpcError) -> CommandFailed:
+        """The ``CommandFailed`` (message and exit code) for a failed breaker RPC."""
+        return self._failure(err)
+
+    def _rejection_message(self, code: grpc.StatusCode, details: str) -> str:
+        if code is grpc.StatusCode.NOT_FOUND:
+            return details or "circuit breaker not found"
+        if code is grpc.StatusCode.UNIMPLEMENTED:
+            return f"the server at {self.address} does not offer BreakerService ({details})"
+        return f"{str(code.name).lower().replace('_', ' ')}: {details}"
 
 
 def _violation_lines(err: grpc.RpcError) -> list[str]:

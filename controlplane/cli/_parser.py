@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from controlplane.cli import _commands
+from controlplane.cli import _breakers, _commands
 from controlplane.cli._connection import DEFAULT_SERVER, DEFAULT_TIMEOUT_SECONDS, SERVER_ENV_VAR
+from controlplane.spec import parse_duration
 
 DEFAULT_NAMESPACE = "default"
 _SPEC_RESOURCES = ("specs", "spec", "resiliency", "resiliencies")
@@ -164,4 +165,108 @@ def build_parser() -> argparse.ArgumentParser:
     _add_filenames(resolve, required=False, what="resolve from these files offline")
     resolve.set_defaults(handler=_commands.resolve)
 
+    _add_breaker_commands(commands, client)
     return parser
+
+
+# ---- fusebox breakers ---------------------------------------------------------------
+
+
+def _ttl(text: str) -> float:
+    # A bare number is milliseconds in a spec; as a TTL that is almost surely a
+    # mistake (`--ttl 10` meaning ten minutes), so a unit is required here.
+    if text.strip().lstrip("+-").isdigit():
+        raise argparse.ArgumentTypeError(f"add a unit to the TTL {text!r}, e.g. 30s, 10m, 1h")
+    try:
+        seconds = parse_duration(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"the TTL must be positive, got {text!r}")
+    return seconds
+
+
+def _reason(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the reason must not be blank")
+    return text
+
+
+def _add_breaker_ref(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "name",
+        metavar="NAME",
+        help="display name (order-processor:orders) or NAMESPACE/SPEC/KIND/TARGET[/METHOD]",
+    )
+    parser.add_argument(
+        "-n", "--namespace", help="only breakers of this namespace (default: any namespace)"
+    )
+    parser.add_argument("--spec", help="only breakers of this spec")
+
+
+def _add_breaker_scope(parser: argparse.ArgumentParser) -> None:
+    _add_namespace(parser)
+    parser.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="breakers of every namespace"
+    )
+    parser.add_argument(
+        "--app", metavar="APP", help="only breakers of this target app-id/type/name"
+    )
+
+
+def _add_breaker_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    client: argparse.ArgumentParser,
+) -> None:
+    breakers = commands.add_parser(
+        "breakers", parents=[client], help="inspect and operate cluster-wide circuit breakers"
+    )
+    actions = breakers.add_subparsers(dest="breakers_command", required=True, metavar="ACTION")
+
+    list_ = actions.add_parser("list", parents=[client], help="list breakers and their state")
+    _add_breaker_scope(list_)
+    list_.add_argument("--state", choices=tuple(_breakers.STATE_CHOICES))
+    _add_output(list_, "table", "json")
+    list_.set_defaults(handler=_breakers.list_breakers)
+
+    get = actions.add_parser("get", parents=[client], help="show one breaker in detail")
+    _add_breaker_ref(get)
+    _add_output(get, "table", "json", "yaml")
+    get.set_defaults(handler=_breakers.get_breaker)
+
+    watch = actions.add_parser(
+        "watch", parents=[client], help="follow changes (live table, or JSON lines when piped)"
+    )
+    _add_breaker_scope(watch)
+    watch.add_argument(
+        "--from", dest="from_revision", default="", metavar="REV", help="resume after revision REV"
+    )
+    _add_output(watch, "table", "json")
+    watch.set_defaults(handler=_breakers.watch_breakers)
+
+    overrides = {
+        "open": "force the breaker open: every call fails fast",
+        "close": "force the breaker closed: every call passes, outcomes still counted",
+        "disable": "no breaker at all: every call passes, nothing counted",
+        "clear": "remove the override; the state machine decides again",
+    }
+    for action, help_text in overrides.items():
+        override = actions.add_parser(action, parents=[client], help=help_text)
+        _add_breaker_ref(override)
+        override.add_argument(
+            "--reason", type=_reason, required=action != "clear", help="why (recorded)"
+        )
+        if action != "clear":
+            override.add_argument(
+                "--ttl", type=_ttl, metavar="DURATION", help="expire after this (e.g. 10m)"
+            )
+        _add_output(override, "text", "json")
+        override.set_defaults(handler=_breakers.set_override, override=action)
+
+    reset = actions.add_parser(
+        "reset", parents=[client], help="back to closed with zeroed counts; clears any override"
+    )
+    _add_breaker_ref(reset)
+    reset.add_argument("--reason", type=_reason, required=True, help="why (recorded)")
+    _add_output(reset, "text", "json")
+    reset.set_defaults(handler=_breakers.reset_breaker)

@@ -1,0 +1,347 @@
+"""How the ``fusebox breakers`` commands show circuit breakers.
+
+Every renderer takes the current time as a parameter, so the output is a pure
+function of its input. JSON output (``-o json``, and one line per event in
+``watch``) uses the same breaker object everywhere, keys sorted, camelCase as
+the rest of the CLI's JSON, times as RFC 3339 strings, durations as Go
+durations (``"5s"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from agent._proto.fusebox.v1 import breaker_pb2, policy_pb2
+from controlplane.cli._output import format_duration, human_age, render_table
+
+NONE = "-"
+
+KIND_NAMES: dict[int, str] = {
+    policy_pb2.TARGET_KIND_APP: "app",
+    policy_pb2.TARGET_KIND_ACTOR: "actor",
+    policy_pb2.TARGET_KIND_COMPONENT: "component",
+}
+STATE_NAMES: dict[int, str] = {
+    breaker_pb2.BREAKER_STATE_CLOSED: "closed",
+    breaker_pb2.BREAKER_STATE_OPEN: "open",
+    breaker_pb2.BREAKER_STATE_HALF_OPEN: "half-open",
+}
+OVERRIDE_NAMES: dict[int, str] = {
+    breaker_pb2.BREAKER_OVERRIDE_FORCE_OPEN: "force-open",
+    breaker_pb2.BREAKER_OVERRIDE_FORCE_CLOSED: "force-closed",
+    breaker_pb2.BREAKER_OVERRIDE_DISABLED: "disabled",
+}
+CAUSE_NAMES: dict[int, str] = {
+    breaker_pb2.TRANSITION_CAUSE_TRIP: "trip",
+    breaker_pb2.TRANSITION_CAUSE_TIMEOUT: "timeout",
+    breaker_pb2.TRANSITION_CAUSE_PROBE_SUCCESS: "probe-success",
+    breaker_pb2.TRANSITION_CAUSE_PROBE_FAILURE: "probe-failure",
+    breaker_pb2.TRANSITION_CAUSE_OVERRIDE: "override",
+    breaker_pb2.TRANSITION_CAUSE_RESET: "reset",
+    breaker_pb2.TRANSITION_CAUSE_POLICY_CHANGE: "policy-change",
+}
+
+
+def kind_name(kind: int) -> str:
+    return KIND_NAMES.get(kind, "unknown")
+
+
+def state_name(state: int) -> str:
+    return STATE_NAMES.get(state, "unknown")
+
+
+def override_name(override: int) -> str:
+    return OVERRIDE_NAMES.get(override, "none")
+
+
+def cause_name(cause: int) -> str:
+    return CAUSE_NAMES.get(cause, "unknown")
+
+
+def key_path(key: policy_pb2.BreakerKey) -> str:
+    """The full reference: ``NAMESPACE/SPEC/KIND/TARGET[/METHOD]``.
+
+    >>> key_path(policy_pb2.BreakerKey(namespace="default", spec="myresiliency",
+    ...     kind=policy_pb2.TARGET_KIND_APP, target="order-processor", method="orders"))
+    'default/myresiliency/app/order-processor/orders'
+    """
+    parts = [key.namespace, key.spec, kind_name(key.kind), key.target]
+    if key.method:
+        parts.append(key.method)
+    return "/".join(parts)
+
+
+def shown_name(breaker: breaker_pb2.Breaker) -> str:
+    """The display name as Dapr prints it, or the full key when the server sent none."""
+    return breaker.display_name or key_path(breaker.key)
+
+
+def _is_set(timestamp: Timestamp) -> bool:
+    return bool(timestamp.seconds or timestamp.nanos)
+
+
+def _seconds(timestamp: Timestamp) -> float:
+    return timestamp.ToNanoseconds() / 1e9
+
+
+def _rfc3339(timestamp: Timestamp) -> str | None:
+    return timestamp.ToJsonString() if _is_set(timestamp) else None
+
+
+def _duration_text(duration: Duration) -> str:
+    return format_duration(duration.ToNanoseconds() / 1e9)
+
+
+def counts_summary(counts: breaker_pb2.BreakerCounts) -> str:
+    """``requests/failures/consecutive failures``, e.g. ``12/5/5``."""
+    return f"{counts.requests}/{counts.total_failures}/{counts.consecutive_failures}"
+
+
+def _has_override(breaker: breaker_pb2.Breaker) -> bool:
+    return breaker.HasField("override") and (
+        breaker.override.override != breaker_pb2.BREAKER_OVERRIDE_UNSPECIFIED
+    )
+
+
+def open_until_text(breaker: breaker_pb2.Breaker, now: float) -> str:
+    """How long an open breaker stays open (``4s``); ``-`` when it is not waiting to probe."""
+    if breaker.state != breaker_pb2.BREAKER_STATE_OPEN or not _is_set(breaker.open_until):
+        return NONE
+    return human_age(max(0.0, _seconds(breaker.open_until) - now))
+
+
+def state_age_text(breaker: breaker_pb2.Breaker, now: float) -> str:
+    """Time since the last transition (how long it has been in its state); ``-`` if unknown."""
+    if not breaker.recent_transitions or not _is_set(breaker.recent_transitions[-1].time):
+        return NONE
+    return human_age(now - _seconds(breaker.recent_transitions[-1].time))
+
+
+# ---- list -----------------------------------------------------------------------
+
+BREAKER_HEADERS = (
+    "NAMESPACE",
+    "SPEC",
+    "KIND",
+    "NAME",
+    "STATE",
+    "OVERRIDE",
+    "GEN",
+    "COUNTS",
+    "OPEN-UNTIL",
+    "AGE",
+)
+
+
+def sort_key(breaker: breaker_pb2.Breaker) -> tuple[str, str, str, str]:
+    return (
+        breaker.key.namespace,
+        breaker.key.spec,
+        kind_name(breaker.key.kind),
+        key_path(breaker.key),
+    )
+
+
+def breaker_row(breaker: breaker_pb2.Breaker, now: float) -> tuple[str, ...]:
+    return (
+        breaker.key.namespace,
+        breaker.key.spec,
+        kind_name(breaker.key.kind),
+        shown_name(breaker),
+        state_name(breaker.state),
+        override_name(breaker.override.override) if _has_override(breaker) else NONE,
+        str(breaker.generation),
+        counts_summary(breaker.counts),
+        open_until_text(breaker, now),
+        state_age_text(breaker, now),
+    )
+
+
+def breakers_table(breakers: Sequence[breaker_pb2.Breaker], now: float) -> str:
+    """One row per breaker, sorted by namespace, spec, kind and key.
+
+    COUNTS is ``requests/failures/consecutive failures``; AGE is the time since
+    the last transition.
+    """
+    rows = [breaker_row(b, now) for b in sorted(breakers, key=sort_key)]
+    return render_table(BREAKER_HEADERS, rows)
+
+
+# ---- JSON -----------------------------------------------------------------------
+
+
+def key_to_json(key: policy_pb2.BreakerKey) -> dict[str, Any]:
+    return {
+        "namespace": key.namespace,
+        "spec": key.spec,
+        "kind": kind_name(key.kind),
+        "target": key.target,
+        "method": key.method,
+    }
+
+
+def transition_to_json(transition: breaker_pb2.BreakerTransition) -> dict[str, Any]:
+    return {
+        "from": state_name(transition.from_state),
+        "to": state_name(transition.to_state),
+        "cause": cause_name(transition.cause),
+        "time": _rfc3339(transition.time),
+        "generation": transition.generation,
+        "instanceId": transition.instance_id,
+        "detail": transition.detail,
+    }
+
+
+def _override_to_json(breaker: breaker_pb2.Breaker) -> dict[str, Any] | None:
+    if not _has_override(breaker):
+        return None
+    info = breaker.override
+    return {
+        "override": override_name(info.override),
+        "reason": info.reason,
+        "expireTime": _rfc3339(info.expire_time),
+        "setBy": info.set_by,
+    }
+
+
+def _policy_to_json(breaker: breaker_pb2.Breaker) -> dict[str, Any] | None:
+    if not breaker.HasField("policy"):
+        return None
+    policy = breaker.policy
+    return {
+        "name": policy.name,
+        "maxRequests": policy.max_requests,
+        "interval": _duration_text(policy.interval),
+        "timeout": _duration_text(policy.timeout),
+        "trip": policy.trip,
+    }
+
+
+def breaker_to_json(breaker: breaker_pb2.Breaker) -> dict[str, Any]:
+    """The breaker object of every JSON output (``list``, ``get``, ``watch``, overrides)."""
+    counts = breaker.counts
+    return {
+        "name": key_path(breaker.key),
+        "displayName": breaker.display_name,
+        "key": key_to_json(breaker.key),
+        "state": state_name(breaker.state),
+        "generation": breaker.generation,
+        "counts": {
+            "requests": counts.requests,
+            "totalSuccesses": counts.total_successes,
+            "totalFailures": counts.total_failures,
+            "consecutiveSuccesses": counts.consecutive_successes,
+            "consecutiveFailures": counts.consecutive_failures,
+        },
+        "openUntil": _rfc3339(breaker.open_until),
+        "override": _override_to_json(breaker),
+        "policy": _policy_to_json(breaker),
+        "activeLeases": breaker.active_leases,
+        "recentTransitions": [transition_to_json(t) for t in breaker.recent_transitions],
+    }
+
+
+def event_to_json(event: breaker_pb2.WatchBreakersResponse) -> dict[str, Any]:
+    """One ``watch`` line: ``revision``, ``snapshot``, ``breaker`` and ``transition`` (or null)."""
+    return {
+        "revision": event.revision,
+        "snapshot": event.snapshot,
+        "breaker": breaker_to_json(event.breaker),
+        "transition": (
+            transition_to_json(event.transition) if event.HasField("transition") else None
+        ),
+    }
+
+
+# ---- get ------------------------------------------------------------------------
+
+TRANSITION_HEADERS = ("AGE", "FROM", "TO", "CAUSE", "GEN", "INSTANCE", "DETAIL")
+
+
+def _when(timestamp: Timestamp, now: float) -> str:
+    """``2024-05-01T12:00:00Z (in 4s)`` / ``(3m ago)``."""
+    delta = _seconds(timestamp) - now
+    relative = f"in {human_age(delta)}" if delta >= 0 else f"{human_age(-delta)} ago"
+    return f"{timestamp.ToJsonString()} ({relative})"
+
+
+def _override_text(breaker: breaker_pb2.Breaker, now: float) -> str:
+    if not _has_override(breaker):
+        return "none"
+    info = breaker.override
+    parts = [override_name(info.override)]
+    if info.reason:
+        parts.append(f'reason "{info.reason}"')
+    if info.set_by:
+        parts.append(f"set by {info.set_by}")
+    parts.append(
+        f"expires {_when(info.expire_time, now)}" if _is_set(info.expire_time) else "until cleared"
+    )
+    return ", ".join(parts)
+
+
+def _policy_text(breaker: breaker_pb2.Breaker) -> str:
+    if not breaker.HasField("policy"):
+        return "unknown"
+    p = breaker.policy
+    interval = p.interval.ToNanoseconds()
+    window = (
+        f"counts reset every {_duration_text(p.interval)}"
+        if interval > 0
+        else ("counts never reset while closed")
+    )
+    return (
+        f"{p.name} (trip {p.trip}, open {_duration_text(p.timeout)}, "
+        f"{p.max_requests} probe(s), {window})"
+    )
+
+
+def transitions_table(transitions: Sequence[breaker_pb2.BreakerTransition], now: float) -> str:
+    rows = [
+        (
+            human_age(now - _seconds(t.time)) if _is_set(t.time) else NONE,
+            state_name(t.from_state),
+            state_name(t.to_state),
+            cause_name(t.cause),
+            str(t.generation),
+            t.instance_id or NONE,
+            t.detail or NONE,
+        )
+        for t in transitions
+    ]
+    return render_table(TRANSITION_HEADERS, rows)
+
+
+def breaker_details(breaker: breaker_pb2.Breaker, now: float) -> str:
+    """``fusebox breakers get``: one field per line, then the recent transitions."""
+    counts = breaker.counts
+    open_until = _when(breaker.open_until, now) if _is_set(breaker.open_until) else NONE
+    fields = [
+        ("Name", shown_name(breaker)),
+        ("Key", key_path(breaker.key)),
+        ("State", state_name(breaker.state)),
+        ("Generation", str(breaker.generation)),
+        (
+            "Counts",
+            f"{counts.requests} requests, {counts.total_successes} successes "
+            f"({counts.consecutive_successes} consecutive), {counts.total_failures} failures "
+            f"({counts.consecutive_failures} consecutive)",
+        ),
+        ("Open until", open_until),
+        ("Probe leases", str(breaker.active_leases)),
+        ("Override", _override_text(breaker, now)),
+        ("Policy", _policy_text(breaker)),
+    ]
+    width = max(len(label) for label, _ in fields) + 2
+    lines = [f"{label + ':':<{width}}{value}" for label, value in fields]
+    lines.append("")
+    if breaker.recent_transitions:
+        lines.append("Recent transitions (oldest first):")
+        lines.append(transitions_table(breaker.recent_transitions, now))
+    else:
+        lines.append("Recent transitions: none")
+    return "\n".join(lines)

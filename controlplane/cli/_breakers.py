@@ -1,0 +1,194 @@
+"""The ``fusebox breakers`` command handlers (list, get, watch, overrides, reset).
+
+Each takes the parsed arguments and returns an exit code, like the handlers in
+``_commands``; failures raise ``CommandFailed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import socket
+import sys
+import time
+
+import yaml
+from google.protobuf.duration_pb2 import Duration
+
+from agent._proto.fusebox.v1 import breaker_pb2, policy_pb2
+from controlplane.cli._breaker_ref import (
+    BreakerRef,
+    list_request_for,
+    parse_breaker_ref,
+    the_one_match,
+)
+from controlplane.cli._breaker_view import (
+    breaker_details,
+    breaker_to_json,
+    breakers_table,
+    key_path,
+    shown_name,
+    state_name,
+)
+from controlplane.cli._breaker_watch import BreakerWatcher, JsonLinesSink, LiveTableSink
+from controlplane.cli._connection import BreakerServiceClient, server_address
+from controlplane.cli._errors import ExitCode
+from controlplane.cli._output import format_duration, render_json
+
+STATE_CHOICES = {
+    "closed": breaker_pb2.BREAKER_STATE_CLOSED,
+    "open": breaker_pb2.BREAKER_STATE_OPEN,
+    "half-open": breaker_pb2.BREAKER_STATE_HALF_OPEN,
+}
+# The server records who set an override (``OverrideInfo.set_by``); the request
+# has no field for it, so the CLI says who it is in call metadata.
+USER_METADATA_KEY = "x-fusebox-user"
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _client(args: argparse.Namespace) -> BreakerServiceClient:
+    return BreakerServiceClient(server_address(args.server), timeout=args.timeout)
+
+
+def _namespace_filter(args: argparse.Namespace) -> str:
+    return "" if args.all_namespaces else args.namespace
+
+
+def _ref(args: argparse.Namespace) -> BreakerRef:
+    return parse_breaker_ref(args.name, namespace=args.namespace, spec=args.spec)
+
+
+def _resolved_key(client: BreakerServiceClient, ref: BreakerRef) -> policy_pb2.BreakerKey:
+    """The key ``ref`` names: as given, or the one listed breaker its display name matches."""
+    if ref.key is not None:
+        return ref.key
+    return the_one_match(ref, client.list(list_request_for(ref)).breakers).key
+
+
+def _operator() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name (containers without /etc/passwd entry)
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+# ---- list / get -----------------------------------------------------------------
+
+
+def list_breakers(args: argparse.Namespace) -> int:
+    request = breaker_pb2.ListBreakersRequest(
+        namespace=_namespace_filter(args),
+        app_id=args.app or "",
+        state=STATE_CHOICES[args.state] if args.state else breaker_pb2.BREAKER_STATE_UNSPECIFIED,
+    )
+    with _client(args) as client:
+        breakers = list(client.list(request).breakers)
+    if args.output == "json":
+        ordered = sorted(breakers, key=lambda b: key_path(b.key))
+        print(render_json({"breakers": [breaker_to_json(b) for b in ordered]}))
+    elif not breakers:
+        where = "any namespace" if args.all_namespaces else f'namespace "{args.namespace}"'
+        _note(f"no circuit breakers found in {where}")
+    else:
+        print(breakers_table(breakers, now=time.time()))
+    return ExitCode.OK
+
+
+def get_breaker(args: argparse.Namespace) -> int:
+    ref = _ref(args)
+    with _client(args) as client:
+        # GetBreaker even after a list: it is the call that promises the transitions.
+        breaker = client.get(breaker_pb2.GetBreakerRequest(key=_resolved_key(client, ref))).breaker
+    if args.output == "json":
+        print(render_json(breaker_to_json(breaker)))
+    elif args.output == "yaml":
+        print(yaml.safe_dump(breaker_to_json(breaker), sort_keys=True).rstrip("\n"))
+    else:
+        print(breaker_details(breaker, now=time.time()))
+    return ExitCode.OK
+
+
+# ---- watch ----------------------------------------------------------------------
+
+
+def watch_breakers(args: argparse.Namespace) -> int:
+    request = breaker_pb2.WatchBreakersRequest(
+        namespace=_namespace_filter(args), app_id=args.app or "", from_revision=args.from_revision
+    )
+    live = args.output != "json" and sys.stdout.isatty()
+    with _client(args) as client:
+        title = f"circuit breakers at {client.address}"
+        sink = LiveTableSink(sys.stdout, title) if live else JsonLinesSink(sys.stdout)
+        watcher = BreakerWatcher(client, request, sink, note=_note)
+        try:
+            watcher.run()
+        except KeyboardInterrupt:
+            return ExitCode.OK  # Ctrl-C is how a watch ends
+        except BrokenPipeError:
+            # The reader went away (`| head`); stop quietly, as `tail -f` does.
+            # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return ExitCode.OK
+    return ExitCode.OK
+
+
+# ---- overrides / reset --------------------------------------------------------------
+
+_OVERRIDES = {
+    "open": breaker_pb2.BREAKER_OVERRIDE_FORCE_OPEN,
+    "close": breaker_pb2.BREAKER_OVERRIDE_FORCE_CLOSED,
+    "disable": breaker_pb2.BREAKER_OVERRIDE_DISABLED,
+    "clear": breaker_pb2.BREAKER_OVERRIDE_UNSPECIFIED,
+}
+_OVERRIDE_VERBS = {
+    "open": "forced open",
+    "close": "forced closed",
+    "disable": "disabled",
+    "clear": "override cleared",
+}
+
+
+def set_override(args: argparse.Namespace) -> int:
+    """``open``/``close``/``disable``/``clear``: which one is ``args.override``."""
+    ref = _ref(args)
+    request = breaker_pb2.SetOverrideRequest(
+        override=_OVERRIDES[args.override], reason=args.reason or ""
+    )
+    ttl: float | None = getattr(args, "ttl", None)
+    if ttl is not None:
+        request.ttl.CopyFrom(Duration(seconds=int(ttl), nanos=round((ttl % 1) * 1e9)))
+    with _client(args) as client:
+        request.key.CopyFrom(_resolved_key(client, ref))
+        breaker = client.set_override(request, metadata=[(USER_METADATA_KEY, _operator())]).breaker
+    if args.output == "json":
+        print(render_json(breaker_to_json(breaker)))
+        return ExitCode.OK
+    for_how_long = f" for {format_duration(ttl)}" if ttl is not None else ""
+    print(
+        f'circuit breaker "{shown_name(breaker)}" {_OVERRIDE_VERBS[args.override]}{for_how_long} '
+        f"(state {state_name(breaker.state)}, generation {breaker.generation})"
+    )
+    return ExitCode.OK
+
+
+def reset_breaker(args: argparse.Namespace) -> int:
+    ref = _ref(args)
+    with _client(args) as client:
+        request = breaker_pb2.ResetBreakerRequest(
+            key=_resolved_key(client, ref), reason=args.reason
+        )
+        breaker = client.reset(request, metadata=[(USER_METADATA_KEY, _operator())]).breaker
+    if args.output == "json":
+        print(render_json(breaker_to_json(breaker)))
+        return ExitCode.OK
+    print(
+        f'circuit breaker "{shown_name(breaker)}" reset '
+        f"(state {state_name(breaker.state)}, generation {breaker.generation})"
+    )
+    return ExitCode.OK
