@@ -43,6 +43,7 @@ from agent._reporting import ReportLimits
 log = logging.getLogger("fusebox.agent.link")
 
 AGENT_VERSION = "0.1.0"
+LOOP_DRAIN_SECONDS = 0.05
 OnPolicies = Callable[[ResolvedPolicies], None]
 
 _CHANNEL_OPTIONS = [
@@ -208,9 +209,15 @@ class _LinkLoop:
                             log.info("control plane %s reachable again", self.config.target)
                         self._warned_unreachable = False
                     if response.WhichOneof("message") == "snapshot":
-                        await send(self._apply(response.snapshot))
+                        interest = None
                         if self.cluster is not None and flusher is None:
-                            await send(self.cluster.session_started(stub))
+                            # Follow the cluster before the first policies are
+                            # swapped in: a call made right after the swap must
+                            # already be reported, not run local-only.
+                            interest = self.cluster.session_started(stub)
+                        await send(self._apply(response.snapshot))
+                        if self.cluster is not None and interest is not None:
+                            await send(interest)
                             flusher = asyncio.create_task(
                                 self._flush(self.cluster, send), name="fusebox-reports"
                             )
@@ -343,6 +350,9 @@ class PolicyLink:
         self._started.set()
         with contextlib.suppress(asyncio.CancelledError):
             loop.run_until_complete(self._task)
+        # grpc.aio may still deliver completion events for the closed channel to
+        # this loop; closing it at once makes grpc log "Event loop is closed".
+        loop.run_until_complete(asyncio.sleep(LOOP_DRAIN_SECONDS))
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 

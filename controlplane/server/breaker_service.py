@@ -73,6 +73,14 @@ def breaker_to_pb(
     return message
 
 
+def caller(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    """Who asked: the CLI's ``x-fusebox-user`` (until tokens exist) and the peer."""
+    metadata = dict(context.invocation_metadata() or ())
+    user = str(metadata.get("x-fusebox-user", "")).strip()[:200]
+    peer = str(context.peer())
+    return f"{user} via {peer}" if user else peer
+
+
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], code: grpc.StatusCode,
                  message: str) -> NoReturn:
     await context.abort(code, message)
@@ -139,14 +147,14 @@ class BreakerService(breaker_pb2_grpc.BreakerServiceServicer):
         try:
             await self._snapshot(context, key)
             snapshot = await self._store.set_override(
-                key, override, reason=request.reason, ttl=ttl or None, set_by=context.peer(),
+                key, override, reason=request.reason, ttl=ttl or None, set_by=caller(context),
             )
         except StoreUnavailable as e:
             await _abort(context, grpc.StatusCode.UNAVAILABLE, f"breaker store unavailable: {e}")
         log_event(log, logging.WARNING if override else logging.INFO,
                   "breaker override set" if override else "breaker override cleared",
                   breaker=key.display_name, override=override.value if override else "none",
-                  reason=request.reason, ttl=ttl or None, by=context.peer())
+                  reason=request.reason, ttl=ttl or None, by=caller(context))
         return breaker_pb2.SetOverrideResponse(breaker=breaker_to_pb(snapshot))
 
     async def ResetBreaker(self, request: breaker_pb2.ResetBreakerRequest,
@@ -155,11 +163,11 @@ class BreakerService(breaker_pb2_grpc.BreakerServiceServicer):
         key = await self._key(context, request.key)
         try:
             await self._snapshot(context, key)
-            snapshot = await self._store.reset(key, reason=request.reason, set_by=context.peer())
+            snapshot = await self._store.reset(key, reason=request.reason, set_by=caller(context))
         except StoreUnavailable as e:
             await _abort(context, grpc.StatusCode.UNAVAILABLE, f"breaker store unavailable: {e}")
         log_event(log, logging.WARNING, "breaker reset", breaker=key.display_name,
-                  reason=request.reason, by=context.peer())
+                  reason=request.reason, by=caller(context))
         return breaker_pb2.ResetBreakerResponse(breaker=breaker_to_pb(snapshot))
 
     async def WatchBreakers(self, request: breaker_pb2.WatchBreakersRequest,
