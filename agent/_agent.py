@@ -97,8 +97,11 @@ class _Core:
         timeout_workers: int = 32,
         report_interval: float = 0.01,
         probe_lease_timeout: float = 0.1,
+        cluster_breakers: bool = True,
     ) -> None:
         self.app_id = app_id
+        # False: breakers stay per instance even with a server (policies still sync).
+        self.cluster_breakers = cluster_breakers
         self.server = server
         self.namespace = namespace
         self.instance_id = instance_id or (
@@ -539,6 +542,10 @@ class _AgentBase(_Core):
             report_interval=self.report_interval, probe_lease_timeout=self.probe_lease_timeout,
         )
 
+    def _cluster_registry(self) -> BreakerRegistry | None:
+        # The link shares breaker state with the cluster only when given the registry.
+        return self._registry if self.cluster_breakers else None
+
     def _wants_link(self) -> bool:
         return self.server is not None and not _testing.config.enabled
 
@@ -576,7 +583,7 @@ class Agent(_AgentBase):
             from agent._link import PolicyLink
 
             self._link = PolicyLink(self._link_config(), on_policies=self.set_policies,
-                                    registry=self._registry)
+                                    registry=self._cluster_registry())
             self._link.start()
         return self
 
@@ -620,7 +627,7 @@ class AsyncAgent(_AgentBase):
             from agent._link import AsyncPolicyLink
 
             self._link = AsyncPolicyLink(self._link_config(), on_policies=self.set_policies,
-                                         registry=self._registry)
+                                         registry=self._cluster_registry())
             await self._link.start()
         return self
 

@@ -174,8 +174,8 @@ class _LinkLoop:
             log.warning("control plane %s unreachable (%s); keeping the current policies",
                         self.config.target, error.code().name)
         else:
-            log.warning("control plane %s unreachable (%s) and no cached policies: "
-                        "no policies are applied until it answers",
+            # The agent itself says once that calls pass through without policies.
+            log.warning("control plane %s unreachable (%s); retrying with backoff",
                         self.config.target, error.code().name)
 
     async def _session(self) -> None:

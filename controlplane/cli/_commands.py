@@ -57,6 +57,8 @@ def serve(args: argparse.Namespace) -> int:
         data_dir=Path(args.data_dir) if args.data_dir else None,
         log_format=args.log_format,
         log_level=args.log_level,
+        metrics_listen=args.metrics_listen,
+        breaker_store_url=args.breaker_store,
     )
     return run(config)
 

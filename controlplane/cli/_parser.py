@@ -110,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", metavar="DIR", help="where the embedded store keeps its data")
     serve.add_argument("--log-format", choices=("text", "json"), default="text")
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    serve.add_argument(
+        "--metrics-listen", metavar="HOST:PORT",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics (default: off)",
+    )
+    serve.add_argument(
+        "--breaker-store", metavar="URL",
+        help="where breaker state lives (default: the --store Redis, else in memory)",
+    )
     serve.set_defaults(handler=_commands.serve)
 
     apply = commands.add_parser(

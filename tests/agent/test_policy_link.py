@@ -190,3 +190,46 @@ async def test_sync_link_runs_in_a_background_thread(
     finally:
         await asyncio.to_thread(link.close)
     assert not any(t.name == "fusebox-link" for t in threading.enumerate())
+
+
+async def test_agent_starts_from_its_disk_cache_while_the_server_is_down(tmp_path: Path) -> None:
+    from agent import Agent, BreakerOpenError
+
+    port = free_port()
+    cache = tmp_path / "checkout.pb"
+    async with FuseboxServer(start_config(port)) as srv:
+        await apply(srv, SEED_SPEC.replace("maxInterval: 5s", "duration: 1ms"))
+        first = Agent(app_id="checkout", server=f"127.0.0.1:{port}", cache_path=cache)
+        await asyncio.to_thread(first.start)
+        await eventually(lambda: app_targets(first.policies) == ["order-processor"])
+        await asyncio.to_thread(first.close)
+    # The control plane is gone; a restarted instance enforces the cached policies.
+    calls = 0
+
+    def down() -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("order-processor is down")
+
+    with Agent(app_id="checkout", server=f"127.0.0.1:{port}", cache_path=cache) as fb:
+        assert app_targets(fb.policies) == ["order-processor"]
+        with pytest.raises(BreakerOpenError):
+            fb.app("order-processor", method="orders").call(down)
+    assert calls == 5  # retryForever until simpleCB (consecutiveFailures >= 5) opened
+
+
+def test_agent_without_server_or_cache_passes_calls_through_and_says_so_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from agent import Agent
+
+    with caplog.at_level("INFO"), Agent(
+        app_id="checkout", server=f"127.0.0.1:{free_port()}", cache_path=tmp_path / "none.pb"
+    ) as fb:
+        assert fb.policies is None
+        results = [fb.app("order-processor", method="orders").call(lambda: "ok")
+                   for _ in range(3)]
+    assert results == ["ok", "ok", "ok"]
+    notes = [r.getMessage() for r in caplog.records
+             if "no resiliency policies" in r.getMessage().lower()]
+    assert len(notes) == 1, notes
