@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
+from agent._agent import AsyncTarget, Target
 from agent._executor import current_attempt_deadline
 
 __all__: list[str] = []
@@ -87,6 +88,35 @@ class _AttemptLedger(Generic[T]):
             self._done = True
             last, self._last = self._last, None
         return None if last is final else last
+
+
+class _Closeable(Protocol):
+    def close(self) -> object: ...
+
+
+C = TypeVar("C", bound=_Closeable)
+
+
+def _call_releasing(
+    target: Target | AsyncTarget, attempt: Callable[[], C], ledger: _AttemptLedger[C]
+) -> Any:
+    """Run ``attempt`` through ``target`` (blocking), closing every result but the final one.
+
+    The final value is what the agent returns: the last response, or a
+    fallback's value.
+    """
+    try:
+        result = (target.call_sync(attempt) if isinstance(target, AsyncTarget)
+                  else target.call(attempt))
+    except BaseException:
+        leftover = ledger.finish(None)
+        if leftover is not None:
+            leftover.close()
+        raise
+    leftover = ledger.finish(result)
+    if leftover is not None:
+        leftover.close()
+    return result
 
 
 class _ReplayableIterable(Generic[T]):

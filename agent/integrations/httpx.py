@@ -28,6 +28,7 @@ from agent.integrations import (
     _AsyncReplayableIterable,
     _attempt_timeout,
     _AttemptLedger,
+    _call_releasing,
     _choose,
     _ReplayableIterable,
 )
@@ -172,15 +173,7 @@ class FuseboxTransport(_Base, httpx.BaseTransport):
                 response.close()  # an abandoned attempt finished after its caller moved on
             return response
 
-        try:
-            if isinstance(target, AsyncTarget):
-                result = target.call_sync(attempt)
-            else:
-                result = target.call(attempt)
-        except BaseException:
-            _close(ledger.finish(None))
-            raise
-        _close(ledger.finish(result))
+        result = _call_releasing(target, attempt, ledger)
         return _as_response(result, request)
 
     def close(self) -> None:
@@ -239,10 +232,6 @@ class AsyncFuseboxTransport(_Base, httpx.AsyncBaseTransport):
         """Close the wrapped transport."""
         await self.wrapped.aclose()
 
-
-def _close(response: httpx.Response | None) -> None:
-    if response is not None:
-        response.close()
 
 
 async def _aclose(response: httpx.Response | None) -> None:

@@ -26,12 +26,13 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers, rewind_body
 
-from agent._agent import Agent, AsyncAgent, AsyncTarget
+from agent._agent import Agent, AsyncAgent
 from agent._classify import FAILURE, Classifier, Outcome, http_outcome, parse_retry_after
 from agent._policy import FallbackResponse
 from agent.integrations import (
     _attempt_timeout,
     _AttemptLedger,
+    _call_releasing,
     _choose,
     _ReplayableIterable,
 )
@@ -157,15 +158,7 @@ class FuseboxAdapter(HTTPAdapter):
                 response.close()  # an abandoned attempt finished after its caller moved on
             return response
 
-        try:
-            if isinstance(target, AsyncTarget):
-                result = target.call_sync(attempt)
-            else:
-                result = target.call(attempt)
-        except BaseException:
-            _close(ledger.finish(None))
-            raise
-        _close(ledger.finish(result))
+        result = _call_releasing(target, attempt, ledger)
         return self._as_response(result, request)
 
     def _as_response(self, result: object, request: PreparedRequest) -> Response:
@@ -178,10 +171,6 @@ class FuseboxAdapter(HTTPAdapter):
             " the requests integration needs a requests.Response or a FallbackResponse"
         )
 
-
-def _close(response: Response | None) -> None:
-    if response is not None:
-        response.close()
 
 
 def _tighten(timeout: Any) -> Any:
