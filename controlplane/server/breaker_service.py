@@ -20,6 +20,7 @@ from controlplane.breakers.model import (
 )
 from controlplane.breakers.store import BreakerStore
 from controlplane.server.breaker_hub import CAUSE_TO_PB, OVERRIDE_TO_PB, STATE_TO_PB, timestamp
+from controlplane.server.identity import principal
 from controlplane.server.logs import log_event
 from controlplane.store.base import StoreUnavailable
 
@@ -71,14 +72,6 @@ def breaker_to_pb(
         if o.expires_at is not None:
             message.override.expire_time.CopyFrom(timestamp(o.expires_at))
     return message
-
-
-def caller(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    """Who asked: the CLI's ``x-fusebox-user`` (until tokens exist) and the peer."""
-    metadata = dict(context.invocation_metadata() or ())
-    user = str(metadata.get("x-fusebox-user", "")).strip()[:200]
-    peer = str(context.peer())
-    return f"{user} via {peer}" if user else peer
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], code: grpc.StatusCode,
@@ -147,14 +140,14 @@ class BreakerService(breaker_pb2_grpc.BreakerServiceServicer):
         try:
             await self._snapshot(context, key)
             snapshot = await self._store.set_override(
-                key, override, reason=request.reason, ttl=ttl or None, set_by=caller(context),
+                key, override, reason=request.reason, ttl=ttl or None, set_by=principal(context),
             )
         except StoreUnavailable as e:
             await _abort(context, grpc.StatusCode.UNAVAILABLE, f"breaker store unavailable: {e}")
         log_event(log, logging.WARNING if override else logging.INFO,
                   "breaker override set" if override else "breaker override cleared",
                   breaker=key.display_name, override=override.value if override else "none",
-                  reason=request.reason, ttl=ttl or None, by=caller(context))
+                  reason=request.reason, ttl=ttl or None, by=principal(context))
         return breaker_pb2.SetOverrideResponse(breaker=breaker_to_pb(snapshot))
 
     async def ResetBreaker(self, request: breaker_pb2.ResetBreakerRequest,
@@ -163,11 +156,13 @@ class BreakerService(breaker_pb2_grpc.BreakerServiceServicer):
         key = await self._key(context, request.key)
         try:
             await self._snapshot(context, key)
-            snapshot = await self._store.reset(key, reason=request.reason, set_by=caller(context))
+            snapshot = await self._store.reset(
+                key, reason=request.reason, set_by=principal(context)
+            )
         except StoreUnavailable as e:
             await _abort(context, grpc.StatusCode.UNAVAILABLE, f"breaker store unavailable: {e}")
         log_event(log, logging.WARNING, "breaker reset", breaker=key.display_name,
-                  reason=request.reason, by=caller(context))
+                  reason=request.reason, by=principal(context))
         return breaker_pb2.ResetBreakerResponse(breaker=breaker_to_pb(snapshot))
 
     async def WatchBreakers(self, request: breaker_pb2.WatchBreakersRequest,
