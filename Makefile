@@ -1,7 +1,7 @@
 # The two commands of the README:
 #   make run    set up, then serve the control plane on its embedded default store
 #   make test   set up, then run the whole test suite
-.PHONY: setup run test lint protos check-protos bench
+.PHONY: setup run test lint protos check-protos bench bench-cluster
 
 VENV := .venv/bin
 LISTEN ?= 127.0.0.1:50051
@@ -29,3 +29,38 @@ check-protos: setup
 
 bench: setup
 	$(VENV)/python -m bench.agent_overhead
+
+# The seed scenarios (docs/examples.md). Durations are Go durations; empty = the default.
+#   make demo                          the Dapr resiliency quickstart, seed spec, embedded store
+#   make demo STORE=redis://127.0.0.1:6379/0 PER_INSTANCE=1 RETRY=200ms BREAKER_TIMEOUT=1s
+#   make failsafe STEP=timeout|retry|breaker|fallback|composition|all SEED=7
+.PHONY: demo failsafe
+REPLICAS ?= 3
+HEALTHY ?=
+OUTAGE ?=
+RECOVERY ?=
+ORDER_INTERVAL ?=
+RETRY ?=
+BREAKER_TIMEOUT ?=
+PER_INSTANCE ?=
+SUMMARY_JSON ?=
+STEP ?= all
+SEED ?= 7
+
+DEMO_FLAGS = --replicas $(REPLICAS) $(if $(STORE),--store $(STORE)) \
+	$(if $(HEALTHY),--healthy $(HEALTHY)) $(if $(OUTAGE),--outage $(OUTAGE)) \
+	$(if $(RECOVERY),--recovery $(RECOVERY)) $(if $(ORDER_INTERVAL),--order-interval $(ORDER_INTERVAL)) \
+	$(if $(RETRY),--retry-interval $(RETRY)) $(if $(BREAKER_TIMEOUT),--breaker-timeout $(BREAKER_TIMEOUT)) \
+	$(if $(PER_INSTANCE),--per-instance) $(if $(SUMMARY_JSON),--summary-json $(SUMMARY_JSON))
+
+demo: setup
+	$(VENV)/python examples/quickstart/demo.py $(strip $(DEMO_FLAGS))
+
+failsafe: setup
+	$(VENV)/python examples/failsafe/run.py --step $(STEP) --seed $(SEED) $(if $(STORE),--store $(STORE))
+
+# Cluster-wide breakers (issue 4): trip propagation, wasted calls, ingest (~2-3 minutes).
+bench-cluster: setup
+	$(VENV)/python -m bench.cluster_trip
+	$(VENV)/python -m bench.wasted_calls
+	$(VENV)/python -m bench.ingest
