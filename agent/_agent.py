@@ -98,7 +98,23 @@ class _Core:
         report_interval: float = 0.01,
         probe_lease_timeout: float = 0.1,
         cluster_breakers: bool = True,
+        tls_ca: str | os.PathLike[str] | bytes | None = None,
+        tls_cert: str | os.PathLike[str] | bytes | None = None,
+        tls_key: str | os.PathLike[str] | bytes | None = None,
+        token: str | None = None,
+        credentials: Any = None,
     ) -> None:
+        # Transport security of the server link (docs/security.md): ``tls_ca``
+        # (PEM path or bytes) verifies the server, ``tls_cert`` + ``tls_key`` add
+        # a client certificate (mTLS), or pass prebuilt ``grpc.ChannelCredentials``
+        # as ``credentials``; ``token`` is sent as ``authorization: Bearer``.
+        if credentials is not None and any(x is not None for x in (tls_ca, tls_cert, tls_key)):
+            raise TypeError("give either credentials= or tls_ca/tls_cert/tls_key, not both")
+        if (tls_cert is None) != (tls_key is None):
+            raise TypeError("tls_cert and tls_key go together: give both for mTLS, or neither")
+        self._tls = (tls_ca, tls_cert, tls_key)
+        self._credentials = credentials
+        self._token = token
         self.app_id = app_id
         # False: breakers stay per instance even with a server (policies still sync).
         self.cluster_breakers = cluster_breakers
@@ -533,13 +549,17 @@ class _AgentBase(_Core):
         return decorate
 
     def _link_config(self) -> Any:
-        from agent._link import LinkConfig
+        from agent._link import LinkConfig, channel_credentials
 
         assert self.server is not None
+        credentials = self._credentials
+        if credentials is None and any(x is not None for x in self._tls):
+            credentials = channel_credentials(*self._tls)
         return LinkConfig(
             target=self.server, namespace=self.namespace, app_id=self.app_id,
             instance_id=self.instance_id, cache_path=self.cache_path,
             report_interval=self.report_interval, probe_lease_timeout=self.probe_lease_timeout,
+            credentials=credentials, token=self._token,
         )
 
     def _cluster_registry(self) -> BreakerRegistry | None:

@@ -97,11 +97,15 @@ class ClusterSync:
         self._set_following(True, "connected to the control plane")
         return self.full_interest()
 
-    def session_ended(self) -> None:
-        """The stream is gone: every breaker runs locally until the next one."""
+    def session_ended(self, *, closing: bool = False) -> None:
+        """The stream is gone: every breaker runs locally until the next one.
+
+        ``closing``: the agent itself is shutting down, which is no news.
+        """
         self._stub = None
         self._connected = False
-        self._set_following(False, "disconnected from the control plane")
+        self._set_following(False, "agent closing" if closing else
+                            "disconnected from the control plane", quiet=closing)
         self._probes.clear()
         self._interest.clear()
 
@@ -282,7 +286,7 @@ class ClusterSync:
             remove=[k.to_proto() for k, added in last.items() if not added],
         )
 
-    def _set_following(self, following: bool, reason: str) -> None:
+    def _set_following(self, following: bool, reason: str, *, quiet: bool = False) -> None:
         following = following and self._connected and not self._told_local
         if following == self.following:
             return
@@ -292,7 +296,8 @@ class ClusterSync:
                      extra={"fusebox_event": "breaker_mode", "mode": "cluster",
                             "reason": reason})
         else:
-            log.warning("circuit breakers run locally, per instance (%s)", reason,
+            log.log(logging.DEBUG if quiet else logging.WARNING,
+                    "circuit breakers run locally, per instance (%s)", reason,
                         extra={"fusebox_event": "breaker_mode", "mode": "local",
                                "reason": reason})
         for breaker in self._registry.breakers():

@@ -31,6 +31,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -54,6 +55,58 @@ _CHANNEL_OPTIONS = [
 ]
 
 
+PemSource = str | os.PathLike[str] | bytes  # a PEM file's path, or its contents
+
+
+def _pem(source: PemSource | None) -> bytes | None:
+    if source is None or isinstance(source, bytes):
+        return source
+    return Path(source).read_bytes()
+
+
+def channel_credentials(
+    tls_ca: PemSource | None = None,
+    tls_cert: PemSource | None = None,
+    tls_key: PemSource | None = None,
+) -> grpc.ChannelCredentials:
+    """TLS credentials for the link: ``tls_ca`` verifies the server (None: system roots),
+    ``tls_cert`` + ``tls_key`` are the client certificate for mTLS.
+
+    Each is a PEM file path or the PEM bytes themselves.
+    """
+    if (tls_cert is None) != (tls_key is None):
+        raise ValueError("tls_cert and tls_key go together: give both for mTLS, or neither")
+    return grpc.ssl_channel_credentials(
+        root_certificates=_pem(tls_ca), private_key=_pem(tls_key),
+        certificate_chain=_pem(tls_cert),
+    )
+
+
+class _BearerToken:
+    """Adds ``authorization: Bearer <token>`` to a call's metadata."""
+
+    def __init__(self, token: str) -> None:
+        self._header = f"Bearer {token.strip()}"
+
+    def _details(self, details: Any) -> Any:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()))
+        metadata.add("authorization", self._header)
+        return details._replace(metadata=metadata)
+
+
+# grpc.aio files each interceptor under one call kind only: one class per kind.
+class _UnaryBearerToken(_BearerToken, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+
+class _StreamBearerToken(_BearerToken, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
+    async def intercept_stream_stream(
+        self, continuation: Any, details: Any, request_iterator: Any
+    ) -> Any:
+        return await continuation(self._details(details), request_iterator)
+
+
 def default_cache_dir() -> Path:
     """$FUSEBOX_CACHE_DIR, else $XDG_CACHE_HOME/fusebox, else ~/.cache/fusebox."""
     if env := os.environ.get("FUSEBOX_CACHE_DIR"):
@@ -75,6 +128,21 @@ class LinkConfig:
     report_interval: float = 0.01  # seconds between outcome reports (cluster mode)
     probe_lease_timeout: float = 0.1  # deadline of a half-open probe lease request
     report_limits: ReportLimits = field(default_factory=ReportLimits)
+    credentials: grpc.ChannelCredentials | None = None  # None: plaintext (loopback)
+    token: str | None = field(default=None, repr=False)  # bearer token of an agent role
+
+    def open_channel(self) -> grpc.aio.Channel:
+        """A new channel to the control plane with this config's security."""
+        interceptors = (
+            [_UnaryBearerToken(self.token), _StreamBearerToken(self.token)]
+            if self.token else None
+        )
+        if self.credentials is not None:
+            return grpc.aio.secure_channel(self.target, self.credentials,
+                                           options=self.channel_options,
+                                           interceptors=interceptors)
+        return grpc.aio.insecure_channel(self.target, options=self.channel_options,
+                                         interceptors=interceptors)
 
     def cluster_config(self) -> ClusterConfig:
         return ClusterConfig(self.report_interval, self.probe_lease_timeout, self.report_limits)
@@ -159,6 +227,11 @@ class _LinkLoop:
                 delay = self.config.reconnect_initial
             except grpc.aio.AioRpcError as e:
                 self._note_unreachable(e)
+            except asyncio.InvalidStateError:
+                pass  # a write raced the end of the call: the stream is gone, reconnect
+            except Exception:
+                # The link must outlive any bug in one session: log it, reconnect.
+                log.exception("control plane link failed; reconnecting")
             finally:
                 self.connected = False
             # Full jitter keeps a fleet that lost its server from reconnecting in lockstep.
@@ -170,7 +243,11 @@ class _LinkLoop:
             log.debug("control plane %s unreachable: %s", self.config.target, error.code())
             return
         self._warned_unreachable = True
-        if self.digest:
+        if error.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            # Retrying will not help until the token (or the tokens file) changes.
+            log.error("control plane %s refused this agent (%s: %s); check its token",
+                      self.config.target, error.code().name, error.details())
+        elif self.digest:
             log.warning("control plane %s unreachable (%s); keeping the current policies",
                         self.config.target, error.code().name)
         else:
@@ -179,9 +256,7 @@ class _LinkLoop:
                         self.config.target, error.code().name)
 
     async def _session(self) -> None:
-        async with grpc.aio.insecure_channel(
-            self.config.target, options=self.config.channel_options
-        ) as channel:
+        async with self.config.open_channel() as channel:
             stub = agent_pb2_grpc.AgentServiceStub(channel)
             call = stub.Connect()
             write_lock = asyncio.Lock()
@@ -228,10 +303,14 @@ class _LinkLoop:
             finally:
                 if flusher is not None:
                     flusher.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
+                    # A write that raced the end of the stream fails the flusher;
+                    # the session's own outcome (above) is what counts.
+                    with contextlib.suppress(asyncio.CancelledError, asyncio.InvalidStateError,
+                                             grpc.aio.AioRpcError):
                         await flusher
                 if self.cluster is not None:
-                    self.cluster.session_ended()
+                    task = asyncio.current_task()
+                    self.cluster.session_ended(closing=task is not None and task.cancelling() > 0)
                 call.cancel()
 
     @staticmethod

@@ -32,7 +32,7 @@ from controlplane.cli._breaker_view import (
     state_name,
 )
 from controlplane.cli._breaker_watch import BreakerWatcher, JsonLinesSink, LiveTableSink
-from controlplane.cli._connection import BreakerServiceClient, server_address
+from controlplane.cli._connection import BreakerServiceClient, ClientSecurity, server_address
 from controlplane.cli._errors import ExitCode
 from controlplane.cli._output import format_duration, render_json
 
@@ -51,7 +51,8 @@ def _note(message: str) -> None:
 
 
 def _client(args: argparse.Namespace) -> BreakerServiceClient:
-    return BreakerServiceClient(server_address(args.server), timeout=args.timeout)
+    return BreakerServiceClient(server_address(args.server), timeout=args.timeout,
+                                security=ClientSecurity.from_args(args))
 
 
 def _namespace_filter(args: argparse.Namespace) -> str:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from agent._proto.fusebox.v1 import policy_pb2, spec_pb2
-from controlplane.cli._connection import SpecServiceClient, server_address
+from controlplane.cli._connection import ClientSecurity, SpecServiceClient, server_address
 from controlplane.cli._errors import CommandFailed, ExitCode
 from controlplane.cli._offline import latest_per_spec, parse_sources
 from controlplane.cli._output import (
@@ -40,7 +40,8 @@ def report(failure: CommandFailed, prefix: str = "") -> None:
 
 
 def _client(args: argparse.Namespace) -> SpecServiceClient:
-    return SpecServiceClient(server_address(args.server), timeout=args.timeout)
+    return SpecServiceClient(server_address(args.server), timeout=args.timeout,
+                             security=ClientSecurity.from_args(args))
 
 
 # ---- serve --------------------------------------------------------------------
@@ -59,8 +60,44 @@ def serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         metrics_listen=args.metrics_listen,
         breaker_store_url=args.breaker_store,
+        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+        tls_key=Path(args.tls_key) if args.tls_key else None,
+        tls_client_ca=Path(args.tls_client_ca) if args.tls_client_ca else None,
+        tokens_file=Path(args.tokens_file) if args.tokens_file else None,
+        insecure=args.insecure,
     )
     return run(config)
+
+
+# ---- token ------------------------------------------------------------------------
+
+
+def token_hash(args: argparse.Namespace) -> int:
+    from controlplane.server.auth import hash_token
+
+    token = sys.stdin.readline().strip()
+    if not token:
+        raise CommandFailed("no token on stdin (e.g. `echo $TOKEN | fusebox token hash`)",
+                            ExitCode.USAGE)
+    print(hash_token(token))
+    return ExitCode.OK
+
+
+def token_create(args: argparse.Namespace) -> int:
+    from controlplane.server.auth import Role, TokenEntry, entry_yaml, hash_token, new_token
+
+    role = Role(args.role)
+    if role is Role.AGENT and not args.apps:
+        raise CommandFailed("an agent token needs at least one --app", ExitCode.USAGE)
+    if role is not Role.AGENT and args.apps:
+        raise CommandFailed("--app binds agent tokens only (use --role agent)", ExitCode.USAGE)
+    token = new_token()
+    entry = TokenEntry(args.name, hash_token(token), role, frozenset(args.apps), args.namespace)
+    print(f"token: {token}")
+    print("# add under `tokens:` in the tokens file, then `kill -HUP` the server:")
+    print(entry_yaml(entry))
+    note("The token is shown once and not stored anywhere; keep it in a secret store.")
+    return ExitCode.OK
 
 
 # ---- apply / validate -----------------------------------------------------------

@@ -7,8 +7,11 @@ one, or the server's own explanation (with every spec violation listed).
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -21,6 +24,10 @@ from controlplane.cli._errors import CommandFailed, ExitCode, exit_code_for_stat
 DEFAULT_SERVER = "127.0.0.1:50051"
 SERVER_ENV_VAR = "FUSEBOX_SERVER"
 DEFAULT_TIMEOUT_SECONDS = 10.0
+TOKEN_ENV_VAR = "FUSEBOX_TOKEN"
+TLS_CA_ENV_VAR = "FUSEBOX_TLS_CA"
+TLS_CERT_ENV_VAR = "FUSEBOX_TLS_CERT"
+TLS_KEY_ENV_VAR = "FUSEBOX_TLS_KEY"
 
 _Response = TypeVar("_Response", bound=Message)
 
@@ -28,6 +35,109 @@ _Response = TypeVar("_Response", bound=Message)
 def server_address(flag_value: str | None) -> str:
     """``--server`` if given, else ``$FUSEBOX_SERVER``, else the default local address."""
     return flag_value or os.environ.get(SERVER_ENV_VAR) or DEFAULT_SERVER
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSecurity:
+    """How the CLI proves who it is and checks who the server is (docs/security.md).
+
+    ``tls_ca`` set: TLS, verifying the server against that CA; ``tls_cert`` +
+    ``tls_key``: a client certificate (mTLS); ``token``: sent as
+    ``authorization: Bearer <token>`` on every request.
+    """
+
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls) -> ClientSecurity:
+        """$FUSEBOX_TLS_CA, $FUSEBOX_TLS_CERT, $FUSEBOX_TLS_KEY and $FUSEBOX_TOKEN."""
+        return cls(
+            os.environ.get(TLS_CA_ENV_VAR) or None, os.environ.get(TLS_CERT_ENV_VAR) or None,
+            os.environ.get(TLS_KEY_ENV_VAR) or None, os.environ.get(TOKEN_ENV_VAR) or None,
+        )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ClientSecurity:
+        """The connection flags (``--tls-*``, ``--token``, ``--token-file``), else the env."""
+        env = cls.from_env()
+        token = getattr(args, "token", None)
+        token_file = getattr(args, "token_file", None)
+        if token_file:
+            try:
+                token = Path(token_file).read_text().strip()
+            except OSError as e:
+                raise CommandFailed(f"--token-file {token_file}: cannot read: {e.strerror}",
+                                    ExitCode.USAGE) from None
+        return cls(
+            getattr(args, "tls_ca", None) or env.tls_ca,
+            getattr(args, "tls_cert", None) or env.tls_cert,
+            getattr(args, "tls_key", None) or env.tls_key,
+            token or env.token,
+        )
+
+    @property
+    def tls(self) -> bool:
+        return any((self.tls_ca, self.tls_cert, self.tls_key))
+
+    def open_channel(self, address: str, options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
+        """A channel to ``address`` with this security."""
+        if self.tls:
+            if (self.tls_cert is None) != (self.tls_key is None):
+                raise CommandFailed("--tls-cert and --tls-key go together", ExitCode.USAGE)
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=self._read(self.tls_ca, "--tls-ca"),
+                private_key=self._read(self.tls_key, "--tls-key"),
+                certificate_chain=self._read(self.tls_cert, "--tls-cert"),
+            )
+            channel = grpc.secure_channel(address, credentials, options=list(options))
+        else:
+            channel = grpc.insecure_channel(address, options=list(options))
+        if self.token:
+            return grpc.intercept_channel(channel, _BearerToken(self.token))
+        return channel
+
+    @staticmethod
+    def _read(path: str | None, flag: str) -> bytes | None:
+        if path is None:
+            return None
+        try:
+            return Path(path).read_bytes()
+        except OSError as e:
+            raise CommandFailed(f"{flag} {path}: cannot read: {e.strerror}",
+                                ExitCode.USAGE) from None
+
+
+class _BearerToken(grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+                   grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    """Adds ``authorization: Bearer <token>`` to every call of the channel."""
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token.strip()}")
+
+    def _details(self, details: Any) -> Any:
+        return _CallDetails(details.method, details.timeout,
+                            [*(details.metadata or ()), self._header], details.credentials,
+                            details.wait_for_ready, details.compression)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+
+class _CallDetails(grpc.ClientCallDetails):  # type: ignore[misc]
+    def __init__(self, method: str, timeout: float | None, metadata: Any, credentials: Any,
+                 wait_for_ready: bool | None, compression: Any) -> None:
+        self.method = method
+        self.timeout = timeout
+        self.metadata = metadata
+        self.credentials = credentials
+        self.wait_for_ready = wait_for_ready
+        self.compression = compression
 
 
 class _ServiceClient:
@@ -38,10 +148,13 @@ class _ServiceClient:
         address: str,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         options: Sequence[tuple[str, Any]] = (),
+        security: ClientSecurity | None = None,
     ) -> None:
         self.address = address
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(address, options=list(options))
+        # None: only what the environment says ($FUSEBOX_TOKEN, $FUSEBOX_TLS_*).
+        self.security = security if security is not None else ClientSecurity.from_env()
+        self._channel = self.security.open_channel(address, options)
 
     def __enter__(self) -> Self:
         return self
@@ -77,7 +190,15 @@ class _ServiceClient:
         details: str = err.details() or ""
         exit_code = exit_code_for_status(code)
         if exit_code is ExitCode.UNREACHABLE:
-            return CommandFailed(_unreachable_message(self.address, code, self.timeout), exit_code)
+            return CommandFailed(
+                _unreachable_message(self.address, code, self.timeout, self.security), exit_code
+            )
+        if code is grpc.StatusCode.UNAUTHENTICATED:
+            hint = ("the token was not accepted" if self.security.token
+                    else f"pass --token, --token-file or set ${TOKEN_ENV_VAR}")
+            return CommandFailed(f"unauthenticated: {details} ({hint})", exit_code)
+        if code is grpc.StatusCode.PERMISSION_DENIED:
+            return CommandFailed(f"permission denied: {details}", exit_code)
         if code is grpc.StatusCode.INVALID_ARGUMENT:
             violations = _violation_lines(err)
             if violations:
@@ -95,8 +216,9 @@ class _ServiceClient:
 class SpecServiceClient(_ServiceClient):
     """A client of ``fusebox.v1.SpecService``."""
 
-    def __init__(self, address: str, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
-        super().__init__(address, timeout)
+    def __init__(self, address: str, timeout: float = DEFAULT_TIMEOUT_SECONDS,
+                 security: ClientSecurity | None = None) -> None:
+        super().__init__(address, timeout, security=security)
         self._stub = spec_pb2_grpc.SpecServiceStub(self._channel)
 
     def apply(self, request: spec_pb2.ApplySpecRequest) -> spec_pb2.ApplySpecResponse:
@@ -137,8 +259,9 @@ _FAST_RECONNECT_OPTIONS = (
 class BreakerServiceClient(_ServiceClient):
     """A client of ``fusebox.v1.BreakerService``."""
 
-    def __init__(self, address: str, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
-        super().__init__(address, timeout, options=_FAST_RECONNECT_OPTIONS)
+    def __init__(self, address: str, timeout: float = DEFAULT_TIMEOUT_SECONDS,
+                 security: ClientSecurity | None = None) -> None:
+        super().__init__(address, timeout, options=_FAST_RECONNECT_OPTIONS, security=security)
         self._stub = breaker_pb2_grpc.BreakerServiceStub(self._channel)
 
     def list(self, request: breaker_pb2.ListBreakersRequest) -> breaker_pb2.ListBreakersResponse:
@@ -204,13 +327,18 @@ def _rejection_message(code: grpc.StatusCode, details: str) -> str:
     return f"{str(code.name).lower().replace('_', ' ')}: {details}"
 
 
-def _unreachable_message(address: str, code: grpc.StatusCode, timeout: float) -> str:
+def _unreachable_message(
+    address: str, code: grpc.StatusCode, timeout: float, security: ClientSecurity
+) -> str:
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         why = f"no answer within {timeout:g}s"
     else:
         why = "connection failed"
+    # A TLS mismatch looks like an unreachable server; say which side to check.
+    tls = (" If the server uses TLS, check --tls-ca (and --tls-cert/--tls-key for mTLS)."
+           if security.tls else " If the server uses TLS, pass --tls-ca.")
     return (
         f"cannot reach the Fusebox server at {address} ({why}). "
         f"Start one with `fusebox serve --listen {address}`, or point --server / "
-        f"{SERVER_ENV_VAR} at a running server."
+        f"{SERVER_ENV_VAR} at a running server.{tls}"
     )

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 
 from controlplane.cli import _breakers, _commands
-from controlplane.cli._connection import DEFAULT_SERVER, DEFAULT_TIMEOUT_SECONDS, SERVER_ENV_VAR
+from controlplane.cli._audit import add_audit_command
+from controlplane.cli._connection import (
+    DEFAULT_SERVER,
+    DEFAULT_TIMEOUT_SECONDS,
+    SERVER_ENV_VAR,
+    TLS_CA_ENV_VAR,
+    TOKEN_ENV_VAR,
+)
 from controlplane.spec import parse_duration
 
 DEFAULT_NAMESPACE = "default"
@@ -49,6 +56,19 @@ def _add_connection_flags(parser: argparse.ArgumentParser, default: object) -> N
         default=DEFAULT_TIMEOUT_SECONDS if default is None else default,
         help=f"deadline of each request (default: {DEFAULT_TIMEOUT_SECONDS:g})",
     )
+    parser.add_argument(
+        "--tls-ca", metavar="PEM", default=default,
+        help=f"use TLS; verify the server against this CA (default: ${TLS_CA_ENV_VAR})",
+    )
+    parser.add_argument("--tls-cert", metavar="PEM", default=default,
+                        help="client certificate, for servers that require mTLS")
+    parser.add_argument("--tls-key", metavar="PEM", default=default,
+                        help="the client certificate's private key")
+    token = parser.add_mutually_exclusive_group()
+    token.add_argument("--token", default=default,
+                       help=f"bearer token (default: ${TOKEN_ENV_VAR}; prefer --token-file)")
+    token.add_argument("--token-file", metavar="FILE", default=default,
+                       help="read the bearer token from FILE")
 
 
 def _add_namespace(parser: argparse.ArgumentParser) -> None:
@@ -95,6 +115,9 @@ def _add_output(parser: argparse.ArgumentParser, *formats: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fusebox",
+        # argparse scans every argument with the top-level parser first: with
+        # abbreviations on, a command's `--to` would be an ambiguous `--token`.
+        allow_abbrev=False,
         description="Fusebox control plane: push Dapr Resiliency specs and inspect what apps get.",
     )
     _add_connection_flags(parser, default=None)
@@ -118,7 +141,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--breaker-store", metavar="URL",
         help="where breaker state lives (default: the --store Redis, else in memory)",
     )
+    serve.add_argument("--tls-cert", metavar="PEM", help="serve TLS with this certificate chain")
+    serve.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+    serve.add_argument(
+        "--tls-client-ca", metavar="PEM",
+        help="require client certificates signed by this CA (mTLS)",
+    )
+    serve.add_argument(
+        "--tokens-file", metavar="FILE",
+        help="bearer tokens and their roles (YAML/JSON, see docs/security.md); "
+        "reloaded on SIGHUP",
+    )
+    serve.add_argument(
+        "--insecure", action="store_true",
+        help="allow a non-loopback --listen address without authentication",
+    )
     serve.set_defaults(handler=_commands.serve)
+
+    _add_token_commands(commands)
 
     apply = commands.add_parser(
         "apply", parents=[client], help="validate and store specs on the server"
@@ -174,7 +214,27 @@ def build_parser() -> argparse.ArgumentParser:
     resolve.set_defaults(handler=_commands.resolve)
 
     _add_breaker_commands(commands, client)
+    add_audit_command(commands, client)
     return parser
+
+
+def _add_token_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    token = commands.add_parser("token", help="make bearer tokens for the server's tokens file")
+    actions = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    hash_ = actions.add_parser("hash", help="print the sha256 of the token read on stdin")
+    hash_.set_defaults(handler=_commands.token_hash)
+    create = actions.add_parser(
+        "create", help="print a new random token (once) and its tokens-file entry"
+    )
+    create.add_argument("name", metavar="NAME", help="who holds it (shown in logs and audit)")
+    create.add_argument("--role", required=True,
+                        choices=("admin", "operator", "viewer", "agent"))
+    create.add_argument("--app", dest="apps", action="append", default=[], metavar="APP_ID",
+                        help="agent role: an app-id the token may connect as; repeatable")
+    _add_namespace(create)
+    create.set_defaults(handler=_commands.token_create)
 
 
 # ---- fusebox breakers ---------------------------------------------------------------

@@ -10,10 +10,16 @@ from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2
+from google.protobuf.message import DecodeError
 
 from agent._proto.fusebox.v1 import agent_pb2, agent_pb2_grpc
 from controlplane.breakers.model import breaker_id_from_proto
-from controlplane.server.breaker_hub import STATE_TO_PB, BreakerHub, ReportError
+from controlplane.server.breaker_hub import (
+    STATE_TO_PB,
+    BreakerHub,
+    ReportError,
+    ReportRateExceeded,
+)
 from controlplane.server.breaker_policy import breaker_policy_for
 from controlplane.server.logs import log_event
 from controlplane.server.policy_hub import PolicyHub
@@ -24,6 +30,10 @@ from controlplane.store.base import StoreUnavailable
 log = logging.getLogger("fusebox.server.agents")
 
 HELLO_DEADLINE = 10.0  # seconds a new stream has to say hello
+
+
+class MalformedMessage(ReportError):
+    """A message on the stream that is not a ConnectRequest (INVALID_ARGUMENT)."""
 
 
 class AgentService(agent_pb2_grpc.AgentServiceServicer):
@@ -40,7 +50,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         requests = aiter(request_iterator)
         try:
             first = await asyncio.wait_for(anext(requests), HELLO_DEADLINE)
-        except (TimeoutError, StopAsyncIteration):
+        except (TimeoutError, StopAsyncIteration, DecodeError):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "the first message on Connect must be a hello")
             return
@@ -74,6 +84,11 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         try:
             while (message := await session.next_message()) is not None:
                 yield message
+            refusal = reader.result() if reader.done() and not reader.cancelled() else None
+            if isinstance(refusal, ReportRateExceeded):
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(refusal))
+            if isinstance(refusal, MalformedMessage):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(refusal))
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -88,7 +103,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         requests: AsyncIterator[agent_pb2.ConnectRequest],
         session: AgentSession,
         context: grpc.aio.ServicerContext[Any, Any],
-    ) -> None:
+    ) -> ReportError | None:
+        """Handle the agent's messages; the ``ReportError`` that closed the stream, if any."""
         try:
             async for request in requests:
                 kind = request.WhichOneof("message")
@@ -104,10 +120,16 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         except ReportError as e:
             log_event(log, logging.WARNING, "agent stream closed: report out of bounds",
                       instance_id=session.instance_id, error=str(e))
+            return e
+        except DecodeError as e:
+            log_event(log, logging.WARNING, "agent stream closed: malformed message",
+                      instance_id=session.instance_id, error=str(e))
+            return MalformedMessage(f"malformed message on the Connect stream: {e}")
         except grpc.aio.AioRpcError:
             pass  # the agent went away
         finally:
             session.close()
+        return None
 
     async def _on_interest(
         self, session: AgentSession, interest: agent_pb2.BreakerInterest

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from types import TracebackType
 
 import grpc
@@ -15,13 +16,19 @@ from grpc_reflection.v1alpha import reflection
 
 from agent._proto.fusebox.v1 import (
     agent_pb2,
+    audit_pb2,
+    audit_pb2_grpc,
     breaker_pb2,
     breaker_pb2_grpc,
     spec_pb2,
     spec_pb2_grpc,
 )
+from controlplane.audit import AuditStore, open_audit_store
 from controlplane.breakers.store import BreakerStore, open_breaker_store
 from controlplane.server.agent_service import AgentService
+from controlplane.server.audit_recorder import AuditRecorder
+from controlplane.server.audit_service import AuditService
+from controlplane.server.auth import AuthInterceptor, TokenFileError, TokenRegistry
 from controlplane.server.breaker_hub import BreakerHub
 from controlplane.server.breaker_service import BreakerService
 from controlplane.server.config import ServerConfig
@@ -29,6 +36,7 @@ from controlplane.server.logs import configure_logging, log_event
 from controlplane.server.metrics import Metrics
 from controlplane.server.policy_hub import PolicyHub
 from controlplane.server.spec_service import SpecService
+from controlplane.server.tls import ServerTLS, TLSConfigError, server_credentials
 from controlplane.store import open_store
 from controlplane.store.base import SpecStore, StoreUnavailable
 
@@ -38,6 +46,7 @@ SERVICE_NAMES = (
     spec_pb2.DESCRIPTOR.services_by_name["SpecService"].full_name,
     agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
     breaker_pb2.DESCRIPTOR.services_by_name["BreakerService"].full_name,
+    audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
 )
 
 
@@ -81,13 +90,19 @@ class FuseboxServer:
         config: ServerConfig,
         store: SpecStore | None = None,
         breaker_store: BreakerStore | None = None,
+        audit_store: AuditStore | None = None,
     ) -> None:
         self.config = config
+        # Read first: a broken tokens file must stop the start, before any store opens.
+        self.tokens = TokenRegistry(config.tokens_file) if config.tokens_file else None
         self.store = store if store is not None else open_store(
             config.store_url, data_dir=config.data_dir
         )
         self.breaker_store = breaker_store if breaker_store is not None else open_breaker_store(
             config.effective_breaker_store_url()
+        )
+        self.audit_store = audit_store if audit_store is not None else open_audit_store(
+            config.store_url, data_dir=config.data_dir
         )
         self.hub = PolicyHub(self.store)
         self.metrics = Metrics(connected_agents=lambda: self.hub.session_count)
@@ -102,6 +117,7 @@ class FuseboxServer:
 
     async def start(self) -> None:
         server = grpc.aio.server(
+            interceptors=(AuthInterceptor(self.tokens, self._instance_owner),),
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -112,12 +128,16 @@ class FuseboxServer:
                 ("grpc.http2.max_ping_strikes", 0),
             ]
         )
-        spec_pb2_grpc.add_SpecServiceServicer_to_server(SpecService(self.store, self.hub), server)
+        audit = AuditRecorder(self.audit_store)
+        spec_pb2_grpc.add_SpecServiceServicer_to_server(
+            SpecService(self.store, self.hub, audit), server
+        )
+        audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditService(self.audit_store), server)
         server.add_generic_rpc_handlers((agent_service_handler(
             AgentService(self.hub, self.breakers, lease_ttl=self.config.lease_ttl)
         ),))
         breaker_pb2_grpc.add_BreakerServiceServicer_to_server(
-            BreakerService(self.breaker_store), server
+            BreakerService(self.breaker_store, audit), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -126,7 +146,7 @@ class FuseboxServer:
             server,
         )
         try:
-            self.port = server.add_insecure_port(self.config.listen)
+            self.port = self._bind(server)
         except RuntimeError as e:  # grpc's way of saying the bind failed
             raise OSError(
                 f"cannot listen on {self.config.listen}: address in use or not available"
@@ -146,6 +166,29 @@ class FuseboxServer:
         host = self.config.listen.rsplit(":", 1)[0]
         log_event(log, logging.INFO, "control plane serving", listen=f"{host}:{self.port}",
                   store=self.config.store_url or "embedded")
+
+    def _bind(self, server: grpc.aio.Server) -> int:
+        config = self.config
+        if config.tls_cert is None or config.tls_key is None:
+            port: int = server.add_insecure_port(config.listen)
+        else:
+            tls = ServerTLS(config.tls_cert, config.tls_key, config.tls_client_ca)
+            port = server.add_secure_port(config.listen, server_credentials(tls))
+        if not config.authenticated:
+            log_event(log, logging.WARNING, "no authentication: every caller may do everything",
+                      listen=config.listen, hint="give --tokens-file (see docs/security.md)")
+        return port
+
+    def _instance_owner(self, instance_id: str) -> tuple[str, str] | None:
+        session = self.hub.find(instance_id)
+        return None if session is None else (session.namespace, session.app_id)
+
+    def reload_tokens(self) -> bool:
+        """Re-read the tokens file (SIGHUP); a broken file keeps the previous tokens."""
+        if self.tokens is None:
+            log_event(log, logging.WARNING, "SIGHUP ignored: no tokens file configured")
+            return False
+        return self.tokens.reload()
 
     async def _check_store(self) -> None:
         try:
@@ -193,7 +236,7 @@ class FuseboxServer:
             await self._server.stop(self.config.shutdown_grace)
             self._server = None
         log_event(log, logging.DEBUG, "grpc server stopped")
-        for closing in (self.store, self.breaker_store):
+        for closing in (self.store, self.breaker_store, self.audit_store):
             try:
                 await asyncio.wait_for(closing.close(), STOP_TASKS_SECONDS)
             except TimeoutError:
@@ -214,12 +257,13 @@ class FuseboxServer:
 
 
 async def serve(config: ServerConfig) -> None:
-    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    """Run until SIGTERM or SIGINT, then shut down gracefully; SIGHUP reloads the tokens."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with FuseboxServer(config):
+    async with FuseboxServer(config) as server:
+        loop.add_signal_handler(signal.SIGHUP, server.reload_tokens)
         await stop.wait()
         log_event(log, logging.INFO, "shutting down", grace_seconds=config.shutdown_grace)
 
@@ -227,8 +271,17 @@ async def serve(config: ServerConfig) -> None:
 def run(config: ServerConfig) -> int:
     """Blocking entry point of `fusebox serve`; returns the process exit code."""
     configure_logging(config.log_format, config.log_level)
+    problem = config.security_problem()
+    if problem is not None:
+        log_event(log, logging.ERROR, "cannot start", error=problem)
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         asyncio.run(serve(config))
+    except (TokenFileError, TLSConfigError) as e:
+        log_event(log, logging.ERROR, "cannot start", error=str(e))
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except OSError as e:
         log_event(log, logging.ERROR, "cannot start", error=str(e))
         return 1

@@ -40,6 +40,13 @@ from controlplane.server.breaker_policy import breaker_policy_for
 from controlplane.server.logs import log_event
 from controlplane.server.metrics import Metrics
 from controlplane.server.policy_hub import PolicyHub
+from controlplane.server.report_limits import (
+    DEFAULT_MAX_BREAKERS_PER_TARGET,
+    DEFAULT_REPORT_BURST,
+    DEFAULT_REPORT_RATE,
+    BreakerBudget,
+    TokenBucket,
+)
 from controlplane.server.sessions import MAX_INTEREST, AgentSession
 from controlplane.store.base import StoreUnavailable
 
@@ -130,7 +137,13 @@ def merge_runs(sequences: Iterable[Iterable[int]]) -> tuple[int, ...]:
 
 
 class ReportError(ValueError):
-    """A report that breaks the protocol's bounds (the stream is then closed)."""
+    """A report that breaks the protocol's bounds (the stream is then closed;
+    docs/limits.md)."""
+
+
+class ReportRateExceeded(ReportError):
+    """More reports per second on one stream than its token bucket allows (the
+    stream is closed with RESOURCE_EXHAUSTED and this message)."""
 
 
 class BreakerHub:
@@ -143,6 +156,10 @@ class BreakerHub:
         tick: float = 0.005,
         advance_every: float = 0.05,
         clock: Callable[[], float] = time.time,
+        report_rate: float = DEFAULT_REPORT_RATE,
+        report_burst: int = DEFAULT_REPORT_BURST,
+        max_breakers_per_target: int = DEFAULT_MAX_BREAKERS_PER_TARGET,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self._policies = policies
@@ -156,6 +173,10 @@ class BreakerHub:
         self._probes: list[OutcomeBatch] = []
         self._pending_event = asyncio.Event()
         self.available = True
+        self._report_rate, self._report_burst = report_rate, report_burst
+        self._monotonic = monotonic
+        self._buckets: dict[AgentSession, TokenBucket] = {}
+        self.budget = BreakerBudget(max_breakers_per_target)
 
     # -- sessions ---------------------------------------------------------------
 
@@ -180,6 +201,11 @@ class BreakerHub:
 
     def drop_session(self, session: AgentSession) -> None:
         self.remove_interest(session, list(session.interest))
+        self._buckets.pop(session, None)
+
+    async def load_budget(self) -> None:
+        """Count the breakers the store already holds against their targets' budgets."""
+        self.budget.know(snapshot.id for snapshot in await self.store.list())
 
     async def send_current_state(self, session: AgentSession, keys: Iterable[BreakerId]) -> None:
         """Answer an interest: the breakers' cluster state, where they have one."""
@@ -197,7 +223,22 @@ class BreakerHub:
     # -- ingest -----------------------------------------------------------------
 
     def ingest(self, session: AgentSession, report: agent_pb2.OutcomeReport) -> None:
-        """Validate one report and queue its outcomes for the next tick."""
+        """Validate one report and queue its outcomes for the next tick.
+
+        Raises ``ReportError`` (the stream is then closed) for a report beyond
+        the protocol's bounds or the stream's rate; answers ReportRejected for
+        a breaker it cannot take (unknown policy, target over its budget).
+        """
+        bucket = self._buckets.get(session)
+        if bucket is None:
+            bucket = self._buckets[session] = TokenBucket(
+                self._report_rate, self._report_burst, self._monotonic
+            )
+        if not bucket.take():
+            raise ReportRateExceeded(
+                f"report: more than {self._report_rate:g} reports/s (burst "
+                f"{self._report_burst}) on one stream; reconnect and report less often"
+            )
         if len(report.breakers) > MAX_BREAKERS_PER_REPORT:
             raise ReportError(
                 f"report: {len(report.breakers)} breakers in one message, at most "
@@ -223,6 +264,12 @@ class BreakerHub:
                 continue
             runs = tuple(r for r in entry.runs if r != 0)
             if not runs:
+                continue
+            if not self.budget.admit(key):
+                self._reject(session, entry.key,
+                             f"target {key.target!r} of spec {key.namespace}/{key.spec} already "
+                             f"has {self.budget.max_per_target} breakers (the server's limit per "
+                             f"target); {key.display_name} stays local to the agent")
                 continue
             batch = OutcomeBatch(key, policy, runs, session.instance_id, entry.lease_id)
             self._metrics.outcomes_ingested.inc(sum(abs(r) for r in runs))
@@ -256,6 +303,8 @@ class BreakerHub:
     # -- background loops -------------------------------------------------------
 
     async def run_aggregator(self) -> None:
+        with contextlib.suppress(StoreUnavailable):
+            await self.load_budget()
         while True:
             await self._pending_event.wait()
             self._pending_event.clear()

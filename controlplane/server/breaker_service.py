@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
 import grpc
 
 from agent._policy import breaker_to_proto
 from agent._proto.fusebox.v1 import breaker_pb2, breaker_pb2_grpc
+from controlplane.audit import AuditAction
 from controlplane.breakers.model import (
     BreakerEvent,
     BreakerId,
@@ -19,6 +20,7 @@ from controlplane.breakers.model import (
     breaker_id_to_proto,
 )
 from controlplane.breakers.store import BreakerStore
+from controlplane.server.audit_recorder import AuditRecorder, breaker_entry
 from controlplane.server.breaker_hub import CAUSE_TO_PB, OVERRIDE_TO_PB, STATE_TO_PB, timestamp
 from controlplane.server.identity import principal
 from controlplane.server.logs import log_event
@@ -28,6 +30,8 @@ log = logging.getLogger("fusebox.server.breakers")
 
 RECENT_TRANSITIONS = 20
 WATCH_BLOCK_SECONDS = 1.0
+WATCH_BACKLOG = 256  # events read for one watcher and not yet sent
+WATCH_STALL_SECONDS = 10.0  # how long a full backlog may wait for the client to read
 _STATE_FROM_PB = {v: k for k, v in STATE_TO_PB.items()}
 _OVERRIDE_FROM_PB = {v: k for k, v in OVERRIDE_TO_PB.items()}
 
@@ -81,8 +85,12 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], code: grpc.StatusC
 
 
 class BreakerService(breaker_pb2_grpc.BreakerServiceServicer):
-    def __init__(self, store: BreakerStore) -> None:
+    def __init__(self, store: BreakerStore, audit: AuditRecorder | None = None,
+                 watch_backlog: int | None = None, watch_stall: float | None = None) -> None:
         self._store = store
+        self._watch_backlog = WATCH_BACKLOG if watch_backlog is None else watch_backlog
+        self._watch_stall = WATCH_STALL_SECONDS if watch_stall is None else watch_stall
+        self._audit = audit if audit is not None else AuditRecorder(None)
 
     async def _key(self, context: grpc.aio.ServicerContext[Any, Any],
                    key: Any) -> BreakerId:
@@ -138,7 +146,7 @@ class BreakerService(breaker_pb2_grpc.BreakerServiceServicer):
         if ttl < 0:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "ttl: must not be negative")
         try:
-            await self._snapshot(context, key)
+            previous = await self._snapshot(context, key)
             snapshot = await self._store.set_override(
                 key, override, reason=request.reason, ttl=ttl or None, set_by=principal(context),
             )
@@ -148,6 +156,12 @@ class BreakerService(breaker_pb2_grpc.BreakerServiceServicer):
                   "breaker override set" if override else "breaker override cleared",
                   breaker=key.display_name, override=override.value if override else "none",
                   reason=request.reason, ttl=ttl or None, by=principal(context))
+        detail = f"reason: {request.reason}" if request.reason else ""
+        if ttl:
+            detail += f"{'; ' if detail else ''}ttl {ttl:g}s"
+        await self._audit.record(breaker_entry(
+            principal(context), AuditAction.BREAKER_OVERRIDE, key, previous, snapshot, detail,
+        ))
         return breaker_pb2.SetOverrideResponse(breaker=breaker_to_pb(snapshot))
 
     async def ResetBreaker(self, request: breaker_pb2.ResetBreakerRequest,
@@ -155,7 +169,7 @@ class BreakerService(breaker_pb2_grpc.BreakerServiceServicer):
                            ) -> breaker_pb2.ResetBreakerResponse:
         key = await self._key(context, request.key)
         try:
-            await self._snapshot(context, key)
+            previous = await self._snapshot(context, key)
             snapshot = await self._store.reset(
                 key, reason=request.reason, set_by=principal(context)
             )
@@ -163,29 +177,36 @@ class BreakerService(breaker_pb2_grpc.BreakerServiceServicer):
             await _abort(context, grpc.StatusCode.UNAVAILABLE, f"breaker store unavailable: {e}")
         log_event(log, logging.WARNING, "breaker reset", breaker=key.display_name,
                   reason=request.reason, by=principal(context))
+        await self._audit.record(breaker_entry(
+            principal(context), AuditAction.BREAKER_RESET, key, previous, snapshot,
+            f"reason: {request.reason}" if request.reason else "",
+        ))
         return breaker_pb2.ResetBreakerResponse(breaker=breaker_to_pb(snapshot))
 
     async def WatchBreakers(self, request: breaker_pb2.WatchBreakersRequest,
-                            context: grpc.aio.ServicerContext[Any, Any]
-                            ) -> AsyncIterator[breaker_pb2.WatchBreakersResponse]:
+                            context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """Snapshot, then live events, written with ``context.write``.
+
+        A client that does not read must not make the server hold ever more
+        events for it: events read from the store wait in a queue of at most
+        ``watch_backlog`` messages (the store is read no faster than they are
+        sent). When the queue stays full for ``watch_stall`` seconds the watch
+        is ended with RESOURCE_EXHAUSTED; the client may resume from the last
+        revision it got.
+        """
         def wanted(key: BreakerId) -> bool:
             return ((not request.namespace or key.namespace == request.namespace)
                     and (not request.app_id or key.target == request.app_id))
 
-        try:
-            position = request.from_revision
-            if not position:
-                # Snapshot first, from a stream position taken before it: no gap.
-                position, _ = await self._store.read_events("", block=0.0)
-                for snapshot in await self._store.list(
-                    namespace=request.namespace, target=request.app_id
-                ):
-                    yield breaker_pb2.WatchBreakersResponse(
-                        revision=position, snapshot=True, breaker=breaker_to_pb(snapshot)
-                    )
+        backlog: asyncio.Queue[breaker_pb2.WatchBreakersResponse] = asyncio.Queue(
+            self._watch_backlog
+        )
+        overflow = asyncio.Event()
+
+        async def follow(position: str) -> None:
             while True:
                 position, events = await self._store.read_events(
-                    position, block=WATCH_BLOCK_SECONDS
+                    position, block=WATCH_BLOCK_SECONDS, count=self._watch_backlog
                 )
                 for event in events:
                     if not wanted(event.id):
@@ -193,10 +214,69 @@ class BreakerService(breaker_pb2_grpc.BreakerServiceServicer):
                     current = await self._store.get(event.id)
                     breaker = (breaker_to_pb(current) if current is not None
                                else breaker_pb2.Breaker(key=breaker_id_to_proto(event.id)))
-                    yield breaker_pb2.WatchBreakersResponse(
+                    message = breaker_pb2.WatchBreakersResponse(
                         revision=event.stream_id or position, breaker=breaker,
                         transition=transition_to_proto(event),
                     )
+                    try:
+                        await asyncio.wait_for(backlog.put(message), self._watch_stall)
+                    except TimeoutError:
+                        overflow.set()
+                        return
+
+        follower: asyncio.Task[None] | None = None
+        sent = request.from_revision
+        try:
+            position = request.from_revision
+            snapshots: list[BreakerSnapshot] = []
+            if not position:
+                # Snapshot first, from a stream position taken before it: no gap.
+                position, _ = await self._store.read_events("", block=0.0)
+                snapshots = await self._store.list(
+                    namespace=request.namespace, target=request.app_id
+                )
+            follower = asyncio.create_task(follow(position))
+            for snapshot in snapshots:
+                if not await _write_unless(context, breaker_pb2.WatchBreakersResponse(
+                    revision=position, snapshot=True, breaker=breaker_to_pb(snapshot)
+                ), overflow):
+                    break
+            sent = position
+            while not overflow.is_set():
+                waiting = asyncio.ensure_future(backlog.get())
+                await asyncio.wait({waiting, follower}, return_when=asyncio.FIRST_COMPLETED)
+                if not waiting.done():
+                    waiting.cancel()
+                    follower.result()  # StoreUnavailable, or overflow (loop ends)
+                    continue
+                message = waiting.result()
+                if not await _write_unless(context, message, overflow):
+                    break
+                sent = message.revision
         except StoreUnavailable as e:
             await _abort(context, grpc.StatusCode.UNAVAILABLE,
                          f"breaker store unavailable: {e}; resume with from_revision")
+        finally:
+            if follower is not None:
+                follower.cancel()
+        log_event(log, logging.WARNING, "slow breaker watcher disconnected",
+                  peer=context.peer(), backlog=self._watch_backlog)
+        await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                     f"watch backlog: {self._watch_backlog} events waited more than "
+                     f"{self._watch_stall:g}s for this client to read; resume with "
+                     f"from_revision={sent!r}")
+
+
+async def _write_unless(context: grpc.aio.ServicerContext[Any, Any],
+                        message: breaker_pb2.WatchBreakersResponse,
+                        overflow: asyncio.Event) -> bool:
+    """Write ``message``; False (write abandoned) if ``overflow`` is set first."""
+    write = asyncio.ensure_future(context.write(message))
+    overflowed = asyncio.ensure_future(overflow.wait())
+    await asyncio.wait({write, overflowed}, return_when=asyncio.FIRST_COMPLETED)
+    overflowed.cancel()
+    if write.done():
+        write.result()
+        return True
+    write.cancel()
+    return False

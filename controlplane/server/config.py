@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,11 @@ class ServerConfig:
     metrics_listen: str | None = None  # host:port for the Prometheus /metrics endpoint
     report_tick: float = 0.005  # seconds: how long reports are merged before one apply
     lease_ttl: float = 2.0  # seconds a half-open probe lease lives unless reported
+    tls_cert: Path | None = None  # PEM certificate chain: serve TLS (with tls_key)
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # PEM CA: require client certificates (mTLS)
+    tokens_file: Path | None = None  # bearer tokens and roles (see controlplane.server.auth)
+    insecure: bool = False  # allow a non-loopback listen address without authentication
 
     def effective_breaker_store_url(self) -> str | None:
         if self.breaker_store_url is not None:
@@ -26,3 +32,35 @@ class ServerConfig:
         if self.store_url and self.store_url.startswith(("redis://", "rediss://")):
             return self.store_url
         return None  # embedded: breaker state in memory
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether callers must prove who they are (a token, or a client certificate)."""
+        return self.tokens_file is not None or self.tls_client_ca is not None
+
+    def security_problem(self) -> str | None:
+        """Why this configuration must not start, or None.
+
+        Without authentication the server may only listen on loopback, unless
+        ``insecure`` says the exposure is intended.
+        """
+        if (self.tls_cert is None) != (self.tls_key is None):
+            return "--tls-cert and --tls-key go together: give both, or neither"
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            return "--tls-client-ca (mTLS) needs --tls-cert and --tls-key"
+        if not self.authenticated and not self.insecure and not is_loopback(self.listen):
+            return (f"refusing to listen on {self.listen} without authentication: anyone who "
+                    "can reach it could change every breaker. Give --tokens-file (and "
+                    "--tls-cert/--tls-key), or pass --insecure to expose it anyway")
+        return None
+
+
+def is_loopback(listen: str) -> bool:
+    """Whether a ``host:port`` listen address is reachable from this machine only."""
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything

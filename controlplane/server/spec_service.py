@@ -12,6 +12,9 @@ import grpc
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from agent._proto.fusebox.v1 import spec_pb2, spec_pb2_grpc
+from controlplane.audit import AuditAction
+from controlplane.server.audit_recorder import AuditRecorder, describe_spec, spec_entry
+from controlplane.server.identity import principal
 from controlplane.server.logs import log_event
 from controlplane.server.policy_hub import PolicyHub
 from controlplane.spec import (
@@ -103,9 +106,22 @@ def _namespace(value: str) -> str:
 
 
 class SpecService(spec_pb2_grpc.SpecServiceServicer):
-    def __init__(self, store: SpecStore, hub: PolicyHub) -> None:
+    def __init__(
+        self, store: SpecStore, hub: PolicyHub, audit: AuditRecorder | None = None
+    ) -> None:
         self._store = store
         self._hub = hub
+        self._audit = audit if audit is not None else AuditRecorder(None)
+
+    async def _live(self, namespace: str, name: str) -> tuple[int, str]:
+        """(revision, digest) of the live spec, (0, "") when there is none: the
+        audit log's "previous". Read before the write; a concurrent writer in
+        between is visible in the log as its own entry."""
+        try:
+            current = await self._store.get(namespace, name)
+        except SpecNotFound:
+            return 0, ""
+        return current.revision, current.digest
 
     # -- helpers -------------------------------------------------------------
 
@@ -180,10 +196,18 @@ class SpecService(spec_pb2_grpc.SpecServiceServicer):
                 await self._guard(context, functools.partial(self._dry_run, w)) for w in writes
             ]
             return spec_pb2.ApplySpecResponse(specs=applied)
+        before = [await self._guard(context, functools.partial(self._live, w.namespace, w.name))
+                  for w in writes]
         results = await self._guard(context, lambda: self._store.apply(writes))
-        for r in results:
+        for r, w, (previous, previous_digest) in zip(results, writes, before, strict=True):
             log_event(log, logging.INFO, "spec applied" if r.changed else "spec unchanged",
                       namespace=r.namespace, name=r.name, revision=r.revision)
+            if r.changed:
+                await self._audit.record(spec_entry(
+                    principal(context), AuditAction.SPEC_APPLY, r.namespace, r.name,
+                    describe_spec(previous, previous_digest), describe_spec(r.revision, w.digest),
+                    detail=f"source {request.source_name or '<request>'}",
+                ))
         return spec_pb2.ApplySpecResponse(
             specs=[
                 spec_pb2.AppliedSpec(namespace=r.namespace, name=r.name, revision=r.revision,
@@ -242,11 +266,18 @@ class SpecService(spec_pb2_grpc.SpecServiceServicer):
         await self._require_name(context, request.name)
         expected = request.expected_revision if request.HasField("expected_revision") else None
         namespace = _namespace(request.namespace)
+        previous, previous_digest = await self._guard(
+            context, lambda: self._live(namespace, request.name)
+        )
         revision = await self._guard(
             context, lambda: self._store.delete(namespace, request.name, expected)
         )
         log_event(log, logging.INFO, "spec deleted", namespace=namespace, name=request.name,
                   revision=revision)
+        await self._audit.record(spec_entry(
+            principal(context), AuditAction.SPEC_DELETE, namespace, request.name,
+            describe_spec(previous, previous_digest), f"revision {revision} (deleted)",
+        ))
         return spec_pb2.DeleteSpecResponse(revision=revision)
 
     async def ListSpecRevisions(
@@ -291,9 +322,19 @@ class SpecService(spec_pb2_grpc.SpecServiceServicer):
             digest=target.digest, expected_revision=expected, action=RevisionAction.ROLLBACK,
             rolled_back_to=target.revision,
         )
+        previous, previous_digest = await self._guard(
+            context, lambda: self._live(namespace, request.name)
+        )
         (result,) = await self._guard(context, lambda: self._store.apply([write]))
         log_event(log, logging.INFO, "spec rolled back", namespace=namespace, name=request.name,
                   to_revision=target.revision, revision=result.revision, changed=result.changed)
+        if result.changed:
+            await self._audit.record(spec_entry(
+                principal(context), AuditAction.SPEC_ROLLBACK, namespace, request.name,
+                describe_spec(previous, previous_digest),
+                describe_spec(result.revision, target.digest),
+                detail=f"content of revision {target.revision}",
+            ))
         return spec_pb2.RollbackSpecResponse(
             spec=spec_pb2.AppliedSpec(namespace=namespace, name=request.name,
                                       revision=result.revision, changed=result.changed)

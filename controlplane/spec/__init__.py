@@ -18,7 +18,13 @@ from controlplane.spec.model import (
     ResiliencySpec,
     TargetRef,
 )
-from controlplane.spec.validate import document_digest, parse_document_mapping, parse_documents
+from controlplane.spec.validate import (
+    MAX_POLICIES_PER_SPEC,
+    MAX_TARGETS_PER_SPEC,
+    document_digest,
+    parse_document_mapping,
+    parse_documents,
+)
 
 __all__ = [
     "API_VERSION",
@@ -26,7 +32,9 @@ __all__ = [
     "KIND",
     "MAX_DEPTH",
     "MAX_NODES",
+    "MAX_POLICIES_PER_SPEC",
     "MAX_SPEC_BYTES",
+    "MAX_TARGETS_PER_SPEC",
     "ComponentTargets",
     "ParsedDocument",
     "ResiliencySpec",

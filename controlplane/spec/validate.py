@@ -133,6 +133,20 @@ def _validate(
     return ParsedDocument(spec, document.text, document.data, document_digest(document.data)), []
 
 
+MAX_POLICIES_PER_SPEC = 1000
+MAX_TARGETS_PER_SPEC = 1000
+
+
+def _check_count(check: DocumentCheck, sections: Mapping[str, Any], path: tuple[str, ...],
+                 what: str, limit: int) -> None:
+    """One violation when the named entries of every kind under ``path`` exceed ``limit``:
+    a spec that large is a mistake or an attack, and its resolution would be slow."""
+    count = sum(len(v) for v in sections.values() if isinstance(v, dict))
+    if count > limit:
+        check.fail(path, f"{count} {what} in one spec, at most {limit} accepted "
+                         "(split it into several specs)")
+
+
 def _read_spec(check: DocumentCheck, data: Any) -> ResiliencySpec | None:
     if not isinstance(data, dict):
         check.fail((), f"expected a mapping (a {KIND} document), found {describe(data)}")
@@ -147,6 +161,7 @@ def _read_spec(check: DocumentCheck, data: Any) -> ResiliencySpec | None:
     policies_path = ("spec", "policies")
     policies = check.mapping(spec.get("policies"), policies_path) or {}
     check.known_keys(policies, policies_path, POLICY_KINDS)
+    _check_count(check, policies, policies_path, "policies", MAX_POLICIES_PER_SPEC)
     timeouts = read_timeouts(check, policies.get("timeouts"), (*policies_path, "timeouts"))
     retries = read_retries(check, policies.get("retries"), (*policies_path, "retries"))
     breakers = read_circuit_breakers(
@@ -162,6 +177,7 @@ def _read_spec(check: DocumentCheck, data: Any) -> ResiliencySpec | None:
     targets_path = ("spec", "targets")
     targets = check.mapping(spec.get("targets"), targets_path) or {}
     check.known_keys(targets, targets_path, TARGET_KINDS)
+    _check_count(check, targets, targets_path, "targets", MAX_TARGETS_PER_SPEC)
     reader = TargetReader(check, defined)
     apps = reader.apps(targets.get("apps"), (*targets_path, "apps"))
     actors = reader.actors(targets.get("actors"), (*targets_path, "actors"))

@@ -1,0 +1,61 @@
+"""The audit log: who changed which spec or breaker, when, and what it was before.
+
+``open_audit_store(url, data_dir=...)`` follows the spec store's URL rules
+(``controlplane.store.open_store``): the embedded default and ``sqlite://``
+URLs put an ``audit_events`` table in the same SQLite file as the specs,
+``memory://`` keeps events in memory, ``redis://``/``rediss://`` use the
+capped stream ``fusebox:{audit}:events``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from controlplane.audit.model import (
+    DEFAULT_LIST_LIMIT,
+    MAX_LIST_LIMIT,
+    AuditAction,
+    AuditEntry,
+    AuditEvent,
+    AuditQuery,
+    AuditStore,
+    AuditTargetKind,
+)
+
+__all__ = [
+    "DEFAULT_LIST_LIMIT",
+    "MAX_LIST_LIMIT",
+    "AuditAction",
+    "AuditEntry",
+    "AuditEvent",
+    "AuditQuery",
+    "AuditStore",
+    "AuditTargetKind",
+    "open_audit_store",
+]
+
+
+def open_audit_store(url: str | None, *, data_dir: Path | None = None) -> AuditStore:
+    """The audit store next to the spec store ``url`` names; no I/O.
+
+    Raises ValueError for a URL ``open_store`` would refuse too.
+    """
+    from controlplane.audit.embedded import MEMORY, EmbeddedAuditStore
+    from controlplane.store import DATABASE_FILE_NAME, default_data_dir, open_store
+
+    if not url:
+        return EmbeddedAuditStore((data_dir or default_data_dir()) / DATABASE_FILE_NAME)
+    scheme, _, rest = url.partition("://")
+    scheme = scheme.lower()
+    if scheme == "memory" and not rest:
+        return EmbeddedAuditStore(MEMORY)
+    if scheme == "sqlite" and rest.startswith("/") and rest.rstrip("/"):
+        return EmbeddedAuditStore(Path(rest))
+    if scheme in ("redis", "rediss") and rest and not rest.startswith("/"):
+        from controlplane.audit.redis import RedisAuditStore
+
+        return RedisAuditStore(url)
+    # Anything else: the spec store's parser gives the error message (and we
+    # never get here for a URL it accepts).
+    open_store(url, data_dir=data_dir)
+    raise ValueError(f"audit store URL {url!r} is not supported")

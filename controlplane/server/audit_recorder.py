@@ -1,0 +1,90 @@
+"""Turning spec and breaker changes into audit entries, and writing them safely.
+
+The RPC handlers call these after a change succeeded. An audit store that
+fails at that point does not fail the RPC: the change is already made, and an
+error would make the client retry a change that happened. The failure is
+logged at ERROR with the whole entry instead, so it is not lost.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from controlplane.audit.model import AuditAction, AuditEntry, AuditStore, AuditTargetKind
+from controlplane.breakers.model import BreakerId, BreakerSnapshot
+from controlplane.server.logs import log_event
+from controlplane.store.base import StoreUnavailable
+
+__all__ = [
+    "AuditRecorder",
+    "breaker_entry",
+    "describe_breaker",
+    "describe_spec",
+    "spec_entry",
+]
+
+log = logging.getLogger("fusebox.server.audit")
+
+
+def describe_spec(revision: int, digest: str) -> str:
+    """``"revision 3 (sha256:ab12cd34ef56)"``, or ``"none"`` for no live spec."""
+    if revision <= 0:
+        return "none"
+    short = digest[:19] if digest.startswith("sha256:") else f"sha256:{digest[:12]}"
+    return f"revision {revision} ({short})" if digest else f"revision {revision} (deleted)"
+
+
+def describe_breaker(snapshot: BreakerSnapshot | None) -> str:
+    """``"state open, override force-open until 12:00:00Z by alice"`` in short form."""
+    if snapshot is None:
+        return "none"
+    text = f"state {snapshot.state.value}, generation {snapshot.generation}"
+    override = snapshot.override
+    if override is None:
+        return f"{text}, no override"
+    text = f"{text}, override {override.override.value}"
+    if override.reason:
+        text += f" ({override.reason})"
+    return text
+
+
+def spec_entry(
+    actor: str, action: AuditAction, namespace: str, name: str, previous: str, current: str,
+    detail: str = "",
+) -> AuditEntry:
+    target = f"{namespace}/{name}"
+    return AuditEntry(
+        actor=actor, action=action, target_kind=AuditTargetKind.SPEC, namespace=namespace,
+        target=target, target_key=target, previous=previous, current=current, detail=detail,
+    )
+
+
+def breaker_entry(
+    actor: str, action: AuditAction, key: BreakerId, previous: BreakerSnapshot | None,
+    current: BreakerSnapshot | None, detail: str = "",
+) -> AuditEntry:
+    return AuditEntry(
+        actor=actor, action=action, target_kind=AuditTargetKind.BREAKER,
+        namespace=key.namespace, target=key.display_name, target_key=key.encode(),
+        previous=describe_breaker(previous), current=describe_breaker(current), detail=detail,
+    )
+
+
+class AuditRecorder:
+    """Writes entries to an audit store (or nowhere, when built with ``None``)."""
+
+    def __init__(self, store: AuditStore | None) -> None:
+        self.store = store
+
+    async def record(self, entry: AuditEntry) -> None:
+        log_event(log, logging.INFO, "audit", actor=entry.actor, action=entry.action.value,
+                  target=entry.target, previous=entry.previous, current=entry.current,
+                  detail=entry.detail)
+        if self.store is None:
+            return
+        try:
+            await self.store.record(entry)
+        except StoreUnavailable as e:
+            log_event(log, logging.ERROR, "audit event not stored", error=str(e),
+                      actor=entry.actor, action=entry.action.value, target=entry.target,
+                      previous=entry.previous, current=entry.current, detail=entry.detail)

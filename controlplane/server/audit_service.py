@@ -1,0 +1,76 @@
+"""AuditService: read the audit log (who changed which spec or breaker, and how)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from agent._proto.fusebox.v1 import audit_pb2, audit_pb2_grpc
+from controlplane.audit import AuditAction, AuditEvent, AuditQuery, AuditStore, AuditTargetKind
+from controlplane.audit.model import MAX_LIST_LIMIT
+from controlplane.server.breaker_hub import timestamp
+from controlplane.store.base import StoreUnavailable
+
+__all__ = ["ACTION_TO_PB", "TARGET_KIND_TO_PB", "AuditService", "event_to_proto"]
+
+ACTION_TO_PB = {
+    AuditAction.SPEC_APPLY: audit_pb2.AUDIT_ACTION_SPEC_APPLY,
+    AuditAction.SPEC_DELETE: audit_pb2.AUDIT_ACTION_SPEC_DELETE,
+    AuditAction.SPEC_ROLLBACK: audit_pb2.AUDIT_ACTION_SPEC_ROLLBACK,
+    AuditAction.BREAKER_OVERRIDE: audit_pb2.AUDIT_ACTION_BREAKER_OVERRIDE,
+    AuditAction.BREAKER_RESET: audit_pb2.AUDIT_ACTION_BREAKER_RESET,
+}
+TARGET_KIND_TO_PB = {
+    AuditTargetKind.SPEC: audit_pb2.AUDIT_TARGET_KIND_SPEC,
+    AuditTargetKind.BREAKER: audit_pb2.AUDIT_TARGET_KIND_BREAKER,
+}
+_ACTION_FROM_PB = {v: k for k, v in ACTION_TO_PB.items()}
+_KIND_FROM_PB = {v: k for k, v in TARGET_KIND_TO_PB.items()}
+
+
+def event_to_proto(event: AuditEvent) -> audit_pb2.AuditEvent:
+    e = event.entry
+    return audit_pb2.AuditEvent(
+        id=event.id, time=timestamp(event.time), actor=e.actor, action=ACTION_TO_PB[e.action],
+        target_kind=TARGET_KIND_TO_PB[e.target_kind], namespace=e.namespace, target=e.target,
+        target_key=e.target_key, previous=e.previous, current=e.current, detail=e.detail,
+    )
+
+
+class AuditService(audit_pb2_grpc.AuditServiceServicer):
+    def __init__(self, store: AuditStore) -> None:
+        self._store = store
+
+    async def ListAuditEvents(
+        self, request: audit_pb2.ListAuditEventsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> audit_pb2.ListAuditEventsResponse:
+        problem = _request_problem(request)
+        if problem:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        query = AuditQuery(
+            since=request.since.ToNanoseconds() / 1e9 if request.HasField("since") else None,
+            limit=request.limit,
+            target_kind=_KIND_FROM_PB.get(request.target_kind),
+            namespace=request.namespace,
+            target_contains=request.target_contains,
+            actions=frozenset(_ACTION_FROM_PB[a] for a in request.actions),
+        )
+        try:
+            events = await self._store.list(query)
+        except StoreUnavailable as e:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"audit store unavailable: {e}")
+            raise
+        return audit_pb2.ListAuditEventsResponse(events=[event_to_proto(e) for e in events])
+
+
+def _request_problem(request: audit_pb2.ListAuditEventsRequest) -> str:
+    if request.limit > MAX_LIST_LIMIT:
+        return f"limit: at most {MAX_LIST_LIMIT} events per request, got {request.limit}"
+    if request.target_kind and request.target_kind not in _KIND_FROM_PB:
+        return f"target_kind: unknown value {request.target_kind}"
+    unknown = [a for a in request.actions if a not in _ACTION_FROM_PB]
+    if unknown:
+        return f"actions: unknown values {unknown}"
+    return ""

@@ -1,0 +1,135 @@
+"""Hostile reports: random OutcomeReport messages and random bytes fed to the
+server's report path raise only the documented errors and never break it.
+
+Bounded in time: a fixed number of examples each, no deadline per example.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agent._proto.fusebox.v1 import agent_pb2, policy_pb2, spec_pb2
+from controlplane.breakers.embedded import EmbeddedBreakerStore
+from controlplane.server import FuseboxServer, ServerConfig
+from controlplane.server.breaker_hub import MAX_BREAKERS_PER_REPORT, BreakerHub, ReportError
+from controlplane.server.metrics import Metrics
+from controlplane.server.policy_hub import PolicyHub
+from controlplane.server.sessions import AgentSession
+from controlplane.store.embedded import MEMORY, EmbeddedSpecStore
+from tests.support.specs import SEED_SPEC
+
+BOUNDED = settings(max_examples=150, deadline=None,
+                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+_SINT32 = st.integers(-(2**31), 2**31 - 1)  # runs are sint32 on the wire
+_NAMES = st.sampled_from(["default", "myresiliency", "order-processor", "orders", "", "a/b",
+                          "{x}", " ", "é"]) | st.text(max_size=20)
+_KEYS = st.builds(
+    policy_pb2.BreakerKey, namespace=_NAMES, spec=_NAMES,
+    kind=st.integers(-3, 10), target=_NAMES, method=_NAMES,
+)
+_ENTRIES = st.builds(
+    agent_pb2.BreakerOutcomes, key=_KEYS,
+    runs=st.lists(_SINT32 | st.integers(-5, 5), max_size=30),
+    lease_id=st.sampled_from(["", "lease-1"]) | st.text(max_size=10),
+)
+_REPORTS = st.builds(agent_pb2.OutcomeReport, breakers=st.lists(_ENTRIES, max_size=8),
+                     sequence=st.integers(0, 2**64 - 1))
+
+
+@functools.cache
+def seed_policies() -> policy_pb2.ResolvedPolicies:
+    """What app `checkout` gets from the seed spec (so some random keys are held)."""
+    async def resolve() -> policy_pb2.ResolvedPolicies:
+        store = EmbeddedSpecStore(MEMORY)
+        from controlplane.spec import parse_documents
+        from controlplane.store.base import SpecWrite
+
+        (doc,) = parse_documents(SEED_SPEC)
+        await store.apply([SpecWrite(doc.spec.namespace, doc.spec.name, doc.yaml, doc.document,
+                                     doc.digest)])
+        policies, _ = await PolicyHub(store).resolve("default", "checkout")
+        await store.close()
+        return policies
+    return asyncio.run(resolve())
+
+
+def ingest_and_apply(report: agent_pb2.OutcomeReport) -> None:
+    store = EmbeddedBreakerStore()
+    hub = BreakerHub(store, PolicyHub(EmbeddedSpecStore(MEMORY)), Metrics())
+    session = AgentSession("default", "checkout", "fuzz-1", "ipv4:127.0.0.1:1")
+    session.offer_snapshot(seed_policies(), 1)
+    try:
+        hub.ingest(session, report)
+    except ReportError:
+        return  # documented: the stream is closed
+    # What was accepted must apply cleanly to the store, as the aggregator would.
+    asyncio.run(store.apply(hub._take_batches()))
+
+
+@BOUNDED
+@given(_REPORTS)
+def test_random_reports_raise_only_report_errors_and_apply_cleanly(
+    report: agent_pb2.OutcomeReport,
+) -> None:
+    ingest_and_apply(report)
+
+
+@BOUNDED
+@given(st.binary(max_size=2048))
+def test_random_bytes_either_fail_to_decode_or_are_handled(data: bytes) -> None:
+    from google.protobuf.message import DecodeError
+
+    try:
+        request = agent_pb2.ConnectRequest.FromString(data)
+    except DecodeError:
+        return  # grpc answers INTERNAL "failed to deserialize"; the server is not involved
+    if request.WhichOneof("message") == "report":
+        ingest_and_apply(request.report)
+
+
+def test_reports_at_the_size_bounds() -> None:
+    key = policy_pb2.BreakerKey(namespace="default", spec="myresiliency",
+                                kind=policy_pb2.TARGET_KIND_APP, target="order-processor",
+                                method="orders")
+    many = agent_pb2.OutcomeReport(
+        breakers=[agent_pb2.BreakerOutcomes(key=key, runs=[1])] * (MAX_BREAKERS_PER_REPORT + 1))
+    ingest_and_apply(many)  # refused with ReportError, nothing raised beyond it
+
+
+async def test_garbage_on_a_real_stream_leaves_the_server_serving() -> None:
+    config = ServerConfig(listen="127.0.0.1:0", store_url="memory://")
+    async with FuseboxServer(config) as server, grpc.aio.insecure_channel(
+        f"127.0.0.1:{server.port}"
+    ) as channel:
+        from agent._proto.fusebox.v1 import spec_pb2_grpc
+
+        await spec_pb2_grpc.SpecServiceStub(channel).ApplySpec(
+            spec_pb2.ApplySpecRequest(yaml=SEED_SPEC))
+        raw = channel.stream_stream("/fusebox.v1.AgentService/Connect",
+                                    request_serializer=lambda b: b,
+                                    response_deserializer=lambda b: b)
+        hello = agent_pb2.ConnectRequest(hello=agent_pb2.Hello(
+            app_id="checkout", instance_id="garbage")).SerializeToString()
+        for payload in (b"\xff\xff\xff", b"\x12\x05\x0a\x03\x0a\x01", b"\x00" * 64):
+            call = raw()
+            await call.write(hello)
+            await call.write(payload)
+            try:
+                async with asyncio.timeout(10):
+                    while await call.read() is not grpc.aio.EOF:
+                        pass
+            except grpc.aio.AioRpcError as e:
+                assert e.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.CANCELLED,
+                                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                    grpc.StatusCode.INVALID_ARGUMENT), e
+            except TimeoutError:
+                call.cancel()  # still open: the payload decoded and was ignored
+        answer = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
