@@ -38,6 +38,9 @@ def main() -> int:
     parser.add_argument("--max-seconds", type=float, default=120.0)
     parser.add_argument("--log-calls", action="store_true")
     parser.add_argument("--cache-path", required=True)
+    # Generous by default: on a loaded test machine a lease answer can take longer
+    # than the library's 100 ms, and the local fallback would then probe too.
+    parser.add_argument("--probe-lease-timeout", type=float, default=2.0)
     args = parser.parse_args()
 
     stop = threading.Event()
@@ -48,7 +51,8 @@ def main() -> int:
         with urllib.request.urlopen(f"{args.upstream}/{args.method}", timeout=2) as response:
             return bytes(response.read())
 
-    with Agent(app_id=args.app_id, server=args.server, cache_path=args.cache_path) as fb:
+    with Agent(app_id=args.app_id, server=args.server, cache_path=args.cache_path,
+               probe_lease_timeout=args.probe_lease_timeout) as fb:
         def on_state_change(e: StateChangeEvent) -> None:
             emit(event="state", breaker=e.breaker, to=str(e.to_state),
                  **{"from": str(e.from_state)})
