@@ -156,6 +156,27 @@ class BreakerStateMachine:
         elif self.state is BreakerState.HALF_OPEN:
             self._set_state(BreakerState.OPEN, now, TransitionCause.PROBE_FAILURE)
 
+    def record_successes(self, count: int, now: float) -> None:
+        """``count`` admitted-and-succeeded requests at ``now``, in bulk.
+
+        Exactly ``count`` ``before_request``/``after_request(success)`` pairs:
+        while closed a success never changes the state, so after the first pair
+        the rest are plain increments (the server applies reports this way).
+        Outside closed it falls back to the pairs one by one.
+        """
+        remaining = count
+        while remaining > 0:
+            generation = self.before_request(now)
+            if generation is None:
+                return
+            self.after_request(generation, True, now)
+            remaining -= 1
+            if self.state is BreakerState.CLOSED and generation == self.generation:
+                self._requests += remaining
+                self._ts += remaining
+                self._cs += remaining
+                return
+
     # -- inspection ---------------------------------------------------------------
 
     def current_state(self, now: float) -> BreakerState:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent import BreakerState, BreakerStateMachine, Counts, TransitionCause
 from agent._trip import compile_trip
@@ -124,3 +126,29 @@ def test_adopt_takes_a_newer_external_state_and_refuses_an_older_one() -> None:
     assert sm.current_state(110.5) is HALF_OPEN  # the open timeout runs from the adoption
     assert not sm.adopt(CLOSED, 3, now=111.0)
     assert sm.state is HALF_OPEN
+
+
+@given(
+    steps=st.lists(st.tuples(st.floats(0, 3), st.integers(-4, 6)), max_size=30),
+    interval=st.sampled_from([0.0, 2.0]),
+)
+@settings(max_examples=200, deadline=None)
+def test_bulk_successes_equal_one_by_one(steps: list[tuple[float, int]], interval: float) -> None:
+    def fresh() -> BreakerStateMachine:
+        return machine("consecutiveFailures >= 3", max_requests=2, interval=interval,
+                       timeout=1.0)
+
+    bulk, single = fresh(), fresh()
+    now = 0.0
+    for dt, outcomes in steps:
+        now += dt
+        if outcomes > 0:
+            bulk.record_successes(outcomes, now)
+        for _ in range(abs(outcomes)):
+            if not run(single, outcomes > 0, now):
+                break
+        for _ in range(-outcomes):
+            if not run(bulk, False, now):
+                break
+        assert (bulk.state, bulk.counts, bulk.generation) == (
+            single.state, single.counts, single.generation)
