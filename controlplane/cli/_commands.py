@@ -7,12 +7,18 @@ Handlers print results to stdout and notes to stderr, and raise
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 from agent._proto.fusebox.v1 import policy_pb2, spec_pb2
-from controlplane.cli._connection import ClientSecurity, SpecServiceClient, server_address
+from controlplane.cli._connection import (
+    SERVER_ENV_VAR,
+    ClientSecurity,
+    SpecServiceClient,
+    server_address,
+)
 from controlplane.cli._errors import CommandFailed, ExitCode
 from controlplane.cli._offline import latest_per_spec, parse_sources
 from controlplane.cli._output import (
@@ -237,3 +243,51 @@ def _resolve_offline(args: argparse.Namespace) -> policy_pb2.ResolvedPolicies:
         raise CommandFailed(f"{len(problems)} problem(s) found in the spec files", details=problems)
     specs = [d.spec for d in latest_per_spec(documents)]
     return resolved_to_proto(resolve_policies(specs, args.namespace, args.app_id))
+
+
+# ---- run ------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here: the sidecar pulls in aiohttp (the `sidecar` extra).
+    try:
+        from controlplane.sidecar import SidecarOptions
+        from controlplane.sidecar import run as run_sidecar
+        from controlplane.sidecar._local_server import ensure_local_control_plane
+        from controlplane.sidecar._run import command_after_dashes
+    except ImportError as e:
+        raise CommandFailed(f"fusebox run needs the sidecar extra "
+                            f"(pip install 'fusebox[sidecar]'): {e}", ExitCode.USAGE) from None
+    from controlplane.store import default_data_dir
+
+    security = ClientSecurity.from_args(args)
+    server = args.server or os.environ.get(SERVER_ENV_VAR) or None
+    data_dir = default_data_dir()
+    if server is None:
+        server = ensure_local_control_plane(data_dir)
+        note(f"using the local control plane at {server} (data in {data_dir})")
+    if args.resources_path:
+        _apply_resources(args, server, security)
+    options = SidecarOptions(
+        app_id=args.app_id, command=command_after_dashes(args.command), app_port=args.app_port,
+        dapr_http_port=args.dapr_http_port, server=server, namespace=args.namespace,
+        token=security.token, tls_ca=security.tls_ca, tls_cert=security.tls_cert,
+        tls_key=security.tls_key,
+    )
+    return run_sidecar(options, data_dir)
+
+
+def _apply_resources(args: argparse.Namespace, server: str, security: ClientSecurity) -> None:
+    sources = []
+    for directory in args.resources_path:
+        try:
+            sources.extend(read_sources([directory], note))
+        except CommandFailed as failure:  # a resources dir with only components is fine
+            note(f"note: {failure.message}")
+    with SpecServiceClient(server, timeout=args.timeout, security=security) as client:
+        for source in sources:
+            response = client.apply(
+                spec_pb2.ApplySpecRequest(yaml=source.text, source_name=source.name)
+            )
+            for applied in response.specs:
+                note(applied_line(applied, False))

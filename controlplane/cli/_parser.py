@@ -215,7 +215,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_breaker_commands(commands, client)
     add_audit_command(commands, client)
+    _add_run_command(commands, client)
     return parser
+
+
+def _add_run_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    client: argparse.ArgumentParser,
+) -> None:
+    run = commands.add_parser(
+        "run", parents=[client],
+        help="run an app with a Dapr-compatible sidecar (like `dapr run`)",
+        description="Start a sidecar (HTTP API on --dapr-http-port) and run COMMAND with "
+        "DAPR_HTTP_PORT set. Without --server, a local control plane is started on demand "
+        "(docs/sidecar.md).",
+    )
+    run.add_argument("--app-id", required=True, metavar="APP_ID")
+    run.add_argument("--app-port", type=int, metavar="PORT",
+                     help="where the app listens (registered so other apps can call it)")
+    run.add_argument("--dapr-http-port", type=int, metavar="PORT",
+                     help="the sidecar's HTTP port (default: 3500, or a free port if taken)")
+    run.add_argument("--resources-path", "--components-path", dest="resources_path",
+                     action="append", metavar="DIR",
+                     help="apply the Resiliency YAML files found here (others are skipped)")
+    _add_namespace(run)
+    run.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
+    run.set_defaults(handler=_commands.run)
 
 
 def _add_token_commands(

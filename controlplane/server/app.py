@@ -20,6 +20,8 @@ from agent._proto.fusebox.v1 import (
     audit_pb2_grpc,
     breaker_pb2,
     breaker_pb2_grpc,
+    registry_pb2,
+    registry_pb2_grpc,
     spec_pb2,
     spec_pb2_grpc,
 )
@@ -32,9 +34,11 @@ from controlplane.server.auth import AuthInterceptor, TokenFileError, TokenRegis
 from controlplane.server.breaker_hub import BreakerHub
 from controlplane.server.breaker_service import BreakerService
 from controlplane.server.config import ServerConfig
+from controlplane.server.instance_registry import InstanceRegistry, open_instance_registry
 from controlplane.server.logs import configure_logging, log_event
 from controlplane.server.metrics import Metrics
 from controlplane.server.policy_hub import PolicyHub
+from controlplane.server.registry_service import RegistryService
 from controlplane.server.spec_service import SpecService
 from controlplane.server.tls import ServerTLS, TLSConfigError, server_credentials
 from controlplane.store import open_store
@@ -47,6 +51,7 @@ SERVICE_NAMES = (
     agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
     breaker_pb2.DESCRIPTOR.services_by_name["BreakerService"].full_name,
     audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+    registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name,
 )
 
 
@@ -91,6 +96,7 @@ class FuseboxServer:
         store: SpecStore | None = None,
         breaker_store: BreakerStore | None = None,
         audit_store: AuditStore | None = None,
+        instance_registry: InstanceRegistry | None = None,
     ) -> None:
         self.config = config
         # Read first: a broken tokens file must stop the start, before any store opens.
@@ -103,6 +109,10 @@ class FuseboxServer:
         )
         self.audit_store = audit_store if audit_store is not None else open_audit_store(
             config.store_url, data_dir=config.data_dir
+        )
+        # Sidecars' app addresses (`fusebox run`): shared through Redis when specs are.
+        self.instance_registry = instance_registry if instance_registry is not None else (
+            open_instance_registry(config.store_url)
         )
         self.hub = PolicyHub(self.store)
         self.metrics = Metrics(connected_agents=lambda: self.hub.session_count)
@@ -138,6 +148,9 @@ class FuseboxServer:
         ),))
         breaker_pb2_grpc.add_BreakerServiceServicer_to_server(
             BreakerService(self.breaker_store, audit), server
+        )
+        registry_pb2_grpc.add_RegistryServiceServicer_to_server(
+            RegistryService(self.instance_registry), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -236,7 +249,8 @@ class FuseboxServer:
             await self._server.stop(self.config.shutdown_grace)
             self._server = None
         log_event(log, logging.DEBUG, "grpc server stopped")
-        for closing in (self.store, self.breaker_store, self.audit_store):
+        for closing in (self.store, self.breaker_store, self.audit_store,
+                        self.instance_registry):
             try:
                 await asyncio.wait_for(closing.close(), STOP_TASKS_SECONDS)
             except TimeoutError:

@@ -39,7 +39,7 @@ from typing import Any, TypeAlias
 import grpc
 import yaml
 
-from agent._proto.fusebox.v1 import agent_pb2
+from agent._proto.fusebox.v1 import agent_pb2, registry_pb2
 from controlplane.server.logs import log_event
 from controlplane.spec.model import DEFAULT_NAMESPACE
 
@@ -61,6 +61,7 @@ _SPEC = "/fusebox.v1.SpecService/"
 _BREAKER = "/fusebox.v1.BreakerService/"
 _AGENT = "/fusebox.v1.AgentService/"
 _AUDIT = "/fusebox.v1.AuditService/"
+_REGISTRY = "/fusebox.v1.RegistryService/"
 
 #: Reads: every role but ``agent`` may call these.
 READ_METHODS = frozenset({
@@ -76,7 +77,14 @@ READ_METHODS = frozenset({
 #: Operator actions on live breakers (admin may call them too).
 OPERATE_METHODS = frozenset({_BREAKER + "SetOverride", _BREAKER + "ResetBreaker"})
 #: The agent's own RPCs; each one is scoped to the token's apps (see AGENT_SCOPE_CHECKS).
-AGENT_METHODS = frozenset({_AGENT + "Connect", _AGENT + "AcquireProbeLease"})
+#: Sidecars (``fusebox run``) also register their app's address and resolve other apps'.
+AGENT_METHODS = frozenset({
+    _AGENT + "Connect",
+    _AGENT + "AcquireProbeLease",
+    _REGISTRY + "RegisterInstance",
+    _REGISTRY + "DeregisterInstance",
+    _REGISTRY + "ResolveApp",
+})
 
 #: Services anyone may call, authenticated or not (load balancers, grpcurl).
 OPEN_SERVICES = frozenset({
@@ -336,11 +344,36 @@ def _check_hello(identity: Identity, request: object, lookup: InstanceLookup) ->
     return None
 
 
+def _check_registration(identity: Identity, request: object,
+                        lookup: InstanceLookup) -> str | None:
+    assert isinstance(request, registry_pb2.RegisterInstanceRequest
+                      | registry_pb2.DeregisterInstanceRequest)
+    namespace = request.namespace or DEFAULT_NAMESPACE
+    if not identity.may_act_as(namespace, request.app_id):
+        return (f"token {identity.name!r} may not register instances of app "
+                f"{namespace}/{request.app_id}")
+    return None
+
+
+def _check_resolve(identity: Identity, request: object, lookup: InstanceLookup) -> str | None:
+    # Any app of the token's namespace may be resolved, by a caller the token may act as:
+    # a sidecar needs the addresses of the apps its own app calls.
+    assert isinstance(request, registry_pb2.ResolveAppRequest)
+    namespace = request.namespace or DEFAULT_NAMESPACE
+    if not identity.may_act_as(namespace, request.caller_app_id):
+        return (f"token {identity.name!r} may not resolve apps as caller "
+                f"{namespace}/{request.caller_app_id or '(none given)'}")
+    return None
+
+
 #: How each agent RPC is bound to the token's apps: unary requests are checked
 #: as they are, streams on their first message.
 AGENT_SCOPE_CHECKS: Mapping[str, _ScopeCheck] = {
     _AGENT + "Connect": _check_hello,
     _AGENT + "AcquireProbeLease": _check_lease,
+    _REGISTRY + "RegisterInstance": _check_registration,
+    _REGISTRY + "DeregisterInstance": _check_registration,
+    _REGISTRY + "ResolveApp": _check_resolve,
 }
 assert set(AGENT_SCOPE_CHECKS) == AGENT_METHODS, "every agent RPC needs a scope check"
 

@@ -22,6 +22,8 @@ from agent._proto.fusebox.v1 import (
     breaker_pb2,
     breaker_pb2_grpc,
     policy_pb2,
+    registry_pb2,
+    registry_pb2_grpc,
     spec_pb2,
     spec_pb2_grpc,
 )
@@ -121,6 +123,9 @@ def _unary(stub_type: type, method: str, request: object) -> Callable[[Env, Meta
 
 
 Spec, Breaker = spec_pb2_grpc.SpecServiceStub, breaker_pb2_grpc.BreakerServiceStub
+Registry = registry_pb2_grpc.RegistryServiceStub
+CHECKOUT_SIDECAR = registry_pb2.AppInstance(instance_id="checkout-sidecar-1",
+                                            address="127.0.0.1:6002")
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,18 @@ RPCS = [
         right="checkout-agents", wrong="vera-viewer"),
     Rpc("/fusebox.v1.AgentService/AcquireProbeLease", _lease,
         right="checkout-agents", wrong="oscar-operator"),
+    Rpc("/fusebox.v1.RegistryService/RegisterInstance",
+        _unary(Registry, "RegisterInstance", registry_pb2.RegisterInstanceRequest(
+            namespace="default", app_id="checkout", instance=CHECKOUT_SIDECAR)),
+        right="checkout-agents", wrong="vera-viewer"),
+    Rpc("/fusebox.v1.RegistryService/DeregisterInstance",
+        _unary(Registry, "DeregisterInstance", registry_pb2.DeregisterInstanceRequest(
+            namespace="default", app_id="checkout", instance_id="checkout-sidecar-1")),
+        right="checkout-agents", wrong="oscar-operator"),
+    Rpc("/fusebox.v1.RegistryService/ResolveApp",
+        _unary(Registry, "ResolveApp", registry_pb2.ResolveAppRequest(
+            namespace="default", app_id="order-processor", caller_app_id="checkout")),
+        right="checkout-agents", wrong="vera-viewer"),
     Rpc("/fusebox.v1.BreakerService/ListBreakers",
         _unary(Breaker, "ListBreakers", breaker_pb2.ListBreakersRequest()),
         right="vera-viewer", wrong="checkout-agents"),
@@ -200,7 +217,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 
 
 def test_the_matrix_covers_every_registered_rpc() -> None:
-    descriptors = [spec_pb2, agent_pb2, breaker_pb2, audit_pb2]
+    descriptors = [spec_pb2, agent_pb2, breaker_pb2, audit_pb2, registry_pb2]
     registered = {
         f"/{service.full_name}/{method.name}"
         for module in descriptors
