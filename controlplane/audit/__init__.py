@@ -3,8 +3,9 @@
 ``open_audit_store(url, data_dir=...)`` follows the spec store's URL rules
 (``controlplane.store.open_store``): the embedded default and ``sqlite://``
 URLs put an ``audit_events`` table in the same SQLite file as the specs,
-``memory://`` keeps events in memory, ``redis://``/``rediss://`` use the
-capped stream ``fusebox:{audit}:events``.
+``memory://`` keeps events in memory, every Redis URL (``redis://``,
+``rediss://``, ``redis+cluster://``, ``redis+sentinel://``; see
+``controlplane.redis_client``) uses the capped stream ``fusebox:{audit}:events``.
 """
 
 from __future__ import annotations
@@ -51,10 +52,12 @@ def open_audit_store(url: str | None, *, data_dir: Path | None = None) -> AuditS
         return EmbeddedAuditStore(MEMORY)
     if scheme == "sqlite" and rest.startswith("/") and rest.rstrip("/"):
         return EmbeddedAuditStore(Path(rest))
-    if scheme in ("redis", "rediss") and rest and not rest.startswith("/"):
+    from controlplane.redis_client import REDIS_SCHEMES  # only now: it pulls in redis-py
+
+    if scheme in REDIS_SCHEMES and rest and not rest.startswith("/"):
         from controlplane.audit.redis import RedisAuditStore
 
-        return RedisAuditStore(url)
+        return RedisAuditStore(url)  # ValueError (password masked) for a malformed URL
     # Anything else: the spec store's parser gives the error message (and we
     # never get here for a URL it accepts).
     open_store(url, data_dir=data_dir)

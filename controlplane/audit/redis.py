@@ -14,11 +14,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import redis.asyncio as aioredis
-import redis.exceptions
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
-
 from controlplane.audit.model import (
     AuditAction,
     AuditEntry,
@@ -27,20 +22,19 @@ from controlplane.audit.model import (
     AuditTargetKind,
     clamp_limit,
 )
+from controlplane.redis_client import (
+    UNAVAILABLE_ERRORS,
+    RedisClient,
+    connect_redis,
+    parse_redis_url,
+)
 from controlplane.store.base import StoreUnavailable
 
 __all__ = ["DEFAULT_MAX_EVENTS", "RedisAuditStore"]
 
 DEFAULT_MAX_EVENTS = 100_000
 _PAGE = 500
-_UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    redis.exceptions.ReadOnlyError,
-    redis.exceptions.MasterDownError,
-    redis.exceptions.TryAgainError,
-    OSError,
-)
+_UNAVAILABLE_ERRORS = UNAVAILABLE_ERRORS
 
 
 class RedisAuditStore:
@@ -54,13 +48,8 @@ class RedisAuditStore:
         max_events: int = DEFAULT_MAX_EVENTS,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._client: aioredis.Redis = aioredis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=2.0,
-            socket_timeout=5.0,
-            retry=Retry(ExponentialWithJitterBackoff(cap=0.2, base=0.02), 2),
-        )
+        # One stream key, one slot: the same on every topology.
+        self._client: RedisClient = connect_redis(parse_redis_url(url), socket_timeout=5.0)
         self._clock = clock
         self._max_events = max_events
         self.key = f"{key_prefix}:{{audit}}:events"

@@ -19,6 +19,7 @@ The details are in ``docs/breaker-state.md``. Every method raises
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
 import json
@@ -30,10 +31,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-import redis.asyncio as aioredis
-import redis.exceptions
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.asyncio.cluster import RedisCluster
 
 from agent._breaker import BreakerState, Counts
 from agent._policy import CircuitBreakerPolicy
@@ -49,6 +47,14 @@ from controlplane.breakers.model import (
     OverrideInfo,
 )
 from controlplane.breakers.trip_lua import compile_trip_to_lua
+from controlplane.redis_client import (
+    UNAVAILABLE_ERRORS,
+    RedisClient,
+    ScriptCall,
+    connect_redis,
+    parse_redis_url,
+    run_scripts,
+)
 from controlplane.store.base import StoreUnavailable
 
 __all__ = ["RedisBreakerStore"]
@@ -64,15 +70,7 @@ _APPLY, _LEASE, _ADVANCE, _OVERRIDE = (
     _script(f"breaker_{name}.lua") for name in ("apply", "lease", "advance", "override")
 )
 
-# Errors that mean "Redis cannot serve right now" rather than a bug in a command.
-_UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    redis.exceptions.ReadOnlyError,
-    redis.exceptions.MasterDownError,
-    redis.exceptions.TryAgainError,
-    OSError,
-)
+_UNAVAILABLE_ERRORS = UNAVAILABLE_ERRORS
 _ADVANCE_LIMIT = 1000  # deadlines handled per partition per call
 _EMPTY_STREAM = "0-0"
 
@@ -92,7 +90,7 @@ class _Keys:
 
 
 class RedisBreakerStore:
-    """A ``BreakerStore`` in Redis (``redis://`` or ``rediss://``), via redis.asyncio.
+    """A ``BreakerStore`` in Redis (any URL of ``controlplane.redis_client``), via redis.asyncio.
 
     Creating it does no I/O. ``clock`` (unix seconds) is for tests only: when
     given, every script uses it instead of Redis server time.
@@ -110,12 +108,9 @@ class RedisBreakerStore:
     ) -> None:
         if partitions < 1:
             raise ValueError(f"partitions must be at least 1, got {partitions}")
-        self._client: aioredis.Redis = aioredis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=2.0,
-            socket_timeout=max_block_seconds + 3.0,  # longer than an XREAD BLOCK
-            retry=Retry(ExponentialWithJitterBackoff(cap=0.2, base=0.02), 2),
+        self._location = parse_redis_url(url)
+        self._client: RedisClient = connect_redis(
+            self._location, socket_timeout=max_block_seconds + 3.0  # longer than an XREAD BLOCK
         )
         self._prefix = key_prefix
         self._partitions = partitions
@@ -160,29 +155,29 @@ class RedisBreakerStore:
         if not batches:
             return []
         now = self._now_argument()
+        calls: builtins.list[ScriptCall] = []
+        for batch in batches:
+            keys = self._keys(batch.id)
+            policy = batch.policy
+            args = [
+                now,
+                self._maxlen,
+                batch.id.encode(),
+                policy.name,
+                str(policy.max_requests),
+                str(_ms(policy.interval)),
+                str(_ms(policy.timeout)),
+                repr(float(policy.interval)),
+                repr(float(policy.timeout)),
+                policy.trip,
+                compile_trip_to_lua(policy.trip),
+                batch.instance_id,
+                batch.lease_id,
+                *(str(run) for run in batch.runs),
+            ]
+            calls.append((self._apply_script, [*keys.script_keys, keys.index], args))
         with self._translate_errors():
-            async with self._client.pipeline(transaction=False) as pipe:
-                for batch in batches:
-                    keys = self._keys(batch.id)
-                    policy = batch.policy
-                    args = [
-                        now,
-                        self._maxlen,
-                        batch.id.encode(),
-                        policy.name,
-                        str(policy.max_requests),
-                        str(_ms(policy.interval)),
-                        str(_ms(policy.timeout)),
-                        repr(float(policy.interval)),
-                        repr(float(policy.timeout)),
-                        policy.trip,
-                        compile_trip_to_lua(policy.trip),
-                        batch.instance_id,
-                        batch.lease_id,
-                        *(str(run) for run in batch.runs),
-                    ]
-                    await self._apply_script([*keys.script_keys, keys.index], args, client=pipe)
-                replies = await pipe.execute()
+            replies = await run_scripts(self._client, calls)
         return [_event(reply) for answer in replies for reply in answer]
 
     async def acquire_lease(
@@ -204,16 +199,16 @@ class RedisBreakerStore:
 
     async def advance(self) -> list[BreakerEvent]:
         now = self._now_argument()
+        calls: builtins.list[ScriptCall] = []
+        for partition in range(self._partitions):
+            prefix = self._partition_prefix(partition)
+            calls.append((
+                self._advance_script,
+                [f"{prefix}deadlines", f"{prefix}events"],
+                [now, self._maxlen, prefix, str(_ADVANCE_LIMIT)],
+            ))
         with self._translate_errors():
-            async with self._client.pipeline(transaction=False) as pipe:
-                for partition in range(self._partitions):
-                    prefix = self._partition_prefix(partition)
-                    await self._advance_script(
-                        [f"{prefix}deadlines", f"{prefix}events"],
-                        [now, self._maxlen, prefix, str(_ADVANCE_LIMIT)],
-                        client=pipe,
-                    )
-                replies = await pipe.execute()
+            replies = await run_scripts(self._client, calls)
         return [_event(reply) for answer in replies for reply in answer]
 
     # -- operations ----------------------------------------------------------------
@@ -309,9 +304,13 @@ class RedisBreakerStore:
         with self._translate_errors():
             positions = await self._positions(after, streams)
             block_ms = round(min(block, self._max_block) * 1000) if block > 0 else None
-            response = await self._client.xread(
-                dict(zip(streams, positions, strict=True)), count=count, block=block_ms
-            )
+            response: Any
+            if isinstance(self._client, RedisCluster):
+                response = await self._read_each_partition(streams, positions, count, block_ms)
+            else:
+                response = await self._client.xread(
+                    dict(zip(streams, positions, strict=True)), count=count, block=block_ms
+                )
         index = {stream: i for i, stream in enumerate(streams)}
         entries: list[tuple[tuple[int, int], BreakerEvent]] = []
         for stream, stream_entries in _streams(response):
@@ -320,6 +319,51 @@ class RedisBreakerStore:
                 entries.append((_order(entry_id), _event_from_fields(entry_id, fields)))
         entries.sort(key=lambda pair: pair[0])
         return ",".join(positions), [event for _, event in entries]
+
+    async def _read_each_partition(
+        self,
+        streams: builtins.list[str],
+        positions: builtins.list[str],
+        count: int,
+        block_ms: int | None,
+    ) -> builtins.list[tuple[str, Any]]:
+        """Redis Cluster: one XREAD per partition stream, as (stream, entries) pairs.
+
+        Each partition is its own hash slot and a multi-key command must stay
+        in one slot, so the single XREAD over every stream becomes one per
+        partition. First a non-blocking round in one pipeline (spread over the
+        nodes); when it finds nothing and the caller wants to wait, a blocking
+        XREAD per partition at once: the first to answer wins and the others
+        are cancelled (redis-py drops a connection cancelled mid-read; XREAD
+        consumes nothing, so no event is lost).
+        """
+        assert isinstance(self._client, RedisCluster)
+        async with self._client.pipeline(transaction=False) as pipe:
+            for stream, position in zip(streams, positions, strict=True):
+                pipe.xread({stream: position}, count=count)
+            replies = await pipe.execute()
+        found = [pair for reply in replies for pair in _streams(reply)]
+        if found or block_ms is None:
+            return found
+        client = self._client
+        readers = [
+            asyncio.ensure_future(client.xread({stream: position}, count=count, block=block_ms))
+            for stream, position in zip(streams, positions, strict=True)
+        ]
+        try:
+            await asyncio.wait(readers, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for reader in readers:
+                reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+        for reader in readers:
+            if reader.cancelled():
+                continue
+            error = reader.exception()
+            if error is not None:
+                raise error
+            found.extend(_streams(reader.result()))
+        return found
 
     async def _positions(self, after: str, streams: builtins.list[str]) -> builtins.list[str]:
         if after == "0":
@@ -350,8 +394,7 @@ class RedisBreakerStore:
         try:
             yield
         except _UNAVAILABLE_ERRORS as error:
-            kwargs = self._client.connection_pool.connection_kwargs
-            where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '')}/{kwargs.get('db', 0)}"
+            where = self._location.display  # never the password
             raise StoreUnavailable(f"redis breaker store {where}: {error}") from error
 
 

@@ -106,7 +106,10 @@ class BreakerStore(Protocol):
     async def close(self) -> None: ...
 
 
-_ACCEPTED = "memory:// (or no URL, or a sqlite URL: in memory), redis://HOST:PORT/DB, rediss://"
+_ACCEPTED = (
+    "memory:// (or no URL, or a sqlite URL: in memory), redis://HOST:PORT/DB, rediss://, "
+    "redis+cluster://HOST:PORT,HOST:PORT, redis+sentinel://HOST:PORT,HOST:PORT/MASTER_NAME"
+)
 
 
 def open_breaker_store(url: str | None) -> BreakerStore:
@@ -114,13 +117,16 @@ def open_breaker_store(url: str | None) -> BreakerStore:
 
     Breaker state is ephemeral in the embedded default, so the embedded spec
     store's URLs (none, ``memory://``, ``sqlite:///...``) all mean in memory.
+    Every Redis topology of ``controlplane.redis_client`` is accepted.
     """
     scheme = (url or "memory://").partition("://")[0].lower()
     if scheme in ("memory", "sqlite"):
         from controlplane.breakers.embedded import EmbeddedBreakerStore
 
         return EmbeddedBreakerStore()
-    if scheme in ("redis", "rediss"):
+    from controlplane.redis_client import REDIS_SCHEMES
+
+    if scheme in REDIS_SCHEMES:
         from controlplane.breakers.redis import RedisBreakerStore
 
         return RedisBreakerStore(url or "")

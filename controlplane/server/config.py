@@ -29,7 +29,10 @@ class ServerConfig:
     def effective_breaker_store_url(self) -> str | None:
         if self.breaker_store_url is not None:
             return self.breaker_store_url
-        if self.store_url and self.store_url.startswith(("redis://", "rediss://")):
+        # Every Redis topology (redis://, rediss://, redis+cluster://, redis+sentinel://):
+        # breakers share the spec store's Redis.
+        if self.store_url and self.store_url.lower().startswith(("redis://", "rediss://",
+                                                                 "redis+", "rediss+")):
             return self.store_url
         return None  # embedded: breaker state in memory
 

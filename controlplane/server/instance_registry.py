@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from redis.asyncio import Redis
+from controlplane.redis_client import RedisClient, connect_redis, is_redis_url, parse_redis_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +95,8 @@ class RedisInstanceRegistry:
 
     def __init__(self, url: str, *, key_prefix: str = "fusebox",
                  clock: Callable[[], float] = time.time) -> None:
-        self._client: Redis = Redis.from_url(url, decode_responses=True,
-                                             socket_connect_timeout=2.0, socket_timeout=5.0)
+        # Every topology (plain, Cluster, Sentinel): one app's keys share a hash tag.
+        self._client: RedisClient = connect_redis(parse_redis_url(url), socket_timeout=5.0)
         self._prefix = key_prefix
         self._clock = clock
 
@@ -148,6 +148,7 @@ class RedisInstanceRegistry:
 
 def open_instance_registry(store_url: str | None) -> InstanceRegistry:
     """The Redis registry when the specs live in Redis (shared by replicas), else memory."""
-    if store_url and store_url.lower().startswith(("redis://", "rediss://")):
+    if is_redis_url(store_url):
+        assert store_url is not None
         return RedisInstanceRegistry(store_url)
     return MemoryInstanceRegistry()

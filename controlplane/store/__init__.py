@@ -10,7 +10,11 @@ URL                         Store
 ``sqlite:///abs/path.db``   embedded SQLite at that absolute path
 ``memory://``               embedded SQLite in memory (tests; gone on close)
 ``redis://host:port/db``    Redis (``rediss://`` for TLS)
+``redis+cluster://h:p,h:p`` Redis Cluster (startup nodes)
+``redis+sentinel://h:p/m``  Redis behind Sentinel, master name ``m``
 ==========================  =================================================
+
+The Redis forms and their options are in ``controlplane.redis_client``.
 """
 
 from __future__ import annotations
@@ -50,7 +54,10 @@ __all__ = [
 
 DATABASE_FILE_NAME = "fusebox.sqlite3"
 
-_ACCEPTED = "memory://, sqlite:///ABSOLUTE/PATH, redis://HOST:PORT/DB or rediss://HOST:PORT/DB"
+_ACCEPTED = (
+    "memory://, sqlite:///ABSOLUTE/PATH, redis://HOST:PORT/DB, rediss://HOST:PORT/DB, "
+    "redis+cluster://HOST:PORT,HOST:PORT or redis+sentinel://HOST:PORT,HOST:PORT/MASTER_NAME"
+)
 
 
 def default_data_dir() -> Path:
@@ -98,7 +105,10 @@ def open_store(url: str | None, *, data_dir: Path | None = None) -> SpecStore:
                 "e.g. sqlite:///var/lib/fusebox/fusebox.sqlite3"
             )
         return EmbeddedSpecStore(Path(rest))
-    if scheme in ("redis", "rediss"):
+    # Imported only now: any Redis scheme pulls in redis-py.
+    from controlplane.redis_client import REDIS_SCHEMES
+
+    if scheme in REDIS_SCHEMES:
         from controlplane.store.redis import RedisSpecStore
 
         shown = _without_password(url)
@@ -106,7 +116,7 @@ def open_store(url: str | None, *, data_dir: Path | None = None) -> SpecStore:
             raise ValueError(f"store URL {shown!r}: a redis URL needs a host, e.g. redis://HOST:6379/0")
         try:
             return RedisSpecStore(url)
-        except ValueError as error:  # redis-py's parse errors (bad port, bad db)
+        except ValueError as error:  # parse errors (bad port, bad db, no master name)
             raise ValueError(f"store URL {shown!r}: {error}") from error
     raise ValueError(
         f"store URL {_without_password(url)!r}: unknown scheme {scheme!r}; accepted: {_ACCEPTED}"

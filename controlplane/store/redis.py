@@ -25,11 +25,14 @@ from importlib import resources
 from typing import Any
 from urllib.parse import quote, unquote
 
-import redis.asyncio as aioredis
-import redis.exceptions
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.asyncio.cluster import RedisCluster
 
+from controlplane.redis_client import (
+    UNAVAILABLE_ERRORS,
+    RedisClient,
+    connect_redis,
+    parse_redis_url,
+)
 from controlplane.store.base import (
     RevisionAction,
     RevisionConflict,
@@ -47,19 +50,11 @@ __all__ = ["RedisSpecStore"]
 
 _APPLY_SCRIPT = resources.files("controlplane.store").joinpath("redis_apply.lua").read_text()
 
-# Errors that mean "Redis cannot serve right now" rather than a bug in a command.
-_UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
-    redis.exceptions.ConnectionError,  # includes BusyLoadingError, AuthenticationError
-    redis.exceptions.TimeoutError,
-    redis.exceptions.ReadOnlyError,  # pointed at a replica
-    redis.exceptions.MasterDownError,
-    redis.exceptions.TryAgainError,
-    OSError,
-)
+_UNAVAILABLE_ERRORS = UNAVAILABLE_ERRORS
 
 
 class RedisSpecStore:
-    """A ``SpecStore`` in Redis (``redis://`` or ``rediss://``), via redis.asyncio.
+    """A ``SpecStore`` in Redis (any URL of ``controlplane.redis_client``), via redis.asyncio.
 
     >>> store = RedisSpecStore("redis://127.0.0.1:6379/0")
     >>> await store.ping()
@@ -77,16 +72,11 @@ class RedisSpecStore:
         block_seconds: float = 2.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        # A short retry budget: a health check should answer "unavailable"
-        # in well under a second, not after redis-py's default backoff.
-        self._client: aioredis.Redis = aioredis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=2.0,
-            socket_timeout=block_seconds + 3.0,  # longer than an XREAD BLOCK
-            retry=Retry(ExponentialWithJitterBackoff(cap=0.2, base=0.02), 2),
+        self._location = parse_redis_url(url)
+        # The socket timeout is longer than an XREAD BLOCK.
+        self._client: RedisClient = connect_redis(
+            self._location, socket_timeout=block_seconds + 3.0
         )
-        self._url = url
         self._clock = clock
         self._changes_maxlen = changes_maxlen
         self._block_ms = int(block_seconds * 1000)
@@ -263,10 +253,7 @@ class RedisSpecStore:
             raise StoreUnavailable(f"redis spec store {self._safe_url()}: {error}") from error
 
     def _safe_url(self) -> str:
-        kwargs = self._client.connection_pool.connection_kwargs
-        host = kwargs.get("host") or kwargs.get("path", "?")
-        port = kwargs.get("port", "")
-        return f"{host}:{port}/{kwargs.get('db', 0)}"  # never the password
+        return self._location.display  # never the password
 
     async def _newest_change(self) -> tuple[str, int]:
         """The newest stream entry id (or "0-0") and the store revision."""
@@ -292,7 +279,7 @@ class RedisSpecStore:
         for arguments in encoded:
             args.extend(arguments)
         with self._translate_errors():
-            answer: builtins.list[Any] = await self._apply_script(keys=keys, args=args)
+            answer = await self._run_apply_script(keys, args)
         status = answer[0]
         if status == "conflict":
             write = writes[int(answer[1]) - 1]
@@ -301,6 +288,33 @@ class RedisSpecStore:
         if status == "not_found":
             write = writes[int(answer[1]) - 1]
             raise SpecNotFound(write.namespace, write.name)
+        return answer
+
+    async def _run_apply_script(
+        self, keys: builtins.list[str], args: builtins.list[str]
+    ) -> builtins.list[Any]:
+        """The apply script; with ``wait_replicas``, followed by WAIT on the same connection.
+
+        WAIT counts the replicas that acknowledged the writes of *its*
+        connection, so the script and WAIT share one (non-transactional)
+        pipeline. A write fewer replicas acknowledged in time is reported as
+        unavailable: it may or may not survive a failover, so it is not
+        committed (see docs/stores.md, "Sentinel").
+        """
+        replicas = self._location.wait_replicas
+        if not replicas or isinstance(self._client, RedisCluster):
+            answer: builtins.list[Any] = await self._apply_script(keys=keys, args=args)
+            return answer
+        async with self._client.pipeline(transaction=False) as pipe:
+            await self._apply_script(keys=keys, args=args, client=pipe)
+            pipe.execute_command("WAIT", replicas, self._location.wait_timeout_ms)
+            answer, acknowledged = await pipe.execute()
+        if answer[0] == "ok" and int(acknowledged) < replicas:
+            raise StoreUnavailable(
+                f"redis spec store {self._safe_url()}: the write reached {acknowledged} of "
+                f"{replicas} replica(s) within {self._location.wait_timeout_ms} ms; "
+                "it is not committed and may be lost by a failover"
+            )
         return answer
 
 

@@ -76,8 +76,10 @@ class RedisServer:
                     f"redis-server exited with {self._process.returncode}:\n{self._log_tail()}"
                 )
             try:
-                # Our process, not another one that got the same port first.
-                if f"process_id:{self._process.pid}\r" in self.command("INFO", "server"):
+                # Our process, not another one that got the same port first, and
+                # done loading its AOF (INFO answers while loading; data commands don't).
+                if (f"process_id:{self._process.pid}\r" in self.command("INFO", "server")
+                        and "loading:0\r" in self.command("INFO", "persistence")):
                     return
             except OSError:
                 pass  # not listening yet, or still loading the AOF
