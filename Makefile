@@ -64,3 +64,14 @@ bench-cluster: setup
 	$(VENV)/python -m bench.cluster_trip
 	$(VENV)/python -m bench.wasted_calls
 	$(VENV)/python -m bench.ingest
+
+# Scale (issue 7): 1,000 agents over 3 replicas (~3-5 minutes), and the soak.
+#   make soak SOAK_MINUTES=1    a smoke run; the default is 10 minutes
+.PHONY: bench-scale soak
+SOAK_MINUTES ?= 10
+
+bench-scale: setup
+	$(VENV)/python -m bench.many_agents
+
+soak: setup
+	$(VENV)/python -m bench.soak --minutes $(SOAK_MINUTES)

@@ -31,6 +31,8 @@ from agent._proto.fusebox.v1 import agent_pb2, agent_pb2_grpc, breaker_pb2
 from agent._registry import Breaker, BreakerRegistry
 from agent._reporting import ReportLimits, outcome_entries, pack_reports, probe_entry
 
+#: The longest an idle agent waits between looks at its outcome accumulators.
+MAX_IDLE_REPORT_INTERVAL = 0.08
 log = logging.getLogger("fusebox.agent.cluster")
 
 STATE_FROM_PB = {
@@ -169,15 +171,27 @@ class ClusterSync:
             breaker.reject_reports()
 
     async def run_flusher(self, send: Send) -> None:
-        """Every ``report_interval``, or at once when woken: send interest, then reports."""
-        interval = self.config.report_interval
+        """Every ``report_interval``, or at once when woken: send interest, then reports.
+
+        An agent with nothing to report backs off (doubling up to
+        ``MAX_IDLE_REPORT_INTERVAL``): a process holding hundreds of idle agents
+        must not wake thousands of times a second. A failure streak that could
+        trip still wakes the flusher at once.
+        """
+        base = self.config.report_interval
+        interval = base
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
                     await self._urgent.wait()
             self._urgent.clear()
             self._wake_pending = False
-            for message in self.take_messages():
+            messages = self.take_messages()
+            if not messages:
+                interval = min(interval * 2, max(base, MAX_IDLE_REPORT_INTERVAL))
+                continue
+            interval = base
+            for message in messages:
                 await send(message)
 
     def take_messages(self) -> list[agent_pb2.ConnectRequest]:
