@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from google.protobuf import timestamp_pb2
 
 from agent._breaker import BreakerState
+from agent._policy import CircuitBreakerPolicy
 from agent._proto.fusebox.v1 import agent_pb2, breaker_pb2, policy_pb2
 from controlplane.breakers.model import (
     BreakerEvent,
@@ -172,6 +173,8 @@ class BreakerHub:
         self._pending: dict[BreakerId, list[OutcomeBatch]] = {}
         self._probes: list[OutcomeBatch] = []
         self._pending_event = asyncio.Event()
+        self._outcomes_seen = 0  # since the last tick (see _take_batches)
+        self._reports_seen = 0
         self.available = True
         self._report_rate, self._report_burst = report_rate, report_burst
         self._monotonic = monotonic
@@ -244,25 +247,25 @@ class BreakerHub:
                 f"report: {len(report.breakers)} breakers in one message, at most "
                 f"{MAX_BREAKERS_PER_REPORT} accepted"
             )
+        known = session.breaker_policies
         for entry in report.breakers:
             if len(entry.runs) > MAX_RUNS_PER_REPORT:
                 raise ReportError(
                     f"report: {len(entry.runs)} runs for one breaker, at most "
                     f"{MAX_RUNS_PER_REPORT} accepted"
                 )
-            try:
-                key = breaker_id_from_proto(entry.key)
-            except ValueError as e:
-                self._reject(session, entry.key, f"invalid breaker key: {e}")
-                continue
-            policy = breaker_policy_for(session.policies, key)
-            if policy is None:
-                self._reject(session, entry.key,
-                             f"no circuit breaker policy for {key.display_name} in the "
-                             f"policies of app {session.app_id!r} (spec {key.namespace}/"
-                             f"{key.spec})")
-                continue
-            runs = tuple(r for r in entry.runs if r != 0)
+            k = entry.key
+            fields = (k.namespace, k.spec, k.kind, k.target, k.method)
+            if fields in known:
+                found = known[fields]
+            else:
+                found = known[fields] = self._lookup(session, k)
+            if found is None:
+                continue  # refused (told once per key and policy snapshot)
+            key, policy = found
+            runs = tuple(entry.runs)
+            if 0 in runs:
+                runs = tuple(r for r in runs if r != 0)
             if not runs:
                 continue
             if not self.budget.admit(key):
@@ -272,13 +275,31 @@ class BreakerHub:
                              f"target); {key.display_name} stays local to the agent")
                 continue
             batch = OutcomeBatch(key, policy, runs, session.instance_id, entry.lease_id)
-            self._metrics.outcomes_ingested.inc(sum(abs(r) for r in runs))
+            self._outcomes_seen += sum(map(abs, runs))
             if entry.lease_id:
                 self._probes.append(batch)
             else:
                 self._pending.setdefault(key, []).append(batch)
-        self._metrics.reports_ingested.inc()
+        self._reports_seen += 1
         self._pending_event.set()
+
+    def _lookup(
+        self, session: AgentSession, wire_key: policy_pb2.BreakerKey
+    ) -> tuple[BreakerId, CircuitBreakerPolicy] | None:
+        """The breaker and policy a report key names, or None (and ReportRejected)."""
+        try:
+            key = breaker_id_from_proto(wire_key)
+        except ValueError as e:
+            self._reject(session, wire_key, f"invalid breaker key: {e}")
+            return None
+        policy = breaker_policy_for(session.policies, key)
+        if policy is None:
+            self._reject(session, wire_key,
+                         f"no circuit breaker policy for {key.display_name} in the "
+                         f"policies of app {session.app_id!r} (spec {key.namespace}/"
+                         f"{key.spec})")
+            return None
+        return key, policy
 
     def _reject(self, session: AgentSession, key: policy_pb2.BreakerKey, reason: str) -> None:
         self._metrics.reports_rejected.inc()
@@ -288,6 +309,11 @@ class BreakerHub:
         session.offer_control(message)
 
     def _take_batches(self) -> list[OutcomeBatch]:
+        # Counters are bumped once per tick: prometheus' own lock per report would
+        # cost the ingest path more than the rest of it.
+        self._metrics.outcomes_ingested.inc(self._outcomes_seen)
+        self._metrics.reports_ingested.inc(self._reports_seen)
+        self._outcomes_seen = self._reports_seen = 0
         pending, self._pending = self._pending, {}
         probes, self._probes = self._probes, []
         batches = list(probes)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 
-from agent._policy import ResolvedPolicies, resolved_from_proto
+from agent._policy import CircuitBreakerPolicy, ResolvedPolicies, resolved_from_proto
 from agent._proto.fusebox.v1 import agent_pb2, policy_pb2
 from controlplane.breakers.model import BreakerId
 
@@ -32,6 +32,10 @@ class AgentSession:
         self.acked_digest = ""
         #: The policies last sent, decoded: what reports and leases are checked against.
         self.policies: ResolvedPolicies | None = None
+        #: Report keys already looked up against ``policies`` (the ingest hot path):
+        #: wire key fields -> (breaker id, its policy), or None for a refused key.
+        self.breaker_policies: dict[tuple[str, str, int, str, str],
+                                    tuple[BreakerId, CircuitBreakerPolicy] | None] = {}
         self.interest: set[BreakerId] = set()
         self.rejected_keys: set[BreakerId] = set()
         self.closed = False
@@ -51,6 +55,7 @@ class AgentSession:
             snapshot=agent_pb2.PolicySnapshot(policies=policies, store_revision=store_revision)
         )
         self.policies = resolved_from_proto(policies)
+        self.breaker_policies.clear()  # answers computed from the previous policies
         self._wake.set()
 
     def offer_update(self, key: BreakerId, serialized: bytes) -> None:
