@@ -22,6 +22,7 @@ rejections as they arrive. Writes to the stream are serialised by one lock.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -153,6 +154,9 @@ class LinkConfig:
         return default_cache_dir() / f"{self.namespace}__{self.app_id}.policies.pb"
 
 
+# One thread writes every link's policy cache, in submission order.
+_CACHE_WRITER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fusebox-cache")
+
 class PolicyCache:
     """The last accepted snapshot on disk (written atomically: temp file + rename)."""
 
@@ -205,6 +209,8 @@ class _LinkLoop:
         self._warned_unreachable = False
 
     def load_cache(self) -> bool:
+        # A save another link of this process queued must land first (FIFO writer).
+        _CACHE_WRITER.submit(lambda: None).result(timeout=5)
         cached = self._cache.load()
         if cached is None or cached.app_id != self.config.app_id:
             return False
@@ -334,7 +340,9 @@ class _LinkLoop:
                 policy_ack=agent_pb2.PolicyAck(digest=digest, accepted=False, error=str(e))
             )
         if digest != self.digest:
-            self._cache.save(snapshot.policies)
+            # Off the event loop (an AsyncAgent shares the application's): one
+            # writer thread for every link keeps the saves in order.
+            _CACHE_WRITER.submit(self._cache.save, snapshot.policies)
             log.info("policies applied (digest %s, %d targets)", digest, len(policies.targets))
         self.digest = digest
         self.snapshots_applied += 1

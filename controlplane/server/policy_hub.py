@@ -18,7 +18,7 @@ from agent._policy import resolved_to_proto
 from agent._proto.fusebox.v1 import policy_pb2
 from controlplane.resolve import resolve_policies
 from controlplane.server.logs import log_event
-from controlplane.server.sessions import AgentSession, AppKey
+from controlplane.server.sessions import AgentSession, AppKey, PreparedSnapshot
 from controlplane.spec import SpecValidationError, parse_document_mapping
 from controlplane.spec.model import ResiliencySpec
 from controlplane.store.base import SpecStore, StoredSpec, StoreUnavailable
@@ -100,8 +100,9 @@ class PolicyHub:
             resolved = resolved_to_proto(
                 resolve_policies(self._specs(by_namespace[namespace]), namespace, app_id)
             )
+            snapshot = PreparedSnapshot.build(resolved, store_revision)  # once per app
             for session in list(sessions):
-                session.offer_snapshot(resolved, store_revision)
+                session.offer_snapshot(snapshot)
         return store_revision
 
     async def run(self) -> None:

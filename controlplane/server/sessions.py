@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from dataclasses import dataclass
 
 from agent._policy import CircuitBreakerPolicy, ResolvedPolicies, resolved_from_proto
 from agent._proto.fusebox.v1 import agent_pb2, policy_pb2
@@ -21,6 +22,22 @@ Outgoing = agent_pb2.ConnectResponse | bytes
 
 MAX_CONTROL_MESSAGES = 256
 MAX_INTEREST = 10_000  # breakers one agent may hold (its LRU bounds are far lower)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedSnapshot:
+    """One app's policy snapshot, decoded and serialized once for all its sessions."""
+
+    digest: str
+    resolved: ResolvedPolicies
+    serialized: bytes
+
+    @classmethod
+    def build(cls, policies: policy_pb2.ResolvedPolicies, store_revision: int) -> PreparedSnapshot:
+        message = agent_pb2.ConnectResponse(
+            snapshot=agent_pb2.PolicySnapshot(policies=policies, store_revision=store_revision)
+        )
+        return cls(policies.digest, resolved_from_proto(policies), message.SerializeToString())
 
 
 class AgentSession:
@@ -39,7 +56,7 @@ class AgentSession:
         self.interest: set[BreakerId] = set()
         self.rejected_keys: set[BreakerId] = set()
         self.closed = False
-        self._snapshot: agent_pb2.ConnectResponse | None = None
+        self._snapshot: PreparedSnapshot | None = None
         self._updates: dict[BreakerId, bytes] = {}
         self._control: collections.deque[Outgoing] = collections.deque()
         self._wake = asyncio.Event()
@@ -48,13 +65,15 @@ class AgentSession:
     def app(self) -> AppKey:
         return (self.namespace, self.app_id)
 
-    def offer_snapshot(self, policies: policy_pb2.ResolvedPolicies, store_revision: int) -> None:
-        if policies.digest == self.sent_digest and self._snapshot is None:
+    def offer_snapshot(
+        self, snapshot: PreparedSnapshot | policy_pb2.ResolvedPolicies, store_revision: int = 0
+    ) -> None:
+        if not isinstance(snapshot, PreparedSnapshot):
+            snapshot = PreparedSnapshot.build(snapshot, store_revision)
+        if snapshot.digest == self.sent_digest and self._snapshot is None:
             return
-        self._snapshot = agent_pb2.ConnectResponse(
-            snapshot=agent_pb2.PolicySnapshot(policies=policies, store_revision=store_revision)
-        )
-        self.policies = resolved_from_proto(policies)
+        self._snapshot = snapshot
+        self.policies = snapshot.resolved
         self.breaker_policies.clear()  # answers computed from the previous policies
         self._wake.set()
 
@@ -82,9 +101,9 @@ class AgentSession:
             if self.closed:
                 return None
             if self._snapshot is not None:
-                msg, self._snapshot = self._snapshot, None
-                self.sent_digest = msg.snapshot.policies.digest
-                return msg
+                snapshot, self._snapshot = self._snapshot, None
+                self.sent_digest = snapshot.digest
+                return snapshot.serialized
             if self._control:
                 return self._control.popleft()
             if self._updates:
