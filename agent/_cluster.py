@@ -175,8 +175,8 @@ class ClusterSync:
 
         An agent with nothing to report backs off (doubling up to
         ``MAX_IDLE_REPORT_INTERVAL``): a process holding hundreds of idle agents
-        must not wake thousands of times a second. A failure streak that could
-        trip still wakes the flusher at once.
+        must not wake thousands of times a second. Every failure wakes the
+        flusher at once (wakes coalesce to one per flush).
         """
         base = self.config.report_interval
         interval = base

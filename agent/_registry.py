@@ -183,7 +183,9 @@ class Breaker(BreakerStateMachine):
         if cluster is not None and self.key is not None:
             if probe is not None:
                 cluster.report_probe(self.key, probe[0], probe[1], success)
-            elif urgent:
+            elif urgent or not success:
+                # Failures are reported at once (wakes coalesce to one per flush):
+                # the fleet's trip must not wait for a report tick.
                 cluster.wake()
 
     # -- inspection ------------------------------------------------------------------
