@@ -443,6 +443,3 @@ class BreakerRegistry:
         """The live breaker with cluster identity ``key``, if any."""
         with self._lock:
             return self._by_key.get(key)
-
-
-TripCompiler = Callable[[str], TripFunction]

@@ -40,8 +40,6 @@ from agent.integrations import (
 __all__ = ["FuseboxAdapter", "classify_response", "response_from_fallback", "url_path_method"]
 
 RequestName = str | Callable[[PreparedRequest], str]
-# What requests accepts as a timeout: seconds, (connect, read), or None.
-TimeoutArg = float | tuple[float | None, float | None] | None
 
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
 

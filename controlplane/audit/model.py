@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import builtins
 import enum
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -112,7 +111,3 @@ def clamp_limit(limit: int) -> int:
         return DEFAULT_LIST_LIMIT
     return min(limit, MAX_LIST_LIMIT)
 
-
-def entries_sorted(events: Sequence[AuditEvent]) -> builtins.list[AuditEvent]:
-    """Newest first (ties: the later id first)."""
-    return sorted(events, key=lambda e: (e.time, e.id), reverse=True)
