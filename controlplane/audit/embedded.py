@@ -8,13 +8,10 @@ a commit's fsync never stalls the event loop.
 
 from __future__ import annotations
 
-import asyncio
 import builtins
-import functools
 import sqlite3
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +23,7 @@ from controlplane.audit.model import (
     AuditTargetKind,
     clamp_limit,
 )
+from controlplane.sqlite_worker import SqliteWorker
 from controlplane.store.base import StoreUnavailable
 
 __all__ = ["MEMORY", "EmbeddedAuditStore"]
@@ -61,9 +59,8 @@ class EmbeddedAuditStore:
     def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time) -> None:
         self._path = str(path)
         self._clock = clock
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusebox-audit")
-        self._connection: sqlite3.Connection | None = None  # touched by the worker only
-        self._closed = False
+        self._worker = SqliteWorker(f"audit store {self._path}", self._connect,
+                                    thread_name="fusebox-audit")
 
     async def record(self, entry: AuditEntry) -> AuditEvent:
         now = self._clock()
@@ -77,45 +74,31 @@ class EmbeddedAuditStore:
         await self._run(self._db)
 
     async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._close_sync)
-        self._executor.shutdown(wait=True)
+        await self._worker.close()
 
     # -- plumbing ------------------------------------------------------------
 
     async def _run(self, function: Callable[..., _T], *args: Any) -> _T:
-        if self._closed:
-            raise StoreUnavailable(f"audit store {self._path} is closed")
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, functools.partial(function, *args))
-        except sqlite3.Error as error:
-            raise StoreUnavailable(f"audit store {self._path}: {error}") from error
+        return await self._worker.run(function, *args)
 
     def _db(self) -> sqlite3.Connection:
-        if self._connection is None:
-            try:
-                if self._path != MEMORY:
-                    Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-                connection = sqlite3.connect(self._path, isolation_level=None, timeout=5.0)
-            except (OSError, sqlite3.Error) as error:
-                raise StoreUnavailable(f"cannot open audit store {self._path}: {error}") from error
-            try:
-                connection.execute("PRAGMA journal_mode=WAL")
-                connection.execute("PRAGMA synchronous=FULL")
-                connection.executescript(_SCHEMA)
-            except sqlite3.Error as error:
-                connection.close()
-                raise StoreUnavailable(f"cannot open audit store {self._path}: {error}") from error
-            self._connection = connection
-        return self._connection
+        return self._worker.connection()
 
-    def _close_sync(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            if self._path != MEMORY:
+                Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(self._path, isolation_level=None, timeout=5.0)
+        except (OSError, sqlite3.Error) as error:
+            raise StoreUnavailable(f"cannot open audit store {self._path}: {error}") from error
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")
+            connection.executescript(_SCHEMA)
+        except sqlite3.Error as error:
+            connection.close()
+            raise StoreUnavailable(f"cannot open audit store {self._path}: {error}") from error
+        return connection
 
     def _record_sync(self, entry: AuditEntry, now: float) -> int:
         cursor = self._db().execute(

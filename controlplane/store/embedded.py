@@ -22,15 +22,14 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import functools
 import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from controlplane.sqlite_worker import SqliteWorker
 from controlplane.store.base import (
     RevisionAction,
     RevisionConflict,
@@ -113,10 +112,11 @@ class EmbeddedSpecStore:
         self._path = str(path)
         self._poll_interval = poll_interval
         self._clock = clock
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusebox-sqlite")
-        self._connection: sqlite3.Connection | None = None  # touched by the worker only
+        # Locked past busy_timeout, disk full, I/O error: the store cannot serve.
+        self._worker = SqliteWorker(f"spec store {self._path}", self._connect,
+                                    thread_name="fusebox-sqlite",
+                                    unavailable=(sqlite3.OperationalError,))
         self._changed = asyncio.Event()  # replaced after every local write
-        self._closed = False
 
     @property
     def path(self) -> str:
@@ -170,32 +170,19 @@ class EmbeddedSpecStore:
         await self._run(self._ping_sync)
 
     async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._close_sync)
-        self._executor.shutdown(wait=True)
+        await self._worker.close()
 
     # -- plumbing ----------------------------------------------------------
 
     async def _run(self, function: Callable[..., _T], *args: Any) -> _T:
-        if self._closed:
-            raise StoreUnavailable(f"spec store {self._path} is closed")
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, functools.partial(function, *args))
-        except sqlite3.OperationalError as error:
-            # Locked past busy_timeout, disk full, I/O error: the store cannot serve.
-            raise StoreUnavailable(f"spec store {self._path}: {error}") from error
+        return await self._worker.run(function, *args)
 
     def _wake_waiters(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
     def _db(self) -> sqlite3.Connection:
-        if self._connection is None:
-            self._connection = self._connect()
-        return self._connection
+        return self._worker.connection()
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -240,11 +227,6 @@ class EmbeddedSpecStore:
 
     def _ping_sync(self) -> None:
         _store_revision(self._db())
-
-    def _close_sync(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
 
     # -- the operations, run on the worker thread -------------------------
 
