@@ -13,11 +13,37 @@ import functools
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from controlplane.store.base import StoreUnavailable
 
 _T = TypeVar("_T")
+
+MEMORY = ":memory:"
+
+
+def open_connection(path: str, what: str) -> sqlite3.Connection:
+    """A durable connection to ``path``: WAL, fsync on commit, explicit transactions.
+
+    ``isolation_level=None``: callers issue BEGIN/COMMIT themselves, so reads
+    outside a transaction always see other processes' commits. FULL sync: a
+    commit is on disk before the write returns (these writes are rare).
+    Raises StoreUnavailable naming ``what`` when the file cannot be opened.
+    """
+    try:
+        if path != MEMORY:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+    except (OSError, sqlite3.Error) as error:
+        raise StoreUnavailable(f"cannot open {what}: {error}") from error
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=FULL")
+    except sqlite3.Error as error:
+        connection.close()
+        raise StoreUnavailable(f"cannot open {what}: {error}") from error
+    return connection
 
 
 class SqliteWorker:

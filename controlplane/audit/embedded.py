@@ -23,12 +23,11 @@ from controlplane.audit.model import (
     AuditTargetKind,
     clamp_limit,
 )
-from controlplane.sqlite_worker import SqliteWorker
+from controlplane.sqlite_worker import MEMORY, SqliteWorker, open_connection
 from controlplane.store.base import StoreUnavailable
 
 __all__ = ["MEMORY", "EmbeddedAuditStore"]
 
-MEMORY = ":memory:"
 
 # No PRAGMA user_version here: that number belongs to the spec store's schema.
 _SCHEMA = """
@@ -85,15 +84,8 @@ class EmbeddedAuditStore:
         return self._worker.connection()
 
     def _connect(self) -> sqlite3.Connection:
+        connection = open_connection(self._path, f"audit store {self._path}")
         try:
-            if self._path != MEMORY:
-                Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(self._path, isolation_level=None, timeout=5.0)
-        except (OSError, sqlite3.Error) as error:
-            raise StoreUnavailable(f"cannot open audit store {self._path}: {error}") from error
-        try:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=FULL")
             connection.executescript(_SCHEMA)
         except sqlite3.Error as error:
             connection.close()

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from controlplane.sqlite_worker import SqliteWorker
+from controlplane.sqlite_worker import MEMORY, SqliteWorker, open_connection
 from controlplane.store.base import (
     RevisionAction,
     RevisionConflict,
@@ -46,7 +46,6 @@ from controlplane.store.base import (
 
 __all__ = ["MEMORY", "EmbeddedSpecStore"]
 
-MEMORY = ":memory:"
 """Pass as ``path`` for a store that lives and dies with the object (tests)."""
 
 _SCHEMA_VERSION = 1
@@ -185,18 +184,8 @@ class EmbeddedSpecStore:
         return self._worker.connection()
 
     def _connect(self) -> sqlite3.Connection:
+        connection = open_connection(self._path, f"spec store {self._path}")
         try:
-            if self._path != MEMORY:
-                Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so reads
-            # outside a transaction always see other processes' commits.
-            connection = sqlite3.connect(self._path, isolation_level=None, timeout=5.0)
-        except (OSError, sqlite3.Error) as error:
-            raise StoreUnavailable(f"cannot open spec store {self._path}: {error}") from error
-        try:
-            connection.execute("PRAGMA journal_mode=WAL")
-            # FULL: a commit is on disk before apply() returns; spec writes are rare.
-            connection.execute("PRAGMA synchronous=FULL")
             version = connection.execute("PRAGMA user_version").fetchone()[0]
             if version > _SCHEMA_VERSION:
                 raise StoreError(
