@@ -21,8 +21,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
-from google.protobuf import timestamp_pb2
-
 from agent._breaker import BreakerState
 from agent._policy import CircuitBreakerPolicy
 from agent._proto.fusebox.v1 import agent_pb2, breaker_pb2, policy_pb2
@@ -49,6 +47,7 @@ from controlplane.server.report_limits import (
     TokenBucket,
 )
 from controlplane.server.sessions import MAX_INTEREST, AgentSession
+from controlplane.server.wire_time import timestamp
 from controlplane.store.base import StoreUnavailable
 
 log = logging.getLogger("fusebox.server.breakers")
@@ -76,12 +75,6 @@ CAUSE_TO_PB = {
     Cause.RESET: breaker_pb2.TRANSITION_CAUSE_RESET,
     Cause.POLICY_CHANGE: breaker_pb2.TRANSITION_CAUSE_POLICY_CHANGE,
 }
-
-
-def timestamp(unix_seconds: float) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromNanoseconds(int(unix_seconds * 1e9))
-    return ts
 
 
 def _set_remaining(

@@ -21,9 +21,10 @@ from controlplane.breakers.model import (
 )
 from controlplane.breakers.store import BreakerStore
 from controlplane.server.audit_recorder import AuditRecorder, breaker_entry
-from controlplane.server.breaker_hub import CAUSE_TO_PB, OVERRIDE_TO_PB, STATE_TO_PB, timestamp
+from controlplane.server.breaker_hub import CAUSE_TO_PB, OVERRIDE_TO_PB, STATE_TO_PB
 from controlplane.server.identity import principal
 from controlplane.server.logs import log_event
+from controlplane.server.wire_time import timestamp
 from controlplane.store.base import StoreUnavailable
 
 log = logging.getLogger("fusebox.server.breakers")

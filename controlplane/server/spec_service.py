@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
 import grpc
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import json_format, struct_pb2
 
 from agent._proto.fusebox.v1 import spec_pb2, spec_pb2_grpc
 from controlplane.audit import AuditAction
@@ -17,6 +17,7 @@ from controlplane.server.audit_recorder import AuditRecorder, describe_spec, spe
 from controlplane.server.identity import principal
 from controlplane.server.logs import log_event
 from controlplane.server.policy_hub import PolicyHub
+from controlplane.server.wire_time import timestamp
 from controlplane.spec import (
     MAX_SPEC_BYTES,
     ParsedDocument,
@@ -47,12 +48,6 @@ _ACTIONS = {
 }
 
 
-def _timestamp(unix_seconds: float) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromNanoseconds(int(unix_seconds * 1e9))
-    return ts
-
-
 def _struct(document: Any) -> struct_pb2.Struct:
     s = struct_pb2.Struct()
     s.update(document)
@@ -66,7 +61,7 @@ def spec_to_proto(stored: StoredSpec) -> spec_pb2.Spec:
         revision=stored.revision,
         yaml=stored.yaml,
         document=_struct(stored.document),
-        update_time=_timestamp(stored.update_time),
+        update_time=timestamp(stored.update_time),
         digest=stored.digest,
     )
 
@@ -75,7 +70,7 @@ def revision_to_proto(record: RevisionRecord) -> spec_pb2.SpecRevision:
     return spec_pb2.SpecRevision(
         revision=record.revision,
         action=_ACTIONS[record.action],
-        create_time=_timestamp(record.create_time),
+        create_time=timestamp(record.create_time),
         digest=record.digest,
         yaml=record.yaml,
         rolled_back_to=record.rolled_back_to,
