@@ -19,8 +19,10 @@ import concurrent.futures
 import contextlib
 import itertools
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import grpc
 
@@ -174,25 +176,45 @@ class ClusterSync:
         """Every ``report_interval``, or at once when woken: send interest, then reports.
 
         An agent with nothing to report backs off (doubling up to
-        ``MAX_IDLE_REPORT_INTERVAL``): a process holding hundreds of idle agents
-        must not wake thousands of times a second. Every failure wakes the
-        flusher at once (wakes coalesce to one per flush).
+        ``MAX_IDLE_REPORT_INTERVAL``), then parks: one timer per event loop
+        (``IdleWatch``) looks at every parked agent of that loop and wakes
+        those with something to send, so a process holding hundreds of idle
+        agents wakes a dozen times a second, not thousands. Every failure
+        wakes the flusher at once (wakes coalesce to one per flush).
         """
         base = self.config.report_interval
+        idle_limit = max(base, MAX_IDLE_REPORT_INTERVAL)
         interval = base
         while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await self._urgent.wait()
+            if interval >= idle_limit:
+                await self._parked(idle_limit)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(interval):
+                        await self._urgent.wait()
             self._urgent.clear()
             self._wake_pending = False
             messages = self.take_messages()
             if not messages:
-                interval = min(interval * 2, max(base, MAX_IDLE_REPORT_INTERVAL))
+                interval = min(interval * 2, idle_limit)
                 continue
             interval = base
             for message in messages:
                 await send(message)
+
+    async def _parked(self, interval: float) -> None:
+        watch = IdleWatch.of(asyncio.get_running_loop(), interval)
+        watch.park(self)
+        try:
+            await self._urgent.wait()
+        finally:
+            watch.unpark(self)
+
+    def has_pending(self) -> bool:
+        """Whether a flush now would send anything (interest, probes or outcomes)."""
+        if self._interest or self._probes:
+            return True
+        return any(len(b.outcomes) for b in self._registry.breakers())
 
     def take_messages(self) -> list[agent_pb2.ConnectRequest]:
         """What is due now: interest changes first, then outcome reports, in order."""
@@ -223,6 +245,11 @@ class ClusterSync:
         self._wake_pending = True
         with contextlib.suppress(RuntimeError):  # the loop is closing
             loop.call_soon_threadsafe(self._urgent.set)
+
+    def wake_here(self) -> None:
+        """``wake`` from the link's own loop (no hop through the loop's self-pipe)."""
+        self._wake_pending = True
+        self._urgent.set()
 
     def report_probe(self, key: BreakerKey, lease_id: str, generation: int,
                      success: bool) -> None:
@@ -316,6 +343,57 @@ class ClusterSync:
                                "reason": reason})
         for breaker in self._registry.breakers():
             breaker.follow(self if following else None)
+
+
+class IdleWatch:
+    """One timer per event loop for every parked flusher on it (see ``run_flusher``).
+
+    Only ever used on its loop. It keeps no reference to the loop while nobody
+    is parked (the timer is cancelled), so the per-loop registry never keeps a
+    finished loop alive.
+    """
+
+    _by_loop: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, IdleWatch]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._parked: dict[ClusterSync, None] = {}  # insertion-ordered set
+        self._timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop, interval: float) -> IdleWatch:
+        watch = cls._by_loop.get(loop)
+        if watch is None:
+            watch = cls._by_loop[loop] = cls(interval)
+        # Links with different report settings share the shortest look interval.
+        watch.interval = min(watch.interval, interval)
+        return watch
+
+    @property
+    def parked(self) -> int:
+        return len(self._parked)
+
+    def park(self, sync: ClusterSync) -> None:
+        self._parked[sync] = None
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.interval, self._look)
+
+    def unpark(self, sync: ClusterSync) -> None:
+        self._parked.pop(sync, None)
+        if not self._parked and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _look(self) -> None:
+        self._timer = None
+        for sync in list(self._parked):
+            if sync.has_pending():
+                del self._parked[sync]
+                sync.wake_here()
+        if self._parked:
+            self._timer = asyncio.get_running_loop().call_later(self.interval, self._look)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
