@@ -100,31 +100,37 @@ class EventHooks:
         self.state_change: tuple[Callable[[StateChangeEvent], Any], ...] = ()
         self.fallback: tuple[Callable[[FallbackEvent], Any], ...] = ()
 
+    # The log lines are built only when someone listens: their fields cost more
+    # than the callbacks on a fleet-wide trip or a burst of retries.
+
     def emit_retry(self, event: RetryEvent) -> None:
-        logger.info(
-            "Error processing operation %s. Retrying in %s (attempt %d)...",
-            event.operation, format_go_duration(event.delay), event.attempt,
-            extra={"fusebox_event": "retry", "target": event.target,
-                   "attempt": event.attempt, "delay": event.delay},
-        )
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "Error processing operation %s. Retrying in %s (attempt %d)...",
+                event.operation, format_go_duration(event.delay), event.attempt,
+                extra={"fusebox_event": "retry", "target": event.target,
+                       "attempt": event.attempt, "delay": event.delay},
+            )
         _call_all(self.retry, event)
 
     def emit_state_change(self, event: StateChangeEvent) -> None:
-        logger.info(
-            'Circuit breaker "%s" changed state from %s to %s',
-            event.breaker, event.from_state, event.to_state,
-            extra={"fusebox_event": "breaker_state", "breaker": event.breaker,
-                   "from_state": str(event.from_state), "to_state": str(event.to_state),
-                   "generation": event.generation, "cause": event.cause.value},
-        )
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                'Circuit breaker "%s" changed state from %s to %s',
+                event.breaker, event.from_state, event.to_state,
+                extra={"fusebox_event": "breaker_state", "breaker": event.breaker,
+                       "from_state": str(event.from_state), "to_state": str(event.to_state),
+                       "generation": event.generation, "cause": event.cause.value},
+            )
         _call_all(self.state_change, event)
 
     def emit_fallback(self, event: FallbackEvent) -> None:
-        logger.info(
-            'Fallback "%s" applied to %s', event.policy, event.target,
-            extra={"fusebox_event": "fallback", "target": event.target,
-                   "policy": event.policy},
-        )
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                'Fallback "%s" applied to %s', event.policy, event.target,
+                extra={"fusebox_event": "fallback", "target": event.target,
+                       "policy": event.policy},
+            )
         _call_all(self.fallback, event)
 
 

@@ -22,13 +22,14 @@ rejections as they arrive. Writes to the stream are serialised by one lock.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import contextlib
 import logging
 import os
 import random
-import tempfile
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,14 +179,77 @@ class PolicyCache:
             return None
 
     def save(self, message: policy_pb2.ResolvedPolicies) -> None:
+        data = message.SerializeToString(deterministic=True)
+        # A temp name of this link's own (processes of one app may share the
+        # cache path): cheaper than mkstemp's probing, and never a torn file.
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}-{id(self):x}.tmp")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".policies-")
-            with os.fdopen(fd, "wb") as f:
-                f.write(message.SerializeToString(deterministic=True))
+            try:
+                tmp.write_bytes(data)
+            except FileNotFoundError:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                tmp.write_bytes(data)
             os.replace(tmp, self.path)
         except OSError as e:
             log.warning("cannot write the policy cache %s: %s", self.path, e)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+#: Cache writes wait for the policies to settle: a burst of snapshots (a fleet-wide
+#: push, a spec edited twice in a row) costs one write, made after the burst, where
+#: its disk I/O and the writer thread's GIL hand-offs slow nothing down.
+CACHE_SETTLE_SECONDS = 2.0
+CACHE_MAX_DELAY_SECONDS = 30.0  # under constant churn, still written this often
+
+
+class DeferredCacheWrite:
+    """The newest accepted snapshot not yet on disk, and when it will be.
+
+    Written ``CACHE_SETTLE_SECONDS`` after the last snapshot, at most
+    ``CACHE_MAX_DELAY_SECONDS`` after the first unsaved one, at once when the
+    link stops, and synchronously at interpreter exit. Used on the link's loop.
+    """
+
+    def __init__(self, cache: PolicyCache) -> None:
+        self.cache = cache
+        self.message: policy_pb2.ResolvedPolicies | None = None
+        self._first_unsaved = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def offer(self, message: policy_pb2.ResolvedPolicies) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self.message is None:
+            self._first_unsaved = now
+        self.message = message
+        _UNSAVED.add(self)
+        if self._timer is not None:
+            self._timer.cancel()
+        due = min(now + CACHE_SETTLE_SECONDS, self._first_unsaved + CACHE_MAX_DELAY_SECONDS)
+        self._timer = loop.call_at(due, self.flush)
+
+    def flush(self) -> None:
+        """Hand the pending snapshot to the writer thread now (FIFO with other links)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        message, self.message = self.message, None
+        _UNSAVED.discard(self)
+        if message is not None:
+            _CACHE_WRITER.submit(self.cache.save, message)
+
+
+_UNSAVED: weakref.WeakSet[DeferredCacheWrite] = weakref.WeakSet()
+
+
+@atexit.register
+def _write_unsaved_caches() -> None:
+    # The writer thread may be gone already: write here, in the exiting thread.
+    for pending in list(_UNSAVED):
+        message, pending.message = pending.message, None
+        if message is not None:
+            pending.cache.save(message)
 
 
 class _LinkLoop:
@@ -202,6 +266,7 @@ class _LinkLoop:
             if registry is not None else None
         )
         self._cache = PolicyCache(config.resolved_cache_path())
+        self._cache_write = DeferredCacheWrite(self._cache)
         self.digest = ""
         self.connected = False
         self.snapshots_applied = 0
@@ -226,6 +291,12 @@ class _LinkLoop:
     async def run(self) -> None:
         if self.cluster is not None:
             self.cluster.bind(asyncio.get_running_loop())
+        try:
+            await self._connect_forever()
+        finally:
+            self._cache_write.flush()  # the link stops: the last policies go to disk now
+
+    async def _connect_forever(self) -> None:
         delay = self.config.reconnect_initial
         while True:
             try:
@@ -340,9 +411,9 @@ class _LinkLoop:
                 policy_ack=agent_pb2.PolicyAck(digest=digest, accepted=False, error=str(e))
             )
         if digest != self.digest:
-            # Off the event loop (an AsyncAgent shares the application's): one
-            # writer thread for every link keeps the saves in order.
-            _CACHE_WRITER.submit(self._cache.save, snapshot.policies)
+            # Later, and off the event loop (an AsyncAgent shares the
+            # application's): see DeferredCacheWrite.
+            self._cache_write.offer(snapshot.policies)
             log.info("policies applied (digest %s, %d targets)", digest, len(policies.targets))
         self.digest = digest
         self.snapshots_applied += 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -204,14 +204,20 @@ def _duration(seconds: float) -> Duration:
 
 
 def _seconds(d: Duration) -> float:
-    return d.ToNanoseconds() / 1e9
+    # Duration.ToNanoseconds, without its Python-level call: snapshots hold dozens.
+    return (d.seconds * 1_000_000_000 + d.nanos) / 1e9
+
+
+_ANY_CODE = StatusCodes()
 
 
 def _codes_to_pb(codes: StatusCodes) -> list[pb.StatusCodeRange]:
     return [pb.StatusCodeRange(first=lo, last=hi) for lo, hi in codes.ranges]
 
 
-def _codes_from_pb(ranges: Iterable[pb.StatusCodeRange]) -> StatusCodes:
+def _codes_from_pb(ranges: Sequence[pb.StatusCodeRange]) -> StatusCodes:
+    if not ranges:
+        return _ANY_CODE
     return StatusCodes(tuple((r.first, r.last) for r in ranges))
 
 
@@ -366,8 +372,26 @@ def resolved_to_proto(r: ResolvedPolicies) -> pb.ResolvedPolicies:
     return m
 
 
+#: Recently decoded snapshots by their bytes. The result is immutable, so the
+#: agents of one process (tests, the scale harness, a sidecar) and reconnects
+#: that bring the same snapshot again share one decoding.
+_DECODED: dict[bytes, ResolvedPolicies] = {}
+_DECODED_MAX = 8
+
+
 def resolved_from_proto(m: pb.ResolvedPolicies) -> ResolvedPolicies:
     """Raises KeyError/ValueError on a message this agent cannot understand."""
+    key = m.SerializeToString(deterministic=True)
+    decoded = _DECODED.get(key)
+    if decoded is None:
+        decoded = _decode_resolved(m)
+        if len(_DECODED) >= _DECODED_MAX:
+            del _DECODED[next(iter(_DECODED))]  # the oldest
+        _DECODED[key] = decoded
+    return decoded
+
+
+def _decode_resolved(m: pb.ResolvedPolicies) -> ResolvedPolicies:
     targets = []
     for t in m.targets:
         if t.kind not in _KIND_FROM_PB:
