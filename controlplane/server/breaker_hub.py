@@ -324,10 +324,15 @@ class BreakerHub:
     async def run_aggregator(self) -> None:
         with contextlib.suppress(StoreUnavailable):
             await self.load_budget()
+        # Applies start at most once per tick: under load a tick's reports share
+        # one round of scripts; after a quiet spell the first report (often the
+        # failure that trips a breaker) goes at once instead of waiting a tick.
+        next_apply = 0.0
         while True:
             await self._pending_event.wait()
             self._pending_event.clear()
-            await asyncio.sleep(self._tick)  # gather what else arrives this tick
+            await asyncio.sleep(max(0.0, next_apply - time.monotonic()))
+            next_apply = time.monotonic() + self._tick
             batches = self._take_batches()
             if not batches:
                 continue
