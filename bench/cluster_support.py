@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -21,7 +22,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -268,6 +269,23 @@ def machine_line() -> str:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return (f"machine: {len(os.sched_getaffinity(0))} CPUs, CPython "
             f"{sys.version.split()[0]}, grpcio {grpc.__version__}, load average {load}")
+
+
+@contextlib.contextmanager
+def time_bound(seconds: int, what: str) -> Iterator[None]:
+    """Interrupt the block (``KeyboardInterrupt``, so ``Cleanup`` stops every child)
+    once ``seconds`` have passed: the hard bound of a benchmark run."""
+
+    def out_of_time(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"{what} reached after {seconds}s")
+
+    previous = signal.signal(signal.SIGALRM, out_of_time)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def verdict(ok: bool) -> str:

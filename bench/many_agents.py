@@ -18,6 +18,11 @@ Phases:
 4. trip rounds (traffic on): one agent makes 5 failing calls; latency from the
    crossing failure to each agent's trip breaker being open (rejecting locally).
    ``ResetBreaker`` between rounds. Round 0 of 3 and 4 is a warm-up.
+5. baseline (after everything above is stopped): ``bench.grpc_fanout`` with the same
+   topology (``agents`` streams, ``replicas`` servers, ``workers`` client processes,
+   ``rounds`` rounds): raw grpc.aio pushing one message to every stream, no Fusebox
+   code and no traffic; the transport's floor on this machine, printed next to the
+   trip figures. ``--no-baseline`` skips it.
 
     python -m bench.many_agents [--agents 1000] [--workers 4] [--replicas 3] [--quick]
 """
@@ -26,15 +31,14 @@ from __future__ import annotations
 
 import argparse
 import queue
-import signal
 import statistics
 import sys
 import time
 from collections import defaultdict
-from types import FrameType
 from typing import Any
 
 from agent._proto.fusebox.v1 import policy_pb2
+from bench import grpc_fanout
 from bench.cluster_support import (
     Cleanup,
     ServeProcess,
@@ -46,6 +50,7 @@ from bench.cluster_support import (
     percentile,
     reset_breaker,
     start_redis,
+    time_bound,
     verdict,
 )
 from bench.scale_support import (
@@ -202,6 +207,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["rss_end_mib"] = [rss_bytes(s.process.pid) / MiB for s in servers]
         fleet.send_all(cmd="close")
         fleet.gather({"closed": len(fleet.workers)}, 120.0)
+    if args.baseline:
+        _progress(args, "baseline: raw grpc.aio fan-out, same topology")
+        result["baseline"] = grpc_fanout.run(streams=result["agents"], servers=args.replicas,
+                                             clients=args.workers, rounds=args.rounds)
     return summarize(result)
 
 
@@ -246,6 +255,14 @@ def report(r: dict[str, Any]) -> None:
                         ("trip, each agent", "trip_each_agent_ms")):
         f = r[name]
         print(f"  {label:38} {f['p50']:7.1f} {f['p99']:7.1f} {f['max']:7.1f} {f['min']:7.1f}")
+    base = r.get("baseline")
+    if base is not None:
+        f = base["all_streams_ms"]
+        print(f"  {'baseline: raw grpc.aio, one msg to all':38} {f['p50']:7.1f} "
+              f"{f['p99']:7.1f} {f['max']:7.1f} {f['min']:7.1f}")
+        print(f"    (same topology, no Fusebox code, no traffic: the transport's floor here; "
+              f"{base['server_cpu_us_per_msg']:.0f} µs CPU per message sent, "
+              f"{base['client_cpu_us_per_msg']:.0f} µs per message received)")
     print(f"  {verdict(r['spec_pass'])}  spec change acked by all: p99 "
           f"{r['spec_all_agents_ms']['p99']:.1f} ms, target < {SPEC_TARGET_P99_MS:.0f} ms "
           f"({r['spec_rounds']} rounds)")
@@ -267,19 +284,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=int, default=900, help="hard bound on the run")
     parser.add_argument("--quick", action="store_true",
                         help="100 agents, 2 workers, 5 rounds, 5 s window: a smoke run")
+    parser.add_argument("--no-baseline", dest="baseline", action="store_false",
+                        help="skip the raw grpc.aio fan-out baseline run at the end")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
         args.agents, args.workers, args.rounds, args.window = 100, 2, 5, 5.0
 
-    def out_of_time(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"--max-seconds {args.max_seconds} reached")
-
-    signal.signal(signal.SIGALRM, out_of_time)
-    signal.alarm(args.max_seconds)
-    result = run(args)
-    signal.alarm(0)
+    with time_bound(args.max_seconds, "--max-seconds"):
+        result = run(args)
     report(result)
     dump_json(args.json, result)
     return 0

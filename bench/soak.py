@@ -24,11 +24,9 @@ left (live or expired) and zero sessions on every replica.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
 import time
-from types import FrameType
 from typing import Any
 
 import redis as redis_py
@@ -42,6 +40,7 @@ from bench.cluster_support import (
     get_breaker,
     machine_line,
     start_redis,
+    time_bound,
     verdict,
 )
 from bench.many_agents import TRIP_KEY, Fleet
@@ -245,13 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     bound = int(args.minutes * 60 + 600)  # startup, the last cycle and cleanup included
 
-    def out_of_time(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"soak bound of {bound}s reached")
-
-    signal.signal(signal.SIGALRM, out_of_time)
-    signal.alarm(bound)
-    result = run(args)
-    signal.alarm(0)
+    with time_bound(bound, "the soak's bound"):
+        result = run(args)
     checks = judge(result)
     report(result, checks)
     dump_json(args.json, {**result, "checks": checks})
