@@ -47,6 +47,7 @@ log = logging.getLogger("fusebox.agent.link")
 
 AGENT_VERSION = "0.1.0"
 LOOP_DRAIN_SECONDS = 0.05
+STOP_RETRY_SECONDS = 1.0  # a link not stopped by a cancel within this gets another
 OnPolicies = Callable[[ResolvedPolicies], None]
 
 _CHANNEL_OPTIONS = [
@@ -270,6 +271,8 @@ class _LinkLoop:
         self.digest = ""
         self.connected = False
         self.snapshots_applied = 0
+        #: Set by the host when it closes the link: no new session is started.
+        self.stopping = False
         self.on_synced: Callable[[], None] = lambda: None
         self._warned_unreachable = False
 
@@ -298,7 +301,7 @@ class _LinkLoop:
 
     async def _connect_forever(self) -> None:
         delay = self.config.reconnect_initial
-        while True:
+        while not self.stopping:
             try:
                 await self._session()
                 delay = self.config.reconnect_initial
@@ -460,11 +463,18 @@ class AsyncPolicyLink:
         return True
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._loop.stopping = True
+        # A cancellation that lands inside grpc.aio can come back out as an
+        # AioRpcError (CANCELLED) and be taken for a failed session: the stop
+        # flag ends the loop anyway, and the cancel is repeated until it does.
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=STOP_RETRY_SECONDS)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 class PolicyLink:
@@ -518,9 +528,14 @@ class PolicyLink:
         return self._synced.wait(timeout)
 
     def close(self) -> None:
-        if self._event_loop is not None and self._task is not None:
-            with contextlib.suppress(RuntimeError):  # loop already closed
-                self._event_loop.call_soon_threadsafe(self._task.cancel)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._loop.stopping = True  # see AsyncPolicyLink.aclose
+        thread, self._thread = self._thread, None
+        for _ in range(5):  # bounded: a daemon thread never holds the process open
+            if self._event_loop is not None and self._task is not None:
+                with contextlib.suppress(RuntimeError):  # loop already closed
+                    self._event_loop.call_soon_threadsafe(self._task.cancel)
+            if thread is None:
+                return
+            thread.join(timeout=STOP_RETRY_SECONDS)
+            if not thread.is_alive():
+                return

@@ -233,3 +233,33 @@ def test_agent_without_server_or_cache_passes_calls_through_and_says_so_once(
     notes = [r.getMessage() for r in caplog.records
              if "no resiliency policies" in r.getMessage().lower()]
     assert len(notes) == 1, notes
+
+
+async def _session_turning_the_cancel_into_an_rpc_error() -> None:
+    """What grpc.aio can do with a cancellation that lands inside one of its calls."""
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        raise grpc.aio.AioRpcError(grpc.StatusCode.CANCELLED, grpc.aio.Metadata(),
+                                   grpc.aio.Metadata(), "Locally cancelled") from None
+
+
+async def test_closing_stops_a_link_even_when_the_cancel_comes_back_as_an_rpc_error(
+    tmp_path: Path,
+) -> None:
+    link = AsyncPolicyLink(link_config(free_port(), tmp_path), Received())
+    link._loop._session = _session_turning_the_cancel_into_an_rpc_error  # type: ignore[method-assign]
+    await link.start()
+    await asyncio.sleep(0.05)  # inside the session
+    async with asyncio.timeout(DEADLINE):
+        await link.aclose()
+
+
+def test_closing_stops_a_sync_link_even_when_the_cancel_comes_back_as_an_rpc_error(
+    tmp_path: Path,
+) -> None:
+    link = PolicyLink(link_config(free_port(), tmp_path), Received())
+    link._loop._session = _session_turning_the_cancel_into_an_rpc_error  # type: ignore[method-assign]
+    link.start()
+    link.close()
+    assert not any(t.name == "fusebox-link" for t in threading.enumerate())
