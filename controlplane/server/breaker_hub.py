@@ -167,11 +167,17 @@ class BreakerHub:
         self._probes: list[OutcomeBatch] = []
         self._pending_event = asyncio.Event()
         self._outcomes_seen = 0  # since the last tick (see _take_batches)
+        self._outcomes_stale = 0
         self._reports_seen = 0
         self.available = True
         self._report_rate, self._report_burst = report_rate, report_burst
         self._monotonic = monotonic
         self._buckets: dict[AgentSession, TokenBucket] = {}
+        #: The newest cluster generation of each breaker this replica has seen (from
+        #: the transitions it propagates and the states it sends): reports made
+        #: under an older one are dropped. The latest wins, not the largest, so a
+        #: store that lost its state (generations restart) is followed.
+        self._generations: dict[BreakerId, int] = {}
         self.budget = BreakerBudget(max_breakers_per_target)
 
     # -- sessions ---------------------------------------------------------------
@@ -209,6 +215,7 @@ class BreakerHub:
         for key in keys:
             snapshot = await self.store.get(key)
             if snapshot is not None:
+                self._generations[key] = snapshot.generation
                 session.offer_update(key, update_from_snapshot(snapshot, now))
 
     def tell_mode(self, mode: agent_pb2.BreakerMode, reason: str) -> None:
@@ -267,8 +274,17 @@ class BreakerHub:
                              f"has {self.budget.max_per_target} breakers (the server's limit per "
                              f"target); {key.display_name} stays local to the agent")
                 continue
+            outcomes = sum(map(abs, runs))
+            self._outcomes_seen += outcomes
+            if not entry.lease_id and entry.generation < self._generations.get(key, 0):
+                # Calls admitted before a transition the agent had not yet heard
+                # of: gobreaker ignores such results, and so does the cluster
+                # (else a report delayed across a trip and a close would count
+                # old failures against the new closed window). Probes carry
+                # leases, which the store checks itself.
+                self._outcomes_stale += outcomes
+                continue
             batch = OutcomeBatch(key, policy, runs, session.instance_id, entry.lease_id)
-            self._outcomes_seen += sum(map(abs, runs))
             if entry.lease_id:
                 self._probes.append(batch)
             else:
@@ -306,7 +322,8 @@ class BreakerHub:
         # cost the ingest path more than the rest of it.
         self._metrics.outcomes_ingested.inc(self._outcomes_seen)
         self._metrics.reports_ingested.inc(self._reports_seen)
-        self._outcomes_seen = self._reports_seen = 0
+        self._metrics.outcomes_stale.inc(self._outcomes_stale)
+        self._outcomes_seen = self._reports_seen = self._outcomes_stale = 0
         pending, self._pending = self._pending, {}
         probes, self._probes = self._probes, []
         batches = list(probes)
@@ -376,6 +393,7 @@ class BreakerHub:
                 await self._push(event, now)
 
     async def _push(self, event: BreakerEvent, now: float) -> None:
+        self._generations[event.id] = event.generation
         self._metrics.observe_transition(event, now)
         holders = self._interest.get(event.id)
         log_event(log, logging.INFO,

@@ -35,6 +35,12 @@ class Metrics:
         self.outcomes_ingested = Counter(
             "fusebox_outcomes_ingested", "Call outcomes received in agent reports.", registry=r
         )
+        self.outcomes_stale = Counter(
+            "fusebox_outcomes_stale",
+            "Call outcomes dropped: made under a breaker generation older than the newest "
+            "this replica has seen (as gobreaker ignores results of a past generation).",
+            registry=r,
+        )
         self.reports_ingested = Counter(
             "fusebox_reports_ingested", "OutcomeReport messages received.", registry=r
         )

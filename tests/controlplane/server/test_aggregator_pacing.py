@@ -8,15 +8,17 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import grpc
 import pytest
 
-from agent._proto.fusebox.v1 import spec_pb2, spec_pb2_grpc
-from controlplane.breakers.model import breaker_id_from_proto
 from controlplane.server import FuseboxServer, ServerConfig
 from controlplane.server.breaker_hub import BreakerHub
-from tests.controlplane.limits.conftest import DEADLINE, connect, held, report
-from tests.support.specs import SEED_SPEC
+from tests.controlplane.limits.conftest import report
+from tests.controlplane.server.breaker_support import (
+    ORDERS,
+    consecutive_failures,
+    seeded_stream,
+    until_failures,
+)
 
 LONG_TICK = 30.0
 HELD_BACK = 1.0  # far below the tick: a report applied within it was not held back
@@ -31,23 +33,12 @@ async def server(tmp_path: Path) -> AsyncIterator[FuseboxServer]:
         yield srv
 
 
-async def failures(server: FuseboxServer) -> int:
-    snapshot = await server.breaker_store.get(breaker_id_from_proto(held("orders")))
-    return 0 if snapshot is None else snapshot.counts.consecutive_failures
-
-
 async def test_a_report_after_a_quiet_spell_is_applied_at_once_and_the_next_waits_a_tick(
     server: FuseboxServer,
 ) -> None:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        await spec_pb2_grpc.SpecServiceStub(channel).ApplySpec(
-            spec_pb2.ApplySpecRequest(yaml=SEED_SPEC))
-        call = await connect(channel)
-        await call.write(report(held("orders"), -1))
-        async with asyncio.timeout(DEADLINE):  # not LONG_TICK: no tick is waited for
-            while await failures(server) != 1:  # noqa: ASYNC110 - polls the store
-                await asyncio.sleep(0.01)
-        await call.write(report(held("orders"), -2))
+    async with seeded_stream(server) as (_, call):
+        await call.write(report(ORDERS, -1))
+        await until_failures(server, 1)  # well within LONG_TICK: no tick is waited for
+        await call.write(report(ORDERS, -2))
         await asyncio.sleep(HELD_BACK)
-        assert await failures(server) == 1  # within the tick of the first apply: waits
-        call.cancel()
+        assert await consecutive_failures(server) == 1  # within the tick of the first apply
