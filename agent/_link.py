@@ -158,6 +158,12 @@ class LinkConfig:
 
 # One thread writes every link's policy cache, in submission order.
 _CACHE_WRITER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fusebox-cache")
+#: How long a starting link waits for saves queued before it (then it reads what is there).
+CACHE_BARRIER_SECONDS = 5.0
+
+
+def _nothing() -> None:
+    """A no-op for the cache writer: done once every save queued before it is."""
 
 class PolicyCache:
     """The last accepted snapshot on disk (written atomically: temp file + rename)."""
@@ -277,8 +283,7 @@ class _LinkLoop:
         self._warned_unreachable = False
 
     def load_cache(self) -> bool:
-        # A save another link of this process queued must land first (FIFO writer).
-        _CACHE_WRITER.submit(lambda: None).result(timeout=5)
+        """Apply the cached policies, if any (the host first lets queued saves land)."""
         cached = self._cache.load()
         if cached is None or cached.app_id != self.config.app_id:
             return False
@@ -383,11 +388,16 @@ class _LinkLoop:
             finally:
                 if flusher is not None:
                     flusher.cancel()
-                    # A write that raced the end of the stream fails the flusher;
-                    # the session's own outcome (above) is what counts.
-                    with contextlib.suppress(asyncio.CancelledError, asyncio.InvalidStateError,
-                                             grpc.aio.AioRpcError):
-                        await flusher
+                    # asyncio.wait neither raises the flusher's cancellation nor
+                    # swallows one aimed at this task (awaiting it under a
+                    # suppress(CancelledError) would). A write that raced the end
+                    # of the stream fails the flusher; the session's own outcome
+                    # (above) is what counts.
+                    await asyncio.wait({flusher})
+                    error = None if flusher.cancelled() else flusher.exception()
+                    if error is not None and not isinstance(
+                            error, (asyncio.InvalidStateError, grpc.aio.AioRpcError)):
+                        raise error
                 if self.cluster is not None:
                     task = asyncio.current_task()
                     self.cluster.session_ended(closing=task is not None and task.cancelling() > 0)
@@ -451,6 +461,11 @@ class AsyncPolicyLink:
         return self._loop.cluster
 
     async def start(self) -> None:
+        # Saves other links of this process queued land first (FIFO writer),
+        # without blocking the application's loop while they do.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.wrap_future(_CACHE_WRITER.submit(_nothing)),
+                                   CACHE_BARRIER_SECONDS)
         self._loop.load_cache()
         self._task = asyncio.create_task(self._loop.run(), name="fusebox-link")
 
@@ -506,6 +521,8 @@ class PolicyLink:
         return self._loop.cluster
 
     def start(self) -> None:
+        with contextlib.suppress(concurrent.futures.TimeoutError):  # see AsyncPolicyLink
+            _CACHE_WRITER.submit(_nothing).result(timeout=CACHE_BARRIER_SECONDS)
         self._loop.load_cache()
         self._thread = threading.Thread(target=self._main, name="fusebox-link", daemon=True)
         self._thread.start()

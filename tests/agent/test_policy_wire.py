@@ -6,6 +6,7 @@ import asyncio
 import logging
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,8 @@ from agent._policy import (
     resolved_to_proto,
 )
 from agent._proto.fusebox.v1 import policy_pb2
+from tests.agent.test_policy_link import Received, link_config
+from tests.support.redis_server import free_port
 
 RETRY = RetryPolicy("retryForever", BackoffKind.EXPONENTIAL, max_retries=-1,
                     max_interval=15.0, http_status_codes=StatusCodes(((500, 599),)))
@@ -213,3 +216,36 @@ asyncio.run(main())  # exits long before the settle time
                    cwd=Path(__file__).resolve().parents[2])
     loaded = PolicyCache(path).load()
     assert loaded is not None and loaded.targets[0].timeout == TimeoutPolicy("general", 9.0)
+
+
+async def test_starting_a_link_waits_for_queued_saves_without_blocking_the_loop(
+    tmp_path: Path,
+) -> None:
+    release = threading.Event()
+    _CACHE_WRITER.submit(release.wait, 30)  # a slow save ahead in the writer's queue
+    link = agent_link.AsyncPolicyLink(link_config(free_port(), tmp_path), Received())
+    starting = asyncio.create_task(link.start())
+    ticks = 0
+    while not starting.done() and ticks < 20:
+        await asyncio.sleep(0.01)  # the loop keeps running while start() waits
+        ticks += 1
+    assert ticks == 20 and not starting.done()
+    release.set()
+    async with asyncio.timeout(10):
+        await starting
+    await link.aclose()
+
+
+async def test_a_link_starts_anyway_when_queued_saves_take_too_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(agent_link, "CACHE_BARRIER_SECONDS", 0.1)
+    release = threading.Event()
+    _CACHE_WRITER.submit(release.wait, 30)
+    link = agent_link.AsyncPolicyLink(link_config(free_port(), tmp_path), Received())
+    try:
+        async with asyncio.timeout(10):
+            await link.start()
+    finally:
+        release.set()
+        await link.aclose()
