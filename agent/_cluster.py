@@ -19,6 +19,7 @@ import concurrent.futures
 import contextlib
 import itertools
 import logging
+import threading
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -362,11 +363,14 @@ class IdleWatch:
         self._parked: dict[ClusterSync, None] = {}  # insertion-ordered set
         self._timer: asyncio.TimerHandle | None = None
 
+    _by_loop_lock: ClassVar[threading.Lock] = threading.Lock()  # sync links: a loop per thread
+
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop, interval: float) -> IdleWatch:
-        watch = cls._by_loop.get(loop)
-        if watch is None:
-            watch = cls._by_loop[loop] = cls(interval)
+        with cls._by_loop_lock:
+            watch = cls._by_loop.get(loop)
+            if watch is None:
+                watch = cls._by_loop[loop] = cls(interval)
         # Links with different report settings share the shortest look interval.
         watch.interval = min(watch.interval, interval)
         return watch

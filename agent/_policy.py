@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -374,20 +375,25 @@ def resolved_to_proto(r: ResolvedPolicies) -> pb.ResolvedPolicies:
 
 #: Recently decoded snapshots by their bytes. The result is immutable, so the
 #: agents of one process (tests, the scale harness, a sidecar) and reconnects
-#: that bring the same snapshot again share one decoding.
+#: that bring the same snapshot again share one decoding. Links of sync agents
+#: decode on their own threads: the lock (never taken on the call path) keeps
+#: the lookups and evictions whole.
 _DECODED: dict[bytes, ResolvedPolicies] = {}
 _DECODED_MAX = 8
+_DECODED_LOCK = threading.Lock()
 
 
 def resolved_from_proto(m: pb.ResolvedPolicies) -> ResolvedPolicies:
     """Raises KeyError/ValueError on a message this agent cannot understand."""
     key = m.SerializeToString(deterministic=True)
-    decoded = _DECODED.get(key)
+    with _DECODED_LOCK:
+        decoded = _DECODED.get(key)
     if decoded is None:
-        decoded = _decode_resolved(m)
-        if len(_DECODED) >= _DECODED_MAX:
-            del _DECODED[next(iter(_DECODED))]  # the oldest
-        _DECODED[key] = decoded
+        decoded = _decode_resolved(m)  # outside the lock: it may raise, and takes ~30 µs
+        with _DECODED_LOCK:
+            if len(_DECODED) >= _DECODED_MAX:
+                del _DECODED[next(iter(_DECODED))]  # the oldest
+            _DECODED[key] = decoded
     return decoded
 
 

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import agent._link as agent_link
+import agent._policy as agent_policy
 from agent._link import _CACHE_WRITER, DeferredCacheWrite, PolicyCache
 from agent._policy import (
     BackoffKind,
@@ -249,3 +250,29 @@ async def test_a_link_starts_anyway_when_queued_saves_take_too_long(
     finally:
         release.set()
         await link.aclose()
+
+
+def test_links_on_many_threads_decode_side_by_side_without_spurious_errors() -> None:
+    messages = [wire(policies(app=f"app-{n}")) for n in range(40)]
+    errors: list[BaseException] = []
+
+    def decode_all() -> None:
+        try:
+            for _ in range(50):
+                for m in messages:
+                    assert resolved_from_proto(m).app_id == m.app_id
+        except BaseException as e:  # collected: a thread's failure must fail the test
+            errors.append(e)
+
+    threads = [threading.Thread(target=decode_all) for _ in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == [] and not any(t.is_alive() for t in threads)
+    assert len(agent_policy._DECODED) <= agent_policy._DECODED_MAX
