@@ -16,6 +16,16 @@ The rules, as in gobreaker:
   than the expiry) sees half-open.
 * Half-open admits ``max_requests`` requests; ``max_requests`` consecutive
   successes close the breaker, any failure reopens it.
+
+One Fusebox extension, for the fleet's breakers only (the embedded store and
+the Lua scripts; an agent's per-instance machine never has one): a *quorum*
+(``agent._policy.BreakerQuorum``). With one, every outcome while closed is
+attributed to the instance that reported it (``instance``), and the window
+keeps the set of instances that reported and the set that failed; both sets
+are emptied with the counts. A failure opens only when the trip is true *and*
+at least ``min_instances`` instances failed *and* failing / reporting is at
+least ``min_share`` (each rule when set); otherwise the breaker stays closed
+and the next failure decides again. Without a quorum nothing is attributed.
 """
 
 from __future__ import annotations
@@ -23,6 +33,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agent._policy import BreakerQuorum
 
 #: ``trip(requests, total_successes, total_failures, consecutive_successes,
 #: consecutive_failures) -> bool``; what ``agent._trip.compile_trip`` returns.
@@ -72,6 +86,30 @@ class Transition:
     at: float
 
 
+class _QuorumWindow:
+    """A quorum rule and the instance sets of the current window."""
+
+    __slots__ = ("failing", "reporting", "rule")
+
+    def __init__(self, rule: BreakerQuorum) -> None:
+        self.rule = rule
+        self.reporting: set[str] = set()  # any outcome in this window
+        self.failing: set[str] = set()  # a failure in this window (a subset of reporting)
+
+    def met(self) -> bool:
+        """The rule on this window's sets (after a failure: ``reporting`` is not empty)."""
+        failing = len(self.failing)
+        if failing < self.rule.min_instances:
+            return False
+        share = self.rule.min_share
+        return not share or failing / len(self.reporting) >= share
+
+    def clear(self) -> None:
+        if self.reporting:  # failing is a subset
+            self.reporting.clear()
+            self.failing.clear()
+
+
 class BreakerStateMachine:
     """gobreaker's algorithm over an injected ``now``; transitions queue in ``pending``.
 
@@ -89,6 +127,7 @@ class BreakerStateMachine:
         "_cf",
         "_cs",
         "_expiry",
+        "_quorum",
         "_requests",
         "_tf",
         "_ts",
@@ -109,11 +148,15 @@ class BreakerStateMachine:
         timeout: float,
         trip: TripFunction,
         now: float,
+        quorum: BreakerQuorum | None = None,
     ) -> None:
         self.max_requests = max(1, max_requests)
         self.interval = interval
         self.timeout = timeout
         self.trip = trip
+        # With a quorum only: other breakers pay one ``is None`` per outcome.
+        self._quorum: _QuorumWindow | None = None
+        self.quorum = quorum
         self.state = BreakerState.CLOSED
         self.generation = 0
         #: Transitions not yet taken by the owner (drain with ``take_transitions``).
@@ -136,8 +179,14 @@ class BreakerStateMachine:
         self._requests += 1
         return self.generation
 
-    def after_request(self, generation: int, success: bool, now: float) -> None:
-        """Record the outcome of a request admitted in ``generation``."""
+    def after_request(
+        self, generation: int, success: bool, now: float, instance: str = ""
+    ) -> None:
+        """Record the outcome of a request admitted in ``generation``.
+
+        ``instance`` (the instance that made the call) matters only with a
+        quorum, while closed.
+        """
         self._refresh(now)
         if generation != self.generation:
             return  # the window or the state changed while the call ran
@@ -145,18 +194,27 @@ class BreakerStateMachine:
             self._ts += 1
             self._cs += 1
             self._cf = 0
-            if self.state is BreakerState.HALF_OPEN and self._cs >= self.max_requests:
-                self._set_state(BreakerState.CLOSED, now, TransitionCause.PROBE_SUCCESS)
+            if self.state is BreakerState.HALF_OPEN:
+                if self._cs >= self.max_requests:
+                    self._set_state(BreakerState.CLOSED, now, TransitionCause.PROBE_SUCCESS)
+            elif self._quorum is not None:  # closed, with a quorum: attribute it
+                self._quorum.reporting.add(instance)
         elif self.state is BreakerState.CLOSED:
             self._tf += 1
             self._cf += 1
             self._cs = 0
-            if self.trip(self._requests, self._ts, self._tf, self._cs, self._cf):
+            quorum = self._quorum
+            if quorum is not None:
+                quorum.reporting.add(instance)
+                quorum.failing.add(instance)
+            if self.trip(self._requests, self._ts, self._tf, self._cs, self._cf) and (
+                quorum is None or quorum.met()
+            ):
                 self._set_state(BreakerState.OPEN, now, TransitionCause.TRIP)
         elif self.state is BreakerState.HALF_OPEN:
             self._set_state(BreakerState.OPEN, now, TransitionCause.PROBE_FAILURE)
 
-    def record_successes(self, count: int, now: float) -> None:
+    def record_successes(self, count: int, now: float, instance: str = "") -> None:
         """``count`` admitted-and-succeeded requests at ``now``, in bulk.
 
         Exactly ``count`` ``before_request``/``after_request(success)`` pairs:
@@ -169,7 +227,7 @@ class BreakerStateMachine:
             generation = self.before_request(now)
             if generation is None:
                 return
-            self.after_request(generation, True, now)
+            self.after_request(generation, True, now, instance)
             remaining -= 1
             if self.state is BreakerState.CLOSED and generation == self.generation:
                 self._requests += remaining
@@ -192,6 +250,43 @@ class BreakerStateMachine:
     def expiry(self) -> float | None:
         """When the closed window resets or the open timeout ends (``None``: never)."""
         return self._expiry
+
+    @property
+    def quorum(self) -> BreakerQuorum | None:
+        """The fleet quorum (``None``: none, Dapr's behaviour).
+
+        Setting it empties the instance sets (they start again from the next
+        outcome) but leaves the counts: whoever changes the rule decides
+        whether the window restarts too (``restart_window``).
+        """
+        return None if self._quorum is None else self._quorum.rule
+
+    @quorum.setter
+    def quorum(self, quorum: BreakerQuorum | None) -> None:
+        self._quorum = None if quorum is None else _QuorumWindow(quorum)
+
+    @property
+    def failing_instances(self) -> frozenset[str]:
+        """With a quorum, while closed: the instances with a failure in this window.
+
+        Always empty without a quorum. ``adopt`` leaves the sets alone (the
+        agent's machines, which adopt, never have a quorum).
+        """
+        return frozenset(() if self._quorum is None else self._quorum.failing)
+
+    @property
+    def reporting_instances(self) -> frozenset[str]:
+        """With a quorum, while closed: the instances with any outcome in this window."""
+        return frozenset(() if self._quorum is None else self._quorum.reporting)
+
+    def restart_window(self, now: float) -> None:
+        """While closed: counts and instance sets to zero, a new window from ``now``.
+
+        For a rule change (trip, interval, quorum) that makes the counts of
+        the running window meaningless. No transition (it is not a state change).
+        """
+        if self.state is BreakerState.CLOSED:
+            self._new_generation(now)
 
     def take_transitions(self) -> list[Transition]:
         """Remove and return the transitions queued since the last call."""
@@ -278,6 +373,8 @@ class BreakerStateMachine:
         self.generation += 1
         self._requests = self._ts = self._tf = self._cs = self._cf = 0
         self._expiry = self._default_expiry(now)
+        if self._quorum is not None:
+            self._quorum.clear()
 
     def _default_expiry(self, now: float) -> float | None:
         if self.state is BreakerState.CLOSED:

@@ -85,12 +85,29 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class BreakerQuorum:
+    """Extension: how many distinct instances must fail before the *fleet* breaker opens.
+
+    Counted over the current window (the instances that reported an outcome /
+    a failure since the counts last reset). ``0`` leaves a rule out; a quorum
+    from a spec sets at least one. Both set: both must hold.
+
+    >>> BreakerQuorum(min_instances=2, min_share=0.5)
+    BreakerQuorum(min_instances=2, min_share=0.5)
+    """
+
+    min_instances: int = 0  # at least this many distinct instances failed
+    min_share: float = 0.0  # at least this share (0, 1] of the reporting instances failed
+
+
+@dataclass(frozen=True, slots=True)
 class CircuitBreakerPolicy:
     name: str
     max_requests: int = 1  # normalised: Dapr's 0 means 1
     interval: float = 0.0  # 0: counts never reset while closed
     timeout: float = 60.0  # normalised: Dapr's <= 0 means 60s
     trip: str = DEFAULT_TRIP
+    quorum: BreakerQuorum | None = None  # extension: fleet breakers only; None: no quorum
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,22 +274,33 @@ def retry_from_proto(m: pb.RetryPolicy) -> RetryPolicy:
 
 
 def breaker_to_proto(p: CircuitBreakerPolicy) -> pb.CircuitBreakerPolicy:
-    return pb.CircuitBreakerPolicy(
+    m = pb.CircuitBreakerPolicy(
         name=p.name,
         max_requests=p.max_requests,
         interval=_duration(p.interval),
         timeout=_duration(p.timeout),
         trip=p.trip,
     )
+    if p.quorum is not None:
+        m.quorum.CopyFrom(
+            pb.BreakerQuorum(
+                min_instances=p.quorum.min_instances, min_share=p.quorum.min_share
+            )
+        )
+    return m
 
 
 def breaker_from_proto(m: pb.CircuitBreakerPolicy) -> CircuitBreakerPolicy:
+    quorum = None
+    if m.HasField("quorum"):
+        quorum = BreakerQuorum(min_instances=m.quorum.min_instances, min_share=m.quorum.min_share)
     return CircuitBreakerPolicy(
         name=m.name,
         max_requests=m.max_requests,
         interval=_seconds(m.interval),
         timeout=_seconds(m.timeout),
         trip=m.trip,
+        quorum=quorum,
     )
 
 

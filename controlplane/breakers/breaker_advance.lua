@@ -17,6 +17,7 @@ for _, member in ipairs(due) do
   local kind, id = string.sub(member, 1, 1), string.sub(member, 3)
   local c = {state = prefix .. 'state:' .. id, leases = prefix .. 'leases:' .. id,
              events = KEYS[2], deadlines = KEYS[1], recent = prefix .. 'recent:' .. id,
+             qfail = prefix .. 'qfail:' .. id, qseen = prefix .. 'qseen:' .. id,
              now = now, maxlen = ARGV[2], out = out}
   local s = load_state(c.state)
   if s ~= nil then

@@ -5,8 +5,13 @@
 -- A context `c` names the keys of one breaker and the time:
 --   c.state (hash), c.leases (hash lease id -> expiry ms), c.events (stream of
 --   the partition), c.deadlines (zset of the partition), c.recent (list),
---   c.now (ms), c.maxlen (stream MAXLEN ~), c.out (events produced, returned).
--- Times are integer milliseconds; -1 means "none".
+--   c.qfail (zset, score 0: instances with a failure in the window) and
+--   c.qseen (set: instances with any outcome in the window), both for quorum
+--   policies only, c.now (ms), c.maxlen (stream MAXLEN ~), c.out (events
+--   produced, returned).
+-- Times are integer milliseconds; -1 means "none". A quorum policy's state
+-- also holds `qmin` and `qshare` (the text the server sent); other breakers'
+-- have neither field, and their scripts never touch c.qfail / c.qseen.
 
 local RECENT = 100
 local NUMERIC = {'gen', 'req', 'ts', 'tf', 'cs', 'cf', 'expiry', 'max_requests',
@@ -48,6 +53,9 @@ local function save_state(c, s)
     'interval_s', s.interval_s, 'timeout_s', s.timeout_s, 'trip', s.trip,
     'ov', s.ov, 'ov_reason', s.ov_reason, 'ov_exp', int(s.ov_exp), 'ov_by', s.ov_by,
     'updated', int(s.updated))
+  if s.qmin ~= nil then
+    redis.call('HSET', c.state, 'qmin', s.qmin, 'qshare', s.qshare)
+  end
 end
 
 local function effective(s)
@@ -76,10 +84,14 @@ local function default_expiry(s, now)
 end
 
 -- A new window: counts to zero, expiry for the current state (gobreaker's
--- toNewGeneration, minus the generation: agents only see state changes).
-local function new_window(s, now)
+-- toNewGeneration, minus the generation: agents only see state changes); a
+-- quorum policy's instance sets emptied with the counts.
+local function new_window(c, s)
   s.req, s.ts, s.tf, s.cs, s.cf = 0, 0, 0, 0, 0
-  s.expiry = default_expiry(s, now)
+  s.expiry = default_expiry(s, c.now)
+  if s.qmin ~= nil then
+    redis.call('DEL', c.qfail, c.qseen)
+  end
 end
 
 -- Bumps the generation and appends the event to the stream and the recent list.
@@ -105,7 +117,7 @@ local function set_state(c, s, to, cause, instance)
   end
   local from = effective(s)
   s.state = to
-  new_window(s, c.now)
+  new_window(c, s)
   -- Leases belong to one half-open period.
   redis.call('DEL', c.leases)
   redis.call('ZREM', c.deadlines, 'l|' .. s.id)
@@ -124,7 +136,7 @@ local function refresh(c, s)
     return
   end
   if s.state == 'closed' then
-    new_window(s, c.now)
+    new_window(c, s)
   elseif s.state == 'open' then
     set_state(c, s, 'half-open', 'timeout', '')
   end

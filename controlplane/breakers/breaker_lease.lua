@@ -1,12 +1,14 @@
 -- Grants a half-open probe lease (gobreaker's half-open before_request).
 --
 -- KEYS: 1 state hash, 2 leases hash, 3 partition events stream,
---       4 partition deadlines zset, 5 recent events list
+--       4 partition deadlines zset, 5 recent events list,
+--       6 quorum failing zset, 7 quorum reporting set (a closed window may roll over)
 -- ARGV: 1 now ms ('' = Redis TIME), 2 stream MAXLEN, 3 new lease id, 4 ttl ms
 -- Returns {granted 0|1, lease id, expires at ms, effective state, generation}.
 
 local c = {state = KEYS[1], leases = KEYS[2], events = KEYS[3], deadlines = KEYS[4],
-           recent = KEYS[5], now = now_ms(ARGV[1]), maxlen = ARGV[2], out = {}}
+           recent = KEYS[5], qfail = KEYS[6], qseen = KEYS[7], now = now_ms(ARGV[1]),
+           maxlen = ARGV[2], out = {}}
 local s = load_state(c.state)
 if s == nil then
   return {0, '', '0', 'closed', '0'}  -- nothing reported yet: closed, no lease needed

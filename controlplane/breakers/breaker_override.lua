@@ -1,14 +1,16 @@
 -- Sets, clears or resets an operator override on one breaker.
 --
 -- KEYS: 1 state hash, 2 leases hash, 3 partition events stream,
---       4 partition deadlines zset, 5 recent events list
+--       4 partition deadlines zset, 5 recent events list,
+--       6 quorum failing zset, 7 quorum reporting set
 -- ARGV: 1 now ms ('' = Redis TIME), 2 stream MAXLEN,
 --       3 action: 'force_open' | 'force_closed' | 'disabled' | 'clear' | 'reset',
 --       4 reason, 5 ttl ms ('' = until cleared), 6 set by, 7 event detail
 -- Returns {'not_found'} or {'ok', events...} (events as breaker_apply.lua).
 
 local c = {state = KEYS[1], leases = KEYS[2], events = KEYS[3], deadlines = KEYS[4],
-           recent = KEYS[5], now = now_ms(ARGV[1]), maxlen = ARGV[2], out = {}}
+           recent = KEYS[5], qfail = KEYS[6], qseen = KEYS[7], now = now_ms(ARGV[1]),
+           maxlen = ARGV[2], out = {}}
 local action, detail = ARGV[3], ARGV[7]
 local s = load_state(c.state)
 if s == nil then
@@ -21,7 +23,7 @@ elseif action == 'reset' then
   local before = effective(s)
   s.ov, s.ov_reason, s.ov_exp, s.ov_by = '', '', -1, ''
   s.state = 'closed'
-  new_window(s, c.now)
+  new_window(c, s)
   redis.call('DEL', c.leases)
   redis.call('ZREM', c.deadlines, 'o|' .. s.id, 'v|' .. s.id, 'l|' .. s.id)
   emit(c, s, before, 'reset', '', detail)

@@ -25,6 +25,7 @@ from agent._breaker import BreakerState, BreakerStateMachine, Counts, Transition
 from agent._policy import CircuitBreakerPolicy
 from agent._trip import compile_trip
 from controlplane.breakers.model import (
+    FAILING_INSTANCES_SHOWN,
     BreakerEvent,
     BreakerId,
     BreakerNotFound,
@@ -58,6 +59,7 @@ def _new_machine(policy: CircuitBreakerPolicy, now: float) -> BreakerStateMachin
         timeout=policy.timeout,
         trip=compile_trip(policy.trip),
         now=now,
+        quorum=policy.quorum,
     )
 
 
@@ -107,6 +109,8 @@ class EmbeddedBreakerStore:
     # -- reports and leases ------------------------------------------------------
 
     async def apply(self, batches: Sequence[OutcomeBatch]) -> builtins.list[BreakerEvent]:
+        for batch in batches:
+            batch.check()
         events: builtins.list[BreakerEvent] = []
         for batch in batches:
             events += self._apply_one(batch, self._clock())
@@ -129,23 +133,28 @@ class EmbeddedBreakerStore:
             if batch.lease_id not in entry.leases:
                 return events  # not a live probe: admitted before, or its lease expired
             del entry.leases[batch.lease_id]
-            outcomes = [run for run in batch.runs if run != 0]
-            if outcomes:  # a lease admits one probe: its first outcome
-                machine.after_request(machine.generation, outcomes[0] > 0, now)
-                events += self._drain(entry, batch.instance_id)
+            # A lease admits one probe: its first outcome.
+            for run, instance in batch.attributed_runs():
+                if run != 0:
+                    machine.after_request(machine.generation, run > 0, now, instance)
+                    events += self._drain(entry, instance)
+                    break
             return events
         if machine.state is _OPEN or batch.lease_id:
             return events  # stale: admitted before the trip, or a probe of an ended period
-        for run in batch.runs:
-            if run > 0 and machine.state is _CLOSED:
-                machine.record_successes(run, now)  # bulk: same result as one by one
+        # Closed at the start of every run: a trip ends the batch (open drops the rest).
+        for run, instance in batch.attributed_runs():
+            if run > 0:
+                machine.record_successes(run, now, instance)  # bulk: same as one by one
                 continue
-            for _ in range(abs(run)):
+            for _ in range(-run):
                 generation = machine.before_request(now)
                 if generation is None:
-                    return events + self._drain(entry, batch.instance_id)
-                machine.after_request(generation, run > 0, now)
-        return events + self._drain(entry, batch.instance_id)
+                    break
+                machine.after_request(generation, False, now, instance)
+            if machine.state is not _CLOSED:
+                return events + self._drain(entry, instance)
+        return events
 
     def _replace_policy(self, entry: _Entry, policy: CircuitBreakerPolicy, now: float) -> None:
         old = entry.policy
@@ -157,10 +166,16 @@ class EmbeddedBreakerStore:
         machine.interval = policy.interval
         machine.timeout = policy.timeout
         machine.trip = compile_trip(policy.trip)
-        rules_changed = old.trip != policy.trip or old.interval != policy.interval
-        if machine.state is _CLOSED and rules_changed:
-            # Counts gathered under another trip or window mean nothing to the new one.
-            machine.adopt(_CLOSED, machine.generation, now, counts=Counts())
+        rules_changed = (
+            old.trip != policy.trip
+            or old.interval != policy.interval
+            or old.quorum != policy.quorum
+        )
+        if old.quorum != policy.quorum:
+            machine.quorum = policy.quorum
+        if rules_changed:
+            # Counts gathered under another trip, window or quorum mean nothing to the new one.
+            machine.restart_window(now)
 
     async def acquire_lease(
         self, id: BreakerId, policy: CircuitBreakerPolicy, instance_id: str, ttl: float
@@ -387,8 +402,10 @@ class EmbeddedBreakerStore:
         machine = entry.machine
         counts = machine.counts
         expiry = machine.expiry
+        failing, reporting = machine.failing_instances, machine.reporting_instances
         if machine.state is _CLOSED and expiry is not None and expiry < now:
             counts = Counts()  # the window has rolled over; the next report starts a new one
+            failing = reporting = frozenset()
         state = entry.effective_state
         return BreakerSnapshot(
             id=entry.id,
@@ -400,6 +417,9 @@ class EmbeddedBreakerStore:
             override=entry.override,
             active_leases=sum(1 for e in entry.leases.values() if not e < now),
             updated_at=entry.updated_at,
+            failing_instances=tuple(sorted(failing)[:FAILING_INSTANCES_SHOWN]),
+            failing_instance_count=len(failing),
+            reporting_instance_count=len(reporting),
         )
 
     def _schedule(self, when: float, kind: str, breaker_id: BreakerId) -> None:

@@ -9,6 +9,8 @@ return; each maps 1:1 onto a message of ``fusebox/v1/breaker.proto`` or
 from __future__ import annotations
 
 import enum
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
@@ -17,6 +19,7 @@ from agent._policy import CircuitBreakerPolicy, TargetKind
 from agent._proto.fusebox.v1 import policy_pb2
 
 __all__ = [
+    "FAILING_INSTANCES_SHOWN",
     "BreakerEvent",
     "BreakerId",
     "BreakerNotFound",
@@ -31,6 +34,9 @@ __all__ = [
 ]
 
 _ENCODED_PARTS = 5
+
+#: How many failing instance names a snapshot carries (the count is always whole).
+FAILING_INSTANCES_SHOWN = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +196,14 @@ class BreakerEvent:
 @dataclass(frozen=True, slots=True)
 class BreakerSnapshot:
     """A breaker as the stores hold it. ``state`` is effective (an override wins);
-    ``counts`` read zero once a closed ``interval`` window has passed."""
+    ``counts`` read zero once a closed ``interval`` window has passed.
+
+    Quorum policies only (``policy.quorum``), for the current window while
+    closed (empty once it has passed, like the counts): ``failing_instances``
+    are the first ``FAILING_INSTANCES_SHOWN`` names, sorted, of the instances
+    that reported a failure, ``failing_instance_count`` how many there are,
+    ``reporting_instance_count`` how many instances reported any outcome.
+    """
 
     id: BreakerId
     policy: CircuitBreakerPolicy
@@ -201,14 +214,21 @@ class BreakerSnapshot:
     override: OverrideInfo | None
     active_leases: int
     updated_at: float
+    failing_instances: tuple[str, ...] = ()
+    failing_instance_count: int = 0
+    reporting_instance_count: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class OutcomeBatch:
-    """Outcomes of one breaker from one agent report, in order.
+    """Outcomes of one breaker from one agent report (or several, merged), in order.
 
     ``runs``: ``+n`` is n successes, ``-n`` n failures. A half-open probe's
-    outcome carries the ``lease_id`` it was granted.
+    outcome carries the ``lease_id`` it was granted. ``run_instances``, when
+    not empty, names the instance of each run (same length as ``runs``; the
+    server fills it for quorum policies, whose stores attribute every outcome);
+    empty, every run is ``instance_id``'s. Events caused by a run name its
+    instance.
     """
 
     id: BreakerId
@@ -216,6 +236,26 @@ class OutcomeBatch:
     runs: tuple[int, ...]
     instance_id: str
     lease_id: str = ""
+    run_instances: tuple[str, ...] = ()
+
+    def check(self) -> None:
+        """``ValueError`` unless ``run_instances`` is empty or names every run.
+
+        The stores check every batch of an ``apply`` before applying any (not
+        on construction: the server builds one batch per report).
+        """
+        if self.run_instances and len(self.run_instances) != len(self.runs):
+            raise ValueError(
+                f"run_instances: {len(self.run_instances)} instances for {len(self.runs)} "
+                f"runs of breaker {self.id.display_name!r}; expected one instance per run, "
+                "or none"
+            )
+
+    def attributed_runs(self) -> Iterator[tuple[int, str]]:
+        """Each run with the instance it belongs to (see ``check``)."""
+        if not self.run_instances:
+            return zip(self.runs, itertools.repeat(self.instance_id))
+        return zip(self.runs, self.run_instances, strict=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,8 @@ script touches one slot (Redis Cluster ready)::
     fusebox:{bp<N>}:state:<id>     hash: state, counts, generation, policy, override
     fusebox:{bp<N>}:leases:<id>    hash: lease id -> expiry (ms)
     fusebox:{bp<N>}:recent:<id>    list: the breaker's last events (JSON), newest first
+    fusebox:{bp<N>}:qfail:<id>     zset (score 0): quorum policies, instances failing in the window
+    fusebox:{bp<N>}:qseen:<id>     set: quorum policies, instances reporting in the window
     fusebox:{bp<N>}:events         stream: the partition's transitions (XADD MAXLEN ~)
     fusebox:{bp<N>}:deadlines      zset: open timeouts, override and lease expiries
     fusebox:{bp<N>}:index          set: the partition's breaker ids
@@ -34,8 +36,9 @@ from typing import Any
 from redis.asyncio.cluster import RedisCluster
 
 from agent._breaker import BreakerState, Counts
-from agent._policy import CircuitBreakerPolicy
+from agent._policy import BreakerQuorum, CircuitBreakerPolicy
 from controlplane.breakers.model import (
+    FAILING_INSTANCES_SHOWN,
     BreakerEvent,
     BreakerId,
     BreakerNotFound,
@@ -82,11 +85,16 @@ class _Keys:
     events: str
     deadlines: str
     recent: str
+    quorum_failing: str  # touched for quorum policies only
+    quorum_reporting: str
     index: str
 
     @property
     def script_keys(self) -> list[str]:
-        return [self.state, self.leases, self.events, self.deadlines, self.recent]
+        return [
+            self.state, self.leases, self.events, self.deadlines, self.recent,
+            self.quorum_failing, self.quorum_reporting,
+        ]
 
 
 class RedisBreakerStore:
@@ -140,6 +148,8 @@ class RedisBreakerStore:
             events=f"{prefix}events",
             deadlines=f"{prefix}deadlines",
             recent=f"{prefix}recent:{encoded}",
+            quorum_failing=f"{prefix}qfail:{encoded}",
+            quorum_reporting=f"{prefix}qseen:{encoded}",
             index=f"{prefix}index",
         )
 
@@ -154,11 +164,14 @@ class RedisBreakerStore:
     async def apply(self, batches: Sequence[OutcomeBatch]) -> list[BreakerEvent]:
         if not batches:
             return []
+        for batch in batches:
+            batch.check()
         now = self._now_argument()
         calls: builtins.list[ScriptCall] = []
         for batch in batches:
             keys = self._keys(batch.id)
             policy = batch.policy
+            quorum = policy.quorum
             args = [
                 now,
                 self._maxlen,
@@ -173,7 +186,11 @@ class RedisBreakerStore:
                 compile_trip_to_lua(policy.trip),
                 batch.instance_id,
                 batch.lease_id,
+                "" if quorum is None else str(quorum.min_instances),
+                "" if quorum is None else repr(float(quorum.min_share)),
+                str(len(batch.runs)),
                 *(str(run) for run in batch.runs),
+                *batch.run_instances,
             ]
             calls.append((self._apply_script, [*keys.script_keys, keys.index], args))
         with self._translate_errors():
@@ -219,8 +236,11 @@ class RedisBreakerStore:
             async with self._client.pipeline(transaction=True) as pipe:
                 pipe.hgetall(keys.state)
                 pipe.hgetall(keys.leases)
-                state, leases = await pipe.execute()
-        return _snapshot(id, state, leases, self._now_ms()) if state else None
+                _read_quorum_sets(pipe, keys)  # absent keys unless a quorum policy: O(1)
+                state, leases, *sets = await pipe.execute()
+        if not state:
+            return None
+        return _snapshot(id, state, leases, self._now_ms(), _QuorumSets(*sets))
 
     async def list(
         self, *, namespace: str = "", target: str = "", state: BreakerState | None = None
@@ -248,11 +268,25 @@ class RedisBreakerStore:
                     pipe.hgetall(keys.state)
                     pipe.hgetall(keys.leases)
                 values = await pipe.execute()
+            found = [
+                (breaker_id, values[2 * i], values[2 * i + 1])
+                for i, breaker_id in enumerate(ids)
+                if values[2 * i]
+            ]
+            # Only quorum breakers have instance sets: a second round for those alone.
+            quorum_ids = [breaker_id for breaker_id, fields, _ in found if "qmin" in fields]
+            sets: dict[BreakerId, _QuorumSets] = {}
+            if quorum_ids:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for breaker_id in quorum_ids:
+                        _read_quorum_sets(pipe, self._keys(breaker_id))
+                    replies = await pipe.execute()
+                for i, breaker_id in enumerate(quorum_ids):
+                    sets[breaker_id] = _QuorumSets(*replies[3 * i : 3 * i + 3])
         now = self._now_ms()
         snapshots = [
-            _snapshot(breaker_id, values[2 * i], values[2 * i + 1], now)
-            for i, breaker_id in enumerate(ids)
-            if values[2 * i]
+            _snapshot(breaker_id, fields, leases, now, sets.get(breaker_id, _NO_SETS))
+            for breaker_id, fields, leases in found
         ]
         return [s for s in snapshots if state is None or s.state is state]
 
@@ -435,6 +469,31 @@ def _event_from_fields(entry_id: str, f: dict[str, str]) -> BreakerEvent:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _QuorumSets:
+    """What ``_read_quorum_sets`` read: the first failing names and both sizes."""
+
+    failing: builtins.list[str]
+    failing_count: int
+    reporting_count: int
+
+
+_NO_SETS = _QuorumSets([], 0, 0)
+
+
+def _read_quorum_sets(pipe: Any, keys: _Keys) -> None:
+    """Queue the three reads of a breaker's instance sets (``_QuorumSets`` order)."""
+    pipe.zrange(keys.quorum_failing, 0, FAILING_INSTANCES_SHOWN - 1)  # sorted: all scores 0
+    pipe.zcard(keys.quorum_failing)
+    pipe.scard(keys.quorum_reporting)
+
+
+def _quorum(state: dict[str, str]) -> BreakerQuorum | None:
+    if "qmin" not in state:
+        return None
+    return BreakerQuorum(min_instances=int(state["qmin"]), min_share=float(state["qshare"]))
+
+
 def _effective(state: dict[str, str]) -> BreakerState:
     override = state["ov"]
     if override == Override.FORCE_OPEN.value:
@@ -445,7 +504,11 @@ def _effective(state: dict[str, str]) -> BreakerState:
 
 
 def _snapshot(
-    id: BreakerId, state: dict[str, str], leases: dict[str, str], now_ms: int
+    id: BreakerId,
+    state: dict[str, str],
+    leases: dict[str, str],
+    now_ms: int,
+    sets: _QuorumSets = _NO_SETS,
 ) -> BreakerSnapshot:
     machine_state = BreakerState(state["state"])
     expiry = int(state["expiry"])
@@ -454,6 +517,7 @@ def _snapshot(
     )
     if machine_state is BreakerState.CLOSED and 0 <= expiry < now_ms:
         counts = Counts()  # the window has rolled over; the next report starts a new one
+        sets = _NO_SETS
     effective = _effective(state)
     override = None
     if state["ov"]:
@@ -472,6 +536,7 @@ def _snapshot(
             interval=float(state["interval_s"]),
             timeout=float(state["timeout_s"]),
             trip=state["trip"],
+            quorum=_quorum(state),
         ),
         state=effective,
         generation=int(state["gen"]),
@@ -480,6 +545,9 @@ def _snapshot(
         override=override,
         active_leases=sum(1 for at in leases.values() if int(at) >= now_ms),
         updated_at=int(state["updated"]) / 1000,
+        failing_instances=tuple(sets.failing),
+        failing_instance_count=int(sets.failing_count),
+        reporting_instance_count=int(sets.reporting_count),
     )
 
 

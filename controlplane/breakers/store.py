@@ -18,6 +18,9 @@ pass the same behavioural test suite; the semantics they share are in
 - While an override is active the state machine is frozen: outcomes are
   dropped, no time-driven transition happens, no lease is granted. Clearing
   it resumes the machine where it was.
+- A policy with a quorum (extension) attributes each outcome while closed to
+  its instance (``OutcomeBatch.run_instances`` or ``instance_id``); a true
+  trip opens only when enough distinct instances of the window failed.
 """
 
 from __future__ import annotations
@@ -46,8 +49,9 @@ class BreakerStore(Protocol):
     async def apply(self, batches: Sequence[OutcomeBatch]) -> list[BreakerEvent]:
         """Apply each batch atomically, in order; the transitions produced (already
         appended to the stream). Creates a breaker's state on first sight. A
-        changed policy replaces the stored one; counts reset when its trip or
-        interval changed while closed."""
+        changed policy replaces the stored one; counts reset when its trip,
+        interval or quorum changed while closed. ``ValueError`` (nothing
+        applied) when a batch's ``run_instances`` does not name every run."""
         ...
 
     async def acquire_lease(

@@ -14,6 +14,7 @@ from typing import Any
 from agent._policy import (
     DEFAULT_TRIP,
     BackoffKind,
+    BreakerQuorum,
     CircuitBreakerPolicy,
     FallbackPolicy,
     FallbackResponse,
@@ -42,7 +43,15 @@ RETRY_FIELDS = (
 )
 EXPONENTIAL_ONLY_FIELDS = ("initialInterval", "multiplier", "randomizationFactor", "maxElapsedTime")
 MATCHING_FIELDS = ("httpStatusCodes", "gRPCStatusCodes")
-BREAKER_FIELDS = ("maxRequests", "interval", "timeout", "trip")
+BREAKER_FIELDS = (
+    "maxRequests",
+    "interval",
+    "timeout",
+    "trip",
+    # Fusebox extension:
+    "quorum",
+)
+QUORUM_FIELDS = ("minInstances", "minShare")
 FALLBACK_FIELDS = ("response", "function", "matching")
 RESPONSE_FIELDS = ("status", "headers", "body")
 
@@ -224,11 +233,59 @@ def _read_breaker(
                     f"invalid trip expression {trip_text!r}: {exc.message} "
                     f"(at character {exc.position + 1})",
                 )
+    quorum = None
+    if "quorum" in fields:
+        quorum = _read_quorum(check, fields["quorum"], (*path, "quorum"))
     if _failed_since(check, mark) or max_requests is None or interval is None or timeout is None:
         return None
     return CircuitBreakerPolicy(
-        name=name, max_requests=max_requests, interval=interval, timeout=timeout, trip=trip
+        name=name,
+        max_requests=max_requests,
+        interval=interval,
+        timeout=timeout,
+        trip=trip,
+        quorum=quorum,
     )
+
+
+def _read_quorum(check: DocumentCheck, value: Any, path: Path) -> BreakerQuorum | None:
+    """``quorum: {minInstances, minShare}`` (extension): at least one of the two."""
+    fields = check.mapping(value, path, "a quorum (a mapping with minInstances, minShare)")
+    if fields is None:
+        return None
+    mark = len(check.violations)
+    check.known_keys(fields, path, QUORUM_FIELDS)
+    if not any(fields.get(key) is not None for key in QUORUM_FIELDS):
+        if _failed_since(check, mark):
+            return None  # a misspelt field: its did-you-mean says it all
+        check.fail(
+            path,
+            "a quorum needs minInstances (distinct failing instances, 1 or more) and/or "
+            "minShare (share of the reporting instances that failed, above 0 and at most 1)",
+        )
+        return None
+    min_instances: int | None = 0
+    if fields.get("minInstances") is not None:
+        min_instances = check.integer(
+            fields["minInstances"],
+            (*path, "minInstances"),
+            minimum=1,
+            maximum=UINT32_MAX,
+            rule=f"must be a number of instances from 1 to {UINT32_MAX}",
+        )
+    min_share: float | None = 0.0
+    if fields.get("minShare") is not None:
+        min_share = check.number(fields["minShare"], (*path, "minShare"))
+        if min_share is not None and not 0 < min_share <= 1:
+            check.fail(
+                (*path, "minShare"),
+                f"minShare {min_share:g} must be above 0 and at most 1 "
+                "(0.5: at least half of the reporting instances failed)",
+            )
+            min_share = None
+    if min_instances is None or min_share is None:
+        return None
+    return BreakerQuorum(min_instances=min_instances, min_share=min_share)
 
 
 def read_fallbacks(check: DocumentCheck, value: Any, path: Path) -> dict[str, FallbackPolicy]:

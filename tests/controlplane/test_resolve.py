@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from agent._policy import (
     BackoffKind,
+    BreakerQuorum,
     BreakerScope,
     CircuitBreakerPolicy,
     Direction,
@@ -586,6 +587,18 @@ def test_merged_result_survives_the_wire() -> None:
 
     assert back.targets == resolved.targets
     assert dict(back.builtin_retries) == dict(resolved.builtin_retries)
+
+
+def test_a_breaker_quorum_reaches_the_resolved_target_and_the_wire() -> None:
+    shared = dataclasses.replace(SIMPLE_CB, quorum=BreakerQuorum(min_instances=2, min_share=0.5))
+    with_quorum = dataclasses.replace(SEED, circuit_breakers=MappingProxyType({"simpleCB": shared}))
+    resolved = resolve_policies([with_quorum], NS, "checkout")
+
+    [target] = resolved.targets
+    assert target.circuit_breaker == shared
+    assert resolved_from_proto(resolved_to_proto(resolved)).targets == resolved.targets
+    plain = resolved_to_proto(resolve_policies([SEED], NS, "checkout"))
+    assert resolved_to_proto(resolved).digest != plain.digest
 
 
 def test_targets_are_sorted_explicit_before_defaults_within_a_kind() -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-from agent._policy import CircuitBreakerPolicy, TargetKind
+from agent._policy import BreakerQuorum, CircuitBreakerPolicy, TargetKind
 from agent._trip import TRIP_IDENTIFIERS
 from controlplane.breakers.model import BreakerId, OutcomeBatch
 
@@ -39,9 +39,11 @@ def policy(
     max_requests: int = 1,
     interval: float = 0.0,
     timeout: float = 30.0,
+    quorum: BreakerQuorum | None = None,
 ) -> CircuitBreakerPolicy:
     return CircuitBreakerPolicy(
-        "simpleCB", max_requests=max_requests, interval=interval, timeout=timeout, trip=trip
+        "simpleCB", max_requests=max_requests, interval=interval, timeout=timeout, trip=trip,
+        quorum=quorum,
     )
 
 
@@ -52,8 +54,9 @@ def batch(
     cb: CircuitBreakerPolicy | None = None,
     instance: str = "instance-1",
     lease: str = "",
+    run_instances: tuple[str, ...] = (),
 ) -> OutcomeBatch:
-    return OutcomeBatch(id or breaker_id(), cb or policy(), runs, instance, lease)
+    return OutcomeBatch(id or breaker_id(), cb or policy(), runs, instance, lease, run_instances)
 
 
 # ---- random trip expressions ------------------------------------------------------

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pytest
 
 from agent._breaker import BreakerState, Counts
+from agent._policy import BreakerQuorum, CircuitBreakerPolicy
 from controlplane.breakers import (
     BreakerNotFound,
     BreakerStore,
@@ -371,3 +372,171 @@ async def test_concurrent_reports_lose_no_outcome_and_trip_exactly_once(home: Ho
     )
     events = [event for events in second for event in events]
     assert transitions(events) == [(CLOSED, OPEN)]
+
+
+# -- quorum trips (extension) ----------------------------------------------------------------
+
+
+def quorum_policy(
+    trip: str = "consecutiveFailures >= 3",
+    *,
+    min_instances: int = 0,
+    min_share: float = 0.0,
+    interval: float = 0.0,
+) -> CircuitBreakerPolicy:
+    return policy(
+        trip, interval=interval, timeout=10.0, quorum=BreakerQuorum(min_instances, min_share)
+    )
+
+
+async def window(home: Home) -> tuple[tuple[str, ...], int, int]:
+    """The snapshot's failing names, failing count and reporting count."""
+    snapshot = await home.store.get(breaker_id())
+    assert snapshot is not None
+    return (
+        snapshot.failing_instances,
+        snapshot.failing_instance_count,
+        snapshot.reporting_instance_count,
+    )
+
+
+async def test_one_instance_failing_past_the_trip_does_not_open_the_fleet(home: Home) -> None:
+    cb = quorum_policy(min_instances=2)
+    assert await home.store.apply([batch((-10,), cb=cb, instance="a")]) == []
+    snapshot = await home.store.get(breaker_id())
+    assert snapshot is not None
+    assert (snapshot.state, snapshot.counts.consecutive_failures) == (CLOSED, 10)
+    assert snapshot.policy == cb
+    assert await window(home) == (("a",), 1, 1)
+
+
+async def test_a_second_instance_failure_opens_the_fleet_and_is_named(home: Home) -> None:
+    cb = quorum_policy(min_instances=2)
+    await home.store.apply([batch((5,), cb=cb, instance="c"), batch((2, -3), cb=cb, instance="a")])
+    assert await window(home) == (("a",), 1, 2)
+    [event] = await home.store.apply([batch((-1,), cb=cb, instance="b")])
+    assert (event.from_state, event.to_state, event.cause) == (CLOSED, OPEN, Cause.TRIP)
+    assert event.instance_id == "b"
+    assert await window(home) == ((), 0, 0)  # a state change empties the sets
+
+
+async def test_the_share_rule_counts_failing_among_reporting_instances(home: Home) -> None:
+    cb = quorum_policy("totalFailures >= 1", min_share=0.5)
+    await home.store.apply([batch((1,), cb=cb, instance=name) for name in ("a", "b", "c")])
+    assert await home.store.apply([batch((-1,), cb=cb, instance="a")]) == []  # 1 of 3
+    assert await window(home) == (("a",), 1, 3)
+    [event] = await home.store.apply([batch((-1,), cb=cb, instance="b")])  # 2 of 3
+    assert event.to_state is OPEN
+
+
+async def test_both_quorum_rules_must_hold(home: Home) -> None:
+    cb = quorum_policy("totalFailures >= 1", min_instances=2, min_share=0.75)
+    await home.store.apply([batch((1,), cb=cb, instance=name) for name in "abcd"])
+    assert await home.store.apply(
+        [batch((-1,), cb=cb, instance="a"), batch((-1,), cb=cb, instance="b")]
+    ) == []  # two instances, but 2 of 4 is below 75%
+    [event] = await home.store.apply([batch((-1,), cb=cb, instance="c")])
+    assert event.to_state is OPEN
+
+
+async def test_quorum_sets_reset_when_the_window_rolls_over(home: Home) -> None:
+    cb = quorum_policy(min_instances=2, interval=10.0)
+    await home.store.apply([batch((-5,), cb=cb, instance="a"), batch((1,), cb=cb, instance="b")])
+    assert await window(home) == (("a",), 1, 2)
+    home.clock.advance(10.5)
+    assert await window(home) == ((), 0, 0)  # shown empty once the window has passed
+    assert await home.store.apply([batch((-3,), cb=cb, instance="b")]) == []
+    assert await window(home) == (("b",), 1, 1)  # a's failures belonged to the old window
+
+
+async def test_quorum_sets_reset_on_every_state_change_and_on_reset(home: Home) -> None:
+    cb = quorum_policy(min_instances=2)
+    await home.store.apply([batch((-3,), cb=cb, instance="a"), batch((-1,), cb=cb, instance="b")])
+    home.clock.advance(10.5)
+    await home.store.advance()
+    lease = await home.store.acquire_lease(breaker_id(), cb, "a", 5.0)
+    [closed] = await home.store.apply([batch((1,), cb=cb, instance="a", lease=lease.lease_id)])
+    assert closed.to_state is CLOSED
+    assert await window(home) == ((), 0, 0)  # half-open outcomes are not attributed
+    await home.store.apply([batch((-3,), cb=cb, instance="c")])
+    assert await window(home) == (("c",), 1, 1)
+    await home.store.reset(breaker_id(), reason="", set_by="")
+    assert await window(home) == ((), 0, 0)
+    assert await home.store.apply([batch((-3,), cb=cb, instance="d")]) == []
+
+
+async def test_merged_runs_are_attributed_to_their_own_instances(home: Home) -> None:
+    cb = quorum_policy(min_instances=2)
+    merged = batch((-3, 2, -1, -2), cb=cb, instance="last", run_instances=("a", "b", "a", "c"))
+    [event] = await home.store.apply([merged])
+    assert event.to_state is OPEN
+    assert event.instance_id == "c"  # the run whose failure met the quorum
+    snapshot = await home.store.get(breaker_id())
+    assert snapshot is not None
+    assert snapshot.counts == Counts()  # a new window: nothing after the trip counted
+
+
+async def test_merged_runs_of_one_instance_stay_below_the_quorum(home: Home) -> None:
+    cb = quorum_policy(min_instances=2)
+    merged = batch((-3, 2, -4), cb=cb, instance="last", run_instances=("a", "b", "a"))
+    assert await home.store.apply([merged]) == []
+    assert await window(home) == (("a",), 1, 2)
+    snapshot = await home.store.get(breaker_id())
+    assert snapshot is not None and snapshot.counts == Counts(9, 2, 7, 0, 4)
+
+
+async def test_run_instances_must_name_every_run(home: Home) -> None:
+    cb = quorum_policy(min_instances=2)
+    with pytest.raises(ValueError, match="run_instances"):
+        await home.store.apply([batch((-1, 1), cb=cb, run_instances=("a",))])
+    assert await home.store.get(breaker_id()) is None  # nothing applied
+
+
+async def test_a_changed_quorum_restarts_the_window(home: Home) -> None:
+    await home.store.apply([batch((-2,), cb=policy(), instance="a")])
+    cb = quorum_policy(min_instances=2)
+    assert await home.store.apply([batch((-1,), cb=cb, instance="b")]) == []
+    snapshot = await home.store.get(breaker_id())
+    assert snapshot is not None
+    assert (snapshot.policy, snapshot.counts.total_failures) == (cb, 1)
+    assert await window(home) == (("b",), 1, 1)
+    looser = quorum_policy(min_instances=1)
+    [event] = await home.store.apply([batch((-3,), cb=looser, instance="b")])
+    assert event.to_state is OPEN  # 3 failures of the new window, one instance is enough
+    home.clock.advance(10.5)
+    await home.store.advance()
+    lease = await home.store.acquire_lease(breaker_id(), looser, "b", 5.0)
+    await home.store.apply([batch((1,), cb=looser, instance="b", lease=lease.lease_id)])
+    await home.store.apply([batch((-1,), cb=looser, instance="b")])
+    assert await home.store.apply([batch((-1,), cb=policy(), instance="b")]) == []
+    snapshot = await home.store.get(breaker_id())
+    assert snapshot is not None
+    assert (snapshot.policy.quorum, snapshot.counts.total_failures) == (None, 1)
+    assert await window(home) == ((), 0, 0)  # an ordinary breaker again
+
+
+async def test_listing_shows_the_window_of_quorum_breakers(home: Home) -> None:
+    cb = quorum_policy(min_instances=3)
+    other = breaker_id("inventory", "")
+    await home.store.apply([
+        batch((-1,), cb=cb, instance="b"),
+        batch((-1, 1), cb=cb, instance="a"),
+        batch((1,), cb=cb, instance="c"),
+        batch((-1,), id=other),
+    ])
+    snapshots = {s.id: s for s in await home.store.list()}
+    quorum_breaker = snapshots[breaker_id()]
+    assert (
+        quorum_breaker.failing_instances,
+        quorum_breaker.failing_instance_count,
+        quorum_breaker.reporting_instance_count,
+    ) == (("a", "b"), 2, 3)
+    assert snapshots[other].failing_instance_count == 0
+    assert snapshots[other].policy.quorum is None
+
+
+async def test_a_snapshot_names_at_most_a_hundred_failing_instances(home: Home) -> None:
+    cb = quorum_policy("totalFailures >= 1000", min_instances=1000)
+    names = [f"i{n:03}" for n in range(120)]
+    await home.store.apply([batch((-1,) * 120, cb=cb, run_instances=tuple(names))])
+    assert await window(home) == (tuple(names[:100]), 120, 120)

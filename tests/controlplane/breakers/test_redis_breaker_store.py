@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent._breaker import BreakerState, Counts
+from agent._policy import BreakerQuorum
 from controlplane.breakers.redis import RedisBreakerStore
 from controlplane.store.base import StoreUnavailable
 from tests.controlplane.breakers.breaker_cases import ManualClock, batch, breaker_id, policy
@@ -22,6 +23,22 @@ async def test_every_key_of_a_breaker_carries_its_partition_hash_tag(redis_url: 
     assert {key.split(":", 2)[2].split(":")[0] for key in keys} == {
         "state", "recent", "events", "deadlines", "index",
     }
+    await store.close()
+
+
+async def test_quorum_sets_share_the_hash_tag_and_go_with_the_window(redis_url: str) -> None:
+    store = RedisBreakerStore(redis_url, partitions=16, clock=ManualClock())
+    id = breaker_id("weird{app}", "a/b:c")
+    cb = policy("consecutiveFailures >= 2", quorum=BreakerQuorum(min_instances=2))
+    await store.apply([batch((-3,), id=id, cb=cb, instance="a")])
+    prefix = f"fusebox:{{bp{store.partition_of(id)}}}:"
+    keys = await store._client.keys("*")  # test-only peek at the layout
+    assert {f"{prefix}qfail:{id.encode()}", f"{prefix}qseen:{id.encode()}"} <= set(keys)
+    assert all(key.startswith(prefix) for key in keys)
+    [event] = await store.apply([batch((-1,), id=id, cb=cb, instance="b")])
+    assert event.to_state is BreakerState.OPEN
+    keys = await store._client.keys("*")
+    assert not any(":qfail:" in key or ":qseen:" in key for key in keys)  # emptied with the counts
     await store.close()
 
 

@@ -9,7 +9,7 @@ from hashlib import sha256
 
 import pytest
 
-from agent._policy import BackoffKind, BreakerScope, StatusCodes
+from agent._policy import BackoffKind, BreakerQuorum, BreakerScope, StatusCodes
 from controlplane.spec import (
     MAX_SPEC_BYTES,
     SpecValidationError,
@@ -141,6 +141,50 @@ def test_extensions_parse_into_policy_values() -> None:
     store = spec.components["store"]
     assert store.outbound is not None and store.outbound.fallback == "code"
     assert store.inbound is not None and store.inbound.timeout == "none"
+
+
+def test_a_breaker_quorum_parses_with_either_rule_or_both() -> None:
+    text = HEADER + textwrap.dedent("""\
+        spec:
+          policies:
+            circuitBreakers:
+              sharedCB:
+                maxRequests: 1
+                timeout: 30s
+                trip: consecutiveFailures >= 5
+                quorum:
+                  minInstances: 2
+                  minShare: 0.5
+              byCount: {quorum: {minInstances: 3}}
+              byShare: {quorum: {minShare: 1}}
+              dapr: {trip: consecutiveFailures >= 5}
+        """)
+    breakers = parse_documents(text)[0].spec.circuit_breakers
+    assert breakers["sharedCB"].quorum == BreakerQuorum(min_instances=2, min_share=0.5)
+    assert breakers["sharedCB"].trip == "consecutiveFailures >= 5"
+    assert breakers["byCount"].quorum == BreakerQuorum(min_instances=3)
+    assert breakers["byShare"].quorum == BreakerQuorum(min_share=1.0)
+    assert breakers["dapr"].quorum is None
+
+
+def test_a_structured_quorum_reads_integral_numbers_as_integers() -> None:
+    document = {
+        "apiVersion": "dapr.io/v1alpha1",
+        "kind": "Resiliency",
+        "metadata": {"name": "s"},
+        "spec": {"policies": {"circuitBreakers": {
+            "cb": {"quorum": {"minInstances": 2.0, "minShare": 1.0}},
+        }}},
+    }
+    parsed = parse_document_mapping(document)
+    assert parsed.spec.circuit_breakers["cb"].quorum == BreakerQuorum(2, 1.0)
+    document["spec"]["policies"]["circuitBreakers"]["cb"]["quorum"] = {"minInstances": 1.5}
+    with pytest.raises(SpecValidationError) as caught:
+        parse_document_mapping(document, "api")
+    [violation] = caught.value.violations
+    assert (violation.line, violation.field_path) == (
+        0, "spec.policies.circuitBreakers.cb.quorum.minInstances",
+    )
 
 
 def test_kubernetes_metadata_and_timestamps_are_tolerated_as_plain_data() -> None:
@@ -411,6 +455,39 @@ INVALID = [
                   cb: {trip: "consecutiveFailures + 1"}
             """),
         "spec.policies.circuitBreakers.cb.trip", "must be boolean", 8, id="trip-not-boolean",
+    ),
+    *(
+        pytest.param(
+            _spec(f"""\
+                spec:
+                  policies:
+                    circuitBreakers:
+                      cb:
+                        trip: consecutiveFailures >= 5
+                        quorum: {quorum}
+                """),
+            f"spec.policies.circuitBreakers.cb.quorum{field}", fragment, 10, id=case,
+        )
+        for case, quorum, field, fragment in [
+            ("quorum-empty", "{}", "", "needs minInstances (distinct failing instances"),
+            ("quorum-null", "null", "", "and/or minShare"),
+            ("quorum-not-a-mapping", "2", "", "expected a quorum (a mapping"),
+            ("quorum-unknown-field", "{minInstances: 2, minShares: 0.5}", ".minShares",
+             "did you mean 'minShare'"),
+            ("quorum-zero-instances", "{minInstances: 0}", ".minInstances",
+             "0 is out of range: must be a number of instances from 1"),
+            ("quorum-fractional-instances", "{minInstances: 1.5}", ".minInstances",
+             "expected an integer, found the number 1.5"),
+            ("quorum-instances-as-text", "{minInstances: '2'}", ".minInstances",
+             "expected an integer, found the string '2'"),
+            ("quorum-zero-share", "{minShare: 0}", ".minShare", "must be above 0 and at most 1"),
+            ("quorum-share-above-one", "{minShare: 1.5}", ".minShare",
+             "minShare 1.5 must be above 0 and at most 1"),
+            ("quorum-share-as-text", "{minShare: '0.5'}", ".minShare",
+             "expected a number, found the string '0.5'"),
+            ("quorum-share-boolean", "{minShare: true}", ".minShare",
+             "expected a number, found the boolean true"),
+        ]
     ),
     pytest.param(
         _spec("""\

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66usebox/v1/policy.proto\x12\nfusebox.v1\x1a\x1egoogle/protobuf/duration.proto\".\n\x0fStatusCodeRange\x12\r\n\x05\x66irst\x18\x01 \x01(\x05\x12\x0c\n\x04last\x18\x02 \x01(\x05\"J\n\rTimeoutPolicy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x08\x64uration\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xdf\x03\n\x0bRetryPolicy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x07\x62\x61\x63koff\x18\x02 \x01(\x0e\x32\x17.fusebox.v1.BackoffKind\x12+\n\x08\x64uration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cmax_interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bmax_retries\x18\x05 \x01(\x05\x12\x36\n\x11http_status_codes\x18\x06 \x03(\x0b\x32\x1b.fusebox.v1.StatusCodeRange\x12\x36\n\x11grpc_status_codes\x18\x07 \x03(\x0b\x32\x1b.fusebox.v1.StatusCodeRange\x12\x33\n\x10initial_interval\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nmultiplier\x18\t \x01(\x01\x12\x1c\n\x14randomization_factor\x18\n \x01(\x01\x12\x33\n\x10max_elapsed_time\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11honor_retry_after\x18\x0c \x01(\x08\"\xa1\x01\n\x14\x43ircuitBreakerPolicy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cmax_requests\x18\x02 \x01(\r\x12+\n\x08interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04trip\x18\x05 \x01(\t\"\x9c\x01\n\x10\x46\x61llbackResponse\x12\x0e\n\x06status\x18\x01 \x01(\x05\x12:\n\x07headers\x18\x02 \x03(\x0b\x32).fusebox.v1.FallbackResponse.HeadersEntry\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xde\x01\n\x0e\x46\x61llbackPolicy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x30\n\x08response\x18\x02 \x01(\x0b\x32\x1c.fusebox.v1.FallbackResponseH\x00\x12\x12\n\x08\x66unction\x18\x03 \x01(\tH\x00\x12\x36\n\x11http_status_codes\x18\x04 \x03(\x0b\x32\x1b.fusebox.v1.StatusCodeRange\x12\x36\n\x11grpc_status_codes\x18\x05 \x03(\x0b\x32\x1b.fusebox.v1.StatusCodeRangeB\x08\n\x06\x61\x63tion\"\xed\x03\n\x0cTargetPolicy\x12$\n\x04kind\x18\x01 \x01(\x0e\x32\x16.fusebox.v1.TargetKind\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x31\n\tdirection\x18\x03 \x01(\x0e\x32\x1e.fusebox.v1.ComponentDirection\x12\x16\n\x0e\x63omponent_type\x18\x04 \x01(\t\x12\x12\n\nis_default\x18\x05 \x01(\x08\x12*\n\x07timeout\x18\x06 \x01(\x0b\x32\x19.fusebox.v1.TimeoutPolicy\x12&\n\x05retry\x18\x07 \x01(\x0b\x32\x17.fusebox.v1.RetryPolicy\x12\x39\n\x0f\x63ircuit_breaker\x18\x08 \x01(\x0b\x32 .fusebox.v1.CircuitBreakerPolicy\x12,\n\x08\x66\x61llback\x18\t \x01(\x0b\x32\x1a.fusebox.v1.FallbackPolicy\x12>\n\x15\x63ircuit_breaker_scope\x18\n \x01(\x0e\x32\x1f.fusebox.v1.CircuitBreakerScope\x12\"\n\x1a\x63ircuit_breaker_cache_size\x18\x0b \x01(\r\x12\x16\n\x0espec_namespace\x18\x0c \x01(\t\x12\x11\n\tspec_name\x18\r \x01(\t\"\x8b\x02\n\x10ResolvedPolicies\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12)\n\x07targets\x18\x04 \x03(\x0b\x32\x18.fusebox.v1.TargetPolicy\x12I\n\x0f\x62uiltin_retries\x18\x05 \x03(\x0b\x32\x30.fusebox.v1.ResolvedPolicies.BuiltinRetriesEntry\x1aN\n\x13\x42uiltinRetriesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.fusebox.v1.RetryPolicy:\x02\x38\x01\"s\n\nBreakerKey\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04spec\x18\x02 \x01(\t\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.fusebox.v1.TargetKind\x12\x0e\n\x06target\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t*p\n\nTargetKind\x12\x1b\n\x17TARGET_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fTARGET_KIND_APP\x10\x01\x12\x15\n\x11TARGET_KIND_ACTOR\x10\x02\x12\x19\n\x15TARGET_KIND_COMPONENT\x10\x03*|\n\x12\x43omponentDirection\x12#\n\x1f\x43OMPONENT_DIRECTION_UNSPECIFIED\x10\x00\x12 \n\x1c\x43OMPONENT_DIRECTION_OUTBOUND\x10\x01\x12\x1f\n\x1b\x43OMPONENT_DIRECTION_INBOUND\x10\x02*d\n\x0b\x42\x61\x63koffKind\x12\x1c\n\x18\x42\x41\x43KOFF_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x42\x41\x43KOFF_KIND_CONSTANT\x10\x01\x12\x1c\n\x18\x42\x41\x43KOFF_KIND_EXPONENTIAL\x10\x02*\x9a\x01\n\x13\x43ircuitBreakerScope\x12%\n!CIRCUIT_BREAKER_SCOPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43IRCUIT_BREAKER_SCOPE_ID\x10\x01\x12\x1e\n\x1a\x43IRCUIT_BREAKER_SCOPE_TYPE\x10\x02\x12\x1e\n\x1a\x43IRCUIT_BREAKER_SCOPE_BOTH\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66usebox/v1/policy.proto\x12\nfusebox.v1\x1a\x1egoogle/protobuf/duration.proto\".\n\x0fStatusCodeRange\x12\r\n\x05\x66irst\x18\x01 \x01(\x05\x12\x0c\n\x04last\x18\x02 \x01(\x05\"J\n\rTimeoutPolicy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x08\x64uration\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xdf\x03\n\x0bRetryPolicy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x07\x62\x61\x63koff\x18\x02 \x01(\x0e\x32\x17.fusebox.v1.BackoffKind\x12+\n\x08\x64uration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cmax_interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bmax_retries\x18\x05 \x01(\x05\x12\x36\n\x11http_status_codes\x18\x06 \x03(\x0b\x32\x1b.fusebox.v1.StatusCodeRange\x12\x36\n\x11grpc_status_codes\x18\x07 \x03(\x0b\x32\x1b.fusebox.v1.StatusCodeRange\x12\x33\n\x10initial_interval\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nmultiplier\x18\t \x01(\x01\x12\x1c\n\x14randomization_factor\x18\n \x01(\x01\x12\x33\n\x10max_elapsed_time\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11honor_retry_after\x18\x0c \x01(\x08\"9\n\rBreakerQuorum\x12\x15\n\rmin_instances\x18\x01 \x01(\r\x12\x11\n\tmin_share\x18\x02 \x01(\x01\"\xcc\x01\n\x14\x43ircuitBreakerPolicy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cmax_requests\x18\x02 \x01(\r\x12+\n\x08interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04trip\x18\x05 \x01(\t\x12)\n\x06quorum\x18\x06 \x01(\x0b\x32\x19.fusebox.v1.BreakerQuorum\"\x9c\x01\n\x10\x46\x61llbackResponse\x12\x0e\n\x06status\x18\x01 \x01(\x05\x12:\n\x07headers\x18\x02 \x03(\x0b\x32).fusebox.v1.FallbackResponse.HeadersEntry\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xde\x01\n\x0e\x46\x61llbackPolicy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x30\n\x08response\x18\x02 \x01(\x0b\x32\x1c.fusebox.v1.FallbackResponseH\x00\x12\x12\n\x08\x66unction\x18\x03 \x01(\tH\x00\x12\x36\n\x11http_status_codes\x18\x04 \x03(\x0b\x32\x1b.fusebox.v1.StatusCodeRange\x12\x36\n\x11grpc_status_codes\x18\x05 \x03(\x0b\x32\x1b.fusebox.v1.StatusCodeRangeB\x08\n\x06\x61\x63tion\"\xed\x03\n\x0cTargetPolicy\x12$\n\x04kind\x18\x01 \x01(\x0e\x32\x16.fusebox.v1.TargetKind\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x31\n\tdirection\x18\x03 \x01(\x0e\x32\x1e.fusebox.v1.ComponentDirection\x12\x16\n\x0e\x63omponent_type\x18\x04 \x01(\t\x12\x12\n\nis_default\x18\x05 \x01(\x08\x12*\n\x07timeout\x18\x06 \x01(\x0b\x32\x19.fusebox.v1.TimeoutPolicy\x12&\n\x05retry\x18\x07 \x01(\x0b\x32\x17.fusebox.v1.RetryPolicy\x12\x39\n\x0f\x63ircuit_breaker\x18\x08 \x01(\x0b\x32 .fusebox.v1.CircuitBreakerPolicy\x12,\n\x08\x66\x61llback\x18\t \x01(\x0b\x32\x1a.fusebox.v1.FallbackPolicy\x12>\n\x15\x63ircuit_breaker_scope\x18\n \x01(\x0e\x32\x1f.fusebox.v1.CircuitBreakerScope\x12\"\n\x1a\x63ircuit_breaker_cache_size\x18\x0b \x01(\r\x12\x16\n\x0espec_namespace\x18\x0c \x01(\t\x12\x11\n\tspec_name\x18\r \x01(\t\"\x8b\x02\n\x10ResolvedPolicies\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12)\n\x07targets\x18\x04 \x03(\x0b\x32\x18.fusebox.v1.TargetPolicy\x12I\n\x0f\x62uiltin_retries\x18\x05 \x03(\x0b\x32\x30.fusebox.v1.ResolvedPolicies.BuiltinRetriesEntry\x1aN\n\x13\x42uiltinRetriesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.fusebox.v1.RetryPolicy:\x02\x38\x01\"s\n\nBreakerKey\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04spec\x18\x02 \x01(\t\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.fusebox.v1.TargetKind\x12\x0e\n\x06target\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t*p\n\nTargetKind\x12\x1b\n\x17TARGET_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fTARGET_KIND_APP\x10\x01\x12\x15\n\x11TARGET_KIND_ACTOR\x10\x02\x12\x19\n\x15TARGET_KIND_COMPONENT\x10\x03*|\n\x12\x43omponentDirection\x12#\n\x1f\x43OMPONENT_DIRECTION_UNSPECIFIED\x10\x00\x12 \n\x1c\x43OMPONENT_DIRECTION_OUTBOUND\x10\x01\x12\x1f\n\x1b\x43OMPONENT_DIRECTION_INBOUND\x10\x02*d\n\x0b\x42\x61\x63koffKind\x12\x1c\n\x18\x42\x41\x43KOFF_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x42\x41\x43KOFF_KIND_CONSTANT\x10\x01\x12\x1c\n\x18\x42\x41\x43KOFF_KIND_EXPONENTIAL\x10\x02*\x9a\x01\n\x13\x43ircuitBreakerScope\x12%\n!CIRCUIT_BREAKER_SCOPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43IRCUIT_BREAKER_SCOPE_ID\x10\x01\x12\x1e\n\x1a\x43IRCUIT_BREAKER_SCOPE_TYPE\x10\x02\x12\x1e\n\x1a\x43IRCUIT_BREAKER_SCOPE_BOTH\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,34 +36,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FALLBACKRESPONSE_HEADERSENTRY']._serialized_options = b'8\001'
   _globals['_RESOLVEDPOLICIES_BUILTINRETRIESENTRY']._loaded_options = None
   _globals['_RESOLVEDPOLICIES_BUILTINRETRIESENTRY']._serialized_options = b'8\001'
-  _globals['_TARGETKIND']._serialized_start=2108
-  _globals['_TARGETKIND']._serialized_end=2220
-  _globals['_COMPONENTDIRECTION']._serialized_start=2222
-  _globals['_COMPONENTDIRECTION']._serialized_end=2346
-  _globals['_BACKOFFKIND']._serialized_start=2348
-  _globals['_BACKOFFKIND']._serialized_end=2448
-  _globals['_CIRCUITBREAKERSCOPE']._serialized_start=2451
-  _globals['_CIRCUITBREAKERSCOPE']._serialized_end=2605
+  _globals['_TARGETKIND']._serialized_start=2210
+  _globals['_TARGETKIND']._serialized_end=2322
+  _globals['_COMPONENTDIRECTION']._serialized_start=2324
+  _globals['_COMPONENTDIRECTION']._serialized_end=2448
+  _globals['_BACKOFFKIND']._serialized_start=2450
+  _globals['_BACKOFFKIND']._serialized_end=2550
+  _globals['_CIRCUITBREAKERSCOPE']._serialized_start=2553
+  _globals['_CIRCUITBREAKERSCOPE']._serialized_end=2707
   _globals['_STATUSCODERANGE']._serialized_start=71
   _globals['_STATUSCODERANGE']._serialized_end=117
   _globals['_TIMEOUTPOLICY']._serialized_start=119
   _globals['_TIMEOUTPOLICY']._serialized_end=193
   _globals['_RETRYPOLICY']._serialized_start=196
   _globals['_RETRYPOLICY']._serialized_end=675
-  _globals['_CIRCUITBREAKERPOLICY']._serialized_start=678
-  _globals['_CIRCUITBREAKERPOLICY']._serialized_end=839
-  _globals['_FALLBACKRESPONSE']._serialized_start=842
-  _globals['_FALLBACKRESPONSE']._serialized_end=998
-  _globals['_FALLBACKRESPONSE_HEADERSENTRY']._serialized_start=952
-  _globals['_FALLBACKRESPONSE_HEADERSENTRY']._serialized_end=998
-  _globals['_FALLBACKPOLICY']._serialized_start=1001
-  _globals['_FALLBACKPOLICY']._serialized_end=1223
-  _globals['_TARGETPOLICY']._serialized_start=1226
-  _globals['_TARGETPOLICY']._serialized_end=1719
-  _globals['_RESOLVEDPOLICIES']._serialized_start=1722
-  _globals['_RESOLVEDPOLICIES']._serialized_end=1989
-  _globals['_RESOLVEDPOLICIES_BUILTINRETRIESENTRY']._serialized_start=1911
-  _globals['_RESOLVEDPOLICIES_BUILTINRETRIESENTRY']._serialized_end=1989
-  _globals['_BREAKERKEY']._serialized_start=1991
-  _globals['_BREAKERKEY']._serialized_end=2106
+  _globals['_BREAKERQUORUM']._serialized_start=677
+  _globals['_BREAKERQUORUM']._serialized_end=734
+  _globals['_CIRCUITBREAKERPOLICY']._serialized_start=737
+  _globals['_CIRCUITBREAKERPOLICY']._serialized_end=941
+  _globals['_FALLBACKRESPONSE']._serialized_start=944
+  _globals['_FALLBACKRESPONSE']._serialized_end=1100
+  _globals['_FALLBACKRESPONSE_HEADERSENTRY']._serialized_start=1054
+  _globals['_FALLBACKRESPONSE_HEADERSENTRY']._serialized_end=1100
+  _globals['_FALLBACKPOLICY']._serialized_start=1103
+  _globals['_FALLBACKPOLICY']._serialized_end=1325
+  _globals['_TARGETPOLICY']._serialized_start=1328
+  _globals['_TARGETPOLICY']._serialized_end=1821
+  _globals['_RESOLVEDPOLICIES']._serialized_start=1824
+  _globals['_RESOLVEDPOLICIES']._serialized_end=2091
+  _globals['_RESOLVEDPOLICIES_BUILTINRETRIESENTRY']._serialized_start=2013
+  _globals['_RESOLVEDPOLICIES_BUILTINRETRIESENTRY']._serialized_end=2091
+  _globals['_BREAKERKEY']._serialized_start=2093
+  _globals['_BREAKERKEY']._serialized_end=2208
 # @@protoc_insertion_point(module_scope)

@@ -94,19 +94,29 @@ class RetryPolicy(_message.Message):
     honor_retry_after: bool
     def __init__(self, name: _Optional[str] = ..., backoff: _Optional[_Union[BackoffKind, str]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_retries: _Optional[int] = ..., http_status_codes: _Optional[_Iterable[_Union[StatusCodeRange, _Mapping]]] = ..., grpc_status_codes: _Optional[_Iterable[_Union[StatusCodeRange, _Mapping]]] = ..., initial_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., multiplier: _Optional[float] = ..., randomization_factor: _Optional[float] = ..., max_elapsed_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., honor_retry_after: _Optional[bool] = ...) -> None: ...
 
+class BreakerQuorum(_message.Message):
+    __slots__ = ("min_instances", "min_share")
+    MIN_INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    MIN_SHARE_FIELD_NUMBER: _ClassVar[int]
+    min_instances: int
+    min_share: float
+    def __init__(self, min_instances: _Optional[int] = ..., min_share: _Optional[float] = ...) -> None: ...
+
 class CircuitBreakerPolicy(_message.Message):
-    __slots__ = ("name", "max_requests", "interval", "timeout", "trip")
+    __slots__ = ("name", "max_requests", "interval", "timeout", "trip", "quorum")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MAX_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     TRIP_FIELD_NUMBER: _ClassVar[int]
+    QUORUM_FIELD_NUMBER: _ClassVar[int]
     name: str
     max_requests: int
     interval: _duration_pb2.Duration
     timeout: _duration_pb2.Duration
     trip: str
-    def __init__(self, name: _Optional[str] = ..., max_requests: _Optional[int] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., trip: _Optional[str] = ...) -> None: ...
+    quorum: BreakerQuorum
+    def __init__(self, name: _Optional[str] = ..., max_requests: _Optional[int] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., trip: _Optional[str] = ..., quorum: _Optional[_Union[BreakerQuorum, _Mapping]] = ...) -> None: ...
 
 class FallbackResponse(_message.Message):
     __slots__ = ("status", "headers", "body")
