@@ -96,6 +96,36 @@ def _duration_text(duration: Duration) -> str:
     return format_duration(duration.ToNanoseconds() / 1e9)
 
 
+def quorum_summary(quorum: policy_pb2.BreakerQuorum) -> str:
+    """A quorum's rules: ``2 instances``, ``50% of reporting``, or both joined by ``and``.
+
+    >>> quorum_summary(policy_pb2.BreakerQuorum(min_instances=2, min_share=0.5))
+    '2 instances and 50% of reporting'
+    """
+    rules = []
+    if quorum.min_instances:
+        noun = "instance" if quorum.min_instances == 1 else "instances"
+        rules.append(f"{quorum.min_instances} {noun}")
+    if quorum.min_share:
+        rules.append(f"{quorum.min_share * 100:g}% of reporting")
+    return " and ".join(rules) or "none"
+
+
+def failing_instances_text(breaker: breaker_pb2.Breaker) -> str:
+    """``a, b (2 of 4 reporting; quorum 2 instances)``: the window of a quorum breaker.
+
+    Names beyond those the server sent are counted: ``a, b and 98 more (...)``.
+    """
+    names = ", ".join(breaker.failing_instances) or "none"
+    hidden = breaker.failing_instance_count - len(breaker.failing_instances)
+    if hidden > 0:
+        names += f" and {hidden} more"
+    return (
+        f"{names} ({breaker.failing_instance_count} of {breaker.reporting_instance_count} "
+        f"reporting; quorum {quorum_summary(breaker.policy.quorum)})"
+    )
+
+
 def counts_summary(counts: breaker_pb2.BreakerCounts) -> str:
     """``requests/failures/consecutive failures``, e.g. ``12/5/5``."""
     return f"{counts.requests}/{counts.total_failures}/{counts.consecutive_failures}"
@@ -212,12 +242,19 @@ def _policy_to_json(breaker: breaker_pb2.Breaker) -> dict[str, Any] | None:
     if not breaker.HasField("policy"):
         return None
     policy = breaker.policy
+    quorum = None
+    if policy.HasField("quorum"):
+        quorum = {
+            "minInstances": policy.quorum.min_instances,
+            "minShare": policy.quorum.min_share,
+        }
     return {
         "name": policy.name,
         "maxRequests": policy.max_requests,
         "interval": _duration_text(policy.interval),
         "timeout": _duration_text(policy.timeout),
         "trip": policy.trip,
+        "quorum": quorum,
     }
 
 
@@ -241,6 +278,9 @@ def breaker_to_json(breaker: breaker_pb2.Breaker) -> dict[str, Any]:
         "override": _override_to_json(breaker),
         "policy": _policy_to_json(breaker),
         "activeLeases": breaker.active_leases,
+        "failingInstances": list(breaker.failing_instances),
+        "failingInstanceCount": breaker.failing_instance_count,
+        "reportingInstanceCount": breaker.reporting_instance_count,
         "recentTransitions": [transition_to_json(t) for t in breaker.recent_transitions],
     }
 
@@ -294,9 +334,10 @@ def _policy_text(breaker: breaker_pb2.Breaker) -> str:
         if interval > 0
         else ("counts never reset while closed")
     )
+    quorum = f", quorum {quorum_summary(p.quorum)}" if p.HasField("quorum") else ""
     return (
         f"{p.name} (trip {p.trip}, open {_duration_text(p.timeout)}, "
-        f"{p.max_requests} probe(s), {window})"
+        f"{p.max_requests} probe(s), {window}{quorum})"
     )
 
 
@@ -336,6 +377,8 @@ def breaker_details(breaker: breaker_pb2.Breaker, now: float) -> str:
         ("Override", _override_text(breaker, now)),
         ("Policy", _policy_text(breaker)),
     ]
+    if breaker.policy.HasField("quorum"):
+        fields.append(("Failing instances", failing_instances_text(breaker)))
     width = max(len(label) for label, _ in fields) + 2
     lines = [f"{label + ':':<{width}}{value}" for label, value in fields]
     lines.append("")

@@ -12,6 +12,7 @@ from typing import Any
 from google.protobuf import json_format
 
 from agent._proto.fusebox.v1 import policy_pb2
+from controlplane.cli._breaker_view import quorum_summary
 from controlplane.cli._output import format_duration, render_table
 
 RESOLVE_HEADERS = (
@@ -79,7 +80,8 @@ def describe_breaker(target: policy_pb2.TargetPolicy) -> str:
         return _NONE
     cb = target.circuit_breaker
     timeout = format_duration(cb.timeout.ToNanoseconds() / 1e9)
-    return f"{cb.name} ({cb.trip}, open {timeout}, {cb.max_requests} probe(s))"
+    quorum = f", quorum {quorum_summary(cb.quorum)}" if cb.HasField("quorum") else ""
+    return f"{cb.name} ({cb.trip}, open {timeout}, {cb.max_requests} probe(s){quorum})"
 
 
 def describe_fallback(target: policy_pb2.TargetPolicy) -> str:

@@ -66,6 +66,9 @@ def breaker_to_pb(
         policy=breaker_to_proto(snapshot.policy),
         recent_transitions=[transition_to_proto(e) for e in recent or []],
         active_leases=snapshot.active_leases,
+        failing_instances=snapshot.failing_instances,
+        failing_instance_count=snapshot.failing_instance_count,
+        reporting_instance_count=snapshot.reporting_instance_count,
     )
     if snapshot.open_until is not None:
         message.open_until.CopyFrom(timestamp(snapshot.open_until))

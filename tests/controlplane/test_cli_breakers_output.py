@@ -177,8 +177,12 @@ def test_json_breaker_has_stable_keys_and_rfc3339_times() -> None:
             "interval": "0s",
             "timeout": "5s",
             "trip": "consecutiveFailures >= 5",
+            "quorum": None,
         },
         "activeLeases": 0,
+        "failingInstances": [],
+        "failingInstanceCount": 0,
+        "reportingInstanceCount": 0,
         "recentTransitions": [
             {
                 "from": "closed",
@@ -229,6 +233,62 @@ def test_details_show_state_counts_override_policy_and_transitions_with_cause() 
     assert transitions[0] == "Recent transitions (oldest first):"
     assert transitions[1].split() == ["AGE", "FROM", "TO", "CAUSE", "GEN", "INSTANCE", "DETAIL"]
     assert transitions[2].split() == ["30s", "closed", "open", "trip", "3", "checkout-1", "-"]
+
+
+def quorum_breaker(
+    failing: list[str], failing_count: int, reporting: int, **quorum: float
+) -> breaker_pb2.Breaker:
+    """A closed fleet breaker whose policy has a quorum, with its current window."""
+    breaker = closed_breaker("order-processor", "orders")
+    breaker.policy.CopyFrom(policy_pb2.CircuitBreakerPolicy(
+        name="sharedCB", max_requests=1, timeout=Duration(seconds=30),
+        trip="consecutiveFailures >= 5", quorum=policy_pb2.BreakerQuorum(**quorum),
+    ))
+    breaker.failing_instances.extend(failing)
+    breaker.failing_instance_count = failing_count
+    breaker.reporting_instance_count = reporting
+    return breaker
+
+
+def details(breaker: breaker_pb2.Breaker) -> dict[str, str]:
+    text = breaker_details(breaker, now=NOW)
+    return {
+        label.strip(): value.strip()
+        for label, _, value in (line.partition(":") for line in text.split("\n\n")[0].splitlines())
+    }
+
+
+def test_details_of_a_quorum_breaker_show_the_quorum_and_the_failing_instances() -> None:
+    fields = details(quorum_breaker(["checkout-1", "checkout-7"], 2, 4, min_instances=2))
+    assert fields["Policy"] == (
+        "sharedCB (trip consecutiveFailures >= 5, open 30s, 1 probe(s), "
+        "counts never reset while closed, quorum 2 instances)"
+    )
+    assert fields["Failing instances"] == (
+        "checkout-1, checkout-7 (2 of 4 reporting; quorum 2 instances)"
+    )
+
+
+def test_details_count_failing_instances_the_server_did_not_name() -> None:
+    fields = details(quorum_breaker(["a", "b"], 150, 400, min_instances=3, min_share=0.5))
+    assert fields["Failing instances"] == (
+        "a, b and 148 more (150 of 400 reporting; quorum 3 instances and 50% of reporting)"
+    )
+    quiet = details(quorum_breaker([], 0, 0, min_share=1.0))
+    assert quiet["Failing instances"] == "none (0 of 0 reporting; quorum 100% of reporting)"
+
+
+def test_details_of_a_breaker_without_quorum_have_no_failing_instances_line() -> None:
+    assert "Failing instances" not in details(closed_breaker("inventory"))
+
+
+def test_json_of_a_quorum_breaker_has_the_quorum_and_its_window() -> None:
+    shown = breaker_to_json(quorum_breaker(["a", "b"], 2, 4, min_instances=2, min_share=0.5))
+    assert shown["policy"]["quorum"] == {"minInstances": 2, "minShare": 0.5}
+    assert (
+        shown["failingInstances"], shown["failingInstanceCount"], shown["reportingInstanceCount"]
+    ) == (["a", "b"], 2, 4)
+    assert json.loads(json.dumps(shown)) == shown
 
 
 def test_details_of_an_override_without_ttl_say_until_cleared() -> None:

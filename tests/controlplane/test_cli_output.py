@@ -277,6 +277,17 @@ def test_resolve_table_has_one_row_per_target_and_labels_defaults() -> None:
     ]
 
 
+def test_resolve_table_shows_a_breaker_quorum() -> None:
+    policies = resolved_for_checkout()
+    policies.targets[0].circuit_breaker.quorum.CopyFrom(
+        policy_pb2.BreakerQuorum(min_instances=2, min_share=0.5)
+    )
+    assert resolved_rows(policies)[0][5] == (
+        "simpleCB (consecutiveFailures >= 5, open 5s, 1 probe(s), "
+        "quorum 2 instances and 50% of reporting)"
+    )
+
+
 def test_resolve_table_says_when_nothing_applies_and_lists_builtin_retries() -> None:
     policies = policy_pb2.ResolvedPolicies(namespace="default", app_id="order-processor")
     assert resolved_table(policies) == (

@@ -98,7 +98,7 @@ class OverrideInfo(_message.Message):
     def __init__(self, override: _Optional[_Union[BreakerOverride, str]] = ..., reason: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., set_by: _Optional[str] = ...) -> None: ...
 
 class Breaker(_message.Message):
-    __slots__ = ("key", "display_name", "state", "counts", "generation", "open_until", "override", "policy", "recent_transitions", "active_leases")
+    __slots__ = ("key", "display_name", "state", "counts", "generation", "open_until", "override", "policy", "recent_transitions", "active_leases", "failing_instances", "failing_instance_count", "reporting_instance_count")
     KEY_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +109,9 @@ class Breaker(_message.Message):
     POLICY_FIELD_NUMBER: _ClassVar[int]
     RECENT_TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_LEASES_FIELD_NUMBER: _ClassVar[int]
+    FAILING_INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    FAILING_INSTANCE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REPORTING_INSTANCE_COUNT_FIELD_NUMBER: _ClassVar[int]
     key: _policy_pb2.BreakerKey
     display_name: str
     state: BreakerState
@@ -119,7 +122,10 @@ class Breaker(_message.Message):
     policy: _policy_pb2.CircuitBreakerPolicy
     recent_transitions: _containers.RepeatedCompositeFieldContainer[BreakerTransition]
     active_leases: int
-    def __init__(self, key: _Optional[_Union[_policy_pb2.BreakerKey, _Mapping]] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[BreakerState, str]] = ..., counts: _Optional[_Union[BreakerCounts, _Mapping]] = ..., generation: _Optional[int] = ..., open_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., override: _Optional[_Union[OverrideInfo, _Mapping]] = ..., policy: _Optional[_Union[_policy_pb2.CircuitBreakerPolicy, _Mapping]] = ..., recent_transitions: _Optional[_Iterable[_Union[BreakerTransition, _Mapping]]] = ..., active_leases: _Optional[int] = ...) -> None: ...
+    failing_instances: _containers.RepeatedScalarFieldContainer[str]
+    failing_instance_count: int
+    reporting_instance_count: int
+    def __init__(self, key: _Optional[_Union[_policy_pb2.BreakerKey, _Mapping]] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[BreakerState, str]] = ..., counts: _Optional[_Union[BreakerCounts, _Mapping]] = ..., generation: _Optional[int] = ..., open_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., override: _Optional[_Union[OverrideInfo, _Mapping]] = ..., policy: _Optional[_Union[_policy_pb2.CircuitBreakerPolicy, _Mapping]] = ..., recent_transitions: _Optional[_Iterable[_Union[BreakerTransition, _Mapping]]] = ..., active_leases: _Optional[int] = ..., failing_instances: _Optional[_Iterable[str]] = ..., failing_instance_count: _Optional[int] = ..., reporting_instance_count: _Optional[int] = ...) -> None: ...
 
 class ListBreakersRequest(_message.Message):
     __slots__ = ("namespace", "app_id", "state")
