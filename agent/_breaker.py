@@ -22,10 +22,11 @@ the Lua scripts; an agent's per-instance machine never has one): a *quorum*
 (``agent._policy.BreakerQuorum``). With one, every outcome while closed is
 attributed to the instance that reported it (``instance``), and the window
 keeps the set of instances that reported and the set that failed; both sets
-are emptied with the counts. A failure opens only when the trip is true *and*
-at least ``min_instances`` instances failed *and* failing / reporting is at
-least ``min_share`` (each rule when set); otherwise the breaker stays closed
-and the next failure decides again. Without a quorum nothing is attributed.
+are emptied when a new closed window starts (while open and half-open they
+keep naming the instances whose failures opened it). A failure opens only
+when the trip is true *and* at least ``min_instances`` instances failed *and*
+failing / reporting is at least ``min_share`` (each rule when set); otherwise
+the breaker stays closed and the next failure decides again. Without a quorum nothing is attributed.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ class TransitionCause(enum.Enum):
     PROBE_SUCCESS = "probe_success"
     PROBE_FAILURE = "probe_failure"
     EXTERNAL = "external"  # adopted from an outside decision (the cluster)
+    OVERRIDE = "override"  # an operator override set, changed or cleared
+    RESET = "reset"  # an operator reset: closed, counts zeroed
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,8 +376,8 @@ class BreakerStateMachine:
         self.generation += 1
         self._requests = self._ts = self._tf = self._cs = self._cf = 0
         self._expiry = self._default_expiry(now)
-        if self._quorum is not None:
-            self._quorum.clear()
+        if self._quorum is not None and self.state is BreakerState.CLOSED:
+            self._quorum.clear()  # open/half-open keep the instances that opened it
 
     def _default_expiry(self, now: float) -> float | None:
         if self.state is BreakerState.CLOSED:

@@ -84,12 +84,14 @@ local function default_expiry(s, now)
 end
 
 -- A new window: counts to zero, expiry for the current state (gobreaker's
--- toNewGeneration, minus the generation: agents only see state changes); a
--- quorum policy's instance sets emptied with the counts.
+-- toNewGeneration, minus the generation: agents only see state changes). A
+-- quorum policy's instance sets are emptied when a new *closed* window starts;
+-- while open and half-open they keep naming the instances whose failures
+-- opened the breaker.
 local function new_window(c, s)
   s.req, s.ts, s.tf, s.cs, s.cf = 0, 0, 0, 0, 0
   s.expiry = default_expiry(s, c.now)
-  if s.qmin ~= nil then
+  if s.qmin ~= nil and s.state == 'closed' then
     redis.call('DEL', c.qfail, c.qseen)
   end
 end

@@ -55,7 +55,11 @@ def test_a_second_instance_failing_opens_the_fleet_on_that_failure() -> None:
     assert sm.state is OPEN
     [transition] = sm.take_transitions()
     assert (transition.to_state, transition.cause) == (OPEN, TransitionCause.TRIP)
-    assert sm.failing_instances == frozenset() == sm.reporting_instances
+    # While open (and half-open) the sets name the instances that opened it...
+    assert sm.failing_instances == {"a", "b"} == sm.reporting_instances
+    call(sm, "c", True, now=10.5)  # the half-open probe succeeds: a new closed window
+    assert sm.state is CLOSED
+    assert sm.failing_instances == frozenset() == sm.reporting_instances  # ...until then
 
 
 def test_the_trip_still_has_to_hold_when_the_quorum_does() -> None:

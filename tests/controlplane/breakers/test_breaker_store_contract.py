@@ -417,7 +417,13 @@ async def test_a_second_instance_failure_opens_the_fleet_and_is_named(home: Home
     [event] = await home.store.apply([batch((-1,), cb=cb, instance="b")])
     assert (event.from_state, event.to_state, event.cause) == (CLOSED, OPEN, Cause.TRIP)
     assert event.instance_id == "b"
-    assert await window(home) == ((), 0, 0)  # a state change empties the sets
+    assert await window(home) == (("a", "b"), 2, 3)  # open: who opened it
+    home.clock.advance(10.5)
+    grant = await home.store.acquire_lease(breaker_id(), cb, "c", 5.0)
+    assert grant.granted
+    [closed] = await home.store.apply([batch((1,), cb=cb, instance="c", lease=grant.lease_id)])
+    assert closed.to_state is CLOSED
+    assert await window(home) == ((), 0, 0)  # a new closed window empties the sets
 
 
 async def test_the_share_rule_counts_failing_among_reporting_instances(home: Home) -> None:
