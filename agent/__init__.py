@@ -26,8 +26,8 @@ from agent._clock import Clock, SystemClock
 from agent._errors import BreakerOpenError, FuseboxError, PolicyError, PolicyTimeoutError
 from agent._events import FallbackEvent, RetryEvent, StateChangeEvent, TargetStats
 from agent._executor import AttemptDeadline, CallFailure, current_attempt_deadline
+from agent._live_breaker import Breaker
 from agent._policy import FallbackResponse, ResolvedPolicies
-from agent._registry import Breaker
 from agent._testing import ManualClock, is_testing, set_testing, testing
 
 __all__ = [

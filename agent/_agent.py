@@ -41,8 +41,9 @@ from agent._executor import (
     one_breaker_async,
     one_breaker_sync,
 )
+from agent._live_breaker import Breaker
 from agent._policy import BreakerScope, Direction, ResolvedPolicies, TargetKind, TargetPolicy
-from agent._registry import Breaker, BreakerRegistry
+from agent._registry import BreakerRegistry
 
 F = TypeVar("F", bound=Callable[..., Any])
 E = TypeVar("E")

@@ -5,10 +5,10 @@ for ``AsyncAgent``, the link thread's for ``Agent``). It is the only code that
 talks to the control plane about breakers; breakers reach it through the
 ``ClusterPort`` contract, and never wait on it except for a probe lease.
 
-Modes: breakers follow the cluster while the Connect stream is up and the
-server has not said ``ModeChange{LOCAL}``; otherwise every breaker runs the
-local per-instance algorithm from the state it had. Each mode change is
-logged once.
+Modes: breakers follow the cluster (hold a fleet view beside their own
+per-instance machine) while the Connect stream is up and the server has not
+said ``ModeChange{LOCAL}``; otherwise only their own machine decides. Each
+mode change is logged once.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ from typing import ClassVar
 
 import grpc
 
-from agent._breaker import BreakerState
+from agent._breaker import BreakerState, TransitionCause
 from agent._breaker_key import BreakerKey
 from agent._cluster_port import ClusterOverride, LeaseAnswer
+from agent._live_breaker import Breaker
 from agent._proto.fusebox.v1 import agent_pb2, agent_pb2_grpc, breaker_pb2
-from agent._registry import Breaker, BreakerRegistry
+from agent._registry import BreakerRegistry
 from agent._reporting import ReportLimits, outcome_entries, pack_reports, probe_entry
 
 #: The longest an idle agent waits between looks at its outcome accumulators.
@@ -42,6 +43,14 @@ STATE_FROM_PB = {
     breaker_pb2.BREAKER_STATE_CLOSED: BreakerState.CLOSED,
     breaker_pb2.BREAKER_STATE_OPEN: BreakerState.OPEN,
     breaker_pb2.BREAKER_STATE_HALF_OPEN: BreakerState.HALF_OPEN,
+}
+CAUSE_FROM_PB = {
+    breaker_pb2.TRANSITION_CAUSE_TRIP: TransitionCause.TRIP,
+    breaker_pb2.TRANSITION_CAUSE_TIMEOUT: TransitionCause.TIMEOUT,
+    breaker_pb2.TRANSITION_CAUSE_PROBE_SUCCESS: TransitionCause.PROBE_SUCCESS,
+    breaker_pb2.TRANSITION_CAUSE_PROBE_FAILURE: TransitionCause.PROBE_FAILURE,
+    breaker_pb2.TRANSITION_CAUSE_OVERRIDE: TransitionCause.OVERRIDE,
+    breaker_pb2.TRANSITION_CAUSE_RESET: TransitionCause.RESET,
 }
 OVERRIDE_FROM_PB = {
     breaker_pb2.BREAKER_OVERRIDE_FORCE_OPEN: ClusterOverride.FORCE_OPEN,
@@ -144,8 +153,9 @@ class ClusterSync:
             update.open_remaining.ToNanoseconds() / 1e9
             if update.HasField("open_remaining") else None
         )
-        return breaker.apply_cluster(
-            state, update.generation, remaining, OVERRIDE_FROM_PB.get(update.override)
+        return breaker.apply_fleet(
+            state, update.generation, remaining, OVERRIDE_FROM_PB.get(update.override),
+            CAUSE_FROM_PB.get(update.cause),
         )
 
     def on_mode(self, change: agent_pb2.ModeChange) -> agent_pb2.ConnectRequest | None:
@@ -334,12 +344,12 @@ class ClusterSync:
             return
         self.following = following
         if following:
-            log.info("circuit breakers follow the cluster state (%s)", reason,
+            log.info("circuit breakers follow the fleet's state beside their own (%s)", reason,
                      extra={"fusebox_event": "breaker_mode", "mode": "cluster",
                             "reason": reason})
         else:
             log.log(logging.DEBUG if quiet else logging.WARNING,
-                    "circuit breakers run locally, per instance (%s)", reason,
+                    "circuit breakers run per instance only (%s)", reason,
                         extra={"fusebox_event": "breaker_mode", "mode": "local",
                                "reason": reason})
         for breaker in self._registry.breakers():

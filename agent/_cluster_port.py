@@ -15,7 +15,7 @@ from agent._breaker import BreakerState
 from agent._breaker_key import BreakerKey
 
 if TYPE_CHECKING:
-    from agent._registry import Breaker
+    from agent._live_breaker import Breaker
 
 
 class ClusterOverride(enum.Enum):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import itertools
 import logging
 from collections.abc import Callable
@@ -26,15 +27,30 @@ class RetryEvent:
     outcome: Outcome
 
 
+class ChangeOrigin(enum.Enum):
+    """Whose decision changed a breaker's effective state."""
+
+    LOCAL = "local"  # this instance's own outcomes (Dapr's per-instance breaker)
+    FLEET = "fleet"  # the fleet's state pushed by the control plane
+    OPERATOR = "operator"  # an override set, changed or cleared, or a reset
+
+
 @dataclass(frozen=True, slots=True)
 class StateChangeEvent:
-    """Circuit breaker ``breaker`` changed state."""
+    """Circuit breaker ``breaker`` changed its effective state.
+
+    The effective state is the stricter of the instance's own breaker and the
+    fleet's (or what an operator override says). ``generation`` is the
+    generation of the side that changed (``origin``): the instance's own for
+    ``LOCAL``, the fleet's for ``FLEET`` and ``OPERATOR``.
+    """
 
     breaker: str
     from_state: BreakerState
     to_state: BreakerState
     generation: int
     cause: TransitionCause
+    origin: ChangeOrigin = ChangeOrigin.LOCAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +136,8 @@ class EventHooks:
                 event.breaker, event.from_state, event.to_state,
                 extra={"fusebox_event": "breaker_state", "breaker": event.breaker,
                        "from_state": str(event.from_state), "to_state": str(event.to_state),
-                       "generation": event.generation, "cause": event.cause.value},
+                       "generation": event.generation, "cause": event.cause.value,
+                       "origin": event.origin.value},
             )
         _call_all(self.state_change, event)
 

@@ -35,8 +35,9 @@ from agent._clock import SYSTEM_CLOCK, Clock
 from agent._cluster_port import ProbeLeaseRequired
 from agent._errors import BreakerOpenError, PolicyTimeoutError
 from agent._events import EventHooks, FallbackEvent, RetryEvent, StatsCounter
+from agent._live_breaker import Breaker
 from agent._policy import FallbackPolicy, RetryPolicy
-from agent._registry import Breaker, touch_tick
+from agent._registry import touch_tick
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,17 @@ from typing import Any
 import pytest
 from google.protobuf import duration_pb2
 
-from agent import Agent, BreakerOpenError, BreakerState, ManualClock, StateChangeEvent
+from agent import (
+    Agent,
+    BreakerOpenError,
+    BreakerState,
+    ManualClock,
+    StateChangeEvent,
+    TransitionCause,
+)
 from agent._breaker_key import BreakerKey
 from agent._cluster import ClusterSync
+from agent._events import ChangeOrigin
 from agent._policy import (
     BreakerScope,
     CircuitBreakerPolicy,
@@ -144,13 +152,15 @@ def test_connecting_announces_every_live_breaker() -> None:
         BreakerKey("prod", "resiliency", TargetKind.APP, "order-processor", "orders")]
 
 
-def test_in_cluster_mode_local_failures_never_open_the_breaker_but_are_reported() -> None:
+def test_in_cluster_mode_the_instance_opens_on_its_own_crossing_failure_and_reports_it() -> None:
     fx = Fixture()
     fx.call()
     fx.connect()
-    assert [fx.call(ok=False) for _ in range(5)] == ["failed"] * 5
-    assert fx.state() is CLOSED
-    assert fx.reported() == [False] * 5
+    assert [fx.call(ok=False) for _ in range(5)] == ["failed"] * 3 + ["rejected"] * 2
+    assert fx.state() is OPEN
+    assert fx.reported() == [False] * 3
+    assert [(e.from_state, e.to_state, e.origin, e.cause) for e in fx.events] == [
+        (CLOSED, OPEN, ChangeOrigin.LOCAL, TransitionCause.TRIP)]
 
 
 def test_an_open_update_rejects_calls_without_running_them_and_is_logged_as_a_transition() -> None:
@@ -179,29 +189,33 @@ def test_a_stale_update_is_ignored_and_a_repeated_one_changes_nothing() -> None:
     assert [(e.from_state, e.to_state) for e in fx.events] == [(CLOSED, OPEN), (OPEN, CLOSED)]
 
 
-def test_a_local_generation_ahead_of_the_cluster_does_not_block_adoption() -> None:
+def test_a_closed_fleet_never_reopens_what_the_instance_itself_holds_open() -> None:
     fx = Fixture()
     for _ in range(3):
-        fx.call(ok=False)  # local mode: trips locally (local generation moves on)
+        fx.call(ok=False)  # not connected: trips by itself
     assert fx.state() is OPEN
     fx.connect()
     assert fx.push(breaker_pb2.BREAKER_STATE_CLOSED, 1)
+    assert fx.call() == "rejected"
+    fx.clock.advance(5.5)  # its own open timeout: its own half-open probe
     assert fx.call() == "ok"
+    assert fx.state() is CLOSED
 
 
-def test_outcomes_of_calls_admitted_before_an_update_are_not_reported() -> None:
+def test_outcomes_are_reported_under_the_fleet_generation_their_call_was_admitted_in() -> None:
     fx = Fixture()
     fx.call()
     fx.connect()
     breaker = fx.fb.breaker("order-processor:orders")
     assert breaker is not None
-    generation = breaker.acquire()  # a call in flight while the cluster state changes
+    token = breaker.acquire()  # a call in flight while the fleet state changes
     fx.push(breaker_pb2.BREAKER_STATE_CLOSED, 3)
-    breaker.release(generation, False)
+    breaker.release(token, False)
     fx.call(ok=True)
     entries = [e for m in fx.cluster.take_messages() if m.HasField("report")
                for e in m.report.breakers]
-    assert [(e.generation, list(e.runs)) for e in entries] == [(3, [1])]
+    # The server drops the first as stale (admitted before generation 3).
+    assert [(e.generation, list(e.runs)) for e in entries] == [(0, [-1]), (3, [1])]
 
 
 @pytest.mark.parametrize(("override", "expected"), [
@@ -273,17 +287,19 @@ def test_mode_change_local_then_cluster_switches_and_reannounces_interest() -> N
     assert answer is not None and len(answer.interest.add) == 1
     assert fx.cluster.following
     fx.push(breaker_pb2.BREAKER_STATE_CLOSED, 8)
+    assert fx.call() == "rejected"  # its own breaker is still open
+    fx.clock.advance(5.5)
     assert fx.call() == "ok"
 
 
-def test_a_forced_open_breaker_that_goes_local_times_out_again() -> None:
+def test_an_override_ends_when_the_agent_stops_following_the_fleet() -> None:
     fx = Fixture()
     fx.call()
     fx.connect()
     fx.push(breaker_pb2.BREAKER_STATE_OPEN, 5, override=breaker_pb2.BREAKER_OVERRIDE_FORCE_OPEN)
+    assert fx.call() == "rejected"
     fx.cluster.session_ended()
-    fx.clock.advance(5.5)
-    assert fx.call() == "ok"
+    assert fx.call() == "ok"  # its own breaker is closed
 
 
 def test_half_open_without_a_lease_answer_decides_locally() -> None:
@@ -304,4 +320,4 @@ def test_new_breakers_follow_the_cluster_and_are_announced_at_the_next_flush() -
     assert [BreakerKey.from_proto(k).method for k in messages[0].interest.add] == ["orders"]
     for _ in range(3):
         fx.call(ok=False)
-    assert fx.state() is CLOSED
+    assert fx.state() is OPEN

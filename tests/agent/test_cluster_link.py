@@ -171,6 +171,11 @@ class Driver:
     def state(self) -> BreakerState:
         return self.fb.breaker_states()["order-processor:orders"]
 
+    def fleet_generation(self) -> int | None:
+        breaker = self.fb.breaker("order-processor:orders")
+        fleet = None if breaker is None else breaker.fleet
+        return None if fleet is None else fleet.generation
+
 
 async def eventually(condition: Callable[[], bool]) -> None:
     """Wait for a condition another thread or task makes true, with a deadline."""
@@ -269,11 +274,13 @@ async def test_mode_local_lets_the_instance_trip_by_itself(driven: Any) -> None:
         mode=agent_pb2.BREAKER_MODE_CLUSTER)))
     await eventually(lambda: d.following() and svc.interested().count(KEY) == 2)
     svc.push(breaker_pb2.BREAKER_STATE_CLOSED, 12)
-    await eventually(lambda: d.state() is BreakerState.CLOSED)
+    await eventually(lambda: d.fleet_generation() == 12)
+    # The fleet is closed, but this instance's own breaker stays open: never looser.
+    assert d.state() is BreakerState.OPEN
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
-async def test_a_failure_streak_that_could_trip_is_reported_without_waiting_for_the_tick(
+async def test_a_failure_streak_that_trips_opens_at_once_and_is_reported_without_the_tick(
     mode: str, service: tuple[ScriptedAgentService, int], tmp_path: Path
 ) -> None:
     svc, port = service
@@ -284,6 +291,7 @@ async def test_a_failure_streak_that_could_trip_is_reported_without_waiting_for_
         assert [await d.call(ok=False) for _ in range(3)] == ["failed"] * 3  # trip: >= 3
         await eventually(lambda: len(svc.reported()) == 4)
         assert svc.reported() == [(True, ""), (False, ""), (False, ""), (False, "")]
-        assert d.state() is BreakerState.CLOSED
+        # ...and the instance opened by itself on the crossing failure.
+        assert d.state() is BreakerState.OPEN
     finally:
         await d.stop()
