@@ -2,10 +2,15 @@
 
 Data flow (docs/architecture.md):
 
-    agents --OutcomeReport--> ingest() --pending--> aggregator tick
+    agents --OutcomeReport--> ingest() --pending--> aggregator round
         --> BreakerStore.apply(one batch per breaker)   (one Lua call each, pipelined)
         --> transitions stream (all replicas tail it)
+    the applying replica --> its own sessions at once (no read back from the stream)
     tail --> one serialized BreakerUpdate per event --> every session holding the breaker
+
+Rounds are paced by the tick only while reports carry nothing but successes: a
+report with a failure or a probe outcome (which can change a decision) starts
+a round at once, or right after the round in flight.
 
 Redis load therefore follows busy breakers x tick rate, not the number of
 agents. When the breaker store is unreachable, agents are told to go local
@@ -15,6 +20,7 @@ agents. When the breaker store is unreachable, agents are told to go local
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -54,6 +60,7 @@ log = logging.getLogger("fusebox.server.breakers")
 
 MAX_RUNS_PER_REPORT = 4096  # per breaker per message; agents split longer sequences
 MAX_BREAKERS_PER_REPORT = 1024
+MAX_PUSHED_REMEMBERED = 10_000  # stream ids of own pushes awaiting their stream echo
 
 STATE_TO_PB = {
     BreakerState.CLOSED: breaker_pb2.BREAKER_STATE_CLOSED,
@@ -130,6 +137,24 @@ def merge_runs(sequences: Iterable[Iterable[int]]) -> tuple[int, ...]:
     return tuple(merged)
 
 
+def merge_attributed_runs(
+    batches: Iterable[OutcomeBatch],
+) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """``merge_runs`` keeping each run's instance: runs join only within one instance."""
+    runs: list[int] = []
+    instances: list[str] = []
+    for batch in batches:
+        for run, instance in batch.attributed_runs():
+            if run == 0:
+                continue
+            if runs and instances[-1] == instance and (runs[-1] > 0) == (run > 0):
+                runs[-1] += run
+            else:
+                runs.append(run)
+                instances.append(instance)
+    return tuple(runs), tuple(instances)
+
+
 class ReportError(ValueError):
     """A report that breaks the protocol's bounds (the stream is then closed;
     docs/limits.md)."""
@@ -166,6 +191,12 @@ class BreakerHub:
         self._pending: dict[BreakerId, list[OutcomeBatch]] = {}
         self._probes: list[OutcomeBatch] = []
         self._pending_event = asyncio.Event()
+        #: A queued report can change a decision (a failure, a probe): no tick wait.
+        self._urgent = False
+        #: Stream ids of events this replica pushed straight from apply/advance; the
+        #: propagator skips them when they come back from the stream (bounded).
+        self._pushed: set[tuple[BreakerId, str]] = set()
+        self._pushed_order: collections.deque[tuple[BreakerId, str]] = collections.deque()
         self._outcomes_seen = 0  # since the last tick (see _take_batches)
         self._outcomes_stale = 0
         self._reports_seen = 0
@@ -287,8 +318,11 @@ class BreakerHub:
             batch = OutcomeBatch(key, policy, runs, session.instance_id, entry.lease_id)
             if entry.lease_id:
                 self._probes.append(batch)
+                self._urgent = True
             else:
                 self._pending.setdefault(key, []).append(batch)
+                if not self._urgent and min(runs) < 0:
+                    self._urgent = True
         self._reports_seen += 1
         self._pending_event.set()
 
@@ -329,11 +363,16 @@ class BreakerHub:
         batches = list(probes)
         for key, parts in pending.items():
             last = parts[-1]
-            batches.append(OutcomeBatch(
-                key, last.policy, merge_runs(p.runs for p in parts),
-                # Several instances may share a tick: name the last one (documented).
-                last.instance_id,
-            ))
+            if last.policy.quorum is None:
+                batches.append(OutcomeBatch(
+                    key, last.policy, merge_runs(p.runs for p in parts),
+                    # Several instances may share a tick: name the last one (documented).
+                    last.instance_id,
+                ))
+            else:  # a quorum counts instances: every run keeps its own
+                runs, instances = merge_attributed_runs(parts)
+                batches.append(OutcomeBatch(key, last.policy, runs, last.instance_id, "",
+                                            instances))
         return batches
 
     # -- background loops -------------------------------------------------------
@@ -341,33 +380,56 @@ class BreakerHub:
     async def run_aggregator(self) -> None:
         with contextlib.suppress(StoreUnavailable):
             await self.load_budget()
-        # Applies start at most once per tick: under load a tick's reports share
-        # one round of scripts; after a quiet spell the first report (often the
-        # failure that trips a breaker) goes at once instead of waiting a tick.
+        # Success-only rounds start at most once per tick: under load a tick's
+        # reports share one round of scripts. A report that can change a decision
+        # (a failure, a probe) starts a round at once: the trip never waits a tick.
         next_apply = 0.0
         while True:
             await self._pending_event.wait()
             self._pending_event.clear()
-            await asyncio.sleep(max(0.0, next_apply - time.monotonic()))
+            wait = next_apply - time.monotonic()
+            if wait > 0 and not self._urgent:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        while not self._urgent:  # a failure arriving meanwhile ends the wait
+                            await self._pending_event.wait()
+                            self._pending_event.clear()
+            self._urgent = False
             next_apply = time.monotonic() + self._tick
             batches = self._take_batches()
             if not batches:
                 continue
             started = time.perf_counter()
             try:
-                await self.store.apply(batches)
+                events = await self.store.apply(batches)
             except StoreUnavailable as e:
                 # Outcomes of an outage are dropped: agents run locally meanwhile.
                 log_event(log, logging.WARNING, "outcomes dropped, breaker store unavailable",
                           breakers=len(batches), error=str(e))
                 continue
             self._metrics.apply_seconds.observe(time.perf_counter() - started)
+            await self._push_own(events)
 
     async def run_advancer(self) -> None:
         while True:
             await asyncio.sleep(self._advance_every)
             with contextlib.suppress(StoreUnavailable):
-                await self.store.advance()
+                await self._push_own(await self.store.advance())
+
+    async def _push_own(self, events: list[BreakerEvent]) -> None:
+        """Push transitions this replica made to its own sessions now; the other
+        replicas get them from the stream (where this one will skip them)."""
+        if not events:
+            return
+        now = self._clock()
+        for event in events:
+            if event.stream_id:
+                mark = (event.id, event.stream_id)
+                self._pushed.add(mark)
+                self._pushed_order.append(mark)
+            await self._push(event, now)
+        while len(self._pushed_order) > MAX_PUSHED_REMEMBERED:
+            self._pushed.discard(self._pushed_order.popleft())
 
     async def run_propagator(self) -> None:
         """Tail the transitions stream and push each event to its holders."""
@@ -390,6 +452,10 @@ class BreakerHub:
                 await self._recover()
             now = self._clock()
             for event in events:
+                mark = (event.id, event.stream_id)
+                if mark in self._pushed:
+                    self._pushed.discard(mark)  # pushed when it was applied
+                    continue
                 await self._push(event, now)
 
     async def _push(self, event: BreakerEvent, now: float) -> None:
