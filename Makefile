@@ -1,7 +1,7 @@
 # The two commands of the README:
 #   make run    set up, then serve the control plane on its embedded default store
 #   make test   set up, then run the whole test suite
-.PHONY: setup run test lint protos check-protos bench bench-cluster
+.PHONY: setup run test lint protos check-protos bench bench-cluster bench-shared
 
 VENV := .venv/bin
 LISTEN ?= 127.0.0.1:50051
@@ -29,6 +29,10 @@ check-protos: setup
 
 bench: setup
 	$(VENV)/python -m bench.agent_overhead
+
+# Shared state: per-call cost of the cluster agent vs pybreaker's Redis storage (~15 s).
+bench-shared: setup
+	$(VENV)/python -m bench.shared_state
 
 # The seed scenarios (docs/examples.md). Durations are Go durations; empty = the default.
 #   make demo                          the Dapr resiliency quickstart, seed spec, embedded store
