@@ -67,13 +67,13 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         session = AgentSession(hello.namespace or DEFAULT_NAMESPACE, hello.app_id,
                                hello.instance_id, context.peer())
         try:
-            policies, store_revision = await self._hub.resolve(session.namespace, session.app_id)
+            snapshot = await self._hub.snapshot(session.namespace, session.app_id)
         except StoreUnavailable as e:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"spec store unavailable: {e}")
             return
         # Always a full snapshot on (re)connect: it is small, and it tells an
         # agent resuming from its cache that what it holds is current.
-        session.offer_snapshot(policies, store_revision)
+        session.offer_snapshot(snapshot)
         self._hub.register(session)
         log_event(log, logging.INFO, "agent connected", namespace=session.namespace,
                   app_id=session.app_id, instance_id=session.instance_id, peer=session.peer)

@@ -177,8 +177,12 @@ class FuseboxServer:
         if self.config.metrics_listen:
             self.metrics_port = self.metrics.serve(self.config.metrics_listen)
         host = self.config.listen.rsplit(":", 1)[0]
+        control_plane_id = ""
+        with contextlib.suppress(StoreUnavailable):  # read again when the store is back
+            control_plane_id = await self.hub.control_plane_id()
         log_event(log, logging.INFO, "control plane serving", listen=f"{host}:{self.port}",
-                  store=self.config.store_url or "embedded")
+                  store=self.config.store_url or "embedded",
+                  control_plane_id=control_plane_id or "unknown (store unavailable)")
 
     def _bind(self, server: grpc.aio.Server) -> int:
         config = self.config

@@ -28,6 +28,7 @@ log = logging.getLogger("fusebox.server.policies")
 class PolicyHub:
     def __init__(self, store: SpecStore) -> None:
         self._store = store
+        self._control_plane_id = ""  # the store's, once read
         self._sessions: dict[AppKey, set[AgentSession]] = defaultdict(set)
         self._parsed: dict[str, ResiliencySpec | None] = {}
 
@@ -85,6 +86,17 @@ class PolicyHub:
         resolved = resolve_policies(self._specs(stored), namespace, app_id)
         return resolved_to_proto(resolved), store_revision
 
+    async def control_plane_id(self) -> str:
+        """The store's persistent control-plane id (read once): sent with every snapshot."""
+        if not self._control_plane_id:
+            self._control_plane_id = await self._store.control_plane_id()
+        return self._control_plane_id
+
+    async def snapshot(self, namespace: str, app_id: str) -> PreparedSnapshot:
+        """The snapshot an agent of (namespace, app-id) gets when it connects."""
+        policies, store_revision = await self.resolve(namespace, app_id)
+        return PreparedSnapshot.build(policies, store_revision, await self.control_plane_id())
+
     async def push_all(self) -> int:
         """Re-resolve every connected app and offer changed snapshots."""
         if not self._sessions:
@@ -93,6 +105,7 @@ class PolicyHub:
         live_digests = {s.digest for s in stored}
         for digest in [d for d in self._parsed if d not in live_digests]:
             del self._parsed[digest]
+        control_plane_id = await self.control_plane_id()
         by_namespace: dict[str, list[StoredSpec]] = defaultdict(list)
         for s in stored:
             by_namespace[s.namespace].append(s)
@@ -100,7 +113,7 @@ class PolicyHub:
             resolved = resolved_to_proto(
                 resolve_policies(self._specs(by_namespace[namespace]), namespace, app_id)
             )
-            snapshot = PreparedSnapshot.build(resolved, store_revision)  # once per app
+            snapshot = PreparedSnapshot.build(resolved, store_revision, control_plane_id)
             for session in list(sessions):
                 session.offer_snapshot(snapshot)
         return store_revision

@@ -33,10 +33,11 @@ class PreparedSnapshot:
     serialized: bytes
 
     @classmethod
-    def build(cls, policies: policy_pb2.ResolvedPolicies, store_revision: int) -> PreparedSnapshot:
-        message = agent_pb2.ConnectResponse(
-            snapshot=agent_pb2.PolicySnapshot(policies=policies, store_revision=store_revision)
-        )
+    def build(cls, policies: policy_pb2.ResolvedPolicies, store_revision: int,
+              control_plane_id: str = "") -> PreparedSnapshot:
+        message = agent_pb2.ConnectResponse(snapshot=agent_pb2.PolicySnapshot(
+            policies=policies, store_revision=store_revision, control_plane_id=control_plane_id,
+        ))
         return cls(policies.digest, resolved_from_proto(policies), message.SerializeToString())
 
 

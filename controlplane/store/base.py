@@ -9,6 +9,8 @@
 - ``store_revision`` is a global counter bumped by every change; ``changes``
   yields new values of it, so server replicas sharing a store see each
   other's writes.
+- ``control_plane_id`` is created once per store and never changes: every
+  replica sharing the store, before and after restarts, reports the same one.
 """
 
 from __future__ import annotations
@@ -115,6 +117,10 @@ class SpecStore(Protocol):
         ...
 
     async def store_revision(self) -> int: ...
+
+    async def control_plane_id(self) -> str:
+        """This control plane's identity (a UUID), created on first use, then persistent."""
+        ...
 
     def changes(self, after: int) -> AsyncIterator[int]:
         """Yields the store revision each time it moves past ``after``

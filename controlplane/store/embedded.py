@@ -25,6 +25,7 @@ import contextlib
 import json
 import sqlite3
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -78,6 +79,10 @@ CREATE TABLE IF NOT EXISTS spec_revisions (
     PRIMARY KEY (namespace, name, revision)
 );
 INSERT OR IGNORE INTO store_meta (key, value) VALUES ('store_revision', 0);
+CREATE TABLE IF NOT EXISTS store_identity (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
 _LIVE_SELECT = """
@@ -151,6 +156,9 @@ class EmbeddedSpecStore:
     async def store_revision(self) -> int:
         return await self._run(self._store_revision_sync)
 
+    async def control_plane_id(self) -> str:
+        return await self._run(self._control_plane_id_sync)
+
     async def changes(self, after: int) -> AsyncIterator[int]:
         seen = after
         while True:
@@ -193,6 +201,11 @@ class EmbeddedSpecStore:
                     f"understands up to {_SCHEMA_VERSION} (upgrade fusebox)"
                 )
             connection.executescript(_SCHEMA)
+            # Created once for the file: the first process to open it wins.
+            connection.execute(
+                "INSERT OR IGNORE INTO store_identity (key, value)"
+                " VALUES ('control_plane_id', ?)", (str(uuid.uuid4()),),
+            )
             connection.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
         except sqlite3.Error as error:
             connection.close()
@@ -326,6 +339,12 @@ class EmbeddedSpecStore:
 
     def _store_revision_sync(self) -> int:
         return _store_revision(self._db())
+
+    def _control_plane_id_sync(self) -> str:
+        row = self._db().execute(
+            "SELECT value FROM store_identity WHERE key = 'control_plane_id'"
+        ).fetchone()
+        return str(row[0])
 
 
 def _live_head(db: sqlite3.Connection, namespace: str, name: str) -> tuple[int, str]:

@@ -20,6 +20,7 @@ import builtins
 import contextlib
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from importlib import resources
 from typing import Any
@@ -87,6 +88,7 @@ class RedisSpecStore:
         self._live_digest_key = f"{base}:live_digest"
         self._live_key = f"{base}:live"
         self._changes_key = f"{base}:changes"
+        self._control_plane_id_key = f"{base}:control_plane_id"
         self._apply_script = self._client.register_script(_APPLY_SCRIPT)
 
     # -- the SpecStore contract -------------------------------------------
@@ -202,6 +204,15 @@ class RedisSpecStore:
         with self._translate_errors():
             value = await self._client.get(self._store_revision_key)
         return int(value or 0)
+
+    async def control_plane_id(self) -> str:
+        """Created by the first replica to ask (SET NX), then read by all of them."""
+        with self._translate_errors():
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.set(self._control_plane_id_key, str(uuid.uuid4()), nx=True)
+                pipe.get(self._control_plane_id_key)
+                _, value = await pipe.execute()
+        return str(value)
 
     async def changes(self, after: int) -> AsyncIterator[int]:
         """Tails the changes stream with XREAD BLOCK.

@@ -137,3 +137,36 @@ async def test_a_report_beyond_the_size_bounds_closes_the_stream(
         while (message := await call.read()) is not grpc.aio.EOF:
             assert message.WhichOneof("message") != "breaker_update"
     assert await breakers(channel) == []
+
+
+async def announced_control_plane_id(port: int) -> str:
+    """The control_plane_id of the snapshot a new agent stream gets first."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+        call = agent_pb2_grpc.AgentServiceStub(ch).Connect()
+        await call.write(agent_pb2.ConnectRequest(hello=agent_pb2.Hello(
+            app_id="checkout", instance_id=f"checkout-{port}")))
+        first = await asyncio.wait_for(call.read(), DEADLINE)
+        call.cancel()
+    assert first.WhichOneof("message") == "snapshot"
+    control_plane_id: str = first.snapshot.control_plane_id
+    return control_plane_id
+
+
+async def test_replicas_of_one_store_and_their_restarts_announce_one_control_plane_id(
+    store_url: str,
+) -> None:
+    config = ServerConfig(listen="127.0.0.1:0", store_url=store_url)
+    async with FuseboxServer(config) as first, FuseboxServer(config) as second:
+        announced = [await announced_control_plane_id(first.port),
+                     await announced_control_plane_id(second.port)]
+    async with FuseboxServer(config) as restarted:
+        announced.append(await announced_control_plane_id(restarted.port))
+        assert announced[0] == await restarted.store.control_plane_id() != ""
+    assert len(set(announced)) == 1, announced
+
+
+async def test_a_separate_store_is_another_control_plane() -> None:
+    config = ServerConfig(listen="127.0.0.1:0", store_url="memory://")
+    async with FuseboxServer(config) as first, FuseboxServer(config) as second:
+        assert (await announced_control_plane_id(first.port)
+                != await announced_control_plane_id(second.port))

@@ -70,3 +70,29 @@ async def test_memory_store_forgets_everything_on_close() -> None:
     again = EmbeddedSpecStore(MEMORY)
     assert await again.store_revision() == 0
     await again.close()
+
+
+async def test_a_file_from_before_control_plane_ids_gets_one_that_then_stays(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "fusebox.sqlite3"
+    store = EmbeddedSpecStore(path)
+    await store.apply([spec_write("cb")])
+    await store.close()
+    with sqlite3.connect(path) as connection:  # as an earlier fusebox left it
+        connection.execute("DROP TABLE store_identity")
+    connection.close()
+    first, again = EmbeddedSpecStore(path), EmbeddedSpecStore(path)
+    created = await first.control_plane_id()
+    assert created and await again.control_plane_id() == created
+    assert (await first.get("default", "cb")).revision == 1
+    await first.close()
+    await again.close()
+
+
+async def test_another_file_is_another_control_plane(tmp_path: Path) -> None:
+    first = EmbeddedSpecStore(tmp_path / "a" / "fusebox.sqlite3")
+    second = EmbeddedSpecStore(tmp_path / "b" / "fusebox.sqlite3")
+    assert await first.control_plane_id() != await second.control_plane_id()
+    await first.close()
+    await second.close()

@@ -22,6 +22,7 @@ OPERATIONS: dict[str, Callable[[SpecStore], Awaitable[object]]] = {
     "delete": lambda store: store.delete("default", "cb"),
     "history": lambda store: store.history("default", "cb"),
     "store_revision": lambda store: store.store_revision(),
+    "control_plane_id": lambda store: store.control_plane_id(),
 }
 
 
@@ -90,10 +91,12 @@ async def test_all_keys_share_one_hash_slot_and_a_prefix(redis_url: str) -> None
     store = RedisSpecStore(redis_url, key_prefix="team-a")
     await store.apply([spec_write("cb", "1s"), spec_write("x", "1s", namespace="prod")])
     await store.delete("default", "cb")
+    team_a = await store.control_plane_id()
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     keys = sorted(await client.keys("*"))
     assert keys == [
         "team-a:{specs}:changes",
+        "team-a:{specs}:control_plane_id",
         "team-a:{specs}:history:default/cb",
         "team-a:{specs}:history:prod/x",
         "team-a:{specs}:last_revision",
@@ -105,6 +108,7 @@ async def test_all_keys_share_one_hash_slot_and_a_prefix(redis_url: str) -> None
     assert await client.xlen("team-a:{specs}:changes") == 2
     other = RedisSpecStore(redis_url, key_prefix="team-b")
     assert (await other.list()) == ([], 0)
+    assert await other.control_plane_id() != team_a  # another prefix, another control plane
     await client.aclose()
     await store.close()
     await other.close()

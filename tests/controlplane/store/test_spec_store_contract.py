@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import MappingProxyType
@@ -414,13 +415,32 @@ async def test_specs_and_history_survive_a_restart(
     await store.apply([spec_write("cb", "2s")])
     await store.delete("default", "other")
     before = (await store.list(), await store.history("default", "cb"))
+    control_plane_id = await store.control_plane_id()
     await store.close()
 
     bounce()
     reopened = open_store()
     await reopened.ping()
     assert (await reopened.list(), await reopened.history("default", "cb")) == before
+    assert await reopened.control_plane_id() == control_plane_id
     assert await reopened.store_revision() == 3
     [result] = await reopened.apply([spec_write("other", "3s")])
     assert result.revision == 3  # numbering continues after the tombstone
     await reopened.close()
+
+
+# -- control-plane identity ----------------------------------------------------------
+
+
+async def test_the_control_plane_id_is_created_once_and_shared_by_every_store_object(
+    store: SpecStore, open_spec_store: StoreFactory
+) -> None:
+    # Replicas starting together race to create it: all of them get one id.
+    others = [open_spec_store() for _ in range(4)]
+    ids = await within_deadline(asyncio.gather(
+        store.control_plane_id(), *(other.control_plane_id() for other in others)))
+    assert len(set(ids)) == 1
+    assert str(uuid.UUID(ids[0])) == ids[0]
+    assert await store.control_plane_id() == ids[0]  # asked again: the same
+    for other in others:
+        await other.close()

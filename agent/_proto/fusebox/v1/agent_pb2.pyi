@@ -99,12 +99,14 @@ class ConnectResponse(_message.Message):
     def __init__(self, snapshot: _Optional[_Union[PolicySnapshot, _Mapping]] = ..., breaker_update: _Optional[_Union[BreakerUpdate, _Mapping]] = ..., mode: _Optional[_Union[ModeChange, _Mapping]] = ..., report_rejected: _Optional[_Union[ReportRejected, _Mapping]] = ...) -> None: ...
 
 class PolicySnapshot(_message.Message):
-    __slots__ = ("policies", "store_revision")
+    __slots__ = ("policies", "store_revision", "control_plane_id")
     POLICIES_FIELD_NUMBER: _ClassVar[int]
     STORE_REVISION_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_PLANE_ID_FIELD_NUMBER: _ClassVar[int]
     policies: _policy_pb2.ResolvedPolicies
     store_revision: int
-    def __init__(self, policies: _Optional[_Union[_policy_pb2.ResolvedPolicies, _Mapping]] = ..., store_revision: _Optional[int] = ...) -> None: ...
+    control_plane_id: str
+    def __init__(self, policies: _Optional[_Union[_policy_pb2.ResolvedPolicies, _Mapping]] = ..., store_revision: _Optional[int] = ..., control_plane_id: _Optional[str] = ...) -> None: ...
 
 class BreakerUpdate(_message.Message):
     __slots__ = ("key", "state", "generation", "open_remaining", "override", "cause", "time")
@@ -163,3 +165,19 @@ class AcquireProbeLeaseResponse(_message.Message):
     state: _breaker_pb2.BreakerState
     generation: int
     def __init__(self, granted: _Optional[bool] = ..., lease_id: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., state: _Optional[_Union[_breaker_pb2.BreakerState, str]] = ..., generation: _Optional[int] = ...) -> None: ...
+
+class CachedPolicies(_message.Message):
+    __slots__ = ("control_plane_id", "server", "namespace", "app_id", "written_at", "policies")
+    CONTROL_PLANE_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    WRITTEN_AT_FIELD_NUMBER: _ClassVar[int]
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
+    control_plane_id: str
+    server: str
+    namespace: str
+    app_id: str
+    written_at: _timestamp_pb2.Timestamp
+    policies: _policy_pb2.ResolvedPolicies
+    def __init__(self, control_plane_id: _Optional[str] = ..., server: _Optional[str] = ..., namespace: _Optional[str] = ..., app_id: _Optional[str] = ..., written_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., policies: _Optional[_Union[_policy_pb2.ResolvedPolicies, _Mapping]] = ...) -> None: ...
