@@ -28,6 +28,7 @@ from agent._events import FallbackEvent, RetryEvent, StateChangeEvent, TargetSta
 from agent._executor import AttemptDeadline, CallFailure, current_attempt_deadline
 from agent._live_breaker import Breaker
 from agent._policy import FallbackResponse, ResolvedPolicies
+from agent._policy_source import PolicySource
 from agent._testing import ManualClock, is_testing, set_testing, testing
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "ManualClock",
     "Outcome",
     "PolicyError",
+    "PolicySource",
     "PolicyTimeoutError",
     "ResolvedPolicies",
     "RetryEvent",

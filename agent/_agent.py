@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import os
@@ -43,6 +44,7 @@ from agent._executor import (
 )
 from agent._live_breaker import Breaker
 from agent._policy import BreakerScope, Direction, ResolvedPolicies, TargetKind, TargetPolicy
+from agent._policy_source import PolicySource
 from agent._registry import BreakerRegistry
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -66,6 +68,7 @@ class _Snapshot:
     policies: ResolvedPolicies | None
     trips: Mapping[str, TripFunction] = field(default_factory=dict)
     fallbacks: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+    source: PolicySource = PolicySource.NONE
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,9 @@ class _TargetKey:
 class _Core:
     """What ``Agent`` and ``AsyncAgent`` share: policies, breakers, hooks, counters."""
 
+    #: Set once the initial fetch is over (a thread's event, or a loop's).
+    _ready: threading.Event | asyncio.Event
+
     def __init__(
         self,
         *,
@@ -99,6 +105,7 @@ class _Core:
         report_interval: float = 0.01,
         probe_lease_timeout: float = 0.1,
         cluster_breakers: bool = True,
+        initial_fetch_timeout: float = 3.0,
         tls_ca: str | os.PathLike[str] | bytes | None = None,
         tls_cert: str | os.PathLike[str] | bytes | None = None,
         tls_key: str | os.PathLike[str] | bytes | None = None,
@@ -113,6 +120,9 @@ class _Core:
             raise TypeError("give either credentials= or tls_ca/tls_cert/tls_key, not both")
         if (tls_cert is None) != (tls_key is None):
             raise TypeError("tls_cert and tls_key go together: give both for mTLS, or neither")
+        if not initial_fetch_timeout >= 0:
+            raise ValueError(f"initial_fetch_timeout must be >= 0 seconds, "
+                             f"got {initial_fetch_timeout!r}")
         self._tls = (tls_ca, tls_cert, tls_key)
         self._credentials = credentials
         self._token = token
@@ -127,6 +137,8 @@ class _Core:
         self.cache_path = cache_path
         self.report_interval = report_interval
         self.probe_lease_timeout = probe_lease_timeout
+        # Seconds start() waits for the first snapshot before using the disk cache.
+        self.initial_fetch_timeout = initial_fetch_timeout
         self._clock = clock or SYSTEM_CLOCK
         self._classifier = classifier or default_classifier
         self._hooks = EventHooks()
@@ -141,8 +153,40 @@ class _Core:
         self._said_pass_through = False
         self._link: Any = None
         self._snapshot = _Snapshot(None)
+        self._init_readiness()
         if policies is not None:
             self.set_policies(policies)
+
+    def _init_readiness(self) -> None:
+        """Create ``_ready`` (each agent its kind of event)."""
+        raise NotImplementedError
+
+    # -- readiness ----------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Whether the initial fetch is over: use it as a readiness probe.
+
+        True once a snapshot from the server was applied, or once
+        ``initial_fetch_timeout`` passed without one (the agent then enforces
+        its cached policies or passes calls through, and stays ready: a control
+        plane outage never takes a fleet out of service); always True without
+        a server (static policies, testing mode). False before ``start()`` and
+        after closing.
+        """
+        return self._ready.is_set() or not self._fetches()
+
+    @property
+    def policy_source(self) -> PolicySource:
+        """Where the policies in force came from: ``server``, ``cache``, ``static`` or ``none``."""
+        return self._snapshot.source
+
+    def _fetches(self) -> bool:
+        """Whether this agent has (or will have, once started) an initial fetch."""
+        return self._link is not None or self._wants_link()
+
+    def _wants_link(self) -> bool:
+        return self.server is not None and not _testing.config.enabled
 
     # -- policies -------------------------------------------------------------------
 
@@ -159,8 +203,12 @@ class _Core:
         function; the previous policies then stay in force. Calls in flight
         finish with the policies they started with.
         """
+        self._swap_policies(resolved, PolicySource.STATIC)
+
+    def _swap_policies(self, resolved: ResolvedPolicies, source: PolicySource) -> None:
+        """``set_policies`` saying where they came from (the server link's callback)."""
         with self._lock:
-            self._snapshot = self._validate(resolved, self._fallbacks)
+            self._snapshot = self._validate(resolved, self._fallbacks, source)
             self._registry.retain(resolved.targets)
 
     def register_fallback(self, name: str, fn: Callable[..., Any]) -> None:
@@ -173,17 +221,20 @@ class _Core:
             snapshot = self._snapshot
             # Plans hold the fallback callables: publish a new snapshot so they re-resolve.
             self._snapshot = _Snapshot(
-                snapshot.policies, snapshot.trips, MappingProxyType(dict(self._fallbacks))
+                snapshot.policies, snapshot.trips, MappingProxyType(dict(self._fallbacks)),
+                snapshot.source,
             )
 
     def _republish(self) -> None:
         # A breaker was evicted from an LRU: a new snapshot identity makes every
         # handle resolve its plan (and so its breakers) again on its next call.
         snapshot = self._snapshot
-        self._snapshot = _Snapshot(snapshot.policies, snapshot.trips, snapshot.fallbacks)
+        self._snapshot = _Snapshot(snapshot.policies, snapshot.trips, snapshot.fallbacks,
+                                   snapshot.source)
 
     def _validate(
-        self, resolved: ResolvedPolicies, fallbacks: Mapping[str, Callable[..., Any]]
+        self, resolved: ResolvedPolicies, fallbacks: Mapping[str, Callable[..., Any]],
+        source: PolicySource,
     ) -> _Snapshot:
         problems: list[str] = []
         trips: dict[str, TripFunction] = {}
@@ -211,7 +262,8 @@ class _Core:
                 "cannot apply policies revision for "
                 f"{resolved.namespace}/{resolved.app_id}:\n  " + "\n  ".join(problems)
             )
-        return _Snapshot(resolved, MappingProxyType(trips), MappingProxyType(dict(fallbacks)))
+        return _Snapshot(resolved, MappingProxyType(trips), MappingProxyType(dict(fallbacks)),
+                         source)
 
     def _compiled(self, source: str) -> TripFunction:
         trip = self._trip_cache.get(source)
@@ -271,8 +323,8 @@ class _Core:
             if not self._said_pass_through:
                 self._said_pass_through = True
                 logger.info(
-                    "No resiliency policies for app %s (no server reachable and no cached "
-                    "policies): calls pass through unguarded", self.app_id,
+                    "No resiliency policies for app %s (%s): calls pass through unguarded",
+                    self.app_id, self._pass_through_reason(),
                     extra={"fusebox_event": "pass_through", "app_id": self.app_id},
                 )
             return None
@@ -312,6 +364,17 @@ class _Core:
             timeouts=self._timeouts,
             touch=touch,
         )
+
+    def _pass_through_reason(self) -> str:
+        """Why no policies are in force, as things are (never a guess about the server)."""
+        if self.server is None:
+            return "no server and no static policies"
+        if self._link is None:
+            return ("testing mode: no server link" if _testing.config.enabled
+                    else "the agent is not started")
+        if not self._ready.is_set():
+            return f"waiting for the first policies from control plane {self.server}"
+        return f"no policies from control plane {self.server} yet and no usable cached policies"
 
     def _counter(self, name: str) -> StatsCounter:
         counter = self._stats.get(name)
@@ -560,15 +623,13 @@ class _AgentBase(_Core):
             target=self.server, namespace=self.namespace, app_id=self.app_id,
             instance_id=self.instance_id, cache_path=self.cache_path,
             report_interval=self.report_interval, probe_lease_timeout=self.probe_lease_timeout,
+            initial_fetch_timeout=self.initial_fetch_timeout,
             credentials=credentials, token=self._token,
         )
 
     def _cluster_registry(self) -> BreakerRegistry | None:
         # The link shares breaker state with the cluster only when given the registry.
         return self._registry if self.cluster_breakers else None
-
-    def _wants_link(self) -> bool:
-        return self.server is not None and not _testing.config.enabled
 
 
 class Agent(_AgentBase):
@@ -578,11 +639,16 @@ class Agent(_AgentBase):
     ...     r = fb.app("order-processor", method="orders").call(post_order, order)
 
     With ``server`` set, a background thread keeps the policies in sync with
-    the control plane. Without a server, static ``policies`` apply; with
-    neither, calls pass through unguarded.
+    the control plane, and ``start()`` waits (at most ``initial_fetch_timeout``
+    seconds) for the first snapshot. Without a server, static ``policies``
+    apply; with neither, calls pass through unguarded.
     """
 
     _handle_type = Target
+    _ready: threading.Event
+
+    def _init_readiness(self) -> None:
+        self._ready = threading.Event()
 
     def app(self, app_id: str, *, method: str | None = None,
             classifier: Classifier | None = None) -> Target:
@@ -599,20 +665,39 @@ class Agent(_AgentBase):
         )
 
     def start(self) -> Agent:
-        """Start syncing policies from the server (no-op without one, or in testing mode)."""
+        """Start syncing policies from the server (no-op without one, or in testing mode).
+
+        Blocks until the first snapshot from the server is applied, or for
+        ``initial_fetch_timeout`` seconds; then, without a snapshot, the cached
+        policies written for this server, namespace and app-id apply (if any).
+        """
         if self._link is None and self._wants_link():
             from agent._link import PolicyLink
 
-            self._link = PolicyLink(self._link_config(), on_policies=self.set_policies,
-                                    registry=self._cluster_registry())
-            self._link.start()
+            link = self._link = PolicyLink(
+                self._link_config(), on_policies=self._swap_policies,
+                registry=self._cluster_registry(), source=self.policy_source, ready=self._ready,
+            )
+            try:
+                link.start()
+            except BaseException:  # interrupted while waiting: leave nothing running
+                self._link = None
+                link.close()
+                raise
         return self
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until ``ready`` (at most ``timeout`` seconds); whether it is."""
+        if not self._fetches():
+            return True
+        return self._ready.wait(timeout)
 
     def close(self) -> None:
         """Stop the server link and the timeout workers."""
         link, self._link = self._link, None
         if link is not None:
             link.close()
+            self._ready.clear()
         self._close()
 
     def __enter__(self) -> Agent:
@@ -624,9 +709,17 @@ class Agent(_AgentBase):
 
 
 class AsyncAgent(_AgentBase):
-    """The asyncio agent: ``async with AsyncAgent(...) as fb``, or ``start()`` / ``aclose()``."""
+    """The asyncio agent: ``async with AsyncAgent(...) as fb``, or ``start()`` / ``aclose()``.
+
+    ``await start()`` waits like ``Agent.start()`` for the first snapshot, without
+    blocking the event loop.
+    """
 
     _handle_type = AsyncTarget
+    _ready: asyncio.Event
+
+    def _init_readiness(self) -> None:
+        self._ready = asyncio.Event()
 
     def app(self, app_id: str, *, method: str | None = None,
             classifier: Classifier | None = None) -> AsyncTarget:
@@ -643,20 +736,43 @@ class AsyncAgent(_AgentBase):
         )
 
     async def start(self) -> AsyncAgent:
-        """Start syncing policies from the server (no-op without one, or in testing mode)."""
+        """Start syncing policies from the server (no-op without one, or in testing mode).
+
+        Returns once the first snapshot from the server is applied, or after
+        ``initial_fetch_timeout`` seconds (then the matching cache, if any).
+        """
         if self._link is None and self._wants_link():
             from agent._link import AsyncPolicyLink
 
-            self._link = AsyncPolicyLink(self._link_config(), on_policies=self.set_policies,
-                                         registry=self._cluster_registry())
-            await self._link.start()
+            link = self._link = AsyncPolicyLink(
+                self._link_config(), on_policies=self._swap_policies,
+                registry=self._cluster_registry(), source=self.policy_source, ready=self._ready,
+            )
+            try:
+                await link.start()
+            except BaseException:  # cancelled while waiting: leave nothing running
+                self._link = None
+                await link.aclose()
+                raise
         return self
+
+    async def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait until ``ready`` (at most ``timeout`` seconds); whether it is."""
+        if not self._fetches():
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def aclose(self) -> None:
         """Stop the server link and the timeout workers."""
         link, self._link = self._link, None
         if link is not None:
             await link.aclose()
+            self._ready.clear()
         self._close()
 
     async def __aenter__(self) -> AsyncAgent:

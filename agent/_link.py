@@ -9,8 +9,14 @@ nothing here ever runs on a guarded call's path: the link only calls
 Protocol, per connection: send Hello (with the digest of the policies held),
 receive PolicySnapshot, answer ACK (applied) or NACK (``on_policies`` raised
 ValueError; the previous policies stay). Reconnect with jittered exponential
-backoff. The last accepted snapshot is cached on disk and loaded at start, so
-a restarted instance enforces its policies even while the server is down.
+backoff.
+
+Ready before guarding: the host's ``start`` returns once the *initial fetch*
+is over: the first snapshot was applied, or ``initial_fetch_timeout`` passed.
+Only then, and only if no snapshot came, is the disk cache of the last
+accepted snapshot applied, and only if it was written for the same server
+address, namespace and app-id (``CachedPolicies``). A snapshot from a control
+plane other than the one that wrote the cache overwrites it at once.
 
 Cluster mode (when the link is given the agent's ``BreakerRegistry``): after
 the first snapshot the link sends the interest of every live breaker, starts
@@ -25,10 +31,12 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import datetime
 import logging
 import os
 import random
 import threading
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -36,9 +44,11 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from agent._cluster import ClusterConfig, ClusterSync
 from agent._policy import ResolvedPolicies, resolved_from_proto
+from agent._policy_source import PolicySource
 from agent._proto.fusebox.v1 import agent_pb2, agent_pb2_grpc, policy_pb2
 from agent._registry import BreakerRegistry
 from agent._reporting import ReportLimits
@@ -48,7 +58,8 @@ log = logging.getLogger("fusebox.agent.link")
 AGENT_VERSION = "0.1.0"
 LOOP_DRAIN_SECONDS = 0.05
 STOP_RETRY_SECONDS = 1.0  # a link not stopped by a cancel within this gets another
-OnPolicies = Callable[[ResolvedPolicies], None]
+#: Swaps policies in (raises ValueError to refuse them), saying where they came from.
+OnPolicies = Callable[[ResolvedPolicies, PolicySource], None]
 
 _CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 10_000),
@@ -124,7 +135,10 @@ class LinkConfig:
     namespace: str = "default"
     app_id: str = ""
     instance_id: str = ""
-    cache_path: str | os.PathLike[str] | None = None  # None: default_cache_dir()/<ns>__<app>.pb
+    # None: default_cache_dir()/<ns>__<app>.cached-policies.pb
+    cache_path: str | os.PathLike[str] | None = None
+    #: Seconds ``start`` waits for the first snapshot before falling back to the cache (0: none).
+    initial_fetch_timeout: float = 3.0
     reconnect_initial: float = 0.1
     reconnect_max: float = 5.0
     channel_options: list[tuple[str, int]] = field(default_factory=lambda: list(_CHANNEL_OPTIONS))
@@ -153,39 +167,66 @@ class LinkConfig:
     def resolved_cache_path(self) -> Path:
         if self.cache_path is not None:
             return Path(self.cache_path)
-        return default_cache_dir() / f"{self.namespace}__{self.app_id}.policies.pb"
+        # Not the name of the former format (a bare ResolvedPolicies): never misread.
+        return default_cache_dir() / f"{self.namespace}__{self.app_id}.cached-policies.pb"
 
 
-# One thread writes every link's policy cache, in submission order.
+# One thread writes every link's policy cache, in submission order; links read
+# theirs on it too, so a save queued before a read has landed when it runs.
 _CACHE_WRITER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fusebox-cache")
-#: How long a starting link waits for saves queued before it (then it reads what is there).
+#: How long a link waits, at its initial fetch deadline, for the saves queued
+#: before its cache read (then it reads what is there).
 CACHE_BARRIER_SECONDS = 5.0
 
 
-def _nothing() -> None:
-    """A no-op for the cache writer: done once every save queued before it is."""
+class CacheUnreadable(Exception):
+    """The cache file exists but cannot be read, or is not a ``CachedPolicies``."""
+
 
 class PolicyCache:
-    """The last accepted snapshot on disk (written atomically: temp file + rename)."""
+    """One link's last accepted snapshot on disk, with whose it is (``CachedPolicies``).
 
-    def __init__(self, path: Path) -> None:
+    Written atomically (temp file + rename). ``server``, ``namespace`` and
+    ``app_id`` are the link's own: they are written with the policies, and a
+    cache holding others is never used (``problem``).
+    """
+
+    def __init__(self, path: Path, *, server: str, namespace: str, app_id: str) -> None:
         self.path = path
+        self.server, self.namespace, self.app_id = server, namespace, app_id
 
-    def load(self) -> ResolvedPolicies | None:
+    def load(self) -> agent_pb2.CachedPolicies | None:
+        """What the file holds, None without a file; raises ``CacheUnreadable``."""
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
             return None
         except OSError as e:
-            log.warning("cannot read the policy cache %s: %s", self.path, e)
-            return None
+            raise CacheUnreadable(f"cannot read {self.path}: {e}") from e
+        not_ours = f"{self.path} is not a policy cache of this agent's format (corrupt, or older)"
         try:
-            return resolved_from_proto(policy_pb2.ResolvedPolicies.FromString(data))
-        except Exception as e:  # a corrupt cache must never stop the service
-            log.warning("ignoring unreadable policy cache %s: %s", self.path, e)
-            return None
+            cached = agent_pb2.CachedPolicies.FromString(data)
+        except DecodeError as e:  # a corrupt cache must never stop the service
+            raise CacheUnreadable(f"{not_ours}: {e}") from e
+        if not cached.HasField("policies"):
+            # The former format (a bare ResolvedPolicies) never has this field.
+            raise CacheUnreadable(not_ours)
+        return cached
 
-    def save(self, message: policy_pb2.ResolvedPolicies) -> None:
+    def problem(self, cached: agent_pb2.CachedPolicies) -> str | None:
+        """Why this link must not use ``cached`` (None: it may)."""
+        if cached.server != self.server:
+            return f"written for another control plane/server {cached.server or '(unknown)'}"
+        if (cached.namespace, cached.app_id) != (self.namespace, self.app_id):
+            return f"written for app {cached.app_id} in namespace {cached.namespace}"
+        return None
+
+    def save(self, policies: policy_pb2.ResolvedPolicies, control_plane_id: str) -> None:
+        message = agent_pb2.CachedPolicies(
+            control_plane_id=control_plane_id, server=self.server, namespace=self.namespace,
+            app_id=self.app_id, policies=policies,
+        )
+        message.written_at.FromNanoseconds(time.time_ns())
         data = message.SerializeToString(deterministic=True)
         # A temp name of this link's own (processes of one app may share the
         # cache path): cheaper than mkstemp's probing, and never a torn file.
@@ -209,27 +250,30 @@ class PolicyCache:
 CACHE_SETTLE_SECONDS = 2.0
 CACHE_MAX_DELAY_SECONDS = 30.0  # under constant churn, still written this often
 
+_Unsaved = tuple[policy_pb2.ResolvedPolicies, str]  # (policies, control plane id)
+
 
 class DeferredCacheWrite:
     """The newest accepted snapshot not yet on disk, and when it will be.
 
     Written ``CACHE_SETTLE_SECONDS`` after the last snapshot, at most
     ``CACHE_MAX_DELAY_SECONDS`` after the first unsaved one, at once when the
-    link stops, and synchronously at interpreter exit. Used on the link's loop.
+    link stops (or ``flush``), and synchronously at interpreter exit. Used on
+    the link's loop.
     """
 
     def __init__(self, cache: PolicyCache) -> None:
         self.cache = cache
-        self.message: policy_pb2.ResolvedPolicies | None = None
+        self.unsaved: _Unsaved | None = None
         self._first_unsaved = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
-    def offer(self, message: policy_pb2.ResolvedPolicies) -> None:
+    def offer(self, policies: policy_pb2.ResolvedPolicies, control_plane_id: str = "") -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
-        if self.message is None:
+        if self.unsaved is None:
             self._first_unsaved = now
-        self.message = message
+        self.unsaved = (policies, control_plane_id)
         _UNSAVED.add(self)
         if self._timer is not None:
             self._timer.cancel()
@@ -241,10 +285,10 @@ class DeferredCacheWrite:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        message, self.message = self.message, None
+        unsaved, self.unsaved = self.unsaved, None
         _UNSAVED.discard(self)
-        if message is not None:
-            _CACHE_WRITER.submit(self.cache.save, message)
+        if unsaved is not None:
+            _CACHE_WRITER.submit(self.cache.save, *unsaved)
 
 
 _UNSAVED: weakref.WeakSet[DeferredCacheWrite] = weakref.WeakSet()
@@ -254,9 +298,20 @@ _UNSAVED: weakref.WeakSet[DeferredCacheWrite] = weakref.WeakSet()
 def _write_unsaved_caches() -> None:
     # The writer thread may be gone already: write here, in the exiting thread.
     for pending in list(_UNSAVED):
-        message, pending.message = pending.message, None
-        if message is not None:
-            pending.cache.save(message)
+        unsaved, pending.unsaved = pending.unsaved, None
+        if unsaved is not None:
+            pending.cache.save(*unsaved)
+
+
+def _identity(cached: agent_pb2.CachedPolicies) -> tuple[str, str, str, str, str]:
+    return (cached.server, cached.namespace, cached.app_id, cached.control_plane_id,
+            cached.policies.digest)
+
+
+def _written_at(cached: agent_pb2.CachedPolicies) -> str:
+    if not cached.HasField("written_at"):
+        return "an unknown time"
+    return cached.written_at.ToDatetime(tzinfo=datetime.UTC).isoformat(timespec="seconds")
 
 
 class _LinkLoop:
@@ -264,7 +319,7 @@ class _LinkLoop:
 
     def __init__(
         self, config: LinkConfig, on_policies: OnPolicies,
-        registry: BreakerRegistry | None = None,
+        registry: BreakerRegistry | None = None, *, source: PolicySource = PolicySource.NONE,
     ) -> None:
         self.config = config
         self._on_policies = on_policies
@@ -272,37 +327,121 @@ class _LinkLoop:
             ClusterSync(registry, config.cluster_config(), config.instance_id)
             if registry is not None else None
         )
-        self._cache = PolicyCache(config.resolved_cache_path())
+        self._cache = PolicyCache(config.resolved_cache_path(), server=config.target,
+                                  namespace=config.namespace, app_id=config.app_id)
         self._cache_write = DeferredCacheWrite(self._cache)
+        #: The cache read started with the link (on the writer thread).
+        self._cache_read: concurrent.futures.Future[agent_pb2.CachedPolicies | None] | None = None
+        #: (server, namespace, app-id, control plane id, digest) the cache file is known
+        #: to hold, once this link read or wrote it.
+        self._on_disk: tuple[str, str, str, str, str] | None = None
         self.digest = ""
+        #: Of the policies in force (from the server or the cache); "" when unknown.
+        self.control_plane_id = ""
+        #: Where the policies in force came from (what the agent held before: static or none).
+        self.source = source
         self.connected = False
         self.snapshots_applied = 0
+        #: The initial fetch is over: a snapshot was applied, or its deadline passed.
+        self.ready = False
         #: Set by the host when it closes the link: no new session is started.
         self.stopping = False
         self.on_synced: Callable[[], None] = lambda: None
+        self.on_ready: Callable[[], None] = lambda: None
+        self._fetched = asyncio.Event()
         self._warned_unreachable = False
-
-    def load_cache(self) -> bool:
-        """Apply the cached policies, if any (the host first lets queued saves land)."""
-        cached = self._cache.load()
-        if cached is None or cached.app_id != self.config.app_id:
-            return False
-        try:
-            self._on_policies(cached)
-        except ValueError as e:
-            log.warning("cached policies rejected: %s", e)
-            return False
-        self.digest = cached.digest
-        log.info("loaded cached policies (digest %s) from %s", cached.digest, self._cache.path)
-        return True
+        self._initial_error = ""  # the last connection error during the initial fetch
 
     async def run(self) -> None:
         if self.cluster is not None:
             self.cluster.bind(asyncio.get_running_loop())
+        # Read the cache now, off the loop: it is at hand if the server does not
+        # answer in time, and tells what is on disk when it does.
+        self._cache_read = _CACHE_WRITER.submit(self._cache.load)
+        deadline = asyncio.create_task(self._initial_fetch(), name="fusebox-initial-fetch")
         try:
             await self._connect_forever()
         finally:
+            deadline.cancel()
+            await asyncio.wait({deadline})
             self._cache_write.flush()  # the link stops: the last policies go to disk now
+
+    # -- the initial fetch -------------------------------------------------------------
+
+    def _set_ready(self) -> None:
+        if not self.ready:
+            self.ready = True
+            self._fetched.set()
+            self.on_ready()
+
+    async def _initial_fetch(self) -> None:
+        """At the deadline, if no snapshot was applied: the cache, or nothing. Then ready."""
+        timeout = self.config.initial_fetch_timeout
+        if timeout > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._fetched.wait(), timeout)
+        if self._fetched.is_set():
+            return
+        try:
+            cached, problem = await self._usable_cache()
+            if self._fetched.is_set():
+                return  # a snapshot landed while the cache was read: it wins
+            self._fall_back(cached, problem)
+        except Exception:  # a bug here must not keep the agent from starting
+            log.exception("control plane %s: the policy cache could not be used",
+                          self.config.target)
+        self._set_ready()
+
+    async def _usable_cache(self) -> tuple[agent_pb2.CachedPolicies | None, str]:
+        """The cache if this link may use it, else None and why not."""
+        assert self._cache_read is not None
+        try:
+            try:
+                cached = await asyncio.wait_for(asyncio.wrap_future(self._cache_read),
+                                                CACHE_BARRIER_SECONDS)
+            except TimeoutError:  # saves queued ahead take too long: read what is there
+                cached = self._cache.load()
+        except CacheUnreadable as e:
+            return None, f"unreadable: {e}"
+        if cached is None:
+            return None, "none"
+        problem = self._cache.problem(cached)
+        return (None, problem) if problem is not None else (cached, "")
+
+    def _fall_back(self, cached: agent_pb2.CachedPolicies | None, problem: str) -> None:
+        target, timeout = self.config.target, self.config.initial_fetch_timeout
+        what = (f"did not answer within {timeout:g}s" if timeout > 0
+                else "not waited for (initial_fetch_timeout=0)")
+        if self._initial_error:
+            what += f" ({self._initial_error})"
+            # This line said it: the next failure is not news (a recovery is, and is logged).
+            self._warned_unreachable = True
+        level = logging.WARNING if timeout > 0 else logging.INFO
+        if cached is not None:
+            try:
+                policies = resolved_from_proto(cached.policies)
+                self._on_policies(policies, PolicySource.CACHE)
+            except Exception as e:  # a bad cache must never stop the service
+                problem = f"rejected: {e}"
+            else:
+                self.digest = cached.policies.digest
+                self.control_plane_id = cached.control_plane_id
+                self.source = PolicySource.CACHE
+                self._on_disk = _identity(cached)
+                log.log(level, "control plane %s %s; enforcing cached policies written by "
+                        "control plane %s at %s (digest %s, %d targets)", target, what,
+                        cached.control_plane_id or "(unknown)", _written_at(cached),
+                        self.digest, len(policies.targets),
+                        extra={"fusebox_event": "policies_from_cache", "control_plane": target,
+                               "control_plane_id": cached.control_plane_id,
+                               "digest": self.digest})
+                return
+        meanwhile = ("calls pass through unguarded" if self.source is PolicySource.NONE
+                     else f"the {self.source.value} policies stay in force")
+        log.log(level, "control plane %s %s; no usable cached policies (%s); %s until the "
+                "control plane answers", target, what, problem, meanwhile,
+                extra={"fusebox_event": "no_usable_cache", "control_plane": target,
+                       "reason": problem})
 
     async def _connect_forever(self) -> None:
         delay = self.config.reconnect_initial
@@ -327,8 +466,15 @@ class _LinkLoop:
         if self._warned_unreachable:
             log.debug("control plane %s unreachable: %s", self.config.target, error.code())
             return
+        refused = error.code() in (grpc.StatusCode.UNAUTHENTICATED,
+                                   grpc.StatusCode.PERMISSION_DENIED)
+        if not refused and not self.ready:
+            # Said once, with the initial fetch's outcome (see _fall_back).
+            self._initial_error = error.code().name
+            log.debug("control plane %s unreachable: %s", self.config.target, error.code())
+            return
         self._warned_unreachable = True
-        if error.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        if refused:
             # Retrying will not help until the token (or the tokens file) changes.
             log.error("control plane %s refused this agent (%s: %s); check its token",
                       self.config.target, error.code().name, error.details())
@@ -413,39 +559,65 @@ class _LinkLoop:
             log.debug("outcome reports stopped: %s", e)
 
     def _apply(self, snapshot: agent_pb2.PolicySnapshot) -> agent_pb2.ConnectRequest:
-        digest = snapshot.policies.digest
+        digest, control_plane_id = snapshot.policies.digest, snapshot.control_plane_id
         try:
             policies = resolved_from_proto(snapshot.policies)
-            self._on_policies(policies)
+            self._on_policies(policies, PolicySource.SERVER)
         except (ValueError, KeyError) as e:
             log.warning("policy snapshot %s rejected, keeping the previous policies: %s",
                         digest, e)
             return agent_pb2.ConnectRequest(
                 policy_ack=agent_pb2.PolicyAck(digest=digest, accepted=False, error=str(e))
             )
-        if digest != self.digest:
-            # Later, and off the event loop (an AsyncAgent shares the
-            # application's): see DeferredCacheWrite.
-            self._cache_write.offer(snapshot.policies)
-            log.info("policies applied (digest %s, %d targets)", digest, len(policies.targets))
-        self.digest = digest
+        if (self.source, self.digest, self.control_plane_id) != (
+                PolicySource.SERVER, digest, control_plane_id):
+            log.info("policies from control plane %s applied (digest %s, %d targets)",
+                     self.config.target, digest, len(policies.targets),
+                     extra={"fusebox_event": "policies_from_server",
+                            "control_plane": self.config.target,
+                            "control_plane_id": control_plane_id, "digest": digest})
+        self.digest, self.control_plane_id = digest, control_plane_id
+        self.source = PolicySource.SERVER
+        self._keep_on_disk(snapshot.policies, control_plane_id)
         self.snapshots_applied += 1
         self.on_synced()
+        self._set_ready()
         ack = agent_pb2.PolicyAck(digest=digest, accepted=True)
         return agent_pb2.ConnectRequest(policy_ack=ack)
 
+    def _keep_on_disk(self, policies: policy_pb2.ResolvedPolicies, control_plane_id: str) -> None:
+        """Cache the applied snapshot unless the file already holds it.
 
-class AsyncPolicyLink:
-    """Hosts the link as a task on the running event loop (AsyncAgent)."""
+        Later, and off the event loop (an AsyncAgent shares the application's):
+        see DeferredCacheWrite. A cache another control plane (or server) wrote
+        is overwritten at once: it must not outlive this process's next crash.
+        """
+        wanted = (self.config.target, self.config.namespace, self.config.app_id,
+                  control_plane_id, policies.digest)
+        on_disk = self._on_disk or self._read_at_start()
+        if on_disk == wanted:
+            return
+        self._cache_write.offer(policies, control_plane_id)
+        if on_disk is not None and on_disk[:4] != wanted[:4]:
+            log.info("discarding the cached policies written by control plane %s (server %s, "
+                     "app %s/%s): control plane %s answered", on_disk[3] or "(unknown)",
+                     on_disk[0] or "(unknown)", on_disk[1], on_disk[2],
+                     control_plane_id or "(unknown)")
+            self._cache_write.flush()
+        self._on_disk = wanted
 
-    def __init__(
-        self, config: LinkConfig, on_policies: OnPolicies,
-        registry: BreakerRegistry | None = None,
-    ) -> None:
-        self._loop = _LinkLoop(config, on_policies, registry)
-        self._synced = asyncio.Event()
-        self._loop.on_synced = self._synced.set
-        self._task: asyncio.Task[None] | None = None
+    def _read_at_start(self) -> tuple[str, str, str, str, str] | None:
+        read = self._cache_read
+        if read is None or not read.done() or read.cancelled() or read.exception() is not None:
+            return None
+        cached = read.result()
+        return None if cached is None else _identity(cached)
+
+
+class _Host:
+    """What both hosts expose of the link they run."""
+
+    _loop: _LinkLoop
 
     @property
     def digest(self) -> str:
@@ -456,18 +628,45 @@ class AsyncPolicyLink:
         return self._loop.connected
 
     @property
+    def source(self) -> PolicySource:
+        """Where the policies the link applied came from (what the agent held, before)."""
+        return self._loop.source
+
+    @property
+    def ready(self) -> bool:
+        """The initial fetch is over (a snapshot was applied, or its deadline passed)."""
+        return self._loop.ready
+
+    @property
     def cluster(self) -> ClusterSync | None:
         """The cluster-mode side of the link (None without a breaker registry)."""
         return self._loop.cluster
 
+
+class AsyncPolicyLink(_Host):
+    """Hosts the link as a task on the running event loop (AsyncAgent)."""
+
+    def __init__(
+        self, config: LinkConfig, on_policies: OnPolicies,
+        registry: BreakerRegistry | None = None, *, source: PolicySource = PolicySource.NONE,
+        ready: asyncio.Event | None = None,
+    ) -> None:
+        self._loop = _LinkLoop(config, on_policies, registry, source=source)
+        self._synced = asyncio.Event()
+        self._ready = ready if ready is not None else asyncio.Event()
+        self._loop.on_synced = self._synced.set
+        self._loop.on_ready = self._ready.set
+        self._task: asyncio.Task[None] | None = None
+
     async def start(self) -> None:
-        # Saves other links of this process queued land first (FIFO writer),
-        # without blocking the application's loop while they do.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.wrap_future(_CACHE_WRITER.submit(_nothing)),
-                                   CACHE_BARRIER_SECONDS)
-        self._loop.load_cache()
-        self._task = asyncio.create_task(self._loop.run(), name="fusebox-link")
+        """Start the link; return once the initial fetch is over (never blocks the loop)."""
+        self._task = task = asyncio.create_task(self._loop.run(), name="fusebox-link")
+        ready = asyncio.ensure_future(self._ready.wait())
+        try:
+            # The link ends its initial fetch by its deadline; it only ends sooner if closed.
+            await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
 
     async def wait_synced(self, timeout: float | None = None) -> bool:
         """True once a snapshot from the server was applied (within ``timeout``)."""
@@ -492,54 +691,48 @@ class AsyncPolicyLink:
             await task
 
 
-class PolicyLink:
+class PolicyLink(_Host):
     """Hosts the link on a private event loop in a daemon thread (sync Agent)."""
 
     def __init__(
         self, config: LinkConfig, on_policies: OnPolicies,
-        registry: BreakerRegistry | None = None,
+        registry: BreakerRegistry | None = None, *, source: PolicySource = PolicySource.NONE,
+        ready: threading.Event | None = None,
     ) -> None:
-        self._loop = _LinkLoop(config, on_policies, registry)
+        self._loop = _LinkLoop(config, on_policies, registry, source=source)
         self._synced = threading.Event()
+        self._ready = ready if ready is not None else threading.Event()
+        self._settled = threading.Event()  # ready, or the link's thread ended
         self._loop.on_synced = self._synced.set
+        self._loop.on_ready = self._on_ready
         self._thread: threading.Thread | None = None
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
-        self._started = threading.Event()
 
-    @property
-    def digest(self) -> str:
-        return self._loop.digest
-
-    @property
-    def connected(self) -> bool:
-        return self._loop.connected
-
-    @property
-    def cluster(self) -> ClusterSync | None:
-        """The cluster-mode side of the link (None without a breaker registry)."""
-        return self._loop.cluster
+    def _on_ready(self) -> None:
+        self._ready.set()
+        self._settled.set()
 
     def start(self) -> None:
-        with contextlib.suppress(concurrent.futures.TimeoutError):  # see AsyncPolicyLink
-            _CACHE_WRITER.submit(_nothing).result(timeout=CACHE_BARRIER_SECONDS)
-        self._loop.load_cache()
+        """Start the link's thread; return once the initial fetch is over."""
         self._thread = threading.Thread(target=self._main, name="fusebox-link", daemon=True)
         self._thread.start()
-        self._started.wait()
+        self._settled.wait()  # bounded by the link's deadline (or its thread's end)
 
     def _main(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._event_loop = loop
-        self._task = loop.create_task(self._loop.run())
-        self._started.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            loop.run_until_complete(self._task)
-        # grpc.aio may still deliver completion events for the closed channel to
-        # this loop; closing it at once makes grpc log "Event loop is closed".
-        loop.run_until_complete(asyncio.sleep(LOOP_DRAIN_SECONDS))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
+        try:
+            loop = asyncio.new_event_loop()
+            self._event_loop = loop
+            self._task = loop.create_task(self._loop.run())
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(self._task)
+            # grpc.aio may still deliver completion events for the closed channel to
+            # this loop; closing it at once makes grpc log "Event loop is closed".
+            loop.run_until_complete(asyncio.sleep(LOOP_DRAIN_SECONDS))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+        finally:
+            self._settled.set()
 
     def wait_synced(self, timeout: float | None = None) -> bool:
         return self._synced.wait(timeout)

@@ -12,6 +12,7 @@ import pytest
 
 from agent._link import AsyncPolicyLink, LinkConfig, PolicyLink
 from agent._policy import ResolvedPolicies, TargetKind
+from agent._policy_source import PolicySource
 from agent._proto.fusebox.v1 import spec_pb2, spec_pb2_grpc
 from controlplane.server import FuseboxServer, ServerConfig
 from controlplane.server.sessions import AgentSession
@@ -26,14 +27,16 @@ class Received:
 
     def __init__(self, reject: Callable[[ResolvedPolicies], bool] = lambda _: False) -> None:
         self.policies: list[ResolvedPolicies] = []
+        self.sources: list[PolicySource] = []
         self.reject = reject
         self._changed = threading.Condition()
 
-    def __call__(self, policies: ResolvedPolicies) -> None:
+    def __call__(self, policies: ResolvedPolicies, source: PolicySource) -> None:
         if self.reject(policies):
             raise ValueError("trip does not compile")
         with self._changed:
             self.policies.append(policies)
+            self.sources.append(source)
             self._changed.notify_all()
 
     def current(self) -> ResolvedPolicies | None:
@@ -75,10 +78,13 @@ async def apply(server: FuseboxServer, text: str) -> None:
         await spec_pb2_grpc.SpecServiceStub(channel).ApplySpec(spec_pb2.ApplySpecRequest(yaml=text))
 
 
-def link_config(server_port: int, tmp_path: Path, app_id: str = "checkout") -> LinkConfig:
+def link_config(server_port: int, tmp_path: Path, app_id: str = "checkout",
+                initial_fetch_timeout: float = DEADLINE) -> LinkConfig:
+    """A fast-reconnecting link; give a short ``initial_fetch_timeout`` when no server answers."""
     return LinkConfig(
         target=f"127.0.0.1:{server_port}", app_id=app_id, instance_id=f"{app_id}-1",
         cache_path=tmp_path / "cache.pb", reconnect_initial=0.05, reconnect_max=0.2,
+        initial_fetch_timeout=initial_fetch_timeout,
     )
 
 
@@ -151,12 +157,14 @@ async def test_cached_policies_are_used_when_the_server_is_down(tmp_path: Path) 
         await link.start()
         await received.wait_for(lambda p: app_targets(p) == ["order-processor"])
         await link.aclose()
-    # Server gone: a new agent starts from the disk cache, before any network I/O.
+    # Server gone: a new agent starts from the disk cache once the initial fetch times out.
     restarted = Received()
-    link = AsyncPolicyLink(link_config(port, tmp_path), restarted)
+    link = AsyncPolicyLink(link_config(port, tmp_path, initial_fetch_timeout=0.2), restarted)
     await link.start()
     try:
         assert app_targets(restarted.current()) == ["order-processor"]
+        assert restarted.sources == [PolicySource.CACHE]
+        assert link.ready and link.source is PolicySource.CACHE
         assert not link.connected
     finally:
         await link.aclose()
@@ -165,7 +173,7 @@ async def test_cached_policies_are_used_when_the_server_is_down(tmp_path: Path) 
 async def test_link_reconnects_and_resyncs_after_a_server_restart(tmp_path: Path) -> None:
     port = free_port()
     received = Received()
-    link = AsyncPolicyLink(link_config(port, tmp_path), received)
+    link = AsyncPolicyLink(link_config(port, tmp_path, initial_fetch_timeout=0), received)
     await link.start()  # nothing listens yet: the link keeps retrying
     try:
         async with FuseboxServer(start_config(port)):
@@ -182,7 +190,8 @@ async def test_sync_link_runs_in_a_background_thread(
 ) -> None:
     received = Received()
     link = PolicyLink(link_config(server.port, tmp_path), received)
-    link.start()
+    # start() blocks until the first snapshot: not on the loop the server runs on.
+    await asyncio.to_thread(link.start)
     try:
         assert await asyncio.to_thread(link.wait_synced, DEADLINE)
         await apply(server, SEED_SPEC)
@@ -211,8 +220,10 @@ async def test_agent_starts_from_its_disk_cache_while_the_server_is_down(tmp_pat
         calls += 1
         raise ConnectionError("order-processor is down")
 
-    with Agent(app_id="checkout", server=f"127.0.0.1:{port}", cache_path=cache) as fb:
+    with Agent(app_id="checkout", server=f"127.0.0.1:{port}", cache_path=cache,
+               initial_fetch_timeout=0.2) as fb:
         assert app_targets(fb.policies) == ["order-processor"]
+        assert fb.policy_source == "cache"
         with pytest.raises(BreakerOpenError):
             fb.app("order-processor", method="orders").call(down)
     assert calls == 5  # retryForever until simpleCB (consecutiveFailures >= 5) opened
@@ -224,7 +235,8 @@ def test_agent_without_server_or_cache_passes_calls_through_and_says_so_once(
     from agent import Agent
 
     with caplog.at_level("INFO"), Agent(
-        app_id="checkout", server=f"127.0.0.1:{free_port()}", cache_path=tmp_path / "none.pb"
+        app_id="checkout", server=f"127.0.0.1:{free_port()}", cache_path=tmp_path / "none.pb",
+        initial_fetch_timeout=0,
     ) as fb:
         assert fb.policies is None
         results = [fb.app("order-processor", method="orders").call(lambda: "ok")
@@ -247,7 +259,7 @@ async def _session_turning_the_cancel_into_an_rpc_error() -> None:
 async def test_closing_stops_a_link_even_when_the_cancel_comes_back_as_an_rpc_error(
     tmp_path: Path,
 ) -> None:
-    link = AsyncPolicyLink(link_config(free_port(), tmp_path), Received())
+    link = AsyncPolicyLink(link_config(free_port(), tmp_path, initial_fetch_timeout=0), Received())
     link._loop._session = _session_turning_the_cancel_into_an_rpc_error  # type: ignore[method-assign]
     await link.start()
     await asyncio.sleep(0.05)  # inside the session
@@ -258,7 +270,7 @@ async def test_closing_stops_a_link_even_when_the_cancel_comes_back_as_an_rpc_er
 def test_closing_stops_a_sync_link_even_when_the_cancel_comes_back_as_an_rpc_error(
     tmp_path: Path,
 ) -> None:
-    link = PolicyLink(link_config(free_port(), tmp_path), Received())
+    link = PolicyLink(link_config(free_port(), tmp_path, initial_fetch_timeout=0), Received())
     link._loop._session = _session_turning_the_cancel_into_an_rpc_error  # type: ignore[method-assign]
     link.start()
     link.close()

@@ -57,6 +57,18 @@ def wire(p: ResolvedPolicies) -> policy_pb2.ResolvedPolicies:
     return policy_pb2.ResolvedPolicies.FromString(resolved_to_proto(p).SerializeToString())
 
 
+def cache_at(path: Path) -> PolicyCache:
+    return PolicyCache(path, server="127.0.0.1:50051", namespace="default", app_id="checkout")
+
+
+def cached_timeout(cache: PolicyCache) -> float | None:
+    """The general timeout of the policies the cache file holds."""
+    loaded = cache.load()
+    assert loaded is not None
+    timeout = resolved_from_proto(loaded.policies).targets[0].timeout
+    return None if timeout is None else timeout.duration
+
+
 def test_a_snapshot_decodes_to_the_policies_it_was_made_from() -> None:
     decoded = resolved_from_proto(wire(policies()))
     assert decoded.targets == policies().targets
@@ -107,21 +119,19 @@ def test_decoding_without_sharing_gives_equal_policies() -> None:
 
 
 def test_the_cache_is_written_whole_creating_its_directory(tmp_path: Path) -> None:
-    cache = PolicyCache(tmp_path / "deep" / "er" / "checkout.pb")
-    cache.save(resolved_to_proto(policies()))
-    cache.save(resolved_to_proto(policies(timeout=7.0)))
-    loaded = cache.load()
-    assert loaded is not None and loaded.targets[0].timeout == TimeoutPolicy("general", 7.0)
+    cache = cache_at(tmp_path / "deep" / "er" / "checkout.pb")
+    cache.save(resolved_to_proto(policies()), "cp-1")
+    cache.save(resolved_to_proto(policies(timeout=7.0)), "cp-1")
+    assert cached_timeout(cache) == 7.0
     assert sorted(p.name for p in (tmp_path / "deep" / "er").iterdir()) == ["checkout.pb"]
 
 
 def test_two_caches_on_one_path_never_leave_a_torn_or_temp_file(tmp_path: Path) -> None:
     path = tmp_path / "checkout.pb"
-    first, second = PolicyCache(path), PolicyCache(path)
+    first, second = cache_at(path), cache_at(path)
     for n in range(20):
-        (first if n % 2 else second).save(resolved_to_proto(policies(timeout=float(n + 1))))
-    loaded = PolicyCache(path).load()
-    assert loaded is not None and loaded.targets[0].timeout == TimeoutPolicy("general", 20.0)
+        (first if n % 2 else second).save(resolved_to_proto(policies(timeout=float(n + 1))), "")
+    assert cached_timeout(cache_at(path)) == 20.0
     assert [p.name for p in tmp_path.iterdir()] == ["checkout.pb"]
 
 
@@ -131,7 +141,7 @@ def test_an_unwritable_cache_is_logged_and_leaves_nothing_behind(
     path = tmp_path / "checkout.pb"
     path.mkdir()  # a directory where the file should be: the rename fails
     with caplog.at_level(logging.WARNING, logger="fusebox.agent"):
-        PolicyCache(path).save(resolved_to_proto(policies()))
+        cache_at(path).save(resolved_to_proto(policies()), "cp-1")
     assert "cannot write the policy cache" in caplog.text
     assert [p.name for p in tmp_path.iterdir()] == ["checkout.pb"]
 
@@ -141,12 +151,12 @@ def test_an_unwritable_cache_is_logged_and_leaves_nothing_behind(
 
 class CountingCache(PolicyCache):
     def __init__(self, path: Path) -> None:
-        super().__init__(path)
+        super().__init__(path, server="127.0.0.1:50051", namespace="default", app_id="checkout")
         self.saved: list[float] = []  # the timeout of each snapshot written
 
-    def save(self, message: policy_pb2.ResolvedPolicies) -> None:
-        super().save(message)
-        self.saved.append(message.targets[0].timeout.duration.seconds)
+    def save(self, policies: policy_pb2.ResolvedPolicies, control_plane_id: str) -> None:
+        super().save(policies, control_plane_id)
+        self.saved.append(policies.targets[0].timeout.duration.seconds)
 
 
 def written(cache: CountingCache) -> list[float]:
@@ -204,27 +214,27 @@ def test_a_snapshot_still_waiting_is_written_when_the_process_exits(tmp_path: Pa
     program = f"""
 import asyncio
 from pathlib import Path
-from agent._link import DeferredCacheWrite, PolicyCache
+from agent._link import DeferredCacheWrite
 from agent._policy import resolved_to_proto
-from tests.agent.test_policy_wire import policies
+from tests.agent.test_policy_wire import cache_at, policies
 
 async def main():
-    DeferredCacheWrite(PolicyCache(Path({str(path)!r}))).offer(resolved_to_proto(policies(9.0)))
+    DeferredCacheWrite(cache_at(Path({str(path)!r}))).offer(resolved_to_proto(policies(9.0)))
 
 asyncio.run(main())  # exits long before the settle time
 """
     subprocess.run([sys.executable, "-c", program], check=True, timeout=60,
                    cwd=Path(__file__).resolve().parents[2])
-    loaded = PolicyCache(path).load()
-    assert loaded is not None and loaded.targets[0].timeout == TimeoutPolicy("general", 9.0)
+    assert cached_timeout(cache_at(path)) == 9.0
 
 
-async def test_starting_a_link_waits_for_queued_saves_without_blocking_the_loop(
+async def test_a_link_reading_its_cache_waits_for_queued_saves_without_blocking_the_loop(
     tmp_path: Path,
 ) -> None:
     release = threading.Event()
     _CACHE_WRITER.submit(release.wait, 30)  # a slow save ahead in the writer's queue
-    link = agent_link.AsyncPolicyLink(link_config(free_port(), tmp_path), Received())
+    link = agent_link.AsyncPolicyLink(
+        link_config(free_port(), tmp_path, initial_fetch_timeout=0), Received())
     starting = asyncio.create_task(link.start())
     ticks = 0
     while not starting.done() and ticks < 20:
@@ -237,13 +247,14 @@ async def test_starting_a_link_waits_for_queued_saves_without_blocking_the_loop(
     await link.aclose()
 
 
-async def test_a_link_starts_anyway_when_queued_saves_take_too_long(
+async def test_a_link_reads_its_cache_anyway_when_queued_saves_take_too_long(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(agent_link, "CACHE_BARRIER_SECONDS", 0.1)
     release = threading.Event()
     _CACHE_WRITER.submit(release.wait, 30)
-    link = agent_link.AsyncPolicyLink(link_config(free_port(), tmp_path), Received())
+    link = agent_link.AsyncPolicyLink(
+        link_config(free_port(), tmp_path, initial_fetch_timeout=0), Received())
     try:
         async with asyncio.timeout(10):
             await link.start()

@@ -114,7 +114,7 @@ async def test_an_agent_token_for_another_app_receives_no_policies(
                           tokens_file=tokens_file)
     async with AsyncAgent(
         app_id="checkout", server=server.address, cache_path=tmp_path / "cache.pb",
-        tls_ca=pki.ca, token=token_of("inventory-agents"),
+        tls_ca=pki.ca, token=token_of("inventory-agents"), initial_fetch_timeout=0.2,
     ) as agent:
         async with asyncio.timeout(DEADLINE):
             while "refused this agent (PERMISSION_DENIED" not in caplog.text:  # noqa: ASYNC110
