@@ -1,9 +1,11 @@
 """The circuit breaker state machine, with sony/gobreaker's semantics (as Dapr uses it).
 
-``BreakerStateMachine`` is pure: no locks, no I/O, no clock of its own. The
-caller passes ``now`` (monotonic seconds) to every method. The same algorithm
-runs in the agent (local mode), the embedded store and the Redis Lua script;
-keep the three in step when changing anything here.
+``BreakerStateMachine`` is pure: no locks, no I/O. The caller passes ``now``
+(seconds) to every method, or gives the machine a ``clock`` to read when it
+needs the time: a closed breaker without an ``interval`` never does, so a
+guarded call's success path reads no clock at all. The same algorithm runs in
+the agent (each instance's own breaker), the embedded store and the Redis Lua
+script; keep the three in step when changing anything here.
 
 The rules, as in gobreaker:
 
@@ -113,6 +115,10 @@ class _QuorumWindow:
             self.failing.clear()
 
 
+def _no_clock() -> float:
+    raise TypeError("this BreakerStateMachine has no clock: pass now= to the call")
+
+
 class BreakerStateMachine:
     """gobreaker's algorithm over an injected ``now``; transitions queue in ``pending``.
 
@@ -130,10 +136,12 @@ class BreakerStateMachine:
         "_cf",
         "_cs",
         "_expiry",
+        "_fast",
         "_quorum",
         "_requests",
         "_tf",
         "_ts",
+        "clock",
         "generation",
         "interval",
         "max_requests",
@@ -150,30 +158,41 @@ class BreakerStateMachine:
         interval: float,
         timeout: float,
         trip: TripFunction,
-        now: float,
+        now: float | None = None,
         quorum: BreakerQuorum | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        #: Read when a method is called without ``now`` (and the time matters).
+        self.clock = clock or _no_clock
+        if now is None:
+            now = self.clock()
         self.max_requests = max(1, max_requests)
         self.interval = interval
         self.timeout = timeout
         self.trip = trip
-        # With a quorum only: other breakers pay one ``is None`` per outcome.
-        self._quorum: _QuorumWindow | None = None
-        self.quorum = quorum
         self.state = BreakerState.CLOSED
         self.generation = 0
         #: Transitions not yet taken by the owner (drain with ``take_transitions``).
         self.pending: list[Transition] = []
         self._requests = self._ts = self._tf = self._cs = self._cf = 0
         self._expiry: float | None = None
+        #: Closed, no interval window, no quorum: a success or an admission changes
+        #: counters only and needs no clock (the fast path of both calls below).
+        self._fast = False
+        # With a quorum only: other breakers pay one ``is None`` per outcome.
+        self._quorum: _QuorumWindow | None = None
+        self.quorum = quorum
         self._new_generation(now)
         self.generation = 0
 
     # -- the two calls around a guarded operation ------------------------------
 
-    def before_request(self, now: float) -> int | None:
+    def before_request(self, now: float | None = None) -> int | None:
         """Admit a request: its generation, or ``None`` when rejected (see ``state``)."""
-        self._refresh(now)
+        if self._fast:
+            self._requests += 1
+            return self.generation
+        self._refresh(self.clock() if now is None else now)
         state = self.state
         if state is BreakerState.OPEN:
             return None
@@ -183,13 +202,20 @@ class BreakerStateMachine:
         return self.generation
 
     def after_request(
-        self, generation: int, success: bool, now: float, instance: str = ""
+        self, generation: int, success: bool, now: float | None = None, instance: str = ""
     ) -> None:
         """Record the outcome of a request admitted in ``generation``.
 
         ``instance`` (the instance that made the call) matters only with a
         quorum, while closed.
         """
+        if success and self._fast and generation == self.generation:
+            self._ts += 1
+            self._cs += 1
+            self._cf = 0
+            return
+        if now is None:
+            now = self.clock()
         self._refresh(now)
         if generation != self.generation:
             return  # the window or the state changed while the call ran
@@ -240,10 +266,19 @@ class BreakerStateMachine:
 
     # -- inspection ---------------------------------------------------------------
 
-    def current_state(self, now: float) -> BreakerState:
+    def current_state(self, now: float | None = None) -> BreakerState:
         """The state at ``now`` (applies an expired open timeout or interval)."""
-        self._refresh(now)
+        if not self._fast:
+            self._refresh(self.clock() if now is None else now)
         return self.state
+
+    def admits(self, now: float | None = None) -> bool:
+        """Whether ``before_request`` at ``now`` would admit a request (it changes
+        nothing but what time alone changes: an expired window or open timeout)."""
+        state = self.current_state(now)
+        if state is BreakerState.HALF_OPEN:
+            return self._requests < self.max_requests
+        return state is BreakerState.CLOSED
 
     @property
     def counts(self) -> Counts:
@@ -267,13 +302,13 @@ class BreakerStateMachine:
     @quorum.setter
     def quorum(self, quorum: BreakerQuorum | None) -> None:
         self._quorum = None if quorum is None else _QuorumWindow(quorum)
+        self._update_fast()
 
     @property
     def failing_instances(self) -> frozenset[str]:
         """With a quorum, while closed: the instances with a failure in this window.
 
-        Always empty without a quorum. ``adopt`` leaves the sets alone (the
-        agent's machines, which adopt, never have a quorum).
+        Always empty without a quorum.
         """
         return frozenset(() if self._quorum is None else self._quorum.failing)
 
@@ -299,59 +334,27 @@ class BreakerStateMachine:
         self.pending = []
         return pending
 
-    # -- the seam for cluster mode ------------------------------------------------
+    # -- outside decisions ------------------------------------------------------
 
-    def adopt(
-        self,
-        state: BreakerState,
-        generation: int,
-        now: float,
-        *,
-        expiry: float | None = None,
-        counts: Counts | None = None,
-    ) -> bool:
-        """Take a state decided elsewhere (the control plane); ``False`` if stale.
+    def reset(self, now: float | None = None) -> None:
+        """An operator's reset: closed, a new window with zero counts.
 
-        An update with a generation older than the local one is ignored, so
-        out-of-order updates cannot move the breaker backwards. ``expiry``
-        defaults to what a local transition at ``now`` would set.
+        A change of state is queued as a transition with cause ``RESET``.
         """
-        if generation < self.generation:
-            return False
+        if now is None:
+            now = self.clock()
         previous = self.state
-        self.state = state
-        self.generation = generation
-        c = counts or Counts()
-        self._requests, self._ts, self._tf = c.requests, c.total_successes, c.total_failures
-        self._cs, self._cf = c.consecutive_successes, c.consecutive_failures
-        self._expiry = expiry if expiry is not None else self._default_expiry(now)
-        if previous is not state:
-            self.pending.append(
-                Transition(previous, state, generation, TransitionCause.EXTERNAL, now)
-            )
-        return True
+        self.state = BreakerState.CLOSED
+        self._new_generation(now)
+        if previous is not BreakerState.CLOSED:
+            self.pending.append(Transition(previous, BreakerState.CLOSED, self.generation,
+                                           TransitionCause.RESET, now))
 
-    def count_shadow(self, generation: int, success: bool, now: float) -> bool:
-        """Count an outcome as ``after_request`` does while closed, without tripping.
-
-        Cluster mode: the control plane decides the state, so the local
-        machine only keeps counting. Returns whether the trip expression holds
-        on the local counts after this failure (always False for a success, a
-        stale generation or a state other than closed): a hint that the
-        cluster may be about to trip, so reports should go out at once.
-        """
-        self._refresh(now)
-        if generation != self.generation or self.state is not BreakerState.CLOSED:
-            return False
-        if success:
-            self._ts += 1
-            self._cs += 1
-            self._cf = 0
-            return False
-        self._tf += 1
-        self._cf += 1
-        self._cs = 0
-        return self.trip(self._requests, self._ts, self._tf, self._cs, self._cf)
+    def give_back_requests(self, count: int) -> None:
+        """Half-open: ``count`` admitted requests will never report (their probe
+        leases expired); their slots may admit others."""
+        if self.state is BreakerState.HALF_OPEN:
+            self._requests = max(0, self._requests - count)
 
     # -- internals ----------------------------------------------------------------
 
@@ -378,6 +381,12 @@ class BreakerStateMachine:
         self._expiry = self._default_expiry(now)
         if self._quorum is not None and self.state is BreakerState.CLOSED:
             self._quorum.clear()  # open/half-open keep the instances that opened it
+        self._update_fast()
+
+    def _update_fast(self) -> None:
+        self._fast = (
+            self.state is BreakerState.CLOSED and self._expiry is None and self._quorum is None
+        )
 
     def _default_expiry(self, now: float) -> float | None:
         if self.state is BreakerState.CLOSED:

@@ -112,7 +112,7 @@ class Breaker:
         #: This instance's own breaker: Dapr's algorithm on this agent's outcomes.
         self.local = BreakerStateMachine(
             max_requests=policy.max_requests, interval=policy.interval,
-            timeout=policy.timeout, trip=trip, now=self._now(),
+            timeout=policy.timeout, trip=trip, clock=self._now,
         )
         #: The fleet's state while following the cluster (None: local only).
         self.fleet: FleetView | None = None
@@ -149,10 +149,13 @@ class Breaker:
         ``local`` would admit the call): the caller then asks for a lease
         with ``acquire_probe`` / ``acquire_probe_async``.
         """
-        with self._lock:
+        # The lock is taken by hand: ``with`` costs twice as much on this path.
+        lock = self._lock
+        lock.acquire()
+        try:
             local = self.local
             if self._clear:
-                generation = local.before_request(self._now())
+                generation = local.before_request()
                 if not local.pending:
                     if generation is not None:
                         return self._token_base | generation
@@ -162,6 +165,8 @@ class Breaker:
                 token = self._admit(self._now())
             state = self.state
             changes = self._settle()
+        finally:
+            lock.release()
         if changes:
             self._publish(changes)
         if token == _NEEDS_LEASE:
@@ -192,11 +197,13 @@ class Breaker:
 
     def release(self, token: int, success: bool) -> None:
         """Report the outcome of a request admitted with ``token``."""
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             probe = None
             if token >= 0:
                 local = self.local
-                local.after_request(token & _LOCAL_MASK, success, self._now())
+                local.after_request(token & _LOCAL_MASK, success)
                 sink = self.sink
                 if sink is not None:
                     sink(token >> _LOCAL_BITS << 1 | success)
@@ -205,9 +212,11 @@ class Breaker:
             else:
                 probe = self._leases.pop(token, None)
                 if probe is not None:
-                    self.local.after_request(probe[2], success, self._now())
+                    self.local.after_request(probe[2], success)
             changes = self._settle()
             cluster, key = self.cluster, self.key
+        finally:
+            lock.release()
         if changes:
             self._publish(changes)
         if cluster is not None and key is not None:
@@ -272,8 +281,8 @@ class Breaker:
                     self.policy.timeout if open_remaining is None else open_remaining
                 )
             if cause is TransitionCause.RESET:
-                self.local.adopt(CLOSED, self.local.generation + 1, now)
-                self.local.take_transitions()
+                self.local.reset(now)
+                self.local.take_transitions()  # reported below as the operator's change
             self._token_base = generation << _LOCAL_BITS
             self._update_sink()
             operator = cause in (TransitionCause.OVERRIDE, TransitionCause.RESET)
@@ -343,12 +352,7 @@ class Breaker:
             local.current_state(now)
             return None
         # Fleet half-open: ask for a lease only if this instance would admit the call.
-        state = local.current_state(now)
-        if state is OPEN or (
-            state is HALF_OPEN and local.counts.requests >= local.max_requests
-        ):
-            return None
-        return _NEEDS_LEASE
+        return _NEEDS_LEASE if local.admits(now) else None
 
     def _fleet_timers(self, now: float) -> None:
         """The fleet view's own clock: open -> half-open (or dropped, when held)."""

@@ -19,7 +19,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 from agent._breaker import BreakerState, BreakerStateMachine, Counts, TransitionCause
 from agent._policy import CircuitBreakerPolicy
@@ -359,12 +358,7 @@ class EmbeddedBreakerStore:
             return
         for lease in expired:
             del entry.leases[lease]
-        machine = entry.machine
-        if machine.state is _HALF_OPEN:
-            counts = machine.counts
-            requests = max(0, counts.requests - len(expired))
-            counts = replace(counts, requests=requests)
-            machine.adopt(_HALF_OPEN, machine.generation, now, counts=counts)
+        entry.machine.give_back_requests(len(expired))
 
     def _record(
         self,

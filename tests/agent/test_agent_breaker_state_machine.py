@@ -119,13 +119,46 @@ def test_transitions_are_queued_with_their_cause() -> None:
     assert sm.take_transitions() == []
 
 
-def test_adopt_takes_a_newer_external_state_and_refuses_an_older_one() -> None:
-    sm = machine("consecutiveFailures > 5", timeout=10.0)
-    assert sm.adopt(OPEN, 7, now=100.0)
-    assert sm.before_request(105.0) is None
-    assert sm.current_state(110.5) is HALF_OPEN  # the open timeout runs from the adoption
-    assert not sm.adopt(CLOSED, 3, now=111.0)
-    assert sm.state is HALF_OPEN
+def test_reset_closes_with_zero_counts_and_says_so() -> None:
+    sm = machine("consecutiveFailures >= 2", timeout=10.0)
+    for _ in range(2):
+        run(sm, False)
+    assert sm.take_transitions()[-1].to_state is OPEN
+    sm.reset(now=1.0)
+    assert (sm.state, sm.counts) == (CLOSED, Counts())
+    [transition] = sm.take_transitions()
+    assert (transition.from_state, transition.cause) == (OPEN, TransitionCause.RESET)
+    sm.reset(now=2.0)  # already closed: a new window, no transition
+    assert sm.take_transitions() == []
+
+
+def test_expired_probe_slots_are_given_back_in_half_open_only() -> None:
+    sm = machine("consecutiveFailures >= 1", max_requests=1, timeout=1.0)
+    run(sm, False)
+    assert sm.before_request(2.0) is not None  # the one half-open probe
+    assert sm.before_request(2.0) is None
+    sm.give_back_requests(1)  # its lease expired
+    assert sm.before_request(2.0) is not None
+
+
+def test_a_clock_stands_in_for_now_and_the_closed_success_path_never_reads_it() -> None:
+    reads: list[float] = []
+
+    def clock() -> float:
+        reads.append(5.0)
+        return 5.0
+
+    sm = BreakerStateMachine(max_requests=1, interval=0.0, timeout=10.0,
+                             trip=compile_trip("consecutiveFailures >= 2"), clock=clock)
+    reads.clear()
+    for _ in range(3):
+        sm.after_request(sm.before_request(), True)
+    assert reads == [] and sm.counts == Counts(3, 3, 0, 3, 0)
+    sm.after_request(sm.before_request(), False)
+    sm.after_request(sm.before_request(), False)
+    assert sm.state is OPEN and reads
+    assert sm.current_state() is OPEN
+    assert sm.admits() is False
 
 
 @given(
