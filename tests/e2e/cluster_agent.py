@@ -2,7 +2,8 @@
 
 Prints one JSON object per line on stdout, e.g.
     {"event": "ready"}
-    {"event": "state", "breaker": "upstream:work", "from": "closed", "to": "open", "t": ...}
+    {"event": "state", "breaker": "upstream:work", "from": "closed", "to": "open",
+     "origin": "local" | "fleet" | "operator", "t": ...}
     {"event": "call", "result": "ok" | "fail" | "open", "t": ...}   (with --log-calls)
 Stops on SIGTERM or when stdin closes, and after --max-seconds at the latest.
 """
@@ -38,6 +39,7 @@ def main() -> int:
     parser.add_argument("--max-seconds", type=float, default=120.0)
     parser.add_argument("--log-calls", action="store_true")
     parser.add_argument("--cache-path", required=True)
+    parser.add_argument("--instance-id", default=None)
     # Generous by default: on a loaded test machine a lease answer can take longer
     # than the library's 100 ms, and the local fallback would then probe too.
     parser.add_argument("--probe-lease-timeout", type=float, default=2.0)
@@ -52,9 +54,10 @@ def main() -> int:
             return bytes(response.read())
 
     with Agent(app_id=args.app_id, server=args.server, cache_path=args.cache_path,
+               instance_id=args.instance_id,
                probe_lease_timeout=args.probe_lease_timeout) as fb:
         def on_state_change(e: StateChangeEvent) -> None:
-            emit(event="state", breaker=e.breaker, to=str(e.to_state),
+            emit(event="state", breaker=e.breaker, to=str(e.to_state), origin=e.origin.value,
                  **{"from": str(e.from_state)})
 
         fb.on_state_change(on_state_change)
