@@ -7,6 +7,15 @@ guarded call's success path reads no clock at all. The same algorithm runs in
 the agent (each instance's own breaker), the embedded store and the Redis Lua
 script; keep the three in step when changing anything here.
 
+A ``concurrent`` machine (the agent's) also has a lock-free fast path for the
+common case, closed with no ``interval`` and no quorum: ``admit_fast`` and
+``succeed_fast`` are each one atomic step (a C-level ``itertools.count``
+increment on the current window's counters), so many threads may call them
+without the owner's lock, exactly: an admission or success counts in the
+window it read, and one that lands after the window ended is stale, as an
+outcome of an older generation always is. Every other method needs the
+owner's lock; they fold the fast counters into the counts first.
+
 The rules, as in gobreaker:
 
 * ``requests`` is incremented before the call (``before_request``).
@@ -34,6 +43,7 @@ the breaker stays closed and the next failure decides again. Without a quorum no
 from __future__ import annotations
 
 import enum
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -115,6 +125,16 @@ class _QuorumWindow:
             self.failing.clear()
 
 
+_Window = tuple[int, Callable[[], int], Callable[[], int], "itertools.count[int]",
+                "itertools.count[int]"]
+
+
+def _value(counter: itertools.count[int]) -> int:
+    """How many times ``counter`` (from 0) was advanced: its repr is ``count(N)``,
+    the only way to read a count without advancing it."""
+    return int(repr(counter)[6:-1])
+
+
 def _no_clock() -> float:
     raise TypeError("this BreakerStateMachine has no clock: pass now= to the call")
 
@@ -134,13 +154,16 @@ class BreakerStateMachine:
 
     __slots__ = (
         "_cf",
+        "_concurrent",
         "_cs",
         "_expiry",
-        "_fast",
         "_quorum",
         "_requests",
+        "_seen_admitted",
+        "_seen_succeeded",
         "_tf",
         "_ts",
+        "_window",
         "clock",
         "generation",
         "interval",
@@ -161,6 +184,7 @@ class BreakerStateMachine:
         now: float | None = None,
         quorum: BreakerQuorum | None = None,
         clock: Callable[[], float] | None = None,
+        concurrent: bool = False,
     ) -> None:
         #: Read when a method is called without ``now`` (and the time matters).
         self.clock = clock or _no_clock
@@ -176,22 +200,50 @@ class BreakerStateMachine:
         self.pending: list[Transition] = []
         self._requests = self._ts = self._tf = self._cs = self._cf = 0
         self._expiry: float | None = None
-        #: Closed, no interval window, no quorum: a success or an admission changes
-        #: counters only and needs no clock (the fast path of both calls below).
-        self._fast = False
+        self._concurrent = concurrent
+        #: The fast path's window (concurrent machines, closed, no interval, no
+        #: quorum): (generation, admit, succeed, admitted counter, succeeded counter).
+        self._window: _Window | None = None
+        self._seen_admitted = self._seen_succeeded = 0  # counter values already folded
         # With a quorum only: other breakers pay one ``is None`` per outcome.
         self._quorum: _QuorumWindow | None = None
         self.quorum = quorum
+        self.generation = -1
         self._new_generation(now)
-        self.generation = 0
+
+    # -- the lock-free fast path (concurrent machines) -------------------------
+
+    def admit_fast(self) -> int | None:
+        """``before_request`` while closed with no interval and no quorum: the
+        generation. ``None``: not in that state (take ``before_request``).
+
+        Safe without the owner's lock (see the module docstring).
+        """
+        window = self._window
+        if window is None:
+            return None
+        window[1]()
+        return window[0]
+
+    def succeed_fast(self, generation: int) -> bool:
+        """``after_request(generation, True)`` in the fast path's state; False when
+        not there or ``generation`` is not the window's (take ``after_request``).
+
+        Safe without the owner's lock (see the module docstring).
+        """
+        window = self._window
+        if window is None or window[0] != generation:
+            return False
+        window[2]()
+        return True
 
     # -- the two calls around a guarded operation ------------------------------
 
     def before_request(self, now: float | None = None) -> int | None:
         """Admit a request: its generation, or ``None`` when rejected (see ``state``)."""
-        if self._fast:
-            self._requests += 1
-            return self.generation
+        generation = self.admit_fast()
+        if generation is not None:
+            return generation
         self._refresh(self.clock() if now is None else now)
         state = self.state
         if state is BreakerState.OPEN:
@@ -209,11 +261,9 @@ class BreakerStateMachine:
         ``instance`` (the instance that made the call) matters only with a
         quorum, while closed.
         """
-        if success and self._fast and generation == self.generation:
-            self._ts += 1
-            self._cs += 1
-            self._cf = 0
+        if success and self.succeed_fast(generation):
             return
+        self._fold()
         if now is None:
             now = self.clock()
         self._refresh(now)
@@ -268,7 +318,7 @@ class BreakerStateMachine:
 
     def current_state(self, now: float | None = None) -> BreakerState:
         """The state at ``now`` (applies an expired open timeout or interval)."""
-        if not self._fast:
+        if self._window is None:
             self._refresh(self.clock() if now is None else now)
         return self.state
 
@@ -282,6 +332,7 @@ class BreakerStateMachine:
 
     @property
     def counts(self) -> Counts:
+        self._fold()
         return Counts(self._requests, self._ts, self._tf, self._cs, self._cf)
 
     @property
@@ -301,8 +352,9 @@ class BreakerStateMachine:
 
     @quorum.setter
     def quorum(self, quorum: BreakerQuorum | None) -> None:
+        self._fold()
         self._quorum = None if quorum is None else _QuorumWindow(quorum)
-        self._update_fast()
+        self._open_window()
 
     @property
     def failing_instances(self) -> frozenset[str]:
@@ -381,12 +433,33 @@ class BreakerStateMachine:
         self._expiry = self._default_expiry(now)
         if self._quorum is not None and self.state is BreakerState.CLOSED:
             self._quorum.clear()  # open/half-open keep the instances that opened it
-        self._update_fast()
+        self._open_window()  # fast-path counts of the old generation are dropped with it
 
-    def _update_fast(self) -> None:
-        self._fast = (
-            self.state is BreakerState.CLOSED and self._expiry is None and self._quorum is None
-        )
+    def _open_window(self) -> None:
+        """The fast path's window for the current generation, when its state allows one."""
+        if (self._concurrent and self.state is BreakerState.CLOSED and self._expiry is None
+                and self._quorum is None):
+            admitted, succeeded = itertools.count(), itertools.count()
+            self._seen_admitted = self._seen_succeeded = 0
+            self._window = (self.generation, admitted.__next__, succeeded.__next__,
+                            admitted, succeeded)
+        else:
+            self._window = None
+
+    def _fold(self) -> None:
+        """Add what the fast path counted since the last fold to the counts."""
+        window = self._window
+        if window is None:
+            return
+        admitted, succeeded = _value(window[3]), _value(window[4])
+        self._requests += admitted - self._seen_admitted
+        self._seen_admitted = admitted
+        successes = succeeded - self._seen_succeeded
+        if successes:
+            self._seen_succeeded = succeeded
+            self._ts += successes
+            self._cs += successes
+            self._cf = 0
 
     def _default_expiry(self, now: float) -> float | None:
         if self.state is BreakerState.CLOSED:

@@ -97,14 +97,22 @@ class CallPlan:
     touch: bool  # breakers live in an LRU: mark them used on every call
     breaker_only: bool = False  # one breaker and nothing else: the flat hot path
     now: Callable[[], float] = time.monotonic  # clock.monotonic, unwrapped for the system clock
+    # Derived, for the hot path: one attribute load each instead of two.
+    breaker: Breaker | None = None  # the first (outermost) breaker, if any
+    succeeded: Callable[[], object] = int  # stats.success
+    failed: Callable[[], object] = int  # stats.failure
 
     def __post_init__(self) -> None:
+        derived = object.__setattr__
         if self.clock is not SYSTEM_CLOCK:
-            object.__setattr__(self, "now", self.clock.monotonic)
-        object.__setattr__(self, "breaker_only", (
+            derived(self, "now", self.clock.monotonic)
+        derived(self, "breaker_only", (
             len(self.breakers) == 1 and self.retry is None and self.fallback is None
             and self.timeout <= 0
         ))
+        derived(self, "breaker", self.breakers[0] if self.breakers else None)
+        derived(self, "succeeded", self.stats.success)
+        derived(self, "failed", self.stats.failure)
 
 
 class TimeoutPool:
@@ -261,7 +269,7 @@ def call_sync(plan: CallPlan, fn: Callable[..., Any], args: tuple[Any, ...],
 def one_breaker_sync(plan: CallPlan, fn: Callable[..., Any], args: tuple[Any, ...],
                      kwargs: dict[str, Any]) -> Any:
     """The hot path: one breaker, no retry, no timeout, no fallback. Kept flat on purpose."""
-    breaker = plan.breakers[0]
+    breaker: Breaker = plan.breaker  # type: ignore[assignment]  # set when breaker_only
     if plan.touch:
         breaker.last_used = touch_tick()
     try:
@@ -280,7 +288,7 @@ def one_breaker_sync(plan: CallPlan, fn: Callable[..., Any], args: tuple[Any, ..
     except Exception as exc:
         success = plan.classifier(None, exc).success
         breaker.release(generation, success)
-        (plan.stats.success if success else plan.stats.failure)()
+        (plan.succeeded if success else plan.failed)()
         raise
     except BaseException:
         breaker.release(generation, False)
@@ -288,7 +296,7 @@ def one_breaker_sync(plan: CallPlan, fn: Callable[..., Any], args: tuple[Any, ..
     classifier = plan.classifier
     success = classifier is default_classifier or classifier(result, None).success
     breaker.release(generation, success)
-    (plan.stats.success if success else plan.stats.failure)()
+    (plan.succeeded if success else plan.failed)()
     return result
 
 
@@ -360,7 +368,7 @@ async def call_async(plan: CallPlan, fn: Callable[..., Awaitable[Any]],
 async def one_breaker_async(plan: CallPlan, fn: Callable[..., Awaitable[Any]],
                             args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """``one_breaker_sync`` for coroutines."""
-    breaker = plan.breakers[0]
+    breaker: Breaker = plan.breaker  # type: ignore[assignment]  # set when breaker_only
     if plan.touch:
         breaker.last_used = touch_tick()
     try:
@@ -379,7 +387,7 @@ async def one_breaker_async(plan: CallPlan, fn: Callable[..., Awaitable[Any]],
     except Exception as exc:
         success = plan.classifier(None, exc).success
         breaker.release(generation, success)
-        (plan.stats.success if success else plan.stats.failure)()
+        (plan.succeeded if success else plan.failed)()
         raise
     except BaseException:
         breaker.release(generation, False)
@@ -387,7 +395,7 @@ async def one_breaker_async(plan: CallPlan, fn: Callable[..., Awaitable[Any]],
     classifier = plan.classifier
     success = classifier is default_classifier or classifier(result, None).success
     breaker.release(generation, success)
-    (plan.stats.success if success else plan.stats.failure)()
+    (plan.succeeded if success else plan.failed)()
     return result
 
 

@@ -112,7 +112,7 @@ class Breaker:
         #: This instance's own breaker: Dapr's algorithm on this agent's outcomes.
         self.local = BreakerStateMachine(
             max_requests=policy.max_requests, interval=policy.interval,
-            timeout=policy.timeout, trip=trip, clock=self._now,
+            timeout=policy.timeout, trip=trip, clock=self._now, concurrent=True,
         )
         #: The fleet's state while following the cluster (None: local only).
         self.fleet: FleetView | None = None
@@ -149,7 +149,11 @@ class Breaker:
         ``local`` would admit the call): the caller then asks for a lease
         with ``acquire_probe`` / ``acquire_probe_async``.
         """
-        # The lock is taken by hand: ``with`` costs twice as much on this path.
+        if self._clear:  # local alone decides: its lock-free fast path, if it applies
+            generation = self.local.admit_fast()
+            if generation is not None:
+                return self._token_base | generation
+        # The lock is taken by hand: ``with`` costs twice as much.
         lock = self._lock
         lock.acquire()
         try:
@@ -197,6 +201,11 @@ class Breaker:
 
     def release(self, token: int, success: bool) -> None:
         """Report the outcome of a request admitted with ``token``."""
+        if success and token >= 0 and self.local.succeed_fast(token & _LOCAL_MASK):
+            sink = self.sink  # the closed-success path: lock-free, as admit_fast
+            if sink is not None:
+                sink(token >> _LOCAL_BITS << 1 | 1)
+            return
         lock = self._lock
         lock.acquire()
         try:

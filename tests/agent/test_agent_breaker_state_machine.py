@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import threading
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -141,7 +144,7 @@ def test_expired_probe_slots_are_given_back_in_half_open_only() -> None:
     assert sm.before_request(2.0) is not None
 
 
-def test_a_clock_stands_in_for_now_and_the_closed_success_path_never_reads_it() -> None:
+def test_a_clock_stands_in_for_now_and_the_fast_path_never_reads_it() -> None:
     reads: list[float] = []
 
     def clock() -> float:
@@ -149,7 +152,8 @@ def test_a_clock_stands_in_for_now_and_the_closed_success_path_never_reads_it() 
         return 5.0
 
     sm = BreakerStateMachine(max_requests=1, interval=0.0, timeout=10.0,
-                             trip=compile_trip("consecutiveFailures >= 2"), clock=clock)
+                             trip=compile_trip("consecutiveFailures >= 2"), clock=clock,
+                             concurrent=True)
     reads.clear()
     for _ in range(3):
         sm.after_request(sm.before_request(), True)
@@ -185,3 +189,53 @@ def test_bulk_successes_equal_one_by_one(steps: list[tuple[float, int]], interva
                 break
         assert (bulk.state, bulk.counts, bulk.generation) == (
             single.state, single.counts, single.generation)
+
+
+@pytest.mark.parametrize("concurrent", [False, True])
+def test_the_fast_path_counts_like_the_full_one(concurrent: bool) -> None:
+    sm = BreakerStateMachine(max_requests=1, interval=0.0, timeout=10.0,
+                             trip=compile_trip("consecutiveFailures >= 3"), now=0.0,
+                             concurrent=concurrent)
+    for outcomes in ([True] * 4, [False, False], [True], [False, False]):
+        for ok in outcomes:
+            run(sm, ok)
+    assert sm.counts == Counts(9, 5, 4, 0, 2)
+    assert sm.state is CLOSED
+
+
+def test_many_threads_on_the_lock_free_fast_path_lose_no_count() -> None:
+    """Admissions and successes from many threads without a lock, failures under one
+    (as the agent's Breaker does): every outcome is counted exactly once."""
+    sm = BreakerStateMachine(max_requests=1, interval=0.0, timeout=10.0,
+                             trip=compile_trip("consecutiveFailures >= 1000000"), now=0.0,
+                             concurrent=True)
+    lock = threading.Lock()
+    threads, rounds, failures_each = 8, 5_000, 50
+
+    def work(index: int) -> None:
+        for i in range(rounds):
+            fail = i % (rounds // failures_each) == 0
+            generation = sm.admit_fast()
+            if generation is None:
+                with lock:
+                    generation = sm.before_request(0.0)
+            assert generation is not None
+            if not fail and sm.succeed_fast(generation):
+                continue
+            with lock:
+                sm.after_request(generation, not fail, 0.0)
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter allows
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    finally:
+        sys.setswitchinterval(switch)
+    total = threads * rounds
+    counts = sm.counts
+    assert (counts.requests, counts.total_failures) == (total, threads * failures_each)
+    assert counts.total_successes == total - threads * failures_each
