@@ -25,6 +25,7 @@ from agent import _testing
 from agent._backoff import RetrySchedule
 from agent._classify import (
     FAILURE,
+    SUCCESS,
     Classifier,
     Outcome,
     default_classifier,
@@ -193,7 +194,11 @@ async def _admit_async(breaker: Breaker) -> int:
 
 def _acquire(breakers: tuple[Breaker, ...]) -> list[int]:
     if len(breakers) == 1:
-        return [_admit_sync(breakers[0])]
+        breaker = breakers[0]
+        try:
+            return [breaker.acquire()]
+        except ProbeLeaseRequired:
+            return [breaker.acquire_probe()]
     # Nested like Dapr's actor "both" scope: a rejection by an inner breaker is a
     # failure for the outer ones that already admitted the request.
     generations: list[int] = []
@@ -222,11 +227,6 @@ async def _acquire_async(breakers: tuple[Breaker, ...]) -> list[int]:
 def _rejected(plan: CallPlan) -> None:
     plan.stats.rejected()
     plan.stats.failure()
-
-
-def _release(breakers: tuple[Breaker, ...], generations: list[int], success: bool) -> None:
-    for breaker, generation in zip(breakers, generations, strict=True):
-        breaker.release(generation, success)
 
 
 # -- sync -------------------------------------------------------------------------
@@ -323,7 +323,8 @@ def _attempt_sync(
     except BaseException:
         _release(plan.breakers, generations, False)
         raise
-    outcome = plan.classifier(result, None)
+    classifier = plan.classifier
+    outcome = SUCCESS if classifier is default_classifier else classifier(result, None)
     _release(plan.breakers, generations, outcome.success)
     return result, None, outcome, False
 
@@ -422,7 +423,8 @@ async def _attempt_async(
     except BaseException:
         _release(plan.breakers, generations, False)
         raise
-    outcome = plan.classifier(result, None)
+    classifier = plan.classifier
+    outcome = SUCCESS if classifier is default_classifier else classifier(result, None)
     _release(plan.breakers, generations, outcome.success)
     return result, None, outcome, False
 
@@ -467,6 +469,14 @@ def _touch(breakers: tuple[Breaker, ...]) -> None:
     tick = touch_tick()
     for breaker in breakers:
         breaker.last_used = tick
+
+
+def _release(breakers: tuple[Breaker, ...], generations: list[int], success: bool) -> None:
+    if len(breakers) == 1:
+        breakers[0].release(generations[0], success)
+        return
+    for breaker, generation in zip(breakers, generations, strict=True):
+        breaker.release(generation, success)
 
 
 def _should_wait() -> bool:

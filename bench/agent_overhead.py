@@ -7,9 +7,10 @@ One run measures, side by side (issue 3, "Speed"):
 
 1. sync: the agent with a closed breaker only (a handle's ``.call`` and
    ``@fb.protect``) vs pybreaker's in-memory ``CircuitBreaker.call`` and a bare
-   call. Target: agent / pybreaker < 1.
+   call. Target: agent ``.call`` / pybreaker <= 0.6 (issue 12), ``@protect`` < 1.
 2. sync: the agent with retry (constant, maxRetries 2) + breaker vs tenacity's
-   ``@retry(stop=stop_after_attempt(3))``. Target: agent / tenacity <= 1/5.
+   ``@retry(stop=stop_after_attempt(3))``. Target: agent ``.call`` / tenacity <= 0.12
+   (issue 12), ``@protect`` <= 1/5.
 3. the same on asyncio (``AsyncAgent``; pybreaker via ``calling()``; tenacity
    on an ``async def``).
 4. zero network I/O per call: both agents linked to a real control plane, the

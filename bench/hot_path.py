@@ -36,6 +36,11 @@ from agent._policy import (
 )
 from bench.timing import Budget, Measurement, Variant, async_loop, measure, sync_loop
 
+#: Ratios the sync agent must reach (issue 12, "Speed"): closed breaker vs pybreaker,
+#: retry + breaker vs tenacity.
+CLOSED_BREAKER_TARGET = 0.6
+RETRY_BREAKER_TARGET = 0.12
+
 APP_ID = "checkout"
 BREAKER_APP, BREAKER_METHOD = "order-processor", "orders"  # breaker only
 RETRY_APP, RETRY_METHOD = "inventory", "stock"  # retry + breaker
@@ -142,11 +147,13 @@ def sync_section(budget: Budget) -> tuple[list[Measurement], list[Comparison]]:
     finally:
         fb.close()
     comparisons = [
-        compare(results, "sync agent .call vs pybreaker .call", "agent_call", "pybreaker_call", 1),
+        # Issue 12: the hot path gets faster with the fleet view beside the local machine.
+        compare(results, "sync agent .call vs pybreaker .call", "agent_call", "pybreaker_call",
+                CLOSED_BREAKER_TARGET, inclusive=True),
         compare(results, "sync agent @protect vs pybreaker .call", "agent_protect",
                 "pybreaker_call", 1),
         compare(results, "sync agent retry+breaker .call vs tenacity", "agent_retry_call",
-                "tenacity", 0.2, inclusive=True),
+                "tenacity", RETRY_BREAKER_TARGET, inclusive=True),
         compare(results, "sync agent retry+breaker @protect vs tenacity", "agent_retry_protect",
                 "tenacity", 0.2, inclusive=True),
     ]
