@@ -279,6 +279,8 @@ class Breaker:
             ):
                 return False
             now = self._now()
+            if override is not fleet.override and cause is None:
+                cause = TransitionCause.OVERRIDE  # e.g. learned from an interest answer
             if state is not HALF_OPEN or fleet.state is not HALF_OPEN:
                 fleet.unleased = 0  # a new half-open period (or none)
             fleet.state = state
@@ -307,19 +309,22 @@ class Breaker:
         """Follow ``cluster`` (a fresh, closed fleet view until the server answers)
         or stop following (None).
 
-        ``local`` is untouched either way: it has been deciding all along.
-        Stopping drops unreported outcomes, outstanding leases and any
-        override; a fleet that was open keeps rejecting until its open time
-        ends (the view is ``held``), then only ``local`` decides.
+        ``local`` is untouched either way: it has been deciding all along (a
+        probe still running keeps its lease entry so that its outcome reaches
+        ``local``, and the fleet too if the agent follows it again by then:
+        leases are fleet-wide). A new connection may report
+        again what the last one refused. Stopping drops unreported outcomes
+        and any override; a fleet that was open keeps rejecting until its
+        open time ends (the view is ``held``), then only ``local`` decides.
         """
         with self._lock:
             self.cluster = cluster
             fleet = self.fleet
             if cluster is not None:
                 self.fleet = FleetView()
+                self.reports_rejected = False
             elif fleet is not None:
                 self.outcomes.clear()
-                self._leases.clear()
                 if fleet.override is None and fleet.state is OPEN and fleet.open_until:
                     fleet.held = True
                 else:

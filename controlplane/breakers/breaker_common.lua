@@ -167,15 +167,18 @@ local function expire_leases(c, s)
   end
 end
 
+-- Agents must hear of every change of the override itself (not only of the
+-- effective state): force-closed on a closed breaker still admits an instance
+-- whose own breaker is open.
 local function clear_override(c, s, detail)
-  local before = effective(s)
+  local before, had = effective(s), s.ov
   s.ov, s.ov_reason, s.ov_exp, s.ov_by = '', '', -1, ''
   redis.call('ZREM', c.deadlines, 'v|' .. s.id)
   if s.state == 'open' then
     -- Its deadline may have been skipped while the override froze the machine.
     redis.call('ZADD', c.deadlines, s.expiry, 'o|' .. s.id)
   end
-  if effective(s) ~= before then
+  if had ~= '' then
     emit(c, s, before, 'override', '', detail)
   end
 end

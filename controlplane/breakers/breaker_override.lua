@@ -28,7 +28,7 @@ elseif action == 'reset' then
   redis.call('ZREM', c.deadlines, 'o|' .. s.id, 'v|' .. s.id, 'l|' .. s.id)
   emit(c, s, before, 'reset', '', detail)
 else
-  local before = effective(s)
+  local before, had = effective(s), s.ov
   s.ov, s.ov_reason, s.ov_by = action, ARGV[4], ARGV[6]
   if ARGV[5] ~= '' then
     s.ov_exp = c.now + tonumber(ARGV[5])
@@ -37,7 +37,7 @@ else
     s.ov_exp = -1
     redis.call('ZREM', c.deadlines, 'v|' .. s.id)
   end
-  if effective(s) ~= before then
+  if had ~= action then  -- agents hear of every change of the override itself
     emit(c, s, before, 'override', '', detail)
   end
 end

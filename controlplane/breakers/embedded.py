@@ -267,6 +267,7 @@ class EmbeddedBreakerStore:
         now: float,
     ) -> builtins.list[BreakerEvent]:
         before = entry.effective_state
+        had = None if entry.override is None else entry.override.override
         if override is None:
             entry.override = None
             if entry.machine.state is _OPEN and entry.machine.expiry is not None:
@@ -278,8 +279,8 @@ class EmbeddedBreakerStore:
             if expires_at is not None:
                 self._schedule(expires_at, _OVERRIDE_ENDS, entry.id)
         entry.updated_at = now
-        if entry.effective_state is before:
-            return []
+        if override is had:
+            return []  # agents hear of every change of the override itself, no more
         return [self._record(entry, before, Cause.OVERRIDE, now, detail=_detail(reason, set_by))]
 
     async def reset(self, id: BreakerId, *, reason: str, set_by: str) -> BreakerSnapshot:

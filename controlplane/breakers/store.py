@@ -4,7 +4,7 @@ Both stores run the same algorithm (gobreaker's, as ``agent._breaker``) and
 pass the same behavioural test suite; the semantics they share are in
 ``docs/breaker-state.md``. In short:
 
-- ``generation`` counts a breaker's changes of effective state (every event);
+- ``generation`` counts a breaker's events: changes of effective state and of its override;
   a closed ``interval`` window that rolls over resets the counts but is not an
   event and does not bump it.
 - While closed, each reported outcome is gobreaker's ``before_request`` then
@@ -84,8 +84,9 @@ class BreakerStore(Protocol):
         ttl: float | None,
         set_by: str,
     ) -> BreakerSnapshot:
-        """Set (or, with ``None``, clear) an override; an OVERRIDE event when the
-        effective state changes. ``BreakerNotFound`` for an unknown breaker."""
+        """Set (or, with ``None``, clear) an override; an OVERRIDE event whenever
+        the override changes (agents must hear of it even when the effective
+        state stays the same). ``BreakerNotFound`` for an unknown breaker."""
         ...
 
     async def reset(self, id: BreakerId, *, reason: str, set_by: str) -> BreakerSnapshot:

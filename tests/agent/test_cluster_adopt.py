@@ -23,6 +23,7 @@ from agent import (
 )
 from agent._breaker_key import BreakerKey
 from agent._cluster import ClusterSync
+from agent._cluster_port import LeaseAnswer
 from agent._events import ChangeOrigin
 from agent._policy import (
     BreakerScope,
@@ -321,3 +322,49 @@ def test_new_breakers_follow_the_cluster_and_are_announced_at_the_next_flush() -
     for _ in range(3):
         fx.call(ok=False)
     assert fx.state() is OPEN
+
+
+def test_force_closed_on_a_closed_fleet_admits_an_instance_whose_own_breaker_is_open() -> None:
+    fx = Fixture()
+    fx.call()
+    fx.connect()
+    for _ in range(3):
+        fx.call(ok=False)
+    assert fx.call() == "rejected"  # its own breaker opened; the fleet is closed
+    fx.push(breaker_pb2.BREAKER_STATE_CLOSED, 1,
+            override=breaker_pb2.BREAKER_OVERRIDE_FORCE_CLOSED)
+    assert [fx.call(ok=False) for _ in range(5)] == ["failed"] * 5  # absolute: admitted
+    assert fx.events[-1].origin is ChangeOrigin.OPERATOR
+    fx.push(breaker_pb2.BREAKER_STATE_CLOSED, 2)  # cleared: its own breaker resumes, open
+    assert fx.call() == "rejected"
+
+
+def test_a_probe_running_when_the_agent_stops_following_still_reaches_its_own_breaker() -> None:
+    fx = Fixture()
+    fx.call()
+    fx.connect()
+    for _ in range(3):
+        fx.call(ok=False)
+    fx.clock.advance(5.5)  # its own breaker is half-open: one probe
+    fx.push(breaker_pb2.BREAKER_STATE_HALF_OPEN, 2)
+    breaker = fx.fb.breaker("order-processor:orders")
+    assert breaker is not None
+    token = breaker._admit_with(LeaseAnswer(True, "lease-1"))  # granted: a fleet probe
+    fx.cluster.session_ended()
+    breaker.release(token, True)
+    assert fx.state() is CLOSED  # the probe's success closed its own breaker
+    assert fx.call() == "ok"
+
+
+def test_a_new_connection_reports_again_what_the_last_one_refused() -> None:
+    fx = Fixture()
+    fx.call()
+    fx.connect()
+    key = BreakerKey("prod", "resiliency", TargetKind.APP, "order-processor", "orders")
+    fx.cluster.on_rejected(agent_pb2.ReportRejected(key=key.to_proto(), reason="no policy"))
+    fx.call(ok=False)
+    assert fx.reported() == []
+    fx.cluster.session_ended()
+    fx.connect()
+    fx.call(ok=False)
+    assert fx.reported() == [False]

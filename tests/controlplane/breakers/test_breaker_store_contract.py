@@ -245,8 +245,31 @@ async def test_force_closed_and_disabled_let_calls_through_and_grant_no_lease(ho
     disabled = await home.store.set_override(
         breaker_id(), Override.DISABLED, reason="r", ttl=None, set_by="ops"
     )
-    assert disabled.state is CLOSED and disabled.generation == closed.generation  # no change
+    # The effective state stays closed, but agents must hear that the override changed
+    # (disabled also stops their reports): an OVERRIDE event, a new generation.
+    assert disabled.state is CLOSED and disabled.generation == closed.generation + 1
+    [*_, event] = await home.store.recent_events(breaker_id())
+    assert (event.from_state, event.to_state, event.cause) == (CLOSED, CLOSED, Cause.OVERRIDE)
+    same = await home.store.set_override(
+        breaker_id(), Override.DISABLED, reason="again", ttl=None, set_by="ops"
+    )
+    assert same.generation == disabled.generation  # the same override again: no event
     assert not (await home.store.acquire_lease(breaker_id(), policy(), "a", 5.0)).granted
+
+
+async def test_an_override_on_a_closed_breaker_is_an_event_for_agents(home: Home) -> None:
+    await home.store.apply([batch((1,))])
+    forced = await home.store.set_override(
+        breaker_id(), Override.FORCE_CLOSED, reason="deploy", ttl=None, set_by="ops"
+    )
+    cleared = await home.store.set_override(breaker_id(), None, reason="done", ttl=None,
+                                            set_by="ops")
+    events = await home.store.recent_events(breaker_id())
+    assert [(e.from_state, e.to_state, e.cause) for e in events] == [
+        (CLOSED, CLOSED, Cause.OVERRIDE), (CLOSED, CLOSED, Cause.OVERRIDE)]
+    assert (forced.generation, cleared.generation) == (1, 2)
+    again = await home.store.set_override(breaker_id(), None, reason="", ttl=None, set_by="")
+    assert again.generation == 2  # nothing to clear: no event
 
 
 async def test_an_override_with_a_ttl_expires_on_advance(home: Home) -> None:
@@ -288,10 +311,10 @@ async def test_reset_closes_zeroes_counts_clears_the_override_and_records_why(ho
     assert (snapshot.state, snapshot.counts, snapshot.override) == (CLOSED, Counts(), None)
     [*_, event] = await home.store.recent_events(breaker_id())
     assert (event.from_state, event.to_state, event.cause) == (OPEN, CLOSED, Cause.RESET)
-    assert event.generation == snapshot.generation == 2
+    assert event.generation == snapshot.generation == 3  # trip, override, reset
     assert "fixed" in event.detail and "alice" in event.detail
     again = await home.store.reset(breaker_id(), reason="again", set_by="")
-    assert again.generation == 3  # a reset is always a new generation
+    assert again.generation == 4  # a reset is always a new generation
 
 
 async def test_override_and_reset_of_an_unknown_breaker_raise_breaker_not_found(home: Home) -> None:
