@@ -129,7 +129,7 @@ _Window = tuple[int, Callable[[], int], Callable[[], int], "itertools.count[int]
                 "itertools.count[int]"]
 
 
-def _value(counter: itertools.count[int]) -> int:
+def counted(counter: itertools.count[int]) -> int:
     """How many times ``counter`` (from 0) was advanced: its repr is ``count(N)``,
     the only way to read a count without advancing it."""
     return int(repr(counter)[6:-1])
@@ -451,7 +451,7 @@ class BreakerStateMachine:
         window = self._window
         if window is None:
             return
-        admitted, succeeded = _value(window[3]), _value(window[4])
+        admitted, succeeded = counted(window[3]), counted(window[4])
         self._requests += admitted - self._seen_admitted
         self._seen_admitted = admitted
         successes = succeeded - self._seen_succeeded

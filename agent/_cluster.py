@@ -225,7 +225,7 @@ class ClusterSync:
         """Whether a flush now would send anything (interest, probes or outcomes)."""
         if self._interest or self._probes:
             return True
-        return any(len(b.outcomes) for b in self._registry.breakers())
+        return any(b.outcomes.pending() for b in self._registry.breakers())
 
     def take_messages(self) -> list[agent_pb2.ConnectRequest]:
         """What is due now: interest changes first, then outcome reports, in order."""
@@ -238,11 +238,11 @@ class ClusterSync:
             entries.append(self._probes.popleft())
         limits = self.config.limits
         for breaker in self._registry.breakers():
-            if breaker.key is None or not len(breaker.outcomes):
+            if breaker.key is None or not breaker.outcomes.pending():
                 continue
-            codes = breaker.outcomes.drain()
-            if breaker.sink is not None:  # went local or rejected meanwhile: drop
-                entries.extend(outcome_entries(breaker.key.to_proto(), codes, limits))
+            runs = breaker.take_outcomes()
+            if runs:
+                entries.extend(outcome_entries(breaker.key.to_proto(), runs, limits))
         for report in pack_reports(entries, limits, self._sequence):
             messages.append(agent_pb2.ConnectRequest(report=report))
         return messages

@@ -27,7 +27,6 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable
 
 from agent._breaker import BreakerState, BreakerStateMachine, Counts, TransitionCause, TripFunction
 from agent._breaker_key import BreakerKey
@@ -36,7 +35,7 @@ from agent._cluster_port import ClusterOverride, ClusterPort, LeaseAnswer, Probe
 from agent._errors import BreakerOpenError
 from agent._events import ChangeOrigin, EventHooks, StateChangeEvent
 from agent._policy import CircuitBreakerPolicy
-from agent._reporting import OutcomeAccumulator
+from agent._reporting import CodeRun, OutcomeAccumulator
 
 CLOSED = BreakerState.CLOSED
 OPEN = BreakerState.OPEN
@@ -91,8 +90,8 @@ class Breaker:
 
     __slots__ = (
         "_clear", "_hooks", "_leases", "_lock", "_now", "_token_base", "cluster", "evicted",
-        "fleet", "key", "last_used", "local", "name", "outcomes", "policy", "reports_rejected",
-        "sink", "state",
+        "fleet", "key", "last_used", "local", "name", "outcomes", "policy", "reporting",
+        "reports_rejected", "state",
     )
 
     def __init__(
@@ -128,9 +127,10 @@ class Breaker:
         #: The identity shared with every agent of the fleet (None: local only).
         self.key = key
         self.cluster: ClusterPort | None = None
-        #: Outcomes not yet reported; ``sink`` is its append while reporting, else None.
+        #: Outcomes not yet reported, kept while ``reporting`` (following the fleet,
+        #: the key known, reports not refused, no disabled override).
         self.outcomes = OutcomeAccumulator()
-        self.sink: Callable[[int], None] | None = None
+        self.reporting = False
         self.reports_rejected = False
         self._leases: dict[int, tuple[str, int, int]] = {}  # token -> lease, fleet gen, local gen
 
@@ -202,9 +202,12 @@ class Breaker:
     def release(self, token: int, success: bool) -> None:
         """Report the outcome of a request admitted with ``token``."""
         if success and token >= 0 and self.local.succeed_fast(token & _LOCAL_MASK):
-            sink = self.sink  # the closed-success path: lock-free, as admit_fast
-            if sink is not None:
-                sink(token >> _LOCAL_BITS << 1 | 1)
+            counting = self.outcomes.success  # the closed-success path: lock-free
+            if counting is not None:
+                if counting[0] == token >> _LOCAL_BITS:
+                    counting[1]()
+                else:  # admitted under an older fleet generation: its own run
+                    self._report(token >> _LOCAL_BITS << 1 | 1)
             return
         lock = self._lock
         lock.acquire()
@@ -213,9 +216,8 @@ class Breaker:
             if token >= 0:
                 local = self.local
                 local.after_request(token & _LOCAL_MASK, success)
-                sink = self.sink
-                if sink is not None:
-                    sink(token >> _LOCAL_BITS << 1 | success)
+                if self.reporting:
+                    self.outcomes.add(token >> _LOCAL_BITS << 1 | success)
                 if success and not local.pending:
                     return  # the closed-success path: nothing else to do
             else:
@@ -295,7 +297,7 @@ class Breaker:
                 self.local.reset(now)
                 self.local.take_transitions()  # reported below as the operator's change
             self._token_base = generation << _LOCAL_BITS
-            self._update_sink()
+            self._update_reporting()
             operator = cause in (TransitionCause.OVERRIDE, TransitionCause.RESET)
             changes = self._settle(
                 ChangeOrigin.OPERATOR if operator else ChangeOrigin.FLEET,
@@ -330,7 +332,7 @@ class Breaker:
                 else:
                     self.fleet = None
             self._token_base = 0
-            self._update_sink()
+            self._update_reporting()
             changes = self._settle(ChangeOrigin.FLEET, TransitionCause.EXTERNAL, 0)
         if changes:
             self._publish(changes)
@@ -339,7 +341,7 @@ class Breaker:
         """The server refused this breaker's reports: stop sending them."""
         with self._lock:
             self.reports_rejected = True
-            self._update_sink()
+            self._update_reporting()
             self.outcomes.clear()
 
     # -- internals (under the lock) -----------------------------------------------------
@@ -464,13 +466,34 @@ class Breaker:
         return [StateChangeEvent(self.name, before, after, generation,
                                  cause or TransitionCause.EXTERNAL, origin)]
 
-    def _update_sink(self) -> None:
+    def take_outcomes(self) -> list[CodeRun]:
+        """The outcomes to report now, oldest first (the link's flusher)."""
+        with self._lock:
+            if not self.reporting:
+                self.outcomes.clear()  # went local or refused meanwhile: dropped
+                return []
+            return self.outcomes.drain()
+
+    def _report(self, code: int) -> None:
+        with self._lock:
+            if self.reporting:
+                self.outcomes.add(code)
+
+    def _update_reporting(self) -> None:
         fleet = self.fleet
         reporting = (
             self.cluster is not None and self.key is not None and not self.reports_rejected
             and (fleet is None or fleet.override is not ClusterOverride.DISABLED)
         )
-        self.sink = self.outcomes.append if reporting else None
+        outcomes = self.outcomes
+        if reporting:
+            generation = self._token_base >> _LOCAL_BITS
+            counting = outcomes.success
+            if counting is None or counting[0] != generation:
+                outcomes.count_successes(generation)
+        elif outcomes.success is not None:
+            outcomes.count_successes(None)
+        self.reporting = reporting
 
     def _publish(self, changes: list[StateChangeEvent]) -> None:
         for event in changes:

@@ -1,10 +1,20 @@
 """Outcome reporting: per-breaker accumulators and the compact wire encoding.
 
-The call path records each outcome of a breaker-guarded attempt with one
-``deque.append`` (atomic under the GIL: no lock of ours, no I/O) of an integer
-*code*, ``generation << 1 | success``, where ``generation`` is the cluster
-generation the agent had adopted when the call completed. The link's flusher
-drains the accumulators on its own event loop and packs what it found into
+Each outcome of a breaker-guarded attempt is recorded with the fleet
+generation its call was admitted under, as a *code*, ``generation << 1 |
+success``. A breaker's ``OutcomeAccumulator`` keeps them as runs of equal
+codes, oldest first, so a streak of successes costs one entry, not one per
+call:
+
+* the closed-success fast path (lock-free, like ``BreakerStateMachine``'s)
+  only advances an ``itertools.count`` for the current generation's success
+  code (``success``: one atomic C-level step);
+* everything else (failures, probes, successes of an older generation) is
+  ``add``-ed under the breaker's lock, after the counted successes are folded
+  in as one run, so the order of outcomes is kept.
+
+The link's flusher ``drain``-s each accumulator (under the breaker's lock,
+once per flush, never on a call path) and packs what it found into
 ``OutcomeReport`` messages:
 
 * per breaker, consecutive outcomes of the same generation become one
@@ -21,45 +31,92 @@ drains the accumulators on its own event loop and packs what it found into
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable, Iterator, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from agent._breaker import counted
 from agent._proto.fusebox.v1 import agent_pb2, policy_pb2
 
-#: Outcomes one breaker may hold between two flushes. Past it the oldest are
-#: dropped: memory stays bounded even if the flusher falls far behind.
+#: Runs one breaker may hold between two flushes. Past it the oldest are
+#: dropped: memory stays bounded even if the flusher falls far behind (a run
+#: of successes is one entry however long, so only alternating outcomes count).
 ACCUMULATOR_CAPACITY = 65_536
+#: The longest run one wire entry carries (``runs`` are ``sint32``).
+MAX_RUN = 2**31 - 1
+
+#: (code, count): ``count`` outcomes with that code, in order.
+CodeRun = tuple[int, int]
 
 
 def outcome_code(generation: int, success: bool) -> int:
-    """What the call path appends for one outcome."""
+    """What an outcome is recorded as."""
     return generation << 1 | success
 
 
 class OutcomeAccumulator:
-    """The outcomes of one breaker not yet reported, oldest first.
+    """The outcomes of one breaker not yet reported (see the module docstring).
 
-    ``append`` is the bound ``deque.append``: the call path calls it directly.
-    ``drain`` may run concurrently with appends (it takes exactly the codes
-    present when it started; later ones wait for the next flush).
+    ``success`` is ``(generation, bump)`` while successes of ``generation`` are
+    counted lock-free, else ``None``. Every other method runs under the owning
+    breaker's lock.
     """
 
-    __slots__ = ("_codes", "append")
+    __slots__ = ("_code", "_counter", "_runs", "_seen", "success")
 
     def __init__(self, capacity: int = ACCUMULATOR_CAPACITY) -> None:
-        self._codes: collections.deque[int] = collections.deque(maxlen=capacity)
-        self.append = self._codes.append
+        self._runs: collections.deque[list[int]] = collections.deque(maxlen=capacity)
+        self._counter: itertools.count[int] | None = None
+        self._code = 0
+        self._seen = 0
+        self.success: tuple[int, Callable[[], int]] | None = None
 
-    def __len__(self) -> int:
-        return len(self._codes)
+    def count_successes(self, generation: int | None) -> None:
+        """Count successes of ``generation`` lock-free from now on (None: stop)."""
+        self.fold()
+        if generation is None:
+            self._counter = self.success = None
+            return
+        counter = itertools.count()
+        self._counter, self._code, self._seen = counter, outcome_code(generation, True), 0
+        self.success = (generation, counter.__next__)
 
-    def drain(self) -> list[int]:
-        """Remove and return the accumulated codes, in the order they were appended."""
-        popleft = self._codes.popleft
-        return [popleft() for _ in range(len(self._codes))]
+    def add(self, code: int) -> None:
+        """One outcome, after the successes counted so far."""
+        self.fold()
+        self._append(code, 1)
+
+    def fold(self) -> None:
+        """Move the successes counted lock-free into the runs, in order."""
+        counter = self._counter
+        if counter is None:
+            return
+        total = counted(counter)
+        if total > self._seen:
+            self._append(self._code, total - self._seen)
+            self._seen = total
+
+    def pending(self) -> bool:
+        """Whether a drain now would find anything (callable without the lock)."""
+        counter = self._counter
+        return bool(self._runs) or (counter is not None and counted(counter) > self._seen)
+
+    def drain(self) -> list[CodeRun]:
+        """Remove and return the runs, oldest first."""
+        self.fold()
+        popleft = self._runs.popleft
+        return [(run[0], run[1]) for run in (popleft() for _ in range(len(self._runs)))]
 
     def clear(self) -> None:
-        self._codes.clear()
+        self.fold()
+        self._runs.clear()
+
+    def _append(self, code: int, count: int) -> None:
+        runs = self._runs
+        if runs and runs[-1][0] == code:
+            runs[-1][1] += count
+        else:
+            runs.append([code, count])
 
 
 def run_lengths(outcomes: Iterable[bool]) -> list[int]:
@@ -92,23 +149,36 @@ class ReportLimits:
 
 
 def outcome_entries(
-    key: policy_pb2.BreakerKey, codes: Sequence[int], limits: ReportLimits
+    key: policy_pb2.BreakerKey, runs: Sequence[CodeRun], limits: ReportLimits
 ) -> list[agent_pb2.BreakerOutcomes]:
-    """The entries reporting ``codes`` (from ``OutcomeAccumulator.drain``) for ``key``."""
+    """The entries reporting ``runs`` (from ``OutcomeAccumulator.drain``) for ``key``."""
     entries: list[agent_pb2.BreakerOutcomes] = []
-    start = 0
-    while start < len(codes):
-        generation = codes[start] >> 1
-        end = start
-        while end < len(codes) and codes[end] >> 1 == generation:
-            end += 1
-        runs = run_lengths(bool(code & 1) for code in codes[start:end])
-        for i in range(0, len(runs), limits.max_runs):
-            entries.append(agent_pb2.BreakerOutcomes(
-                key=key, runs=runs[i:i + limits.max_runs], generation=generation,
-            ))
-        start = end
+    signed: list[int] = []
+    generation = None
+    for code, count in runs:
+        if code >> 1 != generation:
+            _flush_entries(entries, key, generation, signed, limits)
+            generation, signed = code >> 1, []
+        step = 1 if code & 1 else -1
+        while count > 0:
+            n = min(count, MAX_RUN)
+            if signed and (signed[-1] > 0) == (step > 0) and abs(signed[-1]) + n <= MAX_RUN:
+                signed[-1] += step * n
+            else:
+                signed.append(step * n)
+            count -= n
+    _flush_entries(entries, key, generation, signed, limits)
     return entries
+
+
+def _flush_entries(entries: list[agent_pb2.BreakerOutcomes], key: policy_pb2.BreakerKey,
+                   generation: int | None, signed: list[int], limits: ReportLimits) -> None:
+    if generation is None or not signed:
+        return
+    for i in range(0, len(signed), limits.max_runs):
+        entries.append(agent_pb2.BreakerOutcomes(
+            key=key, runs=signed[i:i + limits.max_runs], generation=generation,
+        ))
 
 
 def probe_entry(

@@ -177,8 +177,12 @@ async def test_a_cache_another_control_plane_wrote_for_the_same_address_is_never
         assert await d.attempts_of_one_failing_call() == 3  # not the cache's 6
         # Overwritten at once, not after the settle time: it names the server's control plane.
         own_id = await server.store.control_plane_id()
-        loaded = on_disk(cache, address(server))
-        assert loaded is not None and loaded.control_plane_id == own_id
+
+        def rewritten() -> bool:  # by the cache writer thread, in the background
+            loaded = on_disk(cache, address(server))
+            return loaded is not None and loaded.control_plane_id == own_id
+
+        await eventually(rewritten)
     finally:
         await d.close()
     [discarded] = messages(caplog, "discarding the cached policies")

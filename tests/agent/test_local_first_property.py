@@ -166,7 +166,7 @@ class Link:
         for breaker in self.breakers:
             assert breaker.key is not None
             key = breaker_id_from_proto(breaker.key.to_proto())
-            for entry in outcome_entries(breaker.key.to_proto(), breaker.outcomes.drain(),
+            for entry in outcome_entries(breaker.key.to_proto(), breaker.take_outcomes(),
                                          ReportLimits()):
                 if entry.generation >= self.server.generation(key):
                     batches.append(OutcomeBatch(key, breaker.policy, tuple(entry.runs),

@@ -44,35 +44,63 @@ def test_run_lengths_round_trip_any_sequence(seed: int) -> None:
     assert all((a > 0) != (b > 0) for a, b in itertools.pairwise(runs))  # maximal runs
 
 
-def test_accumulator_drains_in_append_order_and_keeps_later_appends() -> None:
+def test_accumulator_keeps_runs_in_order_and_later_adds_for_the_next_drain() -> None:
     acc = OutcomeAccumulator()
-    for code in (3, 2, 3):
-        acc.append(code)
-    assert acc.drain() == [3, 2, 3]
-    acc.append(5)
-    assert len(acc) == 1
-    assert acc.drain() == [5]
-    assert acc.drain() == []
+    for code in (3, 3, 2, 3):
+        acc.add(code)
+    assert acc.drain() == [(3, 2), (2, 1), (3, 1)]
+    acc.add(5)
+    assert acc.pending()
+    assert acc.drain() == [(5, 1)]
+    assert acc.drain() == [] and not acc.pending()
 
 
-def test_accumulator_is_bounded_and_drops_the_oldest() -> None:
+def test_counted_successes_fold_in_before_the_next_outcome() -> None:
+    acc = OutcomeAccumulator()
+    acc.count_successes(4)
+    assert acc.success is not None and acc.success[0] == 4
+    bump = acc.success[1]
+    for _ in range(1000):
+        bump()  # the lock-free success path: one count each, no entry
+    acc.add(outcome_code(4, False))
+    bump()
+    assert acc.pending()
+    assert acc.drain() == [(outcome_code(4, True), 1000), (outcome_code(4, False), 1),
+                           (outcome_code(4, True), 1)]
+    acc.count_successes(5)  # a new fleet generation: its own success code
+    acc.success[1]()  # type: ignore[index]
+    acc.count_successes(None)
+    assert acc.drain() == [(outcome_code(5, True), 1)] and acc.success is None
+
+
+def test_accumulator_is_bounded_and_drops_the_oldest_runs() -> None:
     acc = OutcomeAccumulator(capacity=4)
-    for code in range(10):
-        acc.append(code)
-    assert acc.drain() == [6, 7, 8, 9]
+    for i in range(10):
+        acc.add(outcome_code(1, i % 2 == 0))
+    assert acc.drain() == [(outcome_code(1, i % 2 == 0), 1) for i in range(6, 10)]
+
+
+def runs_of(codes: list[int]) -> list[tuple[int, int]]:
+    return [(code, 1) for code in codes]
 
 
 def test_outcomes_of_different_generations_become_separate_entries_in_order() -> None:
     codes = [outcome_code(4, True), outcome_code(4, False), outcome_code(5, False),
              outcome_code(5, False), outcome_code(4, True)]
-    entries = outcome_entries(KEY, codes, ReportLimits())
+    entries = outcome_entries(KEY, runs_of(codes), ReportLimits())
     assert [(e.generation, list(e.runs)) for e in entries] == [(4, [1, -1]), (5, [-2]), (4, [1])]
     assert all(e.key == KEY and not e.lease_id for e in entries)
 
 
+def test_a_run_longer_than_the_wire_allows_is_split() -> None:
+    entries = outcome_entries(KEY, [(outcome_code(2, True), 2**32)], ReportLimits())
+    [entry] = entries
+    assert sum(entry.runs) == 2**32 and all(0 < r < 2**31 for r in entry.runs)
+
+
 def test_a_long_sequence_is_split_into_entries_of_at_most_max_runs() -> None:
     outcomes = [i % 2 == 0 for i in range(25)]  # 25 runs of length one
-    entries = outcome_entries(KEY, [outcome_code(1, ok) for ok in outcomes],
+    entries = outcome_entries(KEY, runs_of([outcome_code(1, ok) for ok in outcomes]),
                               ReportLimits(max_runs=10))
     assert [len(e.runs) for e in entries] == [10, 10, 5]
     assert decoded(entries) == [(1, ok) for ok in outcomes]
