@@ -7,6 +7,8 @@ Data flow (docs/architecture.md):
         --> transitions stream (all replicas tail it)
     the applying replica --> its own sessions at once (no read back from the stream)
     tail --> one serialized BreakerUpdate per event --> every session holding the breaker
+    (each replica pushes a transition once: on its own apply's reply or on the stream,
+    whichever it reads first)
 
 Rounds are paced by the tick only while reports carry nothing but successes: a
 report with a failure or a probe outcome (which can change a decision) starts
@@ -60,7 +62,7 @@ log = logging.getLogger("fusebox.server.breakers")
 
 MAX_RUNS_PER_REPORT = 4096  # per breaker per message; agents split longer sequences
 MAX_BREAKERS_PER_REPORT = 1024
-MAX_PUSHED_REMEMBERED = 10_000  # stream ids of own pushes awaiting their stream echo
+MAX_PUSHED_REMEMBERED = 10_000  # stream ids of pushed transitions (see _first_sighting)
 
 STATE_TO_PB = {
     BreakerState.CLOSED: breaker_pb2.BREAKER_STATE_CLOSED,
@@ -193,8 +195,9 @@ class BreakerHub:
         self._pending_event = asyncio.Event()
         #: A queued report can change a decision (a failure, a probe): no tick wait.
         self._urgent = False
-        #: Stream ids of events this replica pushed straight from apply/advance; the
-        #: propagator skips them when they come back from the stream (bounded).
+        #: Stream ids of the transitions pushed once already (bounded): a transition
+        #: this replica applied arrives twice, from its own apply and from the
+        #: stream, and whichever comes first is pushed (see ``_first_sighting``).
         self._pushed: set[tuple[BreakerId, str]] = set()
         self._pushed_order: collections.deque[tuple[BreakerId, str]] = collections.deque()
         self._outcomes_seen = 0  # since the last tick (see _take_batches)
@@ -418,18 +421,34 @@ class BreakerHub:
 
     async def _push_own(self, events: list[BreakerEvent]) -> None:
         """Push transitions this replica made to its own sessions now; the other
-        replicas get them from the stream (where this one will skip them)."""
+        replicas get them from the stream."""
         if not events:
             return
         now = self._clock()
         for event in events:
-            if event.stream_id:
-                mark = (event.id, event.stream_id)
-                self._pushed.add(mark)
-                self._pushed_order.append(mark)
-            await self._push(event, now)
+            if self._first_sighting(event):
+                await self._push(event, now)
+
+    def _first_sighting(self, event: BreakerEvent) -> bool:
+        """Whether this replica has not pushed ``event`` yet (and now counts it as pushed).
+
+        A transition this replica applied comes back to it twice: in the reply
+        of its own apply (or advance) and from the stream it tails. Both replies
+        leave Redis at the same moment, and the event loop may read either one
+        first; pushing on the first sighting and skipping the second means one
+        update per agent, as early as either path allows.
+        """
+        if not event.stream_id:
+            return True
+        mark = (event.id, event.stream_id)
+        if mark in self._pushed:
+            self._pushed.discard(mark)  # the second sighting: nothing more to come
+            return False
+        self._pushed.add(mark)
+        self._pushed_order.append(mark)
         while len(self._pushed_order) > MAX_PUSHED_REMEMBERED:
             self._pushed.discard(self._pushed_order.popleft())
+        return True
 
     async def run_propagator(self) -> None:
         """Tail the transitions stream and push each event to its holders."""
@@ -450,26 +469,31 @@ class BreakerHub:
             delay = 0.1
             if not self.available:
                 await self._recover()
-            now = self._clock()
-            for event in events:
-                mark = (event.id, event.stream_id)
-                if mark in self._pushed:
-                    self._pushed.discard(mark)  # pushed when it was applied
-                    continue
+            await self._propagate(events)
+
+    async def _propagate(self, events: list[BreakerEvent]) -> None:
+        """Push transitions read from the stream (those not pushed already)."""
+        now = self._clock()
+        for event in events:
+            if self._first_sighting(event):
                 await self._push(event, now)
 
     async def _push(self, event: BreakerEvent, now: float) -> None:
+        """Offer the transition to every session holding the breaker, then log and count it
+        (the agents' update does not wait for either)."""
         self._generations[event.id] = event.generation
-        self._metrics.observe_transition(event, now)
         holders = self._interest.get(event.id)
+        if holders:
+            await self._offer(event, now, holders)
+        self._metrics.observe_transition(event, now)
         log_event(log, logging.INFO,
                   f'Circuit breaker "{event.id.display_name}" changed state from '
                   f"{event.from_state.value} to {event.to_state.value}",
                   breaker=event.id.encode(), generation=event.generation,
                   cause=event.cause.value, instance=event.instance_id,
                   holders=len(holders) if holders else 0)
-        if not holders:
-            return
+
+    async def _offer(self, event: BreakerEvent, now: float, holders: set[AgentSession]) -> None:
         if event.cause in (Cause.OVERRIDE, Cause.RESET):
             # The event does not carry the override itself: send the full state.
             snapshot = await self.store.get(event.id)
