@@ -1,7 +1,7 @@
 # The two commands of the README:
 #   make run    set up, then serve the control plane on its embedded default store
 #   make test   set up, then run the whole test suite
-.PHONY: setup run test lint protos check-protos bench bench-cluster bench-shared
+.PHONY: setup run test lint protos check-protos bench bench-cluster bench-trip bench-shared
 
 VENV := .venv/bin
 LISTEN ?= 127.0.0.1:50051
@@ -63,11 +63,17 @@ demo: setup
 failsafe: setup
 	$(VENV)/python examples/failsafe/run.py --step $(STEP) --seed $(SEED) $(if $(STORE),--store $(STORE))
 
-# Cluster-wide breakers (issue 4): trip propagation, wasted calls, ingest (~2-3 minutes).
-bench-cluster: setup
+# Cluster-wide breakers (issues 4 and 12): the fleet trip's speed (bench-trip), then ingest
+# (~2-3 minutes).
+bench-cluster: bench-trip
+	$(VENV)/python -m bench.ingest
+
+# A faster fleet trip (issue 12), every scenario side by side (~1 minute): trip propagation,
+# a dead upstream behind 50 callers, the back-to-back loop and the paced sync fleet.
+bench-trip: setup
 	$(VENV)/python -m bench.cluster_trip
 	$(VENV)/python -m bench.wasted_calls
-	$(VENV)/python -m bench.ingest
+	$(VENV)/python -m bench.fleet_trip
 
 # Scale (issue 7): 1,000 agents over 3 replicas (~3-5 minutes), and the soak.
 #   make soak SOAK_MINUTES=1    a smoke run; the default is 10 minutes

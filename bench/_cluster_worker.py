@@ -11,6 +11,8 @@ Commands (one JSON object per line on stdin), events (JSON lines on stdout):
     {"cmd": "call_loop", "upstream": "127.0.0.1:PORT", "interval": 0.02}
     {"cmd": "stop_calls"}  -> {"event": "calls", "per_agent": {id: {"ok": n, "fail": n, ...}}}
 Always: {"event": "state", "agent": id, "from": ..., "to": ..., "t": time.time()}
+    stamped by the agent's ``on_state_change`` hook when it happens, written up to
+    ``STATES_FLUSH_DELAY`` later, together with the others of that moment
 
 In "local" mode each agent gets the policies one cluster agent fetched, statically
 (``AsyncAgent(policies=...)``, no server): per-instance breakers, same policy.
@@ -27,6 +29,9 @@ from collections import Counter
 from typing import Any
 
 from agent import AsyncAgent, BreakerOpenError, StateChangeEvent
+
+#: State changes are written this long after the first of a burst (see ``Worker._hook``).
+STATES_FLUSH_DELAY = 0.03
 
 
 class UpstreamFailed(Exception):
@@ -61,6 +66,8 @@ class Worker:
         self.loops: list[asyncio.Task[None]] = []
         self.running = False
         self.method = "work"
+        self.states: list[dict[str, Any]] = []
+        self._states_flush: asyncio.TimerHandle | None = None
 
     async def start(self, command: dict[str, Any]) -> None:
         servers: list[str] = command["servers"]
@@ -96,9 +103,23 @@ class Worker:
 
     def _hook(self, agent: int) -> Any:
         def on_state_change(e: StateChangeEvent) -> None:
-            emit(event="state", agent=agent, t=time.time(), to=str(e.to_state),
-                 generation=e.generation, **{"from": str(e.from_state)})
+            # Stamped now, written later: a JSON line per agent, written while the
+            # trip is still reaching the other agents, would compete with them.
+            self.states.append({"event": "state", "agent": agent, "t": time.time(),
+                                "to": str(e.to_state), "generation": e.generation,
+                                "from": str(e.from_state)})
+            if self._states_flush is None:
+                self._states_flush = asyncio.get_running_loop().call_later(
+                    STATES_FLUSH_DELAY, self.flush_states)
         return on_state_change
+
+    def flush_states(self) -> None:
+        """Write the state changes stamped since the last flush (one line each)."""
+        self._states_flush = None
+        states, self.states = self.states, []
+        if states:
+            sys.stdout.write("".join(json.dumps(s) + "\n" for s in states))
+            sys.stdout.flush()
 
     @staticmethod
     async def _wait(condition: Any, what: str, deadline: float = 30.0) -> None:

@@ -191,19 +191,21 @@ def reset_breaker(address: str, key: policy_pb2.BreakerKey) -> None:
 
 
 class WorkerProcess:
-    """``python -m bench._cluster_worker``: commands on stdin, JSON events on stdout.
+    """``python -m bench._cluster_worker`` (or ``module``): commands on stdin, JSON events
+    on stdout.
 
     Closing stdin stops the worker (so does the benchmark's death).
     """
 
     def __init__(self, cleanup: Cleanup, name: str, cpus: set[int] | None = None,
-                 events: queue.Queue[dict[str, Any]] | None = None) -> None:
+                 events: queue.Queue[dict[str, Any]] | None = None,
+                 module: str = "bench._cluster_worker") -> None:
         self.name = name
         # Several workers may share one queue: each event names its worker.
         self.events: queue.Queue[dict[str, Any]] = events if events is not None else queue.Queue()
         self.log = cleanup.workdir / f"worker-{name}.log"
         self._stderr = self.log.open("wb")
-        self.process = spawn([sys.executable, "-m", "bench._cluster_worker"],
+        self.process = spawn([sys.executable, "-m", module],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
         if cpus is not None:
             os.sched_setaffinity(self.process.pid, cpus)
