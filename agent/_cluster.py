@@ -250,10 +250,21 @@ class ClusterSync:
     # -- the breakers' side (ClusterPort) ----------------------------------------------
 
     def wake(self) -> None:
+        """Wake the flusher now (a failure: the fleet must hear of it at once).
+
+        From the link's own loop (an ``AsyncAgent``'s calls) the flusher's event
+        is set directly: no write to the loop's self-pipe on the call path, and
+        the flusher runs in the loop's next turn. From another thread (a sync
+        ``Agent``) the set goes through ``call_soon_threadsafe``. Wakes coalesce
+        to one per flush.
+        """
         loop = self._loop
         if self._wake_pending or loop is None:
             return
         self._wake_pending = True
+        if asyncio._get_running_loop() is loop:
+            self._urgent.set()
+            return
         with contextlib.suppress(RuntimeError):  # the loop is closing
             loop.call_soon_threadsafe(self._urgent.set)
 

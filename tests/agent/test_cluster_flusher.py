@@ -126,6 +126,35 @@ async def test_a_failure_wakes_a_parked_flusher_at_once() -> None:
         assert [a.outcomes() for a in (agents[0], agents[2])] == [[True], [True]]
 
 
+async def test_a_failure_on_the_links_own_loop_wakes_the_flusher_without_the_self_pipe(
+) -> None:
+    async with flushing(1) as agents:
+        await all_parked(agents)
+        loop = asyncio.get_running_loop()
+        hops: list[object] = []
+        hop = loop.call_soon_threadsafe
+
+        def counting_hop(*args: object, **kwargs: object) -> asyncio.Handle:
+            hops.append(args)
+            return hop(*args, **kwargs)  # type: ignore[arg-type]
+
+        loop.call_soon_threadsafe = counting_hop  # type: ignore[method-assign]
+        try:
+            agents[0].call(ok=False)
+            await until(lambda: agents[0].outcomes() == [True, False], "the failure reported")
+        finally:
+            del loop.call_soon_threadsafe
+        assert hops == []
+
+
+async def test_a_failure_in_another_thread_wakes_the_flusher_at_once() -> None:
+    async with flushing(2) as agents:
+        await all_parked(agents)
+        await asyncio.to_thread(agents[0].call, False)
+        await until(lambda: agents[0].outcomes() == [True, False], "the failure reported")
+        assert agents[1].outcomes() == [True]
+
+
 async def test_a_new_breaker_is_announced_by_a_parked_flusher() -> None:
     async with flushing(2) as agents:
         await all_parked(agents)
