@@ -8,7 +8,11 @@ Commands (one JSON object per line on stdin), events (JSON lines on stdout):
         -> {"event": "ready", "agents": [0, ...]}   every agent holds policies and the breaker
     {"cmd": "trip", "agent": 3, "failures": 5}
         -> {"event": "tripped", "agent": 3, "t": time of the last failing call's completion}
-    {"cmd": "call_loop", "upstream": "127.0.0.1:PORT", "interval": 0.02}
+    {"cmd": "call_loop", "upstream": "127.0.0.1:PORT", "interval": 0.02,
+     "t0": T, "callers": 50}
+        each agent calls once per ``interval`` on an absolute schedule: agent i at
+        T + (i / callers + k) x interval (``time.time()``), so the fleet's calls are
+        evenly spread (a call that ends after its next slot skips to the one after)
     {"cmd": "stop_calls"}  -> {"event": "calls", "per_agent": {id: {"ok": n, "fail": n, ...}}}
 Always: {"event": "state", "agent": id, "from": ..., "to": ..., "t": time.time()}
     stamped by the agent's ``on_state_change`` hook when it happens, written up to
@@ -139,15 +143,25 @@ class Worker:
                 last = time.time()
         emit(event="tripped", agent=agent, t=last)
 
-    def call_loop(self, upstream: str, interval: float) -> None:
+    def call_loop(self, upstream: str, interval: float, t0: float, callers: int) -> None:
         host, _, port = upstream.rpartition(":")
         self.running = True
         for i in self.agents:
-            self.loops.append(asyncio.create_task(self._calls(i, host, int(port), interval)))
+            first = t0 + interval * i / callers
+            self.loops.append(asyncio.create_task(
+                self._calls(i, host, int(port), interval, first)))
 
-    async def _calls(self, agent: int, host: str, port: int, interval: float) -> None:
+    async def _calls(self, agent: int, host: str, port: int, interval: float,
+                     first: float) -> None:
+        # An absolute schedule: agents that sleep a fixed time after each call
+        # drift into step with each other (the answers of a burst arrive together)
+        # and the fleet's calls come in bursts instead of evenly spread.
         target, counts = self.targets[agent], self.calls[agent]
+        due = first
         while self.running:
+            await asyncio.sleep(max(0.0, due - time.time()))
+            if not self.running:
+                break
             try:
                 await target.call(http_get, host, port, self.method)
                 counts["ok"] += 1
@@ -155,7 +169,10 @@ class Worker:
                 counts["open"] += 1
             except (UpstreamFailed, OSError):
                 counts["fail"] += 1
-            await asyncio.sleep(interval)
+            due += interval
+            now = time.time()
+            if due < now:  # a slow call: skip the slots already gone
+                due += (now - due) // interval * interval + interval
 
     async def stop_calls(self) -> None:
         self.running = False
@@ -204,7 +221,8 @@ async def main() -> None:
                 elif kind == "trip":
                     await worker.trip(int(command["agent"]), int(command["failures"]))
                 elif kind == "call_loop":
-                    worker.call_loop(command["upstream"], float(command["interval"]))
+                    worker.call_loop(command["upstream"], float(command["interval"]),
+                                     float(command["t0"]), int(command["callers"]))
                 elif kind == "stop_calls":
                     await worker.stop_calls()
                 elif kind == "close":

@@ -1,9 +1,10 @@
 """Wasted calls: failing calls a dead upstream absorbs before every caller stops.
 
 The same 50 callers (``AsyncAgent``s spread over ``--workers`` processes, each
-calling the upstream once per ``--interval`` with a new HTTP connection) run
-twice in one run, with the same policy (``consecutiveFailures >= 5``,
-``maxRequests: 1``, ``timeout: --open-timeout``):
+calling the upstream once per ``--interval`` with a new HTTP connection, on an
+absolute schedule with the callers' phases evenly spread: 1,000 calls/s in all,
+one every millisecond) run twice in one run, with the same policy
+(``consecutiveFailures >= 5``, ``maxRequests: 1``, ``timeout: --open-timeout``):
 
 * **fusebox**: cluster-wide breakers, agents linked to two ``fusebox serve``
   replicas on one redis-server (agent *i* on replica *i mod 2*);
@@ -145,9 +146,10 @@ def run_mode(mode: str, args: argparse.Namespace, upstream: CountingUpstream,
     while ready < len(workers):
         ready += next_shared_event(events, workers, end)["event"] == "ready"
     upstream.failing = False
+    t0 = time.time() + 0.1  # every worker has the command before the first slot
     for worker in workers.values():
         worker.send(cmd="call_loop", upstream=f"127.0.0.1:{upstream.port}",
-                    interval=args.interval)
+                    interval=args.interval, t0=t0, callers=args.callers)
     time.sleep(args.warmup)  # healthy traffic: every breaker exists and is subscribed
     switched = time.time()
     upstream.failing = True
