@@ -479,12 +479,17 @@ class BreakerHub:
                 await self._push(event, now)
 
     async def _push(self, event: BreakerEvent, now: float) -> None:
-        """Offer the transition to every session holding the breaker, then log and count it
-        (the agents' update does not wait for either)."""
+        """Offer the transition to every session holding the breaker, then log and count it.
+
+        The offers wake the sessions' writers; this task then yields once, so the
+        writers put the update on the wire before it goes on with the log line,
+        the metrics and its next store read (none of which the agents wait for).
+        """
         self._generations[event.id] = event.generation
         holders = self._interest.get(event.id)
         if holders:
             await self._offer(event, now, holders)
+            await asyncio.sleep(0)
         self._metrics.observe_transition(event, now)
         log_event(log, logging.INFO,
                   f'Circuit breaker "{event.id.display_name}" changed state from '
