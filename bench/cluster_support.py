@@ -258,6 +258,29 @@ class WorkerProcess:
         self._stderr.close()
 
 
+def upstream_breaker_spec(name: str, threshold: int, open_timeout_ms: int) -> str:
+    """A Resiliency spec for app ``checkout``: one breaker on app ``upstream``
+    (``consecutiveFailures >= threshold``, ``maxRequests: 1``)."""
+    return f"""\
+apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: {name}
+scopes: [checkout]
+spec:
+  policies:
+    circuitBreakers:
+      shared:
+        maxRequests: 1
+        timeout: {open_timeout_ms}ms
+        trip: consecutiveFailures >= {threshold}
+  targets:
+    apps:
+      upstream:
+        circuitBreaker: shared
+"""
+
+
 def percentile(values: Sequence[float], fraction: float) -> float:
     """Nearest-rank percentile (p99 of 30 values is the largest but none)."""
     ordered = sorted(values)

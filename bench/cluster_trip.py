@@ -47,30 +47,14 @@ from bench.cluster_support import (
     percentile,
     reset_breaker,
     start_redis,
+    upstream_breaker_spec,
     verdict,
 )
 
 THRESHOLD = 5
 TARGET_P99_MS = 50.0  # the design budget (DESIGN.md, "Performance budget")
 FAST_P50_MS, FAST_P99_MS = 3.0, 10.0  # issue 12, "A faster fleet trip"
-SPEC = f"""\
-apiVersion: dapr.io/v1alpha1
-kind: Resiliency
-metadata:
-  name: bench-trip
-scopes: [checkout]
-spec:
-  policies:
-    circuitBreakers:
-      shared:
-        maxRequests: 1
-        timeout: 60s
-        trip: consecutiveFailures >= {THRESHOLD}
-  targets:
-    apps:
-      upstream:
-        circuitBreaker: shared
-"""
+SPEC = upstream_breaker_spec("bench-trip", THRESHOLD, 60_000)
 KEY = policy_pb2.BreakerKey(namespace="default", spec="bench-trip",
                             kind=policy_pb2.TARGET_KIND_APP, target="upstream", method="work")
 READY_DEADLINE = 120.0

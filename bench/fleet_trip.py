@@ -44,30 +44,14 @@ from bench.cluster_support import (
     reset_breaker,
     start_redis,
     time_bound,
+    upstream_breaker_spec,
     verdict,
 )
 
 THRESHOLD = 5
 PACED_AGENTS = 4
 PACED_SLACK = 3  # the target: at most THRESHOLD + PACED_SLACK failing calls per round
-SPEC = f"""\
-apiVersion: dapr.io/v1alpha1
-kind: Resiliency
-metadata:
-  name: bench-fleet
-scopes: [checkout]
-spec:
-  policies:
-    circuitBreakers:
-      shared:
-        maxRequests: 1
-        timeout: 60s
-        trip: consecutiveFailures >= {THRESHOLD}
-  targets:
-    apps:
-      upstream:
-        circuitBreaker: shared
-"""
+SPEC = upstream_breaker_spec("bench-fleet", THRESHOLD, 60_000)
 PACED_METHOD = "paced"
 PACED_KEY = policy_pb2.BreakerKey(namespace="default", spec="bench-fleet",
                                   kind=policy_pb2.TARGET_KIND_APP, target="upstream",

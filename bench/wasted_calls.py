@@ -55,6 +55,7 @@ from bench.cluster_support import (
     machine_line,
     next_shared_event,
     start_redis,
+    upstream_breaker_spec,
     verdict,
 )
 
@@ -66,24 +67,7 @@ READY_DEADLINE = 120.0
 
 
 def spec(open_timeout: float) -> str:
-    return f"""\
-apiVersion: dapr.io/v1alpha1
-kind: Resiliency
-metadata:
-  name: bench-wasted
-scopes: [checkout]
-spec:
-  policies:
-    circuitBreakers:
-      shared:
-        maxRequests: 1
-        timeout: {int(open_timeout * 1000)}ms
-        trip: consecutiveFailures >= {THRESHOLD}
-  targets:
-    apps:
-      upstream:
-        circuitBreaker: shared
-"""
+    return upstream_breaker_spec("bench-wasted", THRESHOLD, int(open_timeout * 1000))
 
 
 class CountingUpstream:
