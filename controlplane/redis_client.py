@@ -48,6 +48,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 __all__ = [
     "REDIS_SCHEMES",
@@ -249,8 +250,12 @@ def connect_redis(location: RedisLocation, *, socket_timeout: float) -> RedisCli
 async def run_scripts(client: RedisClient, calls: Sequence[ScriptCall]) -> list[Any]:
     """Runs many script calls, in order per hash slot; their replies in call order.
 
-    On a single server: one non-transactional pipeline (it loads missing
-    scripts itself). redis-py refuses EVALSHA in a cluster pipeline, so on a
+    On a single server: one non-transactional pipeline of EVALSHA calls, with
+    no round trip before it (redis-py's script pipelines ask SCRIPT EXISTS
+    first, every time); calls Redis answers NOSCRIPT (a restart or SCRIPT
+    FLUSH emptied its cache) load their script and run again, in order: one
+    ``run_scripts`` holds one script, so they are all of its calls, none of
+    which ran. redis-py refuses EVALSHA in a cluster pipeline, so on a
     Redis Cluster the calls are grouped by the slot of their first key: each
     group runs one call after the other (calls on one breaker keep their
     order), the groups run concurrently. Every call runs exactly once; the
@@ -259,10 +264,17 @@ async def run_scripts(client: RedisClient, calls: Sequence[ScriptCall]) -> list[
     if not calls:
         return []
     if not isinstance(client, RedisCluster):
-        async with client.pipeline(transaction=False) as pipe:
-            for script, keys, args in calls:
-                await script(keys, args, client=pipe)
-            replies: list[Any] = await pipe.execute()
+        replies: list[Any] = await _evalsha_pipeline(client, calls)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
+            for script in {id(calls[i][0]): calls[i][0] for i in missing}.values():
+                script.sha = await client.script_load(script.script)
+            again = await _evalsha_pipeline(client, [calls[i] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
         return replies
     by_slot: dict[int, list[int]] = {}
     for i, (_, keys, _) in enumerate(calls):
@@ -280,6 +292,15 @@ async def run_scripts(client: RedisClient, calls: Sequence[ScriptCall]) -> list[
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome
+    return replies
+
+
+async def _evalsha_pipeline(client: Any, calls: Sequence[ScriptCall]) -> list[Any]:
+    """One round trip of EVALSHA calls; each reply, or the error Redis answered."""
+    async with client.pipeline(transaction=False) as pipe:
+        for script, keys, args in calls:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
     return replies
 
 

@@ -86,3 +86,19 @@ async def test_store_unavailable_when_redis_stops_and_state_intact_after_restart
 def test_partitions_must_be_positive() -> None:
     with pytest.raises(ValueError, match="partitions"):
         RedisBreakerStore("redis://127.0.0.1:1/0", partitions=0)
+
+
+async def test_scripts_flushed_from_redis_are_loaded_again_and_each_call_runs_once(
+    redis_url: str,
+) -> None:
+    store = RedisBreakerStore(redis_url, partitions=4, clock=ManualClock())
+    ids = [breaker_id(f"app{n}", "") for n in range(3)]
+    cb = policy("consecutiveFailures >= 5")
+    await store.apply([batch((2,), id=i, cb=cb) for i in ids])
+    await store._client.script_flush()  # as a Redis restart without persistence would
+    await store.apply([batch((3, -1), id=i, cb=cb) for i in ids])
+    for i in ids:
+        snapshot = await store.get(i)
+        assert snapshot is not None
+        assert (snapshot.counts.requests, snapshot.counts.consecutive_failures) == (6, 1)
+    await store.close()
