@@ -1,7 +1,7 @@
 # The two commands of the README:
 #   make run    set up, then serve the control plane on its embedded default store
 #   make test   set up, then run the whole test suite
-.PHONY: setup run test lint protos check-protos bench bench-cluster bench-trip bench-shared
+.PHONY: setup run test lint protos check-protos check-wheel bench bench-cluster bench-trip bench-shared
 
 VENV := .venv/bin
 LISTEN ?= 127.0.0.1:50051
@@ -26,6 +26,10 @@ protos: setup
 
 check-protos: setup
 	$(VENV)/python scripts/gen_protos.py --check
+
+# The wheel as users get it: installed in new virtualenvs outside the tree (scripts/check_wheel.sh).
+check-wheel: setup
+	bash scripts/check_wheel.sh
 
 bench: setup
 	$(VENV)/python -m bench.agent_overhead

@@ -1,72 +1,39 @@
 """Fusebox agent: enforce resiliency policies in-process.
 
->>> from agent import Agent
+>>> from fusebox.agent import Agent
 >>> with Agent(app_id="checkout", server="127.0.0.1:50051") as fb:  # doctest: +SKIP
 ...     r = fb.app("order-processor", method="orders").call(post_order, order)
+
+What a service needs is here. The rest lives in named modules:
+``fusebox.agent.testing`` (testing switches, a manual clock),
+``fusebox.agent.events`` (the hooks' event types and counters),
+``fusebox.agent.classify`` (outcome classifiers), ``fusebox.agent.clock``,
+``fusebox.agent.policy`` (the policy model), ``fusebox.agent.breaker`` (the
+state machine), ``fusebox.agent.trip`` (trip expressions) and
+``fusebox.agent.breaker_key`` (a breaker's identity).
 """
 
-from agent._agent import Agent, AsyncAgent, AsyncTarget, Target
-from agent._breaker import (
-    BreakerState,
-    BreakerStateMachine,
-    Counts,
-    Transition,
-    TransitionCause,
-    TripFunction,
-)
-from agent._classify import (
-    Classifier,
-    Outcome,
-    default_classifier,
-    grpc_outcome,
-    http_outcome,
-    parse_retry_after,
-)
-from agent._clock import Clock, SystemClock
-from agent._errors import BreakerOpenError, FuseboxError, PolicyError, PolicyTimeoutError
-from agent._events import FallbackEvent, RetryEvent, StateChangeEvent, TargetStats
-from agent._executor import AttemptDeadline, CallFailure, current_attempt_deadline
-from agent._live_breaker import Breaker
-from agent._policy import FallbackResponse, ResolvedPolicies
-from agent._policy_source import PolicySource
-from agent._testing import ManualClock, is_testing, set_testing, testing
+from fusebox.agent._agent import Agent, AsyncAgent, AsyncTarget, Target
+from fusebox.agent._errors import BreakerOpenError, FuseboxError, PolicyError, PolicyTimeoutError
+from fusebox.agent._executor import AttemptDeadline, CallFailure, current_attempt_deadline
+from fusebox.agent._policy_source import PolicySource
+from fusebox.agent.breaker import BreakerState
+from fusebox.agent.policy import FallbackResponse, ResolvedPolicies
 
 __all__ = [
     "Agent",
     "AsyncAgent",
     "AsyncTarget",
     "AttemptDeadline",
-    "Breaker",
     "BreakerOpenError",
     "BreakerState",
-    "BreakerStateMachine",
     "CallFailure",
-    "Classifier",
-    "Clock",
-    "Counts",
-    "FallbackEvent",
     "FallbackResponse",
     "FuseboxError",
-    "ManualClock",
-    "Outcome",
     "PolicyError",
     "PolicySource",
     "PolicyTimeoutError",
     "ResolvedPolicies",
-    "RetryEvent",
-    "StateChangeEvent",
-    "SystemClock",
     "Target",
-    "TargetStats",
-    "Transition",
-    "TransitionCause",
-    "TripFunction",
     "current_attempt_deadline",
-    "default_classifier",
-    "grpc_outcome",
-    "http_outcome",
-    "is_testing",
-    "parse_retry_after",
-    "set_testing",
-    "testing",
 ]

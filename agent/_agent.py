@@ -14,18 +14,29 @@ from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import Any, Final, TypeVar
 
-from agent import _testing
-from agent._breaker import BreakerState, TripFunction
-from agent._breaker_key import (
+import fusebox.agent.testing as _testing
+from fusebox.agent._errors import PolicyError
+from fusebox.agent._executor import (
+    CallPlan,
+    TimeoutPool,
+    call_async,
+    call_sync,
+    one_breaker_async,
+    one_breaker_sync,
+)
+from fusebox.agent._live_breaker import Breaker
+from fusebox.agent._policy_source import PolicySource
+from fusebox.agent._registry import BreakerRegistry
+from fusebox.agent.breaker import BreakerState, TripFunction
+from fusebox.agent.breaker_key import (
     BreakerKey,
     actor_breaker_key,
     app_breaker_key,
     component_breaker_key,
 )
-from agent._classify import Classifier, default_classifier
-from agent._clock import SYSTEM_CLOCK, Clock
-from agent._errors import PolicyError
-from agent._events import (
+from fusebox.agent.classify import Classifier, default_classifier
+from fusebox.agent.clock import SYSTEM_CLOCK, Clock
+from fusebox.agent.events import (
     EventHooks,
     FallbackEvent,
     RetryEvent,
@@ -34,18 +45,7 @@ from agent._events import (
     TargetStats,
     logger,
 )
-from agent._executor import (
-    CallPlan,
-    TimeoutPool,
-    call_async,
-    call_sync,
-    one_breaker_async,
-    one_breaker_sync,
-)
-from agent._live_breaker import Breaker
-from agent._policy import BreakerScope, Direction, ResolvedPolicies, TargetKind, TargetPolicy
-from agent._policy_source import PolicySource
-from agent._registry import BreakerRegistry
+from fusebox.agent.policy import BreakerScope, Direction, ResolvedPolicies, TargetKind, TargetPolicy
 
 F = TypeVar("F", bound=Callable[..., Any])
 E = TypeVar("E")
@@ -54,9 +54,9 @@ _HANDLE_CACHE_SIZE: Final = 1024
 
 
 def _compile_trip(source: str) -> TripFunction:
-    # Imported late: agent._trip is a sibling module that may be absent in a
+    # Imported late: agent.trip is a sibling module that may be absent in a
     # partially built tree; only agents with breaker policies need it.
-    from agent._trip import compile_trip
+    from fusebox.agent.trip import compile_trip
 
     return compile_trip(source)
 
@@ -613,7 +613,8 @@ class _AgentBase(_Core):
         return decorate
 
     def _link_config(self) -> Any:
-        from agent._link import LinkConfig, channel_credentials
+        from fusebox.agent._link import LinkConfig
+        from fusebox.agent.tls import channel_credentials
 
         assert self.server is not None
         credentials = self._credentials
@@ -672,7 +673,7 @@ class Agent(_AgentBase):
         policies written for this server, namespace and app-id apply (if any).
         """
         if self._link is None and self._wants_link():
-            from agent._link import PolicyLink
+            from fusebox.agent._link import PolicyLink
 
             link = self._link = PolicyLink(
                 self._link_config(), on_policies=self._swap_policies,
@@ -742,7 +743,7 @@ class AsyncAgent(_AgentBase):
         ``initial_fetch_timeout`` seconds (then the matching cache, if any).
         """
         if self._link is None and self._wants_link():
-            from agent._link import AsyncPolicyLink
+            from fusebox.agent._link import AsyncPolicyLink
 
             link = self._link = AsyncPolicyLink(
                 self._link_config(), on_policies=self._swap_policies,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from agent._policy import BackoffKind, RetryPolicy
+from fusebox.agent.policy import BackoffKind, RetryPolicy
 
 Random = Callable[[], float]  # uniform in [0, 1), like random.random
 

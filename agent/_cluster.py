@@ -27,13 +27,13 @@ from typing import ClassVar
 
 import grpc
 
-from agent._breaker import BreakerState, TransitionCause
-from agent._breaker_key import BreakerKey
-from agent._cluster_port import ClusterOverride, LeaseAnswer
-from agent._live_breaker import Breaker
-from agent._proto.fusebox.v1 import agent_pb2, agent_pb2_grpc, breaker_pb2
-from agent._registry import BreakerRegistry
-from agent._reporting import ReportLimits, outcome_entries, pack_reports, probe_entry
+from fusebox.agent._cluster_port import ClusterOverride, LeaseAnswer
+from fusebox.agent._live_breaker import Breaker
+from fusebox.agent._registry import BreakerRegistry
+from fusebox.agent._reporting import ReportLimits, outcome_entries, pack_reports, probe_entry
+from fusebox.agent.breaker import BreakerState, TransitionCause
+from fusebox.agent.breaker_key import BreakerKey
+from fusebox.v1 import agent_pb2, agent_pb2_grpc, breaker_pb2
 
 #: The longest an idle agent waits between looks at its outcome accumulators.
 MAX_IDLE_REPORT_INTERVAL = 0.08

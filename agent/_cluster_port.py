@@ -1,7 +1,7 @@
-"""What a breaker following the cluster needs from the link (``agent._cluster``).
+"""What a breaker following the cluster needs from the link (``fusebox.agent._cluster``).
 
-Kept apart from both so that ``agent._registry`` (the call path) and
-``agent._cluster`` (the link side) depend on this small contract, not on
+Kept apart from both so that ``fusebox.agent._registry`` (the call path) and
+``fusebox.agent._cluster`` (the link side) depend on this small contract, not on
 each other.
 """
 
@@ -11,11 +11,11 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from agent._breaker import BreakerState
-from agent._breaker_key import BreakerKey
+from fusebox.agent.breaker import BreakerState
+from fusebox.agent.breaker_key import BreakerKey
 
 if TYPE_CHECKING:
-    from agent._live_breaker import Breaker
+    from fusebox.agent._live_breaker import Breaker
 
 
 class ClusterOverride(enum.Enum):

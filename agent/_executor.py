@@ -21,9 +21,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent import _testing
-from agent._backoff import RetrySchedule
-from agent._classify import (
+import fusebox.agent.testing as _testing
+from fusebox.agent._backoff import RetrySchedule
+from fusebox.agent._cluster_port import ProbeLeaseRequired
+from fusebox.agent._errors import BreakerOpenError, PolicyTimeoutError
+from fusebox.agent._live_breaker import Breaker
+from fusebox.agent._registry import touch_tick
+from fusebox.agent.classify import (
     FAILURE,
     SUCCESS,
     Classifier,
@@ -32,13 +36,9 @@ from agent._classify import (
     fallback_matches,
     retry_matches,
 )
-from agent._clock import SYSTEM_CLOCK, Clock
-from agent._cluster_port import ProbeLeaseRequired
-from agent._errors import BreakerOpenError, PolicyTimeoutError
-from agent._events import EventHooks, FallbackEvent, RetryEvent, StatsCounter
-from agent._live_breaker import Breaker
-from agent._policy import FallbackPolicy, RetryPolicy
-from agent._registry import touch_tick
+from fusebox.agent.clock import SYSTEM_CLOCK, Clock
+from fusebox.agent.events import EventHooks, FallbackEvent, RetryEvent, StatsCounter
+from fusebox.agent.policy import FallbackPolicy, RetryPolicy
 
 
 @dataclass(frozen=True, slots=True)

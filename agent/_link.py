@@ -46,12 +46,12 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from agent._cluster import ClusterConfig, ClusterSync
-from agent._policy import ResolvedPolicies, resolved_from_proto
-from agent._policy_source import PolicySource
-from agent._proto.fusebox.v1 import agent_pb2, agent_pb2_grpc, policy_pb2
-from agent._registry import BreakerRegistry
-from agent._reporting import ReportLimits
+from fusebox.agent._cluster import ClusterConfig, ClusterSync
+from fusebox.agent._policy_source import PolicySource
+from fusebox.agent._registry import BreakerRegistry
+from fusebox.agent._reporting import ReportLimits
+from fusebox.agent.policy import ResolvedPolicies, resolved_from_proto
+from fusebox.v1 import agent_pb2, agent_pb2_grpc, policy_pb2
 
 log = logging.getLogger("fusebox.agent.link")
 
@@ -67,33 +67,6 @@ _CHANNEL_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
 ]
-
-
-PemSource = str | os.PathLike[str] | bytes  # a PEM file's path, or its contents
-
-
-def _pem(source: PemSource | None) -> bytes | None:
-    if source is None or isinstance(source, bytes):
-        return source
-    return Path(source).read_bytes()
-
-
-def channel_credentials(
-    tls_ca: PemSource | None = None,
-    tls_cert: PemSource | None = None,
-    tls_key: PemSource | None = None,
-) -> grpc.ChannelCredentials:
-    """TLS credentials for the link: ``tls_ca`` verifies the server (None: system roots),
-    ``tls_cert`` + ``tls_key`` are the client certificate for mTLS.
-
-    Each is a PEM file path or the PEM bytes themselves.
-    """
-    if (tls_cert is None) != (tls_key is None):
-        raise ValueError("tls_cert and tls_key go together: give both for mTLS, or neither")
-    return grpc.ssl_channel_credentials(
-        root_certificates=_pem(tls_ca), private_key=_pem(tls_key),
-        certificate_chain=_pem(tls_cert),
-    )
 
 
 class _BearerToken:

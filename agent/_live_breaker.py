@@ -28,14 +28,25 @@ import itertools
 import threading
 import time
 
-from agent._breaker import BreakerState, BreakerStateMachine, Counts, TransitionCause, TripFunction
-from agent._breaker_key import BreakerKey
-from agent._clock import SYSTEM_CLOCK, Clock
-from agent._cluster_port import ClusterOverride, ClusterPort, LeaseAnswer, ProbeLeaseRequired
-from agent._errors import BreakerOpenError
-from agent._events import ChangeOrigin, EventHooks, StateChangeEvent
-from agent._policy import CircuitBreakerPolicy
-from agent._reporting import CodeRun, OutcomeAccumulator
+from fusebox.agent._cluster_port import (
+    ClusterOverride,
+    ClusterPort,
+    LeaseAnswer,
+    ProbeLeaseRequired,
+)
+from fusebox.agent._errors import BreakerOpenError
+from fusebox.agent._reporting import CodeRun, OutcomeAccumulator
+from fusebox.agent.breaker import (
+    BreakerState,
+    BreakerStateMachine,
+    Counts,
+    TransitionCause,
+    TripFunction,
+)
+from fusebox.agent.breaker_key import BreakerKey
+from fusebox.agent.clock import SYSTEM_CLOCK, Clock
+from fusebox.agent.events import ChangeOrigin, EventHooks, StateChangeEvent
+from fusebox.agent.policy import CircuitBreakerPolicy
 
 CLOSED = BreakerState.CLOSED
 OPEN = BreakerState.OPEN

@@ -1,6 +1,6 @@
 """The live breakers of one agent, grouped and LRU-bounded.
 
-Breakers (``agent._live_breaker.Breaker``: this instance's own machine and the
+Breakers (``fusebox.agent._live_breaker.Breaker``: this instance's own machine and the
 fleet's view side by side) are grouped per target policy entry (a target, or
 a default slot) and its breaker policy: when a new policy snapshot keeps the
 same breaker policy for a target, its breakers (and their state) carry over.
@@ -16,13 +16,13 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from agent._breaker import TripFunction
-from agent._breaker_key import BreakerKey
-from agent._clock import Clock
-from agent._cluster_port import ClusterPort
-from agent._events import EventHooks
-from agent._live_breaker import Breaker
-from agent._policy import TargetPolicy
+from fusebox.agent._cluster_port import ClusterPort
+from fusebox.agent._live_breaker import Breaker
+from fusebox.agent.breaker import TripFunction
+from fusebox.agent.breaker_key import BreakerKey
+from fusebox.agent.clock import Clock
+from fusebox.agent.events import EventHooks
+from fusebox.agent.policy import TargetPolicy
 
 # Recency of use for the LRU: next() on a shared counter is atomic under the GIL,
 # so touching a breaker on the hot path takes no lock.
@@ -89,7 +89,7 @@ class BreakerRegistry:
 
         ``bounded`` groups (app methods, actor ids) evict their least recently
         used breaker past ``circuitBreakerCacheSize``. ``key`` is the breaker's
-        cluster-wide identity (``agent._breaker_key``).
+        cluster-wide identity (``fusebox.agent.breaker_key``).
         """
         policy = target.circuit_breaker
         assert policy is not None

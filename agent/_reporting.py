@@ -35,8 +35,8 @@ import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from agent._breaker import counted
-from agent._proto.fusebox.v1 import agent_pb2, policy_pb2
+from fusebox.agent.breaker import counted
+from fusebox.v1 import agent_pb2, policy_pb2
 
 #: Runs one breaker may hold between two flushes. Past it the oldest are
 #: dropped: memory stays bounded even if the flusher falls far behind (a run

@@ -32,7 +32,8 @@ import traceback
 from collections import Counter
 from typing import Any
 
-from agent import AsyncAgent, BreakerOpenError, StateChangeEvent
+from fusebox.agent import AsyncAgent, BreakerOpenError
+from fusebox.agent.events import StateChangeEvent
 
 #: State changes are written this long after the first of a burst (see ``Worker._hook``).
 STATES_FLUSH_DELAY = 0.03

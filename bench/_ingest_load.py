@@ -23,7 +23,7 @@ import time
 
 import grpc
 
-from agent._proto.fusebox.v1 import agent_pb2, policy_pb2
+from fusebox.v1 import agent_pb2, policy_pb2
 
 CONNECT = "/fusebox.v1.AgentService/Connect"
 

@@ -33,8 +33,9 @@ import traceback
 from collections import Counter
 from typing import Any
 
-from agent import AsyncAgent, BreakerOpenError, ResolvedPolicies, StateChangeEvent
 from bench._cluster_worker import UpstreamFailed, http_get
+from fusebox.agent import AsyncAgent, BreakerOpenError, ResolvedPolicies
+from fusebox.agent.events import StateChangeEvent
 
 TRIP_METHOD = "trip"
 

@@ -29,7 +29,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from agent import Agent, AsyncAgent, BreakerOpenError, BreakerState, ResolvedPolicies
+from fusebox.agent import Agent, AsyncAgent, BreakerOpenError, BreakerState, ResolvedPolicies
 
 APP_ID = "checkout"
 TARGET = "upstream"

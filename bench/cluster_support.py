@@ -30,7 +30,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2
 
-from agent._proto.fusebox.v1 import (
+from fusebox.v1 import (
     breaker_pb2,
     breaker_pb2_grpc,
     policy_pb2,
@@ -120,7 +120,7 @@ def start_redis(cleanup: Cleanup) -> RedisServer:
 
 
 class ServeProcess:
-    """``python -m controlplane.cli serve``: one control-plane replica."""
+    """``python -m fusebox.controlplane.cli serve``: one control-plane replica."""
 
     def __init__(self, cleanup: Cleanup, *, store_url: str | None = None, name: str = "serve",
                  log_level: str = "warning", cpus: set[int] | None = None) -> None:
@@ -128,7 +128,7 @@ class ServeProcess:
         self.metrics_port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.log = cleanup.workdir / f"{name}-{self.port}.log"
-        argv = [sys.executable, "-m", "controlplane.cli", "serve", "--listen", self.address,
+        argv = [sys.executable, "-m", "fusebox.controlplane.cli", "serve", "--listen", self.address,
                 "--data-dir", str(cleanup.workdir / f"data-{self.port}"),
                 "--log-level", log_level, "--metrics-listen", f"127.0.0.1:{self.metrics_port}"]
         if store_url:

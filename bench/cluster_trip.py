@@ -34,7 +34,6 @@ import sys
 import time
 from typing import Any
 
-from agent._proto.fusebox.v1 import policy_pb2
 from bench import grpc_fanout
 from bench.cluster_support import (
     Cleanup,
@@ -50,6 +49,7 @@ from bench.cluster_support import (
     upstream_breaker_spec,
     verdict,
 )
+from fusebox.v1 import policy_pb2
 
 THRESHOLD = 5
 TARGET_P99_MS = 50.0  # the design budget (DESIGN.md, "Performance budget")

@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import DecodeError
 
-from agent._proto.fusebox.v1 import agent_pb2, spec_pb2, spec_pb2_grpc
 from bench.wire_count import CountingProxy, WireCount
-from controlplane.server import FuseboxServer, ServerConfig
+from fusebox.controlplane.server import FuseboxServer, ServerConfig
+from fusebox.v1 import agent_pb2, spec_pb2, spec_pb2_grpc
 
 T = TypeVar("T")
 START_DEADLINE = 30.0

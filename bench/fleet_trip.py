@@ -32,7 +32,6 @@ import sys
 import time
 from typing import Any
 
-from agent._proto.fusebox.v1 import policy_pb2
 from bench.cluster_support import (
     Cleanup,
     ServeProcess,
@@ -47,6 +46,7 @@ from bench.cluster_support import (
     upstream_breaker_spec,
     verdict,
 )
+from fusebox.v1 import policy_pb2
 
 THRESHOLD = 5
 PACED_AGENTS = 4

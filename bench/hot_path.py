@@ -25,8 +25,9 @@ from typing import Any
 import pybreaker
 import tenacity
 
-from agent import Agent, AsyncAgent, BreakerState
-from agent._policy import (
+from bench.timing import Budget, Measurement, Variant, async_loop, measure, sync_loop
+from fusebox.agent import Agent, AsyncAgent, BreakerState
+from fusebox.agent.policy import (
     BackoffKind,
     CircuitBreakerPolicy,
     ResolvedPolicies,
@@ -34,7 +35,6 @@ from agent._policy import (
     TargetKind,
     TargetPolicy,
 )
-from bench.timing import Budget, Measurement, Variant, async_loop, measure, sync_loop
 
 #: Ratios the sync agent must reach (issue 12, "Speed"): closed breaker vs pybreaker,
 #: retry + breaker vs tenacity.

@@ -33,8 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent import Agent, AsyncAgent
-from agent._policy import TargetKind
 from bench.control_plane import BackgroundControlPlane
 from bench.hot_path import (
     APP_ID,
@@ -47,6 +45,8 @@ from bench.hot_path import (
 )
 from bench.timing import compiled_async_loop, gc_disabled, sync_loop
 from bench.wire_count import SyscallCount, ThreadIO, WireCount
+from fusebox.agent import Agent, AsyncAgent
+from fusebox.agent.policy import TargetKind
 
 SPEC_YAML = f"""\
 apiVersion: dapr.io/v1alpha1

@@ -37,7 +37,6 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from agent._proto.fusebox.v1 import policy_pb2
 from bench import grpc_fanout
 from bench.cluster_support import (
     Cleanup,
@@ -61,6 +60,7 @@ from bench.scale_support import (
     rss_bytes,
     scale_spec,
 )
+from fusebox.v1 import policy_pb2
 
 SPEC_TARGET_P99_MS = 500.0
 TRIP_TARGET_P99_MS = 100.0

@@ -62,8 +62,6 @@ import grpc
 import pybreaker
 import redis
 
-from agent import Agent, BreakerOpenError, BreakerState, Target, TargetStats
-from agent._proto.fusebox.v1 import breaker_pb2, breaker_pb2_grpc, policy_pb2
 from bench.agent_overhead import QUICK, machine
 from bench.cluster_support import (
     Cleanup,
@@ -90,6 +88,9 @@ from bench.link_traffic import (
     _wait_until,
 )
 from bench.timing import Budget, Measurement, Variant, measure, sync_loop
+from fusebox.agent import Agent, BreakerOpenError, BreakerState, Target
+from fusebox.agent.events import TargetStats
+from fusebox.v1 import breaker_pb2, breaker_pb2_grpc, policy_pb2
 from tests.support.redis_server import RedisServer
 
 TIMES_CHEAPER = 100.0  # target: agent (cluster) <= 1/100 of pybreaker + CircuitRedisStorage

@@ -31,7 +31,6 @@ from typing import Any
 
 import redis as redis_py
 
-from agent._proto.fusebox.v1 import breaker_pb2
 from bench.cluster_support import (
     Cleanup,
     ServeProcess,
@@ -45,6 +44,7 @@ from bench.cluster_support import (
 )
 from bench.many_agents import TRIP_KEY, Fleet
 from bench.scale_support import TRIP_THRESHOLD, HttpUpstream, rss_bytes, scale_spec
+from fusebox.v1 import breaker_pb2
 
 LEASE_TTL = 2.0  # ServerConfig.lease_ttl default: what `fusebox serve` runs with
 CYCLE_DEADLINE = 30.0

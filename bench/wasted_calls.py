@@ -44,7 +44,6 @@ import threading
 import time
 from typing import Any
 
-from agent._proto.fusebox.v1 import breaker_pb2, policy_pb2
 from bench.cluster_support import (
     Cleanup,
     ServeProcess,
@@ -58,6 +57,7 @@ from bench.cluster_support import (
     upstream_breaker_spec,
     verdict,
 )
+from fusebox.v1 import breaker_pb2, policy_pb2
 
 THRESHOLD = 5
 TARGET_WASTED = 10  # issue 12, for the default fleet: 50 callers, 1,000 calls/s in all

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from controlplane.store.base import StoreUnavailable
+from fusebox.controlplane.store.base import StoreUnavailable
 
 _T = TypeVar("_T")
 

@@ -14,8 +14,8 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, status_pb2
 from grpc_status import rpc_status
 
-from agent._proto.fusebox.v1 import spec_pb2
-from controlplane.spec import Violation
+from fusebox.controlplane.spec import Violation
+from fusebox.v1 import spec_pb2
 
 MAX_LISTED_IN_MESSAGE = 20
 

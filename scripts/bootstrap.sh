@@ -24,6 +24,9 @@ stamp=.venv/.fusebox-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "bootstrap: installing fusebox[dev] into .venv" >&2
   .venv/bin/python -m pip install -q --upgrade pip
+  # Before it was fusebox-resilience, the package was named "fusebox" (a name taken on
+  # the public index); an old install would still provide top-level agent/controlplane.
+  .venv/bin/python -m pip uninstall -q -y fusebox 2>/dev/null || true
   .venv/bin/python -m pip install -q -e '.[dev]'
   touch "$stamp"
 fi

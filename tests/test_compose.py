@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from controlplane.cli._parser import build_parser
+from fusebox.controlplane.cli._parser import build_parser
 from tests.support.specs import REPOSITORY
 
 COMPOSE = yaml.safe_load((REPOSITORY / "docker-compose.yml").read_text())

@@ -4,11 +4,11 @@ Each integration plugs into its client's own extension point and sends every
 request through a Fusebox target (``fb.app(app_id, method=...)``), so the
 target's timeout, retry, circuit breaker and fallback policies apply::
 
-    from agent.integrations.requests import FuseboxAdapter
-    from agent.integrations.httpx import AsyncFuseboxTransport, FuseboxTransport
-    from agent.integrations.grpc import fusebox_aio_interceptors, fusebox_interceptors
+    from fusebox.agent.integrations.requests import FuseboxAdapter
+    from fusebox.agent.integrations.httpx import AsyncFuseboxTransport, FuseboxTransport
+    from fusebox.agent.integrations.grpc import fusebox_aio_interceptors, fusebox_interceptors
 
-``requests`` and ``httpx`` are optional (``pip install fusebox[integrations]``);
+``requests`` and ``httpx`` are optional (``pip install 'fusebox-resilience[integrations]'``);
 importing ``agent`` or this package never imports them. See
 ``docs/integrations.md``.
 
@@ -21,8 +21,8 @@ import threading
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
-from agent._agent import AsyncTarget, Target
-from agent._executor import current_attempt_deadline
+from fusebox.agent._agent import AsyncTarget, Target
+from fusebox.agent._executor import current_attempt_deadline
 
 __all__: list[str] = []
 

@@ -1,7 +1,7 @@
 """gRPC integration: client interceptors (sync and ``grpc.aio``) that guard every RPC.
 
 >>> import grpc
->>> from agent.integrations.grpc import fusebox_aio_interceptors, fusebox_interceptors
+>>> from fusebox.agent.integrations.grpc import fusebox_aio_interceptors, fusebox_interceptors
 >>> channel = grpc.intercept_channel(  # doctest: +SKIP
 ...     grpc.insecure_channel(address), *fusebox_interceptors(fb, app="order-processor"))
 >>> channel = grpc.aio.insecure_channel(  # doctest: +SKIP
@@ -42,16 +42,16 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from agent._agent import Agent, AsyncAgent, AsyncTarget, Target
-from agent._classify import FAILURE, Classifier, Outcome, grpc_outcome
-from agent._policy import FallbackResponse
-from agent.integrations import (
+from fusebox.agent._agent import Agent, AsyncAgent, AsyncTarget, Target
+from fusebox.agent.classify import FAILURE, Classifier, Outcome, grpc_outcome
+from fusebox.agent.integrations import (
     _AsyncReplayableIterable,
     _attempt_timeout,
     _AttemptLedger,
     _choose,
     _ReplayableIterable,
 )
+from fusebox.agent.policy import FallbackResponse
 
 __all__ = ["classify_rpc", "fusebox_aio_interceptors", "fusebox_interceptors"]
 

@@ -1,7 +1,7 @@
 """``httpx`` integration: transports that guard every request of a Client.
 
 >>> import httpx
->>> from agent.integrations.httpx import AsyncFuseboxTransport, FuseboxTransport
+>>> from fusebox.agent.integrations.httpx import AsyncFuseboxTransport, FuseboxTransport
 >>> client = httpx.Client(transport=FuseboxTransport(fb, app="order-processor"))  # doctest: +SKIP
 >>> client = httpx.AsyncClient(  # doctest: +SKIP
 ...     transport=AsyncFuseboxTransport(afb, app="order-processor"))
@@ -11,7 +11,7 @@ its leading slash unless ``method=`` says otherwise; Dapr's status rule;
 failed responses closed before a retry; a static fallback becomes a real
 ``httpx.Response``.
 
-Requires ``httpx`` (``pip install fusebox[integrations]``).
+Requires ``httpx`` (``pip install 'fusebox-resilience[integrations]'``).
 """
 
 from __future__ import annotations
@@ -19,12 +19,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-import httpx
-
-from agent._agent import Agent, AsyncAgent, AsyncTarget, Target
-from agent._classify import FAILURE, Classifier, Outcome, http_outcome, parse_retry_after
-from agent._policy import FallbackResponse
-from agent.integrations import (
+from fusebox.agent._agent import Agent, AsyncAgent, AsyncTarget, Target
+from fusebox.agent.classify import FAILURE, Classifier, Outcome, http_outcome, parse_retry_after
+from fusebox.agent.extras import missing_extra
+from fusebox.agent.integrations import (
     _AsyncReplayableIterable,
     _attempt_timeout,
     _AttemptLedger,
@@ -32,6 +30,12 @@ from agent.integrations import (
     _choose,
     _ReplayableIterable,
 )
+from fusebox.agent.policy import FallbackResponse
+
+try:
+    import httpx
+except ModuleNotFoundError as missing:  # the optional dependency, with the extra to install
+    raise missing_extra("httpx", "integrations", __name__) from missing
 
 __all__ = [
     "AsyncFuseboxTransport",

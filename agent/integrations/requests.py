@@ -1,7 +1,7 @@
 """``requests`` integration: a transport adapter that guards every request of a Session.
 
 >>> import requests
->>> from agent.integrations.requests import FuseboxAdapter
+>>> from fusebox.agent.integrations.requests import FuseboxAdapter
 >>> session = requests.Session()
 >>> session.mount("http://", FuseboxAdapter(fb, app="order-processor"))  # doctest: +SKIP
 >>> session.post("http://order-processor:8080/orders", json=order)  # doctest: +SKIP
@@ -10,7 +10,7 @@ Target method: by default the URL path without its leading slash (Dapr's
 method name: ``orders`` for ``/orders``); ``method=`` fixes it or derives it
 from the ``PreparedRequest``; ``app=`` likewise.
 
-Requires ``requests`` (``pip install fusebox[integrations]``).
+Requires ``requests`` (``pip install 'fusebox-resilience[integrations]'``).
 """
 
 from __future__ import annotations
@@ -21,21 +21,25 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from requests import PreparedRequest, Response
-from requests.adapters import HTTPAdapter
-from requests.structures import CaseInsensitiveDict
-from requests.utils import get_encoding_from_headers, rewind_body
-
-from agent._agent import Agent, AsyncAgent
-from agent._classify import FAILURE, Classifier, Outcome, http_outcome, parse_retry_after
-from agent._policy import FallbackResponse
-from agent.integrations import (
+from fusebox.agent._agent import Agent, AsyncAgent
+from fusebox.agent.classify import FAILURE, Classifier, Outcome, http_outcome, parse_retry_after
+from fusebox.agent.extras import missing_extra
+from fusebox.agent.integrations import (
     _attempt_timeout,
     _AttemptLedger,
     _call_releasing,
     _choose,
     _ReplayableIterable,
 )
+from fusebox.agent.policy import FallbackResponse
+
+try:
+    from requests import PreparedRequest, Response
+    from requests.adapters import HTTPAdapter
+    from requests.structures import CaseInsensitiveDict
+    from requests.utils import get_encoding_from_headers, rewind_body
+except ModuleNotFoundError as missing:  # the optional dependency, with the extra to install
+    raise missing_extra("requests", "integrations", __name__) from missing
 
 __all__ = ["FuseboxAdapter", "classify_response", "response_from_fallback", "url_path_method"]
 

@@ -1,18 +1,18 @@
 """The audit log: who changed which spec or breaker, when, and what it was before.
 
 ``open_audit_store(url, data_dir=...)`` follows the spec store's URL rules
-(``controlplane.store.open_store``): the embedded default and ``sqlite://``
+(``fusebox.controlplane.store.open_store``): the embedded default and ``sqlite://``
 URLs put an ``audit_events`` table in the same SQLite file as the specs,
 ``memory://`` keeps events in memory, every Redis URL (``redis://``,
 ``rediss://``, ``redis+cluster://``, ``redis+sentinel://``; see
-``controlplane.redis_client``) uses the capped stream ``fusebox:{audit}:events``.
+``fusebox.controlplane.redis_client``) uses the capped stream ``fusebox:{audit}:events``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from controlplane.audit.model import (
+from fusebox.controlplane.audit.model import (
     DEFAULT_LIST_LIMIT,
     MAX_LIST_LIMIT,
     AuditAction,
@@ -41,8 +41,8 @@ def open_audit_store(url: str | None, *, data_dir: Path | None = None) -> AuditS
 
     Raises ValueError for a URL ``open_store`` would refuse too.
     """
-    from controlplane.audit.embedded import MEMORY, EmbeddedAuditStore
-    from controlplane.store import DATABASE_FILE_NAME, default_data_dir, open_store
+    from fusebox.controlplane.audit.embedded import MEMORY, EmbeddedAuditStore
+    from fusebox.controlplane.store import DATABASE_FILE_NAME, default_data_dir, open_store
 
     if not url:
         return EmbeddedAuditStore((data_dir or default_data_dir()) / DATABASE_FILE_NAME)
@@ -52,10 +52,10 @@ def open_audit_store(url: str | None, *, data_dir: Path | None = None) -> AuditS
         return EmbeddedAuditStore(MEMORY)
     if scheme == "sqlite" and rest.startswith("/") and rest.rstrip("/"):
         return EmbeddedAuditStore(Path(rest))
-    from controlplane.redis_client import REDIS_SCHEMES  # only now: it pulls in redis-py
+    from fusebox.controlplane.redis_client import REDIS_SCHEMES  # only now: it pulls in redis-py
 
     if scheme in REDIS_SCHEMES and rest and not rest.startswith("/"):
-        from controlplane.audit.redis import RedisAuditStore
+        from fusebox.controlplane.audit.redis import RedisAuditStore
 
         return RedisAuditStore(url)  # ValueError (password masked) for a malformed URL
     # Anything else: the spec store's parser gives the error message (and we

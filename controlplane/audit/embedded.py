@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from controlplane.audit.model import (
+from fusebox.controlplane.audit.model import (
     AuditAction,
     AuditEntry,
     AuditEvent,
@@ -23,8 +23,8 @@ from controlplane.audit.model import (
     AuditTargetKind,
     clamp_limit,
 )
-from controlplane.sqlite_worker import MEMORY, SqliteWorker, open_connection
-from controlplane.store.base import StoreUnavailable
+from fusebox.controlplane.sqlite_worker import MEMORY, SqliteWorker, open_connection
+from fusebox.controlplane.store.base import StoreUnavailable
 
 __all__ = ["MEMORY", "EmbeddedAuditStore"]
 

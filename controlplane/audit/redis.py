@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from controlplane.audit.model import (
+from fusebox.controlplane.audit.model import (
     AuditAction,
     AuditEntry,
     AuditEvent,
@@ -22,13 +22,13 @@ from controlplane.audit.model import (
     AuditTargetKind,
     clamp_limit,
 )
-from controlplane.redis_client import (
+from fusebox.controlplane.redis_client import (
     UNAVAILABLE_ERRORS,
     RedisClient,
     connect_redis,
     parse_redis_url,
 )
-from controlplane.store.base import StoreUnavailable
+from fusebox.controlplane.store.base import StoreUnavailable
 
 __all__ = ["DEFAULT_MAX_EVENTS", "RedisAuditStore"]
 

@@ -1,6 +1,6 @@
 """Cluster-wide circuit breaker state: one algorithm, three homes.
 
-The agent's local mode (``agent._breaker.BreakerStateMachine``), the embedded
+The agent's local mode (``fusebox.agent.breaker.BreakerStateMachine``), the embedded
 store (that same class, in this process's memory) and the Redis store (the
 same rules in Lua scripts, atomically in Redis) keep breakers for the whole
 cluster. ``open_breaker_store(url)`` picks a store; both follow the
@@ -9,7 +9,7 @@ cluster. ``open_breaker_store(url)`` picks a store; both follow the
 
 from __future__ import annotations
 
-from controlplane.breakers.model import (
+from fusebox.controlplane.breakers.model import (
     BreakerEvent,
     BreakerId,
     BreakerNotFound,
@@ -22,7 +22,7 @@ from controlplane.breakers.model import (
     breaker_id_from_proto,
     breaker_id_to_proto,
 )
-from controlplane.breakers.store import BreakerStore, open_breaker_store
+from fusebox.controlplane.breakers.store import BreakerStore, open_breaker_store
 
 __all__ = [
     "BreakerEvent",

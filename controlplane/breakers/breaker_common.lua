@@ -1,5 +1,5 @@
 -- Shared by every breaker script (prepended to each by redis.py): gobreaker's
--- state machine over one breaker's hash, mirroring agent/_breaker.py rule for
+-- state machine over one breaker's hash, mirroring agent/breaker.py rule for
 -- rule. See docs/breaker-state.md.
 --
 -- A context `c` names the keys of one breaker and the time:

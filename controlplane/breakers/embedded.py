@@ -2,7 +2,7 @@
 
 Breaker state is ephemeral in the embedded default (specs are the durable
 part), so a restart starts every breaker closed. The state machine is
-``agent._breaker.BreakerStateMachine`` itself, the very code the agent runs in
+``fusebox.agent.breaker.BreakerStateMachine`` itself, the very code the agent runs in
 local mode, driven with this store's clock (unix seconds). What this module
 adds around it is what a cluster needs: the generation agents see, probe
 leases, overrides, deadlines and the event log.
@@ -20,10 +20,10 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from agent._breaker import BreakerState, BreakerStateMachine, Counts, TransitionCause
-from agent._policy import CircuitBreakerPolicy
-from agent._trip import compile_trip
-from controlplane.breakers.model import (
+from fusebox.agent.breaker import BreakerState, BreakerStateMachine, Counts, TransitionCause
+from fusebox.agent.policy import CircuitBreakerPolicy
+from fusebox.agent.trip import compile_trip
+from fusebox.controlplane.breakers.model import (
     FAILING_INSTANCES_SHOWN,
     BreakerEvent,
     BreakerId,

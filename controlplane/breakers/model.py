@@ -1,8 +1,8 @@
 """Values of cluster-wide circuit breakers: identity, events, snapshots, reports, leases.
 
-These are what the breaker stores (``controlplane.breakers.store``) take and
+These are what the breaker stores (``fusebox.controlplane.breakers.store``) take and
 return; each maps 1:1 onto a message of ``fusebox/v1/breaker.proto`` or
-``agent.proto`` (``BreakerKey``, ``BreakerTransition``, ``Breaker``,
+``fusebox.agent.proto`` (``BreakerKey``, ``BreakerTransition``, ``Breaker``,
 ``BreakerOutcomes``, ``AcquireProbeLeaseResponse``).
 """
 
@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
-from agent._breaker import BreakerState, Counts
-from agent._policy import CircuitBreakerPolicy, TargetKind
-from agent._proto.fusebox.v1 import policy_pb2
+from fusebox.agent.breaker import BreakerState, Counts
+from fusebox.agent.policy import CircuitBreakerPolicy, TargetKind
+from fusebox.v1 import policy_pb2
 
 __all__ = [
     "FAILING_INSTANCES_SHOWN",

@@ -35,9 +35,9 @@ from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 
-from agent._breaker import BreakerState, Counts
-from agent._policy import BreakerQuorum, CircuitBreakerPolicy
-from controlplane.breakers.model import (
+from fusebox.agent.breaker import BreakerState, Counts
+from fusebox.agent.policy import BreakerQuorum, CircuitBreakerPolicy
+from fusebox.controlplane.breakers.model import (
     FAILING_INSTANCES_SHOWN,
     BreakerEvent,
     BreakerId,
@@ -49,8 +49,8 @@ from controlplane.breakers.model import (
     Override,
     OverrideInfo,
 )
-from controlplane.breakers.trip_lua import compile_trip_to_lua
-from controlplane.redis_client import (
+from fusebox.controlplane.breakers.trip_lua import compile_trip_to_lua
+from fusebox.controlplane.redis_client import (
     UNAVAILABLE_ERRORS,
     RedisClient,
     ScriptCall,
@@ -58,13 +58,13 @@ from controlplane.redis_client import (
     parse_redis_url,
     run_scripts,
 )
-from controlplane.store.base import StoreUnavailable
+from fusebox.controlplane.store.base import StoreUnavailable
 
 __all__ = ["RedisBreakerStore"]
 
 
 def _script(name: str) -> str:
-    package = resources.files("controlplane.breakers")
+    package = resources.files("fusebox.controlplane.breakers")
     common = package.joinpath("breaker_common.lua").read_text()
     return common + "\n" + package.joinpath(name).read_text()
 
@@ -98,7 +98,7 @@ class _Keys:
 
 
 class RedisBreakerStore:
-    """A ``BreakerStore`` in Redis (any URL of ``controlplane.redis_client``), via redis.asyncio.
+    """A ``BreakerStore`` in Redis (any URL ``fusebox.controlplane.redis_client`` takes).
 
     Creating it does no I/O. ``clock`` (unix seconds) is for tests only: when
     given, every script uses it instead of Redis server time.

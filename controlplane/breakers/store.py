@@ -1,6 +1,6 @@
 """The breaker store contract, and ``open_breaker_store`` to pick one from a URL.
 
-Both stores run the same algorithm (gobreaker's, as ``agent._breaker``) and
+Both stores run the same algorithm (gobreaker's, as ``fusebox.agent.breaker``) and
 pass the same behavioural test suite; the semantics they share are in
 ``docs/breaker-state.md``. In short:
 
@@ -29,9 +29,9 @@ import builtins
 from collections.abc import Sequence
 from typing import Protocol
 
-from agent._breaker import BreakerState
-from agent._policy import CircuitBreakerPolicy
-from controlplane.breakers.model import (
+from fusebox.agent.breaker import BreakerState
+from fusebox.agent.policy import CircuitBreakerPolicy
+from fusebox.controlplane.breakers.model import (
     BreakerEvent,
     BreakerId,
     BreakerSnapshot,
@@ -122,17 +122,17 @@ def open_breaker_store(url: str | None) -> BreakerStore:
 
     Breaker state is ephemeral in the embedded default, so the embedded spec
     store's URLs (none, ``memory://``, ``sqlite:///...``) all mean in memory.
-    Every Redis topology of ``controlplane.redis_client`` is accepted.
+    Every Redis topology of ``fusebox.controlplane.redis_client`` is accepted.
     """
     scheme = (url or "memory://").partition("://")[0].lower()
     if scheme in ("memory", "sqlite"):
-        from controlplane.breakers.embedded import EmbeddedBreakerStore
+        from fusebox.controlplane.breakers.embedded import EmbeddedBreakerStore
 
         return EmbeddedBreakerStore()
-    from controlplane.redis_client import REDIS_SCHEMES
+    from fusebox.controlplane.redis_client import REDIS_SCHEMES
 
     if scheme in REDIS_SCHEMES:
-        from controlplane.breakers.redis import RedisBreakerStore
+        from fusebox.controlplane.breakers.redis import RedisBreakerStore
 
         return RedisBreakerStore(url or "")
     raise ValueError(f"breaker store URL: unknown scheme {scheme!r}; accepted: {_ACCEPTED}")

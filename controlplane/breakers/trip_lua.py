@@ -1,10 +1,10 @@
 """Trip expressions compiled to Lua, for the Redis breaker scripts.
 
 ``compile_trip_to_lua(source)`` turns a trip expression (validated by
-``agent._trip.parse_trip``) into a Lua chunk that, loaded with ``loadstring``
+``fusebox.agent.trip.parse_trip``) into a Lua chunk that, loaded with ``loadstring``
 and called, returns ``function(requests, totalSuccesses, totalFailures,
 consecutiveSuccesses, consecutiveFailures) -> boolean`` with the semantics of
-``agent._trip.compile_trip``: CEL integers, ``/`` truncating toward zero,
+``fusebox.agent.trip.compile_trip``: CEL integers, ``/`` truncating toward zero,
 ``%`` with the dividend's sign, short-circuit ``&&``/``||``, and an evaluation
 error (division or modulo by zero, out of range) making the whole trip false.
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 
-from agent._trip import (
+from fusebox.agent.trip import (
     TRIP_IDENTIFIERS,
     Binary,
     BoolLiteral,
@@ -105,7 +105,7 @@ def compile_node_to_lua(node: TripNode) -> str:
 def compile_trip_to_lua(source: str) -> str:
     """Compile a trip expression to a Lua chunk returning the trip function.
 
-    Raises ``agent._trip.TripError`` for an invalid expression.
+    Raises ``fusebox.agent.trip.TripError`` for an invalid expression.
 
     >>> chunk = compile_trip_to_lua("consecutiveFailures >= 5")
     >>> # in a Redis script: local trip = loadstring(chunk)(); trip(r, ts, tf, cs, cf)

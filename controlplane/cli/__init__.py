@@ -1,4 +1,4 @@
-"""The ``fusebox`` command line (console script ``fusebox = controlplane.cli:main``).
+"""The ``fusebox`` command line (console script ``fusebox = fusebox.controlplane.cli:main``).
 
 Example::
 
@@ -13,14 +13,34 @@ from __future__ import annotations
 
 import sys
 
-from controlplane.cli._errors import CommandFailed, ExitCode
-from controlplane.cli._parser import build_parser
+from fusebox.agent.extras import DISTRIBUTION
+from fusebox.controlplane.cli._errors import CommandFailed, ExitCode
 
 __all__ = ["ExitCode", "main"]
+
+#: Top-level modules of the ``server`` extra: without one, the command says which
+#: extra to install instead of printing a traceback.
+SERVER_EXTRA_MODULES = frozenset(
+    {"yaml", "redis", "prometheus_client", "grpc_health", "grpc_reflection", "grpc_status"}
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one ``fusebox`` command and return its exit code (never raises SystemExit)."""
+    try:
+        return _run(argv)
+    except ModuleNotFoundError as missing:
+        if (missing.name or "").partition(".")[0] not in SERVER_EXTRA_MODULES:
+            raise
+        print(f"error: the fusebox command needs {missing.name}, which is optional: "
+              f"pip install '{DISTRIBUTION}[server]'", file=sys.stderr)
+        return int(ExitCode.USAGE)
+
+
+def _run(argv: list[str] | None) -> int:
+    # Imported here: the commands need the server extra, and main() says so.
+    from fusebox.controlplane.cli._parser import build_parser
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

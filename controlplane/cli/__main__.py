@@ -1,5 +1,5 @@
-"""``python -m controlplane.cli``: the same as the ``fusebox`` console script."""
+"""``python -m fusebox.controlplane.cli``: the same as the ``fusebox`` console script."""
 
-from controlplane.cli import main
+from fusebox.controlplane.cli import main
 
 raise SystemExit(main())

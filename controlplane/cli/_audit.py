@@ -14,16 +14,16 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from agent._proto.fusebox.v1 import audit_pb2, audit_pb2_grpc
-from controlplane.cli._connection import (
+from fusebox.controlplane.cli._connection import (
     DEFAULT_TIMEOUT_SECONDS,
     ClientSecurity,
     _ServiceClient,
     server_address,
 )
-from controlplane.cli._errors import ExitCode
-from controlplane.cli._output import human_age, render_json, render_table
-from controlplane.spec import parse_duration
+from fusebox.controlplane.cli._errors import ExitCode
+from fusebox.controlplane.cli._output import human_age, render_json, render_table
+from fusebox.controlplane.spec import parse_duration
+from fusebox.v1 import audit_pb2, audit_pb2_grpc
 
 __all__ = ["AuditServiceClient", "add_audit_command", "audit_table", "event_to_json",
            "list_audit_events"]

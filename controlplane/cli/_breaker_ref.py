@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agent._proto.fusebox.v1 import breaker_pb2, policy_pb2
-from controlplane.cli._breaker_view import key_path, shown_name
-from controlplane.cli._errors import CommandFailed, ExitCode
+from fusebox.controlplane.cli._breaker_view import key_path, shown_name
+from fusebox.controlplane.cli._errors import CommandFailed, ExitCode
+from fusebox.v1 import breaker_pb2, policy_pb2
 
 _KINDS_BY_NAME = {
     "app": policy_pb2.TARGET_KIND_APP,

@@ -15,8 +15,8 @@ from typing import Any
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from agent._proto.fusebox.v1 import breaker_pb2, policy_pb2
-from controlplane.cli._output import format_duration, human_age, render_table
+from fusebox.controlplane.cli._output import format_duration, human_age, render_table
+from fusebox.v1 import breaker_pb2, policy_pb2
 
 NONE = "-"
 

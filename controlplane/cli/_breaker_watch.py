@@ -20,9 +20,9 @@ from typing import Protocol, TextIO
 
 import grpc
 
-from agent._proto.fusebox.v1 import breaker_pb2
-from controlplane.cli._breaker_view import breakers_table, event_to_json, key_path
-from controlplane.cli._errors import CommandFailed
+from fusebox.controlplane.cli._breaker_view import breakers_table, event_to_json, key_path
+from fusebox.controlplane.cli._errors import CommandFailed
+from fusebox.v1 import breaker_pb2
 
 DEFAULT_MAX_ATTEMPTS = 6
 FIRST_RETRY_DELAY_SECONDS = 0.25

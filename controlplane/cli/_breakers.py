@@ -16,14 +16,13 @@ import time
 import yaml
 from google.protobuf.duration_pb2 import Duration
 
-from agent._proto.fusebox.v1 import breaker_pb2, policy_pb2
-from controlplane.cli._breaker_ref import (
+from fusebox.controlplane.cli._breaker_ref import (
     BreakerRef,
     list_request_for,
     parse_breaker_ref,
     the_one_match,
 )
-from controlplane.cli._breaker_view import (
+from fusebox.controlplane.cli._breaker_view import (
     breaker_details,
     breaker_to_json,
     breakers_table,
@@ -31,10 +30,15 @@ from controlplane.cli._breaker_view import (
     shown_name,
     state_name,
 )
-from controlplane.cli._breaker_watch import BreakerWatcher, JsonLinesSink, LiveTableSink
-from controlplane.cli._connection import BreakerServiceClient, ClientSecurity, server_address
-from controlplane.cli._errors import ExitCode
-from controlplane.cli._output import format_duration, render_json
+from fusebox.controlplane.cli._breaker_watch import BreakerWatcher, JsonLinesSink, LiveTableSink
+from fusebox.controlplane.cli._connection import (
+    BreakerServiceClient,
+    ClientSecurity,
+    server_address,
+)
+from fusebox.controlplane.cli._errors import ExitCode
+from fusebox.controlplane.cli._output import format_duration, render_json
+from fusebox.v1 import breaker_pb2, policy_pb2
 
 STATE_CHOICES = {
     "closed": breaker_pb2.BREAKER_STATE_CLOSED,

@@ -12,16 +12,15 @@ import sys
 import time
 from pathlib import Path
 
-from agent._proto.fusebox.v1 import policy_pb2, spec_pb2
-from controlplane.cli._connection import (
+from fusebox.controlplane.cli._connection import (
     SERVER_ENV_VAR,
     ClientSecurity,
     SpecServiceClient,
     server_address,
 )
-from controlplane.cli._errors import CommandFailed, ExitCode
-from controlplane.cli._offline import latest_per_spec, parse_sources
-from controlplane.cli._output import (
+from fusebox.controlplane.cli._errors import CommandFailed, ExitCode
+from fusebox.controlplane.cli._offline import latest_per_spec, parse_sources
+from fusebox.controlplane.cli._output import (
     applied_line,
     history_table,
     history_to_json,
@@ -31,8 +30,9 @@ from controlplane.cli._output import (
     specs_table,
     specs_yaml,
 )
-from controlplane.cli._resolved_view import resolved_table, resolved_to_json
-from controlplane.cli._sources import read_sources
+from fusebox.controlplane.cli._resolved_view import resolved_table, resolved_to_json
+from fusebox.controlplane.cli._sources import read_sources
+from fusebox.v1 import policy_pb2, spec_pb2
 
 
 def note(message: str) -> None:
@@ -56,7 +56,7 @@ def _client(args: argparse.Namespace) -> SpecServiceClient:
 def serve(args: argparse.Namespace) -> int:
     # Imported here: the server pulls in grpc.aio, the stores and redis, which
     # client commands never need.
-    from controlplane.server import ServerConfig, run
+    from fusebox.controlplane.server import ServerConfig, run
 
     config = ServerConfig(
         listen=args.listen,
@@ -79,7 +79,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def token_hash(args: argparse.Namespace) -> int:
-    from controlplane.server.auth import hash_token
+    from fusebox.controlplane.server.auth import hash_token
 
     token = sys.stdin.readline().strip()
     if not token:
@@ -90,7 +90,7 @@ def token_hash(args: argparse.Namespace) -> int:
 
 
 def token_create(args: argparse.Namespace) -> int:
-    from controlplane.server.auth import Role, TokenEntry, entry_yaml, hash_token, new_token
+    from fusebox.controlplane.server.auth import Role, TokenEntry, entry_yaml, hash_token, new_token
 
     role = Role(args.role)
     if role is Role.AGENT and not args.apps:
@@ -235,8 +235,8 @@ def resolve(args: argparse.Namespace) -> int:
 
 
 def _resolve_offline(args: argparse.Namespace) -> policy_pb2.ResolvedPolicies:
-    from agent._policy import resolved_to_proto
-    from controlplane.resolve import resolve_policies
+    from fusebox.agent.policy import resolved_to_proto
+    from fusebox.controlplane.resolve import resolve_policies
 
     documents, problems = parse_sources(read_sources(args.filenames, note))
     if problems:
@@ -251,14 +251,15 @@ def _resolve_offline(args: argparse.Namespace) -> policy_pb2.ResolvedPolicies:
 def run(args: argparse.Namespace) -> int:
     # Imported here: the sidecar pulls in aiohttp (the `sidecar` extra).
     try:
-        from controlplane.sidecar import SidecarOptions
-        from controlplane.sidecar import run as run_sidecar
-        from controlplane.sidecar._local_server import ensure_local_control_plane
-        from controlplane.sidecar._run import command_after_dashes
+        from fusebox.controlplane.sidecar import SidecarOptions
+        from fusebox.controlplane.sidecar import run as run_sidecar
+        from fusebox.controlplane.sidecar._local_server import ensure_local_control_plane
+        from fusebox.controlplane.sidecar._run import command_after_dashes
     except ImportError as e:
         raise CommandFailed(f"fusebox run needs the sidecar extra "
-                            f"(pip install 'fusebox[sidecar]'): {e}", ExitCode.USAGE) from None
-    from controlplane.store import default_data_dir
+                            f"(pip install 'fusebox-resilience[sidecar]'): {e}",
+                            ExitCode.USAGE) from None
+    from fusebox.controlplane.store import default_data_dir
 
     security = ClientSecurity.from_args(args)
     server = args.server or os.environ.get(SERVER_ENV_VAR) or None

@@ -18,8 +18,8 @@ from typing import Any, Self, TypeVar
 import grpc
 from google.protobuf.message import Message
 
-from agent._proto.fusebox.v1 import breaker_pb2, breaker_pb2_grpc, spec_pb2, spec_pb2_grpc
-from controlplane.cli._errors import CommandFailed, ExitCode, exit_code_for_status
+from fusebox.controlplane.cli._errors import CommandFailed, ExitCode, exit_code_for_status
+from fusebox.v1 import breaker_pb2, breaker_pb2_grpc, spec_pb2, spec_pb2_grpc
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 SERVER_ENV_VAR = "FUSEBOX_SERVER"
@@ -309,7 +309,7 @@ class BreakerServiceClient(_ServiceClient):
 
 def _violation_lines(err: grpc.RpcError) -> list[str]:
     # Imported here: grpc_status is a server-side extra the CLI needs only on errors.
-    from controlplane.wire_errors import format_violation, violations_from_rpc_error
+    from fusebox.controlplane.wire_errors import format_violation, violations_from_rpc_error
 
     return [format_violation(v) for v in violations_from_rpc_error(err)]
 

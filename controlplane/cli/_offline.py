@@ -1,6 +1,6 @@
 """What the CLI can do without a server: parse and validate spec files.
 
-``controlplane.spec`` (PyYAML-based) is imported on first use so that the
+``fusebox.controlplane.spec`` (PyYAML-based) is imported on first use so that the
 commands that only talk to a server start without loading it.
 """
 
@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from controlplane.cli._sources import Source
+from fusebox.controlplane.cli._sources import Source
 
 if TYPE_CHECKING:
-    from controlplane.spec.model import ParsedDocument
+    from fusebox.controlplane.spec.model import ParsedDocument
 
 
 def parse_sources(sources: Sequence[Source]) -> tuple[list[ParsedDocument], list[str]]:
@@ -20,8 +20,8 @@ def parse_sources(sources: Sequence[Source]) -> tuple[list[ParsedDocument], list
 
     All sources are parsed even after a failure, so one run reports every problem.
     """
-    from controlplane.spec import SpecValidationError, parse_documents
-    from controlplane.wire_errors import format_violation
+    from fusebox.controlplane.spec import SpecValidationError, parse_documents
+    from fusebox.controlplane.wire_errors import format_violation
 
     documents: list[ParsedDocument] = []
     problems: list[str] = []

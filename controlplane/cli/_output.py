@@ -15,7 +15,7 @@ from google.protobuf import json_format
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from agent._proto.fusebox.v1 import spec_pb2
+from fusebox.v1 import spec_pb2
 
 RESOURCE = "resiliency.dapr.io"
 _COLUMN_GAP = "   "

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from controlplane.cli import _breakers, _commands
-from controlplane.cli._audit import add_audit_command
-from controlplane.cli._connection import (
+from fusebox.controlplane.cli import _breakers, _commands
+from fusebox.controlplane.cli._audit import add_audit_command
+from fusebox.controlplane.cli._connection import (
     DEFAULT_SERVER,
     DEFAULT_TIMEOUT_SECONDS,
     SERVER_ENV_VAR,
     TLS_CA_ENV_VAR,
     TOKEN_ENV_VAR,
 )
-from controlplane.spec import parse_duration
+from fusebox.controlplane.spec import parse_duration
 
 DEFAULT_NAMESPACE = "default"
 _SPEC_RESOURCES = ("specs", "spec", "resiliency", "resiliencies")

@@ -11,9 +11,9 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from agent._proto.fusebox.v1 import policy_pb2
-from controlplane.cli._breaker_view import quorum_summary
-from controlplane.cli._output import format_duration, render_table
+from fusebox.controlplane.cli._breaker_view import quorum_summary
+from fusebox.controlplane.cli._output import format_duration, render_table
+from fusebox.v1 import policy_pb2
 
 RESOLVE_HEADERS = (
     "KIND",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from controlplane.cli._errors import CommandFailed
+from fusebox.controlplane.cli._errors import CommandFailed
 
 STDIN_NAME = "<stdin>"
 _YAML_SUFFIXES = (".yaml", ".yml")

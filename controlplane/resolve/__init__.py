@@ -6,8 +6,8 @@ several specs) and returns the ``ResolvedPolicies`` an agent receives.
 docs/resolution.md describes the rules and cites Dapr's code for each.
 """
 
-from controlplane.resolve._builtins import BUILTIN_RETRIES
-from controlplane.resolve._defaults import COMPONENT_TYPES
-from controlplane.resolve._resolver import resolve_policies
+from fusebox.controlplane.resolve._builtins import BUILTIN_RETRIES
+from fusebox.controlplane.resolve._defaults import COMPONENT_TYPES
+from fusebox.controlplane.resolve._resolver import resolve_policies
 
 __all__ = ["BUILTIN_RETRIES", "COMPONENT_TYPES", "resolve_policies"]

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from agent._policy import BackoffKind, RetryPolicy
+from fusebox.agent.policy import BackoffKind, RetryPolicy
 
 SERVICE_RETRIES = "DaprBuiltInServiceRetries"
 ACTOR_RETRIES = "DaprBuiltInActorRetries"

@@ -12,7 +12,7 @@ import enum
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from agent._policy import Direction
+from fusebox.agent.policy import Direction
 
 
 class PolicyKind(enum.Enum):

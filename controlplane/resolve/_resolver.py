@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Generic, TypeVar
 
-from agent._policy import (
+from fusebox.agent.policy import (
     DEFAULT_CACHE_SIZE,
     BreakerScope,
     CircuitBreakerPolicy,
@@ -27,8 +27,8 @@ from agent._policy import (
     TargetPolicy,
     TimeoutPolicy,
 )
-from controlplane.resolve._builtins import BUILTIN_RETRIES, override_builtin
-from controlplane.resolve._defaults import (
+from fusebox.controlplane.resolve._builtins import BUILTIN_RETRIES, override_builtin
+from fusebox.controlplane.resolve._defaults import (
     COMPONENT_TYPES,
     PolicyKind,
     actor_levels,
@@ -37,7 +37,7 @@ from controlplane.resolve._defaults import (
     default_name,
     typed_component_level,
 )
-from controlplane.spec.model import ComponentTargets, ResiliencySpec, TargetRef
+from fusebox.controlplane.spec.model import ComponentTargets, ResiliencySpec, TargetRef
 
 # Dapr sizes the breaker cache of an explicit actor target at 5000 and every
 # other one (apps, and actors served by defaults) at 100.

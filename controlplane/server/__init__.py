@@ -1,6 +1,6 @@
 """The Fusebox control-plane gRPC server."""
 
-from controlplane.server.app import FuseboxServer, run, serve
-from controlplane.server.config import ServerConfig
+from fusebox.controlplane.server.app import FuseboxServer, run, serve
+from fusebox.controlplane.server.config import ServerConfig
 
 __all__ = ["FuseboxServer", "ServerConfig", "run", "serve"]

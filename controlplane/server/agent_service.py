@@ -12,20 +12,20 @@ import grpc
 from google.protobuf import duration_pb2
 from google.protobuf.message import DecodeError
 
-from agent._proto.fusebox.v1 import agent_pb2, agent_pb2_grpc
-from controlplane.breakers.model import breaker_id_from_proto
-from controlplane.server.breaker_hub import (
+from fusebox.controlplane.breakers.model import breaker_id_from_proto
+from fusebox.controlplane.server.breaker_hub import (
     STATE_TO_PB,
     BreakerHub,
     ReportError,
     ReportRateExceeded,
 )
-from controlplane.server.breaker_policy import breaker_policy_for
-from controlplane.server.logs import log_event
-from controlplane.server.policy_hub import PolicyHub
-from controlplane.server.sessions import AgentSession
-from controlplane.spec.model import DEFAULT_NAMESPACE
-from controlplane.store.base import StoreUnavailable
+from fusebox.controlplane.server.breaker_policy import breaker_policy_for
+from fusebox.controlplane.server.logs import log_event
+from fusebox.controlplane.server.policy_hub import PolicyHub
+from fusebox.controlplane.server.sessions import AgentSession
+from fusebox.controlplane.spec.model import DEFAULT_NAMESPACE
+from fusebox.controlplane.store.base import StoreUnavailable
+from fusebox.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger("fusebox.server.agents")
 

@@ -14,7 +14,25 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from agent._proto.fusebox.v1 import (
+from fusebox.controlplane.audit import AuditStore, open_audit_store
+from fusebox.controlplane.breakers.store import BreakerStore, open_breaker_store
+from fusebox.controlplane.server.agent_service import AgentService
+from fusebox.controlplane.server.audit_recorder import AuditRecorder
+from fusebox.controlplane.server.audit_service import AuditService
+from fusebox.controlplane.server.auth import AuthInterceptor, TokenFileError, TokenRegistry
+from fusebox.controlplane.server.breaker_hub import BreakerHub
+from fusebox.controlplane.server.breaker_service import BreakerService
+from fusebox.controlplane.server.config import ServerConfig
+from fusebox.controlplane.server.instance_registry import InstanceRegistry, open_instance_registry
+from fusebox.controlplane.server.logs import configure_logging, log_event
+from fusebox.controlplane.server.metrics import Metrics
+from fusebox.controlplane.server.policy_hub import PolicyHub
+from fusebox.controlplane.server.registry_service import RegistryService
+from fusebox.controlplane.server.spec_service import SpecService
+from fusebox.controlplane.server.tls import ServerTLS, TLSConfigError, server_credentials
+from fusebox.controlplane.store import open_store
+from fusebox.controlplane.store.base import SpecStore, StoreUnavailable
+from fusebox.v1 import (
     agent_pb2,
     audit_pb2,
     audit_pb2_grpc,
@@ -25,24 +43,6 @@ from agent._proto.fusebox.v1 import (
     spec_pb2,
     spec_pb2_grpc,
 )
-from controlplane.audit import AuditStore, open_audit_store
-from controlplane.breakers.store import BreakerStore, open_breaker_store
-from controlplane.server.agent_service import AgentService
-from controlplane.server.audit_recorder import AuditRecorder
-from controlplane.server.audit_service import AuditService
-from controlplane.server.auth import AuthInterceptor, TokenFileError, TokenRegistry
-from controlplane.server.breaker_hub import BreakerHub
-from controlplane.server.breaker_service import BreakerService
-from controlplane.server.config import ServerConfig
-from controlplane.server.instance_registry import InstanceRegistry, open_instance_registry
-from controlplane.server.logs import configure_logging, log_event
-from controlplane.server.metrics import Metrics
-from controlplane.server.policy_hub import PolicyHub
-from controlplane.server.registry_service import RegistryService
-from controlplane.server.spec_service import SpecService
-from controlplane.server.tls import ServerTLS, TLSConfigError, server_credentials
-from controlplane.store import open_store
-from controlplane.store.base import SpecStore, StoreUnavailable
 
 log = logging.getLogger("fusebox.server")
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 
-from controlplane.audit.model import AuditAction, AuditEntry, AuditStore, AuditTargetKind
-from controlplane.breakers.model import BreakerId, BreakerSnapshot
-from controlplane.server.logs import log_event
-from controlplane.store.base import StoreUnavailable
+from fusebox.controlplane.audit.model import AuditAction, AuditEntry, AuditStore, AuditTargetKind
+from fusebox.controlplane.breakers.model import BreakerId, BreakerSnapshot
+from fusebox.controlplane.server.logs import log_event
+from fusebox.controlplane.store.base import StoreUnavailable
 
 __all__ = [
     "AuditRecorder",

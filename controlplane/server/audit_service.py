@@ -6,11 +6,17 @@ from typing import Any
 
 import grpc
 
-from agent._proto.fusebox.v1 import audit_pb2, audit_pb2_grpc
-from controlplane.audit import AuditAction, AuditEvent, AuditQuery, AuditStore, AuditTargetKind
-from controlplane.audit.model import MAX_LIST_LIMIT
-from controlplane.server.wire_time import timestamp
-from controlplane.store.base import StoreUnavailable
+from fusebox.controlplane.audit import (
+    AuditAction,
+    AuditEvent,
+    AuditQuery,
+    AuditStore,
+    AuditTargetKind,
+)
+from fusebox.controlplane.audit.model import MAX_LIST_LIMIT
+from fusebox.controlplane.server.wire_time import timestamp
+from fusebox.controlplane.store.base import StoreUnavailable
+from fusebox.v1 import audit_pb2, audit_pb2_grpc
 
 __all__ = ["ACTION_TO_PB", "TARGET_KIND_TO_PB", "AuditService", "event_to_proto"]
 

@@ -39,9 +39,9 @@ from typing import Any, TypeAlias
 import grpc
 import yaml
 
-from agent._proto.fusebox.v1 import agent_pb2, registry_pb2
-from controlplane.server.logs import log_event
-from controlplane.spec.model import DEFAULT_NAMESPACE
+from fusebox.controlplane.server.logs import log_event
+from fusebox.controlplane.spec.model import DEFAULT_NAMESPACE
+from fusebox.v1 import agent_pb2, registry_pb2
 
 log = logging.getLogger("fusebox.server.auth")
 

@@ -29,10 +29,9 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
-from agent._breaker import BreakerState
-from agent._policy import CircuitBreakerPolicy
-from agent._proto.fusebox.v1 import agent_pb2, breaker_pb2, policy_pb2
-from controlplane.breakers.model import (
+from fusebox.agent.breaker import BreakerState
+from fusebox.agent.policy import CircuitBreakerPolicy
+from fusebox.controlplane.breakers.model import (
     BreakerEvent,
     BreakerId,
     BreakerSnapshot,
@@ -42,21 +41,22 @@ from controlplane.breakers.model import (
     breaker_id_from_proto,
     breaker_id_to_proto,
 )
-from controlplane.breakers.store import BreakerStore
-from controlplane.server.breaker_policy import breaker_policy_for
-from controlplane.server.logs import log_event
-from controlplane.server.metrics import Metrics
-from controlplane.server.policy_hub import PolicyHub
-from controlplane.server.report_limits import (
+from fusebox.controlplane.breakers.store import BreakerStore
+from fusebox.controlplane.server.breaker_policy import breaker_policy_for
+from fusebox.controlplane.server.logs import log_event
+from fusebox.controlplane.server.metrics import Metrics
+from fusebox.controlplane.server.policy_hub import PolicyHub
+from fusebox.controlplane.server.report_limits import (
     DEFAULT_MAX_BREAKERS_PER_TARGET,
     DEFAULT_REPORT_BURST,
     DEFAULT_REPORT_RATE,
     BreakerBudget,
     TokenBucket,
 )
-from controlplane.server.sessions import MAX_INTEREST, AgentSession
-from controlplane.server.wire_time import timestamp
-from controlplane.store.base import StoreUnavailable
+from fusebox.controlplane.server.sessions import MAX_INTEREST, AgentSession
+from fusebox.controlplane.server.wire_time import timestamp
+from fusebox.controlplane.store.base import StoreUnavailable
+from fusebox.v1 import agent_pb2, breaker_pb2, policy_pb2
 
 log = logging.getLogger("fusebox.server.breakers")
 

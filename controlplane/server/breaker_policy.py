@@ -8,14 +8,14 @@ slot. Anything else is refused without creating state.
 
 from __future__ import annotations
 
-from agent._policy import (
+from fusebox.agent.policy import (
     CircuitBreakerPolicy,
     Direction,
     ResolvedPolicies,
     TargetKind,
     TargetPolicy,
 )
-from controlplane.breakers.model import BreakerId
+from fusebox.controlplane.breakers.model import BreakerId
 
 
 def _direction(key: BreakerId) -> Direction | None:

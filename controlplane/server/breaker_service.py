@@ -8,10 +8,9 @@ from typing import Any, NoReturn
 
 import grpc
 
-from agent._policy import breaker_to_proto
-from agent._proto.fusebox.v1 import breaker_pb2, breaker_pb2_grpc
-from controlplane.audit import AuditAction
-from controlplane.breakers.model import (
+from fusebox.agent.policy import breaker_to_proto
+from fusebox.controlplane.audit import AuditAction
+from fusebox.controlplane.breakers.model import (
     BreakerEvent,
     BreakerId,
     BreakerSnapshot,
@@ -19,13 +18,14 @@ from controlplane.breakers.model import (
     breaker_id_from_proto,
     breaker_id_to_proto,
 )
-from controlplane.breakers.store import BreakerStore
-from controlplane.server.audit_recorder import AuditRecorder, breaker_entry
-from controlplane.server.breaker_hub import CAUSE_TO_PB, OVERRIDE_TO_PB, STATE_TO_PB
-from controlplane.server.identity import principal
-from controlplane.server.logs import log_event
-from controlplane.server.wire_time import timestamp
-from controlplane.store.base import StoreUnavailable
+from fusebox.controlplane.breakers.store import BreakerStore
+from fusebox.controlplane.server.audit_recorder import AuditRecorder, breaker_entry
+from fusebox.controlplane.server.breaker_hub import CAUSE_TO_PB, OVERRIDE_TO_PB, STATE_TO_PB
+from fusebox.controlplane.server.identity import principal
+from fusebox.controlplane.server.logs import log_event
+from fusebox.controlplane.server.wire_time import timestamp
+from fusebox.controlplane.store.base import StoreUnavailable
+from fusebox.v1 import breaker_pb2, breaker_pb2_grpc
 
 log = logging.getLogger("fusebox.server.breakers")
 

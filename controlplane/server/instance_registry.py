@@ -22,7 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from controlplane.redis_client import RedisClient, connect_redis, is_redis_url, parse_redis_url
+from fusebox.controlplane.redis_client import (
+    RedisClient,
+    connect_redis,
+    is_redis_url,
+    parse_redis_url,
+)
 
 
 @dataclass(frozen=True, slots=True)

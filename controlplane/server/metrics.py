@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from agent._breaker import BreakerState
-from controlplane.breakers.model import BreakerEvent
+from fusebox.agent.breaker import BreakerState
+from fusebox.controlplane.breakers.model import BreakerEvent
 
 _BREAKER_LABELS = ("namespace", "spec", "kind", "target", "method", "name")
 

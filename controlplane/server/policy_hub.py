@@ -14,14 +14,14 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
-from agent._policy import resolved_to_proto
-from agent._proto.fusebox.v1 import policy_pb2
-from controlplane.resolve import resolve_policies
-from controlplane.server.logs import log_event
-from controlplane.server.sessions import AgentSession, AppKey, PreparedSnapshot
-from controlplane.spec import SpecValidationError, parse_document_mapping
-from controlplane.spec.model import ResiliencySpec
-from controlplane.store.base import SpecStore, StoredSpec, StoreUnavailable
+from fusebox.agent.policy import resolved_to_proto
+from fusebox.controlplane.resolve import resolve_policies
+from fusebox.controlplane.server.logs import log_event
+from fusebox.controlplane.server.sessions import AgentSession, AppKey, PreparedSnapshot
+from fusebox.controlplane.spec import SpecValidationError, parse_document_mapping
+from fusebox.controlplane.spec.model import ResiliencySpec
+from fusebox.controlplane.store.base import SpecStore, StoredSpec, StoreUnavailable
+from fusebox.v1 import policy_pb2
 
 log = logging.getLogger("fusebox.server.policies")
 

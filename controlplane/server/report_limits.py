@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
-from controlplane.breakers.model import BreakerId
+from fusebox.controlplane.breakers.model import BreakerId
 
 __all__ = [
     "DEFAULT_MAX_BREAKERS_PER_TARGET",

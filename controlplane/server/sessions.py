@@ -13,9 +13,9 @@ import asyncio
 import collections
 from dataclasses import dataclass
 
-from agent._policy import CircuitBreakerPolicy, ResolvedPolicies, resolved_from_proto
-from agent._proto.fusebox.v1 import agent_pb2, policy_pb2
-from controlplane.breakers.model import BreakerId
+from fusebox.agent.policy import CircuitBreakerPolicy, ResolvedPolicies, resolved_from_proto
+from fusebox.controlplane.breakers.model import BreakerId
+from fusebox.v1 import agent_pb2, policy_pb2
 
 AppKey = tuple[str, str]  # (namespace, app_id)
 Outgoing = agent_pb2.ConnectResponse | bytes

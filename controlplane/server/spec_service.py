@@ -11,14 +11,13 @@ from typing import Any, NoReturn
 import grpc
 from google.protobuf import json_format, struct_pb2
 
-from agent._proto.fusebox.v1 import spec_pb2, spec_pb2_grpc
-from controlplane.audit import AuditAction
-from controlplane.server.audit_recorder import AuditRecorder, describe_spec, spec_entry
-from controlplane.server.identity import principal
-from controlplane.server.logs import log_event
-from controlplane.server.policy_hub import PolicyHub
-from controlplane.server.wire_time import timestamp
-from controlplane.spec import (
+from fusebox.controlplane.audit import AuditAction
+from fusebox.controlplane.server.audit_recorder import AuditRecorder, describe_spec, spec_entry
+from fusebox.controlplane.server.identity import principal
+from fusebox.controlplane.server.logs import log_event
+from fusebox.controlplane.server.policy_hub import PolicyHub
+from fusebox.controlplane.server.wire_time import timestamp
+from fusebox.controlplane.spec import (
     MAX_SPEC_BYTES,
     ParsedDocument,
     SpecValidationError,
@@ -26,8 +25,8 @@ from controlplane.spec import (
     parse_document_mapping,
     parse_documents,
 )
-from controlplane.spec.model import DEFAULT_NAMESPACE
-from controlplane.store.base import (
+from fusebox.controlplane.spec.model import DEFAULT_NAMESPACE
+from fusebox.controlplane.store.base import (
     RevisionAction,
     RevisionConflict,
     RevisionRecord,
@@ -37,7 +36,8 @@ from controlplane.store.base import (
     StoredSpec,
     StoreUnavailable,
 )
-from controlplane.wire_errors import violations_status
+from fusebox.controlplane.wire_errors import violations_status
+from fusebox.v1 import spec_pb2, spec_pb2_grpc
 
 log = logging.getLogger("fusebox.server.specs")
 

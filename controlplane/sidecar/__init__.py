@@ -7,16 +7,16 @@ calls it under the caller's policies with cluster-wide breakers. See
 docs/sidecar.md.
 """
 
-from controlplane.sidecar._discovery import (
+from fusebox.controlplane.sidecar._discovery import (
     AppNotFound,
     AppResolver,
     InstanceHeartbeat,
     RegistryConnection,
 )
-from controlplane.sidecar._local_server import LOCAL_ADDRESS, ensure_local_control_plane
-from controlplane.sidecar._proxy import Invocation, SidecarProxy, UpstreamResponse
-from controlplane.sidecar._run import SidecarOptions, run, run_sidecar
-from controlplane.sidecar._supervisor import APP_PREFIX, run_app
+from fusebox.controlplane.sidecar._local_server import LOCAL_ADDRESS, ensure_local_control_plane
+from fusebox.controlplane.sidecar._proxy import Invocation, SidecarProxy, UpstreamResponse
+from fusebox.controlplane.sidecar._run import SidecarOptions, run, run_sidecar
+from fusebox.controlplane.sidecar._supervisor import APP_PREFIX, run_app
 
 __all__ = [
     "APP_PREFIX",

@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 
-from agent._proto.fusebox.v1 import registry_pb2, registry_pb2_grpc
+from fusebox.v1 import registry_pb2, registry_pb2_grpc
 
 log = logging.getLogger("fusebox.sidecar")
 

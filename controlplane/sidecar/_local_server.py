@@ -59,7 +59,7 @@ def ensure_local_control_plane(data_dir: Path, address: str | None = None) -> st
         log_path = data_dir / LOG_FILE
         with log_path.open("ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "controlplane.cli", "serve", "--listen", address,
+                [sys.executable, "-m", "fusebox.controlplane.cli", "serve", "--listen", address,
                  "--data-dir", str(data_dir)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,  # outlives this sidecar and its terminal's Ctrl-C

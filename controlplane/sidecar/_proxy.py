@@ -26,10 +26,10 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from agent import AsyncAgent, BreakerOpenError, Outcome, PolicyTimeoutError, http_outcome
-from agent._classify import FAILURE
-from agent._policy import RetryPolicy, TargetKind
-from controlplane.sidecar._discovery import AppNotFound, AppResolver
+from fusebox.agent import AsyncAgent, BreakerOpenError, PolicyTimeoutError
+from fusebox.agent.classify import FAILURE, Outcome, http_outcome
+from fusebox.agent.policy import RetryPolicy, TargetKind
+from fusebox.controlplane.sidecar._discovery import AppNotFound, AppResolver
 
 log = logging.getLogger("fusebox.sidecar")
 

@@ -13,17 +13,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent import AsyncAgent
-from agent._link import channel_credentials
-from controlplane.sidecar._discovery import (
+from fusebox.agent import AsyncAgent
+from fusebox.agent.tls import channel_credentials
+from fusebox.controlplane.sidecar._discovery import (
     DEFAULT_LEASE_TTL,
     AppResolver,
     InstanceHeartbeat,
     RegistryConnection,
 )
-from controlplane.sidecar._local_server import ensure_local_control_plane
-from controlplane.sidecar._proxy import SidecarProxy
-from controlplane.sidecar._supervisor import run_app
+from fusebox.controlplane.sidecar._local_server import ensure_local_control_plane
+from fusebox.controlplane.sidecar._proxy import SidecarProxy
+from fusebox.controlplane.sidecar._supervisor import run_app
 
 log = logging.getLogger("fusebox.sidecar")
 

@@ -5,11 +5,11 @@
 -1
 """
 
-from controlplane.spec.codes import parse_status_codes
-from controlplane.spec.durations import parse_duration
-from controlplane.spec.errors import SpecValidationError, Violation
-from controlplane.spec.loader import MAX_DEPTH, MAX_NODES, MAX_SPEC_BYTES
-from controlplane.spec.model import (
+from fusebox.controlplane.spec.codes import parse_status_codes
+from fusebox.controlplane.spec.durations import parse_duration
+from fusebox.controlplane.spec.errors import SpecValidationError, Violation
+from fusebox.controlplane.spec.loader import MAX_DEPTH, MAX_NODES, MAX_SPEC_BYTES
+from fusebox.controlplane.spec.model import (
     API_VERSION,
     DEFAULT_NAMESPACE,
     KIND,
@@ -18,7 +18,7 @@ from controlplane.spec.model import (
     ResiliencySpec,
     TargetRef,
 )
-from controlplane.spec.validate import (
+from fusebox.controlplane.spec.validate import (
     MAX_POLICIES_PER_SPEC,
     MAX_TARGETS_PER_SPEC,
     document_digest,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from agent._policy import StatusCodes
+from fusebox.agent.policy import StatusCodes
 
 CodeKind = Literal["http", "grpc"]
 

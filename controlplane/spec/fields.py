@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from agent._policy import StatusCodes
-from agent._trip import did_you_mean
-from controlplane.spec.codes import CodeKind, parse_status_codes
-from controlplane.spec.durations import parse_duration
-from controlplane.spec.errors import Violation
-from controlplane.spec.loader import LoadedDocument, Path, render_path
+from fusebox.agent.policy import StatusCodes
+from fusebox.agent.trip import did_you_mean
+from fusebox.controlplane.spec.codes import CodeKind, parse_status_codes
+from fusebox.controlplane.spec.durations import parse_duration
+from fusebox.controlplane.spec.errors import Violation
+from fusebox.controlplane.spec.loader import LoadedDocument, Path, render_path
 
 T = TypeVar("T")
 

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from controlplane.spec.errors import Violation
+from fusebox.controlplane.spec.errors import Violation
 
 MAX_SPEC_BYTES = 1024 * 1024
 MAX_DEPTH = 32

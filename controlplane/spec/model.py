@@ -1,6 +1,6 @@
 """The parsed form of one Dapr `kind: Resiliency` document.
 
-Policies are the runtime values from ``agent._policy`` (one representation for
+Policies are the runtime values from ``fusebox.agent.policy`` (one representation for
 both sides); targets keep the *names* of the policies they use, exactly as
 written, so resolution can apply Dapr's lookup and override rules.
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from agent._policy import (
+from fusebox.agent.policy import (
     BreakerScope,
     CircuitBreakerPolicy,
     FallbackPolicy,

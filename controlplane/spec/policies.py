@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agent._policy import (
+from fusebox.agent.policy import (
     DEFAULT_TRIP,
     BackoffKind,
     BreakerQuorum,
@@ -22,9 +22,9 @@ from agent._policy import (
     StatusCodes,
     TimeoutPolicy,
 )
-from agent._trip import TripError, did_you_mean, parse_trip
-from controlplane.spec.fields import UINT32_MAX, DocumentCheck, describe
-from controlplane.spec.loader import Path
+from fusebox.agent.trip import TripError, did_you_mean, parse_trip
+from fusebox.controlplane.spec.fields import UINT32_MAX, DocumentCheck, describe
+from fusebox.controlplane.spec.loader import Path
 
 POLICY_KINDS = ("timeouts", "retries", "circuitBreakers", "fallbacks")
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agent._policy import BreakerScope
-from agent._trip import did_you_mean
-from controlplane.spec.fields import DocumentCheck
-from controlplane.spec.loader import Path
-from controlplane.spec.model import ComponentTargets, TargetRef
+from fusebox.agent.policy import BreakerScope
+from fusebox.agent.trip import did_you_mean
+from fusebox.controlplane.spec.fields import DocumentCheck
+from fusebox.controlplane.spec.loader import Path
+from fusebox.controlplane.spec.model import ComponentTargets, TargetRef
 
 TARGET_KINDS = ("apps", "actors", "components")
 POLICY_REFERENCES = ("timeout", "retry", "circuitBreaker", "fallback")

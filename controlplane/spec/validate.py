@@ -16,30 +16,30 @@ from typing import Any
 
 import yaml
 
-from controlplane.spec.errors import SpecValidationError, Violation
-from controlplane.spec.fields import DocumentCheck, describe
-from controlplane.spec.loader import (
+from fusebox.controlplane.spec.errors import SpecValidationError, Violation
+from fusebox.controlplane.spec.fields import DocumentCheck, describe
+from fusebox.controlplane.spec.loader import (
     LoadedDocument,
     Path,
     load_mapping_document,
     load_yaml_documents,
     render_path,
 )
-from controlplane.spec.model import (
+from fusebox.controlplane.spec.model import (
     API_VERSION,
     DEFAULT_NAMESPACE,
     KIND,
     ParsedDocument,
     ResiliencySpec,
 )
-from controlplane.spec.policies import (
+from fusebox.controlplane.spec.policies import (
     POLICY_KINDS,
     read_circuit_breakers,
     read_fallbacks,
     read_retries,
     read_timeouts,
 )
-from controlplane.spec.targets import TARGET_KINDS, TargetReader
+from fusebox.controlplane.spec.targets import TARGET_KINDS, TargetReader
 
 DOCUMENT_FIELDS = ("apiVersion", "kind", "metadata", "scopes", "spec")
 SPEC_FIELDS = ("policies", "targets")

@@ -1,7 +1,7 @@
 """Spec stores: where resiliency specs and their revision history live.
 
 ``open_store(url)`` picks one from a URL; both follow the contract in
-``controlplane.store.base`` and pass the same contract test suite.
+``fusebox.controlplane.store.base`` and pass the same contract test suite.
 
 ==========================  =================================================
 URL                         Store
@@ -14,7 +14,7 @@ URL                         Store
 ``redis+sentinel://h:p/m``  Redis behind Sentinel, master name ``m``
 ==========================  =================================================
 
-The Redis forms and their options are in ``controlplane.redis_client``.
+The Redis forms and their options are in ``fusebox.controlplane.redis_client``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from controlplane.store.base import (
+from fusebox.controlplane.store.base import (
     RevisionAction,
     RevisionConflict,
     RevisionRecord,
@@ -86,7 +86,7 @@ def open_store(url: str | None, *, data_dir: Path | None = None) -> SpecStore:
     Raises ValueError naming the accepted forms for anything else.
     """
     # Imported here: the Redis store pulls in redis-py, the embedded one does not.
-    from controlplane.store.embedded import MEMORY, EmbeddedSpecStore
+    from fusebox.controlplane.store.embedded import MEMORY, EmbeddedSpecStore
 
     if not url:
         return EmbeddedSpecStore((data_dir or default_data_dir()) / DATABASE_FILE_NAME)
@@ -106,10 +106,10 @@ def open_store(url: str | None, *, data_dir: Path | None = None) -> SpecStore:
             )
         return EmbeddedSpecStore(Path(rest))
     # Imported only now: any Redis scheme pulls in redis-py.
-    from controlplane.redis_client import REDIS_SCHEMES
+    from fusebox.controlplane.redis_client import REDIS_SCHEMES
 
     if scheme in REDIS_SCHEMES:
-        from controlplane.store.redis import RedisSpecStore
+        from fusebox.controlplane.store.redis import RedisSpecStore
 
         shown = _without_password(url)
         if not rest or rest.startswith("/"):

@@ -30,8 +30,8 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from controlplane.sqlite_worker import MEMORY, SqliteWorker, open_connection
-from controlplane.store.base import (
+from fusebox.controlplane.sqlite_worker import MEMORY, SqliteWorker, open_connection
+from fusebox.controlplane.store.base import (
     RevisionAction,
     RevisionConflict,
     RevisionRecord,
@@ -102,7 +102,7 @@ class EmbeddedSpecStore:
     >>> await store.ping()  # opens the file, creating its directory and tables
 
     Creating the object does no I/O. Revisions and atomicity follow
-    ``controlplane.store.base``; each ``apply``/``delete`` is one
+    ``fusebox.controlplane.store.base``; each ``apply``/``delete`` is one
     ``BEGIN IMMEDIATE`` transaction, so several processes may share a file.
     """
 

@@ -28,13 +28,13 @@ from urllib.parse import quote, unquote
 
 from redis.asyncio.cluster import RedisCluster
 
-from controlplane.redis_client import (
+from fusebox.controlplane.redis_client import (
     UNAVAILABLE_ERRORS,
     RedisClient,
     connect_redis,
     parse_redis_url,
 )
-from controlplane.store.base import (
+from fusebox.controlplane.store.base import (
     RevisionAction,
     RevisionConflict,
     RevisionRecord,
@@ -49,13 +49,15 @@ from controlplane.store.base import (
 
 __all__ = ["RedisSpecStore"]
 
-_APPLY_SCRIPT = resources.files("controlplane.store").joinpath("redis_apply.lua").read_text()
+_APPLY_SCRIPT = (
+    resources.files("fusebox.controlplane.store").joinpath("redis_apply.lua").read_text()
+)
 
 _UNAVAILABLE_ERRORS = UNAVAILABLE_ERRORS
 
 
 class RedisSpecStore:
-    """A ``SpecStore`` in Redis (any URL of ``controlplane.redis_client``), via redis.asyncio.
+    """A ``SpecStore`` in Redis (any URL ``fusebox.controlplane.redis_client`` takes).
 
     >>> store = RedisSpecStore("redis://127.0.0.1:6379/0")
     >>> await store.ping()

@@ -117,7 +117,7 @@ class Child:
 
 
 def fusebox(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "controlplane.cli", *argv], cwd=REPOSITORY,
+    return subprocess.run([sys.executable, "-m", "fusebox.controlplane.cli", *argv], cwd=REPOSITORY,
                           capture_output=True, text=True, check=False, env=child_env())
 
 
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="fusebox-failsafe-") as temporary:
         workdir = Path(temporary)
         address = f"127.0.0.1:{free_port()}"
-        serve = [sys.executable, "-m", "controlplane.cli", "serve", "--listen", address,
+        serve = [sys.executable, "-m", "fusebox.controlplane.cli", "serve", "--listen", address,
                  "--data-dir", str(workdir / "data"), "--log-level", "warning"]
         server = Child("controlplane", serve + (["--store", args.store] if args.store else []))
         try:

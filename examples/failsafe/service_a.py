@@ -27,8 +27,9 @@ from typing import Any
 
 import httpx
 
-from agent import Agent, BreakerOpenError, FallbackEvent, RetryEvent, StateChangeEvent
-from agent.integrations.httpx import FuseboxTransport
+from fusebox.agent import Agent, BreakerOpenError
+from fusebox.agent.events import FallbackEvent, RetryEvent, StateChangeEvent
+from fusebox.agent.integrations.httpx import FuseboxTransport
 
 _output_lock = threading.Lock()
 

@@ -30,7 +30,8 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
-from agent import Agent, BreakerOpenError, StateChangeEvent
+from fusebox.agent import Agent, BreakerOpenError
+from fusebox.agent.events import StateChangeEvent
 
 BREAKER = "order-processor:orders"
 

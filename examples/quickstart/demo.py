@@ -178,7 +178,7 @@ def wait_for_server(address: str, server: Child) -> None:
 
 
 def fusebox(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "controlplane.cli", *argv], cwd=REPOSITORY,
+    return subprocess.run([sys.executable, "-m", "fusebox.controlplane.cli", *argv], cwd=REPOSITORY,
                           capture_output=True, text=True, check=False,
                           env=dict(os.environ, PYTHONPATH=str(REPOSITORY)))
 
@@ -238,7 +238,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     retry = seconds(args.retry_interval or "5s")
     open_pause = retry  # hold an order as long as retryForever would wait
 
-    serve = [sys.executable, "-m", "controlplane.cli", "serve", "--listen", address,
+    serve = [sys.executable, "-m", "fusebox.controlplane.cli", "serve", "--listen", address,
              "--data-dir", str(workdir / "data"), "--log-level", "warning"]
     if args.store:
         serve += ["--store", args.store]

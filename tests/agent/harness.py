@@ -6,9 +6,10 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from agent import Agent, AsyncAgent, ManualClock
-from agent._classify import Classifier
-from agent._policy import ResolvedPolicies, TargetKind, TargetPolicy
+from fusebox.agent import Agent, AsyncAgent
+from fusebox.agent.classify import Classifier
+from fusebox.agent.policy import ResolvedPolicies, TargetKind, TargetPolicy
+from fusebox.agent.testing import ManualClock
 
 MODES = ("sync", "async")
 

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from agent._backoff import RetrySchedule
-from agent._policy import BackoffKind, RetryPolicy
+from fusebox.agent._backoff import RetrySchedule
+from fusebox.agent.policy import BackoffKind, RetryPolicy
 
 
 def delays(schedule: RetrySchedule, elapsed_each: float = 0.0, limit: int = 50) -> list[float]:

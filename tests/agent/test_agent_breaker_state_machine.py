@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent import BreakerState, BreakerStateMachine, Counts, TransitionCause
-from agent._trip import compile_trip
+from fusebox.agent import BreakerState
+from fusebox.agent.breaker import BreakerStateMachine, Counts, TransitionCause
+from fusebox.agent.trip import compile_trip
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 

@@ -9,15 +9,14 @@ from typing import Any
 
 import pytest
 
-from agent import (
+from fusebox.agent import (
     BreakerOpenError,
     BreakerState,
     PolicyTimeoutError,
     current_attempt_deadline,
-    http_outcome,
 )
-from agent._classify import FAILURE, Outcome
-from agent._policy import (
+from fusebox.agent.classify import FAILURE, Outcome, http_outcome
+from fusebox.agent.policy import (
     BackoffKind,
     CircuitBreakerPolicy,
     RetryPolicy,

@@ -6,9 +6,16 @@ import email.utils
 
 import pytest
 
-from agent import Outcome, grpc_outcome, http_outcome, parse_retry_after
-from agent._classify import FAILURE, fallback_matches, retry_matches
-from agent._policy import FallbackPolicy, RetryPolicy, StatusCodes
+from fusebox.agent.classify import (
+    FAILURE,
+    Outcome,
+    fallback_matches,
+    grpc_outcome,
+    http_outcome,
+    parse_retry_after,
+    retry_matches,
+)
+from fusebox.agent.policy import FallbackPolicy, RetryPolicy, StatusCodes
 
 # Dapr's conformance lists: "200,201,202,203,204,300-309,400,500,505-509" and "2,8-10,11,13-15"
 HTTP_CODES = StatusCodes(((200, 204), (300, 309), (400, 400), (500, 500), (505, 509)))

@@ -8,17 +8,17 @@ from typing import Any
 
 import pytest
 
-import agent
-from agent import (
+from fusebox.agent import (
     Agent,
     AsyncAgent,
     BreakerOpenError,
     CallFailure,
     FallbackResponse,
     PolicyError,
+    testing,
 )
-from agent._classify import FAILURE, Outcome, http_outcome
-from agent._policy import (
+from fusebox.agent.classify import FAILURE, Outcome, http_outcome
+from fusebox.agent.policy import (
     BreakerScope,
     CircuitBreakerPolicy,
     Direction,
@@ -255,11 +255,11 @@ def test_protect_guards_sync_and_async_functions() -> None:
 def test_testing_mode_skips_waits_but_keeps_attempts(mode: str) -> None:
     h = Harness(mode, policies(app_target(retry=RetryPolicy("r", duration=30.0, max_retries=2))))
     script = Script(ConnectionError())
-    with agent.testing(), pytest.raises(ConnectionError):
+    with testing.testing(), pytest.raises(ConnectionError):
         h.call(script)
     assert script.calls == 3
     assert h.clock.sleeps == []
-    assert not agent.is_testing()
+    assert not testing.is_testing()
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -267,25 +267,25 @@ def test_testing_mode_can_disable_policies(mode: str) -> None:
     h = Harness(mode, policies(app_target(retry=RetryPolicy("r", max_retries=2),
                                           circuit_breaker=OPEN_AT_FIRST_FAILURE)))
     script = Script(ConnectionError(), ConnectionError(), "ok")
-    agent.set_testing(True, policies=False)
+    testing.set_testing(True, policies=False)
     try:
         assert isinstance(h.outcomes(script, 1)[0], ConnectionError)
         assert isinstance(h.outcomes(script, 1)[0], ConnectionError)  # no breaker either
         assert h.call(script) == "ok"
     finally:
-        agent.set_testing(False)
+        testing.set_testing(False)
     assert script.calls == 3
 
 
 def test_testing_mode_never_starts_a_server_link() -> None:
-    with agent.testing(), Agent(app_id="checkout", server="127.0.0.1:9") as fb:
+    with testing.testing(), Agent(app_id="checkout", server="127.0.0.1:9") as fb:
         assert fb.app("order-processor").call(lambda: "direct") == "direct"
         assert fb.policies is None
 
 
 def test_sync_timeouts_use_a_bounded_pool_and_queued_calls_time_out_unstarted() -> None:
-    from agent import PolicyTimeoutError
-    from agent._policy import TimeoutPolicy
+    from fusebox.agent import PolicyTimeoutError
+    from fusebox.agent.policy import TimeoutPolicy
 
     fb = Agent(app_id="checkout", timeout_workers=1,
                policies=policies(app_target(timeout=TimeoutPolicy("t", 0.02))))

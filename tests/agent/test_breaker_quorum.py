@@ -6,15 +6,15 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent._breaker import BreakerState, BreakerStateMachine, TransitionCause
-from agent._policy import (
+from fusebox.agent.breaker import BreakerState, BreakerStateMachine, TransitionCause
+from fusebox.agent.policy import (
     BreakerQuorum,
     CircuitBreakerPolicy,
     breaker_from_proto,
     breaker_to_proto,
 )
-from agent._proto.fusebox.v1 import policy_pb2
-from agent._trip import compile_trip
+from fusebox.agent.trip import compile_trip
+from fusebox.v1 import policy_pb2
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 

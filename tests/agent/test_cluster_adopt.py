@@ -13,19 +13,14 @@ from typing import Any
 import pytest
 from google.protobuf import duration_pb2
 
-from agent import (
-    Agent,
-    BreakerOpenError,
-    BreakerState,
-    ManualClock,
-    StateChangeEvent,
-    TransitionCause,
-)
-from agent._breaker_key import BreakerKey
-from agent._cluster import ClusterSync
-from agent._cluster_port import LeaseAnswer
-from agent._events import ChangeOrigin
-from agent._policy import (
+from fusebox.agent import Agent, BreakerOpenError, BreakerState
+from fusebox.agent._cluster import ClusterSync
+from fusebox.agent._cluster_port import LeaseAnswer
+from fusebox.agent._reporting import decode_runs
+from fusebox.agent.breaker import TransitionCause
+from fusebox.agent.breaker_key import BreakerKey
+from fusebox.agent.events import ChangeOrigin, StateChangeEvent
+from fusebox.agent.policy import (
     BreakerScope,
     CircuitBreakerPolicy,
     Direction,
@@ -33,8 +28,8 @@ from agent._policy import (
     TargetKind,
     TargetPolicy,
 )
-from agent._proto.fusebox.v1 import agent_pb2, breaker_pb2
-from agent._reporting import decode_runs
+from fusebox.agent.testing import ManualClock
+from fusebox.v1 import agent_pb2, breaker_pb2
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 CB = CircuitBreakerPolicy("simpleCB", max_requests=1, timeout=5.0, trip="consecutiveFailures >= 3")

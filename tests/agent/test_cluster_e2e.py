@@ -15,9 +15,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from agent import AsyncAgent, BreakerOpenError, BreakerState
-from agent._proto.fusebox.v1 import spec_pb2, spec_pb2_grpc
-from controlplane.server import FuseboxServer, ServerConfig
+from fusebox.agent import AsyncAgent, BreakerOpenError, BreakerState
+from fusebox.controlplane.server import FuseboxServer, ServerConfig
+from fusebox.v1 import spec_pb2, spec_pb2_grpc
 
 DEADLINE = 10.0
 SPEC = """\

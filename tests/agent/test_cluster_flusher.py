@@ -13,11 +13,12 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 
-from agent import Agent, ManualClock
-from agent._cluster import MAX_IDLE_REPORT_INTERVAL, ClusterConfig, ClusterSync, IdleWatch
-from agent._policy import CircuitBreakerPolicy, ResolvedPolicies, TargetKind, TargetPolicy
-from agent._proto.fusebox.v1 import agent_pb2
-from agent._reporting import decode_runs
+from fusebox.agent import Agent
+from fusebox.agent._cluster import MAX_IDLE_REPORT_INTERVAL, ClusterConfig, ClusterSync, IdleWatch
+from fusebox.agent._reporting import decode_runs
+from fusebox.agent.policy import CircuitBreakerPolicy, ResolvedPolicies, TargetKind, TargetPolicy
+from fusebox.agent.testing import ManualClock
+from fusebox.v1 import agent_pb2
 
 DEADLINE = 10.0
 CB = CircuitBreakerPolicy("simpleCB", max_requests=1, timeout=5.0, trip="consecutiveFailures >= 3")

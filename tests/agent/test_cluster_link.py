@@ -19,17 +19,17 @@ from typing import Any
 import grpc
 import pytest
 
-from agent import Agent, AsyncAgent, BreakerOpenError, BreakerState
-from agent._breaker_key import BreakerKey
-from agent._policy import (
+from fusebox.agent import Agent, AsyncAgent, BreakerOpenError, BreakerState
+from fusebox.agent._reporting import decode_runs
+from fusebox.agent.breaker_key import BreakerKey
+from fusebox.agent.policy import (
     CircuitBreakerPolicy,
     ResolvedPolicies,
     TargetKind,
     TargetPolicy,
     resolved_to_proto,
 )
-from agent._proto.fusebox.v1 import agent_pb2, agent_pb2_grpc, breaker_pb2
-from agent._reporting import decode_runs
+from fusebox.v1 import agent_pb2, agent_pb2_grpc, breaker_pb2
 
 DEADLINE = 10.0
 KEY = BreakerKey("default", "resiliency", TargetKind.APP, "order-processor", "orders")

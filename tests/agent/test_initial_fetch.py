@@ -19,10 +19,9 @@ from typing import Any
 import grpc
 import pytest
 
-import agent
-from agent import Agent, AsyncAgent, PolicySource
-from agent._link import _CACHE_WRITER, PolicyCache
-from agent._policy import (
+from fusebox.agent import Agent, AsyncAgent, PolicySource, testing
+from fusebox.agent._link import _CACHE_WRITER, PolicyCache
+from fusebox.agent.policy import (
     BackoffKind,
     ResolvedPolicies,
     RetryPolicy,
@@ -30,8 +29,8 @@ from agent._policy import (
     TargetPolicy,
     resolved_to_proto,
 )
-from agent._proto.fusebox.v1 import agent_pb2, spec_pb2, spec_pb2_grpc
-from controlplane.server import FuseboxServer, ServerConfig
+from fusebox.controlplane.server import FuseboxServer, ServerConfig
+from fusebox.v1 import agent_pb2, spec_pb2, spec_pb2_grpc
 from tests.support.redis_server import free_port
 from tests.support.specs import retry_spec
 
@@ -325,8 +324,8 @@ async def test_an_agent_without_a_server_is_ready_at_once() -> None:
     assert static.policy_source is PolicySource.STATIC and static.policy_source == "static"
     assert bare.ready and await bare.wait_ready(0)
     assert bare.policy_source is PolicySource.NONE
-    with agent.testing(), Agent(app_id="checkout", server="127.0.0.1:1") as testing:
-        assert testing.ready and testing.wait_ready(0)  # testing mode: no server link
+    with testing.testing(), Agent(app_id="checkout", server="127.0.0.1:1") as tested:
+        assert tested.ready and tested.wait_ready(0)  # testing mode: no server link
     static.close()
     await bare.aclose()
 

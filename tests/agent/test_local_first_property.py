@@ -28,22 +28,23 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent import Agent, BreakerOpenError, BreakerState, ManualClock
-from agent._breaker import BreakerStateMachine, TransitionCause
-from agent._breaker_key import BreakerKey
-from agent._cluster_port import ClusterOverride, LeaseAnswer
-from agent._live_breaker import Breaker
-from agent._policy import (
+from fusebox.agent import Agent, BreakerOpenError, BreakerState
+from fusebox.agent._cluster_port import ClusterOverride, LeaseAnswer
+from fusebox.agent._live_breaker import Breaker
+from fusebox.agent._reporting import ReportLimits, outcome_entries
+from fusebox.agent.breaker import BreakerStateMachine, TransitionCause
+from fusebox.agent.breaker_key import BreakerKey
+from fusebox.agent.policy import (
     CircuitBreakerPolicy,
     ResolvedPolicies,
     RetryPolicy,
     TargetKind,
     TargetPolicy,
 )
-from agent._reporting import ReportLimits, outcome_entries
-from agent._trip import compile_trip
-from controlplane.breakers.embedded import EmbeddedBreakerStore
-from controlplane.breakers.model import (
+from fusebox.agent.testing import ManualClock
+from fusebox.agent.trip import compile_trip
+from fusebox.controlplane.breakers.embedded import EmbeddedBreakerStore
+from fusebox.controlplane.breakers.model import (
     BreakerEvent,
     BreakerId,
     BreakerSnapshot,

@@ -10,12 +10,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from agent._link import AsyncPolicyLink, LinkConfig, PolicyLink
-from agent._policy import ResolvedPolicies, TargetKind
-from agent._policy_source import PolicySource
-from agent._proto.fusebox.v1 import spec_pb2, spec_pb2_grpc
-from controlplane.server import FuseboxServer, ServerConfig
-from controlplane.server.sessions import AgentSession
+from fusebox.agent._link import AsyncPolicyLink, LinkConfig, PolicyLink
+from fusebox.agent._policy_source import PolicySource
+from fusebox.agent.policy import ResolvedPolicies, TargetKind
+from fusebox.controlplane.server import FuseboxServer, ServerConfig
+from fusebox.controlplane.server.sessions import AgentSession
+from fusebox.v1 import spec_pb2, spec_pb2_grpc
 from tests.support.redis_server import free_port
 from tests.support.specs import SEED_SPEC
 
@@ -202,7 +202,7 @@ async def test_sync_link_runs_in_a_background_thread(
 
 
 async def test_agent_starts_from_its_disk_cache_while_the_server_is_down(tmp_path: Path) -> None:
-    from agent import Agent, BreakerOpenError
+    from fusebox.agent import Agent, BreakerOpenError
 
     port = free_port()
     cache = tmp_path / "checkout.pb"
@@ -232,7 +232,7 @@ async def test_agent_starts_from_its_disk_cache_while_the_server_is_down(tmp_pat
 def test_agent_without_server_or_cache_passes_calls_through_and_says_so_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from agent import Agent
+    from fusebox.agent import Agent
 
     with caplog.at_level("INFO"), Agent(
         app_id="checkout", server=f"127.0.0.1:{free_port()}", cache_path=tmp_path / "none.pb",

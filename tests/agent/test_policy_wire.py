@@ -14,10 +14,10 @@ from google.protobuf.duration_pb2 import Duration
 from hypothesis import given
 from hypothesis import strategies as st
 
-import agent._link as agent_link
-import agent._policy as agent_policy
-from agent._link import _CACHE_WRITER, DeferredCacheWrite, PolicyCache
-from agent._policy import (
+import fusebox.agent._link as agent_link
+import fusebox.agent.policy as agent_policy
+from fusebox.agent._link import _CACHE_WRITER, DeferredCacheWrite, PolicyCache
+from fusebox.agent.policy import (
     BackoffKind,
     CircuitBreakerPolicy,
     FallbackPolicy,
@@ -33,7 +33,7 @@ from agent._policy import (
     resolved_from_proto,
     resolved_to_proto,
 )
-from agent._proto.fusebox.v1 import policy_pb2
+from fusebox.v1 import policy_pb2
 from tests.agent.test_policy_link import Received, link_config
 from tests.support.redis_server import free_port
 
@@ -214,8 +214,8 @@ def test_a_snapshot_still_waiting_is_written_when_the_process_exits(tmp_path: Pa
     program = f"""
 import asyncio
 from pathlib import Path
-from agent._link import DeferredCacheWrite
-from agent._policy import resolved_to_proto
+from fusebox.agent._link import DeferredCacheWrite
+from fusebox.agent.policy import resolved_to_proto
 from tests.agent.test_policy_wire import cache_at, policies
 
 async def main():

@@ -7,10 +7,7 @@ import random
 
 import pytest
 
-from agent._breaker_key import BreakerKey
-from agent._policy import TargetKind
-from agent._proto.fusebox.v1 import agent_pb2
-from agent._reporting import (
+from fusebox.agent._reporting import (
     OutcomeAccumulator,
     ReportLimits,
     decode_runs,
@@ -20,6 +17,9 @@ from agent._reporting import (
     probe_entry,
     run_lengths,
 )
+from fusebox.agent.breaker_key import BreakerKey
+from fusebox.agent.policy import TargetKind
+from fusebox.v1 import agent_pb2
 
 KEY = BreakerKey("default", "resiliency", TargetKind.APP, "order-processor", "orders").to_proto()
 

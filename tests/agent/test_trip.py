@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent._trip import (
+from fusebox.agent.trip import (
     INT64_MAX,
     INT64_MIN,
     TRIP_IDENTIFIERS,

@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from agent._proto.fusebox.v1 import breaker_pb2, breaker_pb2_grpc
+from fusebox.v1 import breaker_pb2, breaker_pb2_grpc
 from tests.support.redis_server import free_port
 
 OK, FAIL, HANG = "ok", "fail", "hang"

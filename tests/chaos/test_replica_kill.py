@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from agent._proto.fusebox.v1 import spec_pb2, spec_pb2_grpc
+from fusebox.v1 import spec_pb2, spec_pb2_grpc
 from tests.chaos.support import OK, ChaosUpstream, metric, metrics_args, spec, wait_until
 from tests.support.processes import AgentProcess, ServerProcess
 from tests.support.redis_server import RedisServer

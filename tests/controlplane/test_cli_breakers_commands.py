@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 import grpc
 import pytest
 
-from agent._proto.fusebox.v1 import breaker_pb2, breaker_pb2_grpc, policy_pb2
-from controlplane.cli import ExitCode, main
-from controlplane.cli._breaker_view import key_path
-from controlplane.cli._breaker_watch import BreakerWatcher, JsonLinesSink
-from controlplane.cli._breakers import USER_METADATA_KEY
-from controlplane.cli._connection import BreakerServiceClient
-from controlplane.cli._errors import CommandFailed
-from controlplane.cli._parser import build_parser
+from fusebox.controlplane.cli import ExitCode, main
+from fusebox.controlplane.cli._breaker_view import key_path
+from fusebox.controlplane.cli._breaker_watch import BreakerWatcher, JsonLinesSink
+from fusebox.controlplane.cli._breakers import USER_METADATA_KEY
+from fusebox.controlplane.cli._connection import BreakerServiceClient
+from fusebox.controlplane.cli._errors import CommandFailed
+from fusebox.controlplane.cli._parser import build_parser
+from fusebox.v1 import breaker_pb2, breaker_pb2_grpc, policy_pb2
 from tests.support.redis_server import free_port
 
 

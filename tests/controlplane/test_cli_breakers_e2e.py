@@ -1,7 +1,7 @@
 """`fusebox breakers …` end to end: a real `fusebox serve` process, a real agent, the CLI.
 
 Breakers exist once an agent reports outcomes for them, so the test runs an
-``agent.Agent`` against the server, makes a guarded call to a dead upstream
+``fusebox.agent.Agent`` against the server, makes a guarded call to a dead upstream
 fail until the breaker trips, and then drives every breakers command as a
 subprocess, as an operator would.
 """
@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from agent import Agent, BreakerOpenError, Target
+from fusebox.agent import Agent, BreakerOpenError, Target
 from tests.support.processes import ServerProcess, child_env
 from tests.support.specs import REPOSITORY
 
@@ -59,7 +59,7 @@ spec:
 
 def fusebox(address: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "controlplane.cli", "--server", address, *args],
+        [sys.executable, "-m", "fusebox.controlplane.cli", "--server", address, *args],
         capture_output=True,
         text=True,
         timeout=DEADLINE_SECONDS,
@@ -90,7 +90,7 @@ class WatchProcess:
             [
                 sys.executable,
                 "-m",
-                "controlplane.cli",
+                "fusebox.controlplane.cli",
                 "--server",
                 address,
                 "breakers",
@@ -298,7 +298,7 @@ def test_unknown_breaker_and_missing_reason_exit_1_and_2(server: str) -> None:
 def test_watch_in_a_terminal_draws_a_live_table_and_ctrl_c_exits_0(server: str) -> None:
     controller, terminal = pty.openpty()
     process = subprocess.Popen(
-        [sys.executable, "-m", "controlplane.cli", "--server", server, "breakers", "watch"],
+        [sys.executable, "-m", "fusebox.controlplane.cli", "--server", server, "breakers", "watch"],
         stdin=subprocess.DEVNULL,
         stdout=terminal,
         stderr=subprocess.PIPE,

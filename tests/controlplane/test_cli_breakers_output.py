@@ -9,17 +9,21 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from agent._proto.fusebox.v1 import breaker_pb2, policy_pb2
-from controlplane.cli._breaker_ref import matching_breakers, parse_breaker_ref, the_one_match
-from controlplane.cli._breaker_view import (
+from fusebox.controlplane.cli._breaker_ref import (
+    matching_breakers,
+    parse_breaker_ref,
+    the_one_match,
+)
+from fusebox.controlplane.cli._breaker_view import (
     breaker_details,
     breaker_to_json,
     breakers_table,
     event_to_json,
     key_path,
 )
-from controlplane.cli._breaker_watch import BreakerBoard, JsonLinesSink, LiveTableSink
-from controlplane.cli._errors import CommandFailed, ExitCode
+from fusebox.controlplane.cli._breaker_watch import BreakerBoard, JsonLinesSink, LiveTableSink
+from fusebox.controlplane.cli._errors import CommandFailed, ExitCode
+from fusebox.v1 import breaker_pb2, policy_pb2
 
 NOW = 1_700_000_000
 

@@ -44,7 +44,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def fusebox(address: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "controlplane.cli", "--server", address, *args],
+        [sys.executable, "-m", "fusebox.controlplane.cli", "--server", address, *args],
         input=stdin,
         capture_output=True,
         text=True,

@@ -9,8 +9,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from agent._proto.fusebox.v1 import policy_pb2, spec_pb2
-from controlplane.cli._output import (
+from fusebox.controlplane.cli._output import (
     applied_line,
     format_duration,
     history_table,
@@ -22,7 +21,8 @@ from controlplane.cli._output import (
     specs_table,
     specs_yaml,
 )
-from controlplane.cli._resolved_view import resolved_rows, resolved_table, resolved_to_json
+from fusebox.controlplane.cli._resolved_view import resolved_rows, resolved_table, resolved_to_json
+from fusebox.v1 import policy_pb2, spec_pb2
 
 NOW = 1_700_000_000.0
 

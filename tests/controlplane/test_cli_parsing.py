@@ -8,11 +8,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from controlplane.cli import ExitCode, main
-from controlplane.cli._connection import DEFAULT_SERVER, server_address
-from controlplane.cli._errors import CommandFailed, exit_code_for_status
-from controlplane.cli._parser import build_parser
-from controlplane.cli._sources import STDIN_NAME, read_sources
+from fusebox.controlplane.cli import ExitCode, main
+from fusebox.controlplane.cli._connection import DEFAULT_SERVER, server_address
+from fusebox.controlplane.cli._errors import CommandFailed, exit_code_for_status
+from fusebox.controlplane.cli._parser import build_parser
+from fusebox.controlplane.cli._sources import STDIN_NAME, read_sources
 
 RESILIENCY = """\
 apiVersion: dapr.io/v1alpha1

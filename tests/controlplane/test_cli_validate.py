@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.cli import ExitCode, main
+from fusebox.controlplane.cli import ExitCode, main
 from tests.support.specs import SEED_SPEC
 
 BAD_DURATION_SPEC = SEED_SPEC.replace("maxInterval: 5s", "maxInterval: 5 parsecs")

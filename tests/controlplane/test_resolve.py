@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent._policy import (
+from fusebox.agent.policy import (
     BackoffKind,
     BreakerQuorum,
     BreakerScope,
@@ -25,8 +25,8 @@ from agent._policy import (
     resolved_from_proto,
     resolved_to_proto,
 )
-from controlplane.resolve import BUILTIN_RETRIES, COMPONENT_TYPES, resolve_policies
-from controlplane.spec.model import ComponentTargets, ResiliencySpec, TargetRef
+from fusebox.controlplane.resolve import BUILTIN_RETRIES, COMPONENT_TYPES, resolve_policies
+from fusebox.controlplane.spec.model import ComponentTargets, ResiliencySpec, TargetRef
 
 NS = "default"
 

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent import Agent, AsyncAgent, BreakerOpenError, ResolvedPolicies
+from fusebox.agent import Agent, AsyncAgent, BreakerOpenError, ResolvedPolicies
 
 
 class UpstreamDown(ConnectionError):
@@ -52,8 +52,8 @@ class Script:
 
 
 def static_policies(spec: Path, app_id: str) -> ResolvedPolicies:
-    from controlplane.resolve import resolve_policies
-    from controlplane.spec import parse_documents
+    from fusebox.controlplane.resolve import resolve_policies
+    from fusebox.controlplane.spec import parse_documents
 
     documents = parse_documents(spec.read_text(), str(spec))
     return resolve_policies([d.spec for d in documents], "default", app_id)

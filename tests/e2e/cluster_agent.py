@@ -19,7 +19,8 @@ import time
 import urllib.error
 import urllib.request
 
-from agent import Agent, BreakerOpenError, StateChangeEvent
+from fusebox.agent import Agent, BreakerOpenError
+from fusebox.agent.events import StateChangeEvent
 
 
 def emit(**fields: object) -> None:

@@ -16,7 +16,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
-from agent._proto.fusebox.v1 import breaker_pb2, breaker_pb2_grpc, spec_pb2, spec_pb2_grpc
+from fusebox.v1 import breaker_pb2, breaker_pb2_grpc, spec_pb2, spec_pb2_grpc
 from tests.support.processes import AgentProcess, ServerProcess, wait_for_health
 from tests.support.redis_server import RedisServer
 from tests.support.upstream import Upstream

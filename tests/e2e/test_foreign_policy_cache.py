@@ -17,9 +17,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from agent import Agent, PolicySource
-from agent._link import _CACHE_WRITER, PolicyCache
-from agent._proto.fusebox.v1 import agent_pb2, spec_pb2, spec_pb2_grpc
+from fusebox.agent import Agent, PolicySource
+from fusebox.agent._link import _CACHE_WRITER, PolicyCache
+from fusebox.v1 import agent_pb2, spec_pb2, spec_pb2_grpc
 from tests.support.processes import ServerProcess
 from tests.support.redis_server import free_port
 from tests.support.specs import retry_spec

@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 import pytest
 
-from agent._proto.fusebox.v1 import spec_pb2, spec_pb2_grpc
+from fusebox.v1 import spec_pb2, spec_pb2_grpc
 from tests.support.processes import ServerProcess, child_env
 from tests.support.specs import REPOSITORY
 

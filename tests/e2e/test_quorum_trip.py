@@ -19,7 +19,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from agent._proto.fusebox.v1 import breaker_pb2, breaker_pb2_grpc, spec_pb2, spec_pb2_grpc
+from fusebox.v1 import breaker_pb2, breaker_pb2_grpc, spec_pb2, spec_pb2_grpc
 from tests.support.processes import AgentProcess, ServerProcess
 from tests.support.upstream import Upstream
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from agent._proto.fusebox.v1 import (
+from fusebox.controlplane.server import ServerConfig
+from fusebox.v1 import (
     agent_pb2,
     agent_pb2_grpc,
     audit_pb2,
@@ -27,7 +28,6 @@ from agent._proto.fusebox.v1 import (
     spec_pb2,
     spec_pb2_grpc,
 )
-from controlplane.server import ServerConfig
 from tests.security.conftest import ServerThread, token_of, tokens_yaml
 from tests.support.specs import SEED_SPEC
 

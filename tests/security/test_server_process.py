@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2
 
-from agent._proto.fusebox.v1 import spec_pb2, spec_pb2_grpc
+from fusebox.v1 import spec_pb2, spec_pb2_grpc
 from tests.security.conftest import token_of, tokens_yaml
 from tests.support.processes import ServerProcess, child_env, wait_for_health
 from tests.support.redis_server import free_port
@@ -70,7 +70,7 @@ def test_sighup_reloads_the_tokens_file_and_a_broken_file_keeps_the_previous(
 
 def serve(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "controlplane.cli", "serve", "--store", "memory://", *args],
+        [sys.executable, "-m", "fusebox.controlplane.cli", "serve", "--store", "memory://", *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPOSITORY, env=child_env(),
     )
 
@@ -90,7 +90,7 @@ def test_insecure_allows_a_non_loopback_address_and_says_it_is_unauthenticated(
     log = tmp_path / "server.log"
     with log.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "controlplane.cli", "serve", "--store", "memory://",
+            [sys.executable, "-m", "fusebox.controlplane.cli", "serve", "--store", "memory://",
              "--data-dir", str(tmp_path), "--listen", f"0.0.0.0:{port}", "--insecure"],
             stdout=log_file, stderr=subprocess.STDOUT, cwd=REPOSITORY, env=child_env(),
         )

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agent._proto.fusebox.v1 import agent_pb2, agent_pb2_grpc, policy_pb2
-from controlplane.cli import ExitCode, main
-from controlplane.server import ServerConfig
-from controlplane.server.auth import (
+from fusebox.controlplane.cli import ExitCode, main
+from fusebox.controlplane.server import ServerConfig
+from fusebox.controlplane.server.auth import (
     AGENT_METHODS,
     READ_METHODS,
     Role,
@@ -22,6 +21,7 @@ from controlplane.server.auth import (
     parse_tokens,
     role_allows,
 )
+from fusebox.v1 import agent_pb2, agent_pb2_grpc, policy_pb2
 from tests.security.test_rpc_matrix import DEADLINE, Env, bearer, env  # noqa: F401
 
 GOOD = f"tokens:\n  - name: ci\n    sha256: {hash_token('s3cret')}\n    role: admin\n"

@@ -8,9 +8,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from agent import AsyncAgent
-from agent._proto.fusebox.v1 import audit_pb2, audit_pb2_grpc, spec_pb2, spec_pb2_grpc
-from controlplane.cli import ExitCode, main
+from fusebox.agent import AsyncAgent
+from fusebox.controlplane.cli import ExitCode, main
+from fusebox.v1 import audit_pb2, audit_pb2_grpc, spec_pb2, spec_pb2_grpc
 from tests.security.certs import Issued, Pki
 from tests.security.conftest import StartServer, token_of
 from tests.support.specs import SEED_SPEC

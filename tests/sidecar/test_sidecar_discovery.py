@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import grpc
 
-from agent._proto.fusebox.v1 import registry_pb2, registry_pb2_grpc
-from controlplane.server import FuseboxServer, ServerConfig
-from controlplane.sidecar._discovery import AppResolver, RegistryConnection
+from fusebox.controlplane.server import FuseboxServer, ServerConfig
+from fusebox.controlplane.sidecar._discovery import AppResolver, RegistryConnection
+from fusebox.v1 import registry_pb2, registry_pb2_grpc
 
 
 async def test_several_instances_of_an_app_are_balanced_round_robin() -> None:
@@ -26,7 +26,10 @@ async def test_several_instances_of_an_app_are_balanced_round_robin() -> None:
 
 
 async def test_redis_registry_is_shared_and_leases_expire(redis_url: str) -> None:
-    from controlplane.server.instance_registry import RedisInstanceRegistry, RegisteredInstance
+    from fusebox.controlplane.server.instance_registry import (
+        RedisInstanceRegistry,
+        RegisteredInstance,
+    )
 
     now = [1000.0]
     a = RedisInstanceRegistry(redis_url, clock=lambda: now[0])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.sidecar._local_server import is_serving, local_pid
+from fusebox.controlplane.sidecar._local_server import is_serving, local_pid
 from tests.support.processes import child_env
 from tests.support.redis_server import free_port
 from tests.support.specs import REPOSITORY
@@ -34,7 +34,7 @@ def local_env(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 def fusebox_run(env: dict[str, str], *app: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "controlplane.cli", "run", "--app-id", "hello",
+        [sys.executable, "-m", "fusebox.controlplane.cli", "run", "--app-id", "hello",
          "--dapr-http-port", str(free_port()), "--", *app],
         capture_output=True, text=True, timeout=60, cwd=REPOSITORY, env=env, check=False,
     )

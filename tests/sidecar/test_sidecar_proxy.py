@@ -9,16 +9,16 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from agent import AsyncAgent
-from agent._policy import (
+from fusebox.agent import AsyncAgent
+from fusebox.agent.policy import (
     CircuitBreakerPolicy,
     ResolvedPolicies,
     TargetKind,
     TargetPolicy,
 )
-from controlplane.server.instance_registry import MemoryInstanceRegistry, RegisteredInstance
-from controlplane.sidecar import SidecarProxy
-from controlplane.sidecar._discovery import AppNotFound
+from fusebox.controlplane.server.instance_registry import MemoryInstanceRegistry, RegisteredInstance
+from fusebox.controlplane.sidecar import SidecarProxy
+from fusebox.controlplane.sidecar._discovery import AppNotFound
 
 
 class StaticResolver:

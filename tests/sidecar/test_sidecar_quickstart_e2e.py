@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from agent._proto.fusebox.v1 import breaker_pb2, breaker_pb2_grpc, policy_pb2
+from fusebox.v1 import breaker_pb2, breaker_pb2_grpc, policy_pb2
 from tests.support.processes import ServerProcess, child_env
 from tests.support.redis_server import free_port
 from tests.support.specs import REPOSITORY
@@ -30,12 +30,12 @@ QUICKSTART = REPOSITORY / "examples" / "quickstart" / "resiliency.yaml"
 
 
 class SidecarRun:
-    """`python -m controlplane.cli run ... -- python APP` with its output in a file."""
+    """`python -m fusebox.controlplane.cli run ... -- python APP` with its output in a file."""
 
     def __init__(self, workdir: Path, name: str, server: str, args: list[str], app: str,
                  **env: str) -> None:
         self.output = workdir / f"{name}.out"
-        argv = [sys.executable, "-m", "controlplane.cli", "run", "--server", server, *args,
+        argv = [sys.executable, "-m", "fusebox.controlplane.cli", "run", "--server", server, *args,
                 "--", sys.executable, str(APPS / app)]
         with self.output.open("ab") as out:
             self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,

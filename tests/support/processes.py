@@ -74,7 +74,7 @@ def wait_for_health(
 
 
 class ServerProcess:
-    """`python -m controlplane.cli serve` on a free loopback port."""
+    """`python -m fusebox.controlplane.cli serve` on a free loopback port."""
 
     def __init__(self, workdir: Path, *, store_url: str | None = None, port: int | None = None,
                  extra_args: tuple[str, ...] = ()) -> None:
@@ -87,7 +87,7 @@ class ServerProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, *, wait: bool = True) -> None:
-        argv = [sys.executable, "-m", "controlplane.cli", "serve", "--listen", self.address,
+        argv = [sys.executable, "-m", "fusebox.controlplane.cli", "serve", "--listen", self.address,
                 "--data-dir", str(self.workdir / "data"), "--log-level", "debug", *self.extra_args]
         if self.store_url:
             argv += ["--store", self.store_url]

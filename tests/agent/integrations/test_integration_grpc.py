@@ -10,8 +10,9 @@ import grpc
 import grpc.aio
 import pytest
 
-from agent import Agent, AsyncAgent, BreakerOpenError, ManualClock
-from agent._policy import (
+from fusebox.agent import Agent, AsyncAgent, BreakerOpenError
+from fusebox.agent.integrations.grpc import fusebox_aio_interceptors, fusebox_interceptors
+from fusebox.agent.policy import (
     CircuitBreakerPolicy,
     FallbackPolicy,
     FallbackResponse,
@@ -19,7 +20,7 @@ from agent._policy import (
     StatusCodes,
     TimeoutPolicy,
 )
-from agent.integrations.grpc import fusebox_aio_interceptors, fusebox_interceptors
+from fusebox.agent.testing import ManualClock
 from tests.agent.harness import app_target, policies
 from tests.agent.integrations.servers import (
     BIDI,

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 import requests
 
-from agent import Agent, BreakerOpenError, ManualClock, Outcome
-from agent._policy import (
+from fusebox.agent import Agent, BreakerOpenError
+from fusebox.agent.classify import Outcome
+from fusebox.agent.integrations.requests import FuseboxAdapter
+from fusebox.agent.policy import (
     CircuitBreakerPolicy,
     FallbackPolicy,
     FallbackResponse,
@@ -19,7 +21,7 @@ from agent._policy import (
     StatusCodes,
     TimeoutPolicy,
 )
-from agent.integrations.requests import FuseboxAdapter
+from fusebox.agent.testing import ManualClock
 from tests.agent.harness import app_target, policies
 from tests.agent.integrations.servers import (
     Reply,

@@ -10,8 +10,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from agent._policy import CircuitBreakerPolicy, TargetKind
-from agent._proto.fusebox.v1 import (
+from fusebox.agent.policy import CircuitBreakerPolicy, TargetKind
+from fusebox.controlplane.breakers.model import BreakerId, OutcomeBatch, breaker_id_to_proto
+from fusebox.controlplane.server import FuseboxServer, ServerConfig
+from fusebox.v1 import (
     audit_pb2,
     audit_pb2_grpc,
     breaker_pb2,
@@ -19,8 +21,6 @@ from agent._proto.fusebox.v1 import (
     spec_pb2,
     spec_pb2_grpc,
 )
-from controlplane.breakers.model import BreakerId, OutcomeBatch, breaker_id_to_proto
-from controlplane.server import FuseboxServer, ServerConfig
 from tests.support.specs import SEED_SPEC
 
 USER = (("x-fusebox-user", "alice"),)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.audit import (
+from fusebox.controlplane.audit import (
     AuditAction,
     AuditEntry,
     AuditQuery,
@@ -15,8 +15,8 @@ from controlplane.audit import (
     AuditTargetKind,
     open_audit_store,
 )
-from controlplane.audit.embedded import EmbeddedAuditStore
-from controlplane.audit.redis import RedisAuditStore
+from fusebox.controlplane.audit.embedded import EmbeddedAuditStore
+from fusebox.controlplane.audit.redis import RedisAuditStore
 
 
 class StepClock:
@@ -100,8 +100,8 @@ async def test_a_limit_of_zero_means_the_default_and_large_limits_are_capped(
 async def test_the_embedded_log_shares_the_spec_database_and_survives_reopening(
     tmp_path: Path,
 ) -> None:
-    from controlplane.store import open_store
-    from controlplane.store.base import SpecWrite
+    from fusebox.controlplane.store import open_store
+    from fusebox.controlplane.store.base import SpecWrite
 
     specs = open_store(None, data_dir=tmp_path)
     first = open_audit_store(None, data_dir=tmp_path)

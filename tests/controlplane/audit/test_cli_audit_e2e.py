@@ -15,7 +15,7 @@ DEADLINE_SECONDS = 60
 
 def fusebox(address: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "controlplane.cli", "--server", address, *args],
+        [sys.executable, "-m", "fusebox.controlplane.cli", "--server", address, *args],
         capture_output=True, text=True, timeout=DEADLINE_SECONDS, cwd=REPOSITORY,
         env=child_env(), check=False,
     )

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-from agent._policy import BreakerQuorum, CircuitBreakerPolicy, TargetKind
-from agent._trip import TRIP_IDENTIFIERS
-from controlplane.breakers.model import BreakerId, OutcomeBatch
+from fusebox.agent.policy import BreakerQuorum, CircuitBreakerPolicy, TargetKind
+from fusebox.agent.trip import TRIP_IDENTIFIERS
+from fusebox.controlplane.breakers.model import BreakerId, OutcomeBatch
 
 #: A unix time where every test clock starts (a whole number: float sums stay exact).
 START = 1_700_000_000.0

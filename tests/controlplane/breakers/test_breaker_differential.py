@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent._breaker import BreakerState, BreakerStateMachine, Counts
-from agent._policy import BreakerQuorum, CircuitBreakerPolicy
-from agent._trip import compile_trip
-from controlplane.breakers import BreakerStore
-from controlplane.breakers.embedded import EmbeddedBreakerStore
-from controlplane.breakers.redis import RedisBreakerStore
+from fusebox.agent.breaker import BreakerState, BreakerStateMachine, Counts
+from fusebox.agent.policy import BreakerQuorum, CircuitBreakerPolicy
+from fusebox.agent.trip import compile_trip
+from fusebox.controlplane.breakers import BreakerStore
+from fusebox.controlplane.breakers.embedded import EmbeddedBreakerStore
+from fusebox.controlplane.breakers.redis import RedisBreakerStore
 from tests.controlplane.breakers.breaker_cases import (
     ManualClock,
     batch,

@@ -6,16 +6,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent._policy import TargetKind
-from agent._proto.fusebox.v1 import policy_pb2
-from controlplane.breakers import (
+from fusebox.agent.policy import TargetKind
+from fusebox.controlplane.breakers import (
     BreakerId,
     breaker_id_from_proto,
     breaker_id_to_proto,
     open_breaker_store,
 )
-from controlplane.breakers.embedded import EmbeddedBreakerStore
-from controlplane.breakers.redis import RedisBreakerStore
+from fusebox.controlplane.breakers.embedded import EmbeddedBreakerStore
+from fusebox.controlplane.breakers.redis import RedisBreakerStore
+from fusebox.v1 import policy_pb2
 
 _IDS = st.builds(
     BreakerId, st.text(), st.text(), st.sampled_from(TargetKind), st.text(min_size=1), st.text()

@@ -10,16 +10,16 @@ from dataclasses import dataclass
 
 import pytest
 
-from agent._breaker import BreakerState, Counts
-from agent._policy import BreakerQuorum, CircuitBreakerPolicy
-from controlplane.breakers import (
+from fusebox.agent.breaker import BreakerState, Counts
+from fusebox.agent.policy import BreakerQuorum, CircuitBreakerPolicy
+from fusebox.controlplane.breakers import (
     BreakerNotFound,
     BreakerStore,
     Cause,
     Override,
 )
-from controlplane.breakers.embedded import EmbeddedBreakerStore
-from controlplane.breakers.redis import RedisBreakerStore
+from fusebox.controlplane.breakers.embedded import EmbeddedBreakerStore
+from fusebox.controlplane.breakers.redis import RedisBreakerStore
 from tests.controlplane.breakers.breaker_cases import (
     ManualClock,
     batch,

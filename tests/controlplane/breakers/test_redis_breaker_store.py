@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from agent._breaker import BreakerState, Counts
-from agent._policy import BreakerQuorum
-from controlplane.breakers.redis import RedisBreakerStore
-from controlplane.store.base import StoreUnavailable
+from fusebox.agent.breaker import BreakerState, Counts
+from fusebox.agent.policy import BreakerQuorum
+from fusebox.controlplane.breakers.redis import RedisBreakerStore
+from fusebox.controlplane.store.base import StoreUnavailable
 from tests.controlplane.breakers.breaker_cases import ManualClock, batch, breaker_id, policy
 from tests.support.redis_server import RedisServer
 

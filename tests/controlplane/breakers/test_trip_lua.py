@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent._trip import (
+from fusebox.agent.trip import (
     INT64_MAX,
     BoolLiteral,
     Identifier,
@@ -21,7 +21,7 @@ from agent._trip import (
     trip_divide,
     trip_modulo,
 )
-from controlplane.breakers.trip_lua import LUA_SAFE_INTEGER, compile_trip_to_lua
+from fusebox.controlplane.breakers.trip_lua import LUA_SAFE_INTEGER, compile_trip_to_lua
 from tests.controlplane.breakers.breaker_cases import trip_expressions
 from tests.support.redis_server import RedisServer
 

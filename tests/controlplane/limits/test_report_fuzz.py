@@ -14,14 +14,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent._proto.fusebox.v1 import agent_pb2, policy_pb2, spec_pb2
-from controlplane.breakers.embedded import EmbeddedBreakerStore
-from controlplane.server import FuseboxServer, ServerConfig
-from controlplane.server.breaker_hub import MAX_BREAKERS_PER_REPORT, BreakerHub, ReportError
-from controlplane.server.metrics import Metrics
-from controlplane.server.policy_hub import PolicyHub
-from controlplane.server.sessions import AgentSession
-from controlplane.store.embedded import MEMORY, EmbeddedSpecStore
+from fusebox.controlplane.breakers.embedded import EmbeddedBreakerStore
+from fusebox.controlplane.server import FuseboxServer, ServerConfig
+from fusebox.controlplane.server.breaker_hub import MAX_BREAKERS_PER_REPORT, BreakerHub, ReportError
+from fusebox.controlplane.server.metrics import Metrics
+from fusebox.controlplane.server.policy_hub import PolicyHub
+from fusebox.controlplane.server.sessions import AgentSession
+from fusebox.controlplane.store.embedded import MEMORY, EmbeddedSpecStore
+from fusebox.v1 import agent_pb2, policy_pb2, spec_pb2
 from tests.support.specs import SEED_SPEC
 
 BOUNDED = settings(max_examples=150, deadline=None,
@@ -48,8 +48,8 @@ def seed_policies() -> policy_pb2.ResolvedPolicies:
     """What app `checkout` gets from the seed spec (so some random keys are held)."""
     async def resolve() -> policy_pb2.ResolvedPolicies:
         store = EmbeddedSpecStore(MEMORY)
-        from controlplane.spec import parse_documents
-        from controlplane.store.base import SpecWrite
+        from fusebox.controlplane.spec import parse_documents
+        from fusebox.controlplane.store.base import SpecWrite
 
         (doc,) = parse_documents(SEED_SPEC)
         await store.apply([SpecWrite(doc.spec.namespace, doc.spec.name, doc.yaml, doc.document,
@@ -108,7 +108,7 @@ async def test_garbage_on_a_real_stream_leaves_the_server_serving() -> None:
     async with FuseboxServer(config) as server, grpc.aio.insecure_channel(
         f"127.0.0.1:{server.port}"
     ) as channel:
-        from agent._proto.fusebox.v1 import spec_pb2_grpc
+        from fusebox.v1 import spec_pb2_grpc
 
         await spec_pb2_grpc.SpecServiceStub(channel).ApplySpec(
             spec_pb2.ApplySpecRequest(yaml=SEED_SPEC))

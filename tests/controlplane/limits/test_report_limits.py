@@ -8,10 +8,10 @@ import asyncio
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from agent._proto.fusebox.v1 import breaker_pb2, breaker_pb2_grpc
-from controlplane.server import FuseboxServer
-from controlplane.server.breaker_hub import BreakerHub
-from controlplane.server.report_limits import TokenBucket
+from fusebox.controlplane.server import FuseboxServer
+from fusebox.controlplane.server.breaker_hub import BreakerHub
+from fusebox.controlplane.server.report_limits import TokenBucket
+from fusebox.v1 import breaker_pb2, breaker_pb2_grpc
 from tests.controlplane.limits.conftest import (
     DEADLINE,
     MAX_BREAKERS_PER_TARGET,
@@ -104,7 +104,7 @@ async def test_a_restarted_hub_counts_the_breakers_already_stored(
     fresh = BreakerHub(server.breaker_store, server.hub, server.metrics,
                        max_breakers_per_target=MAX_BREAKERS_PER_TARGET)
     await fresh.load_budget()
-    from controlplane.breakers.model import breaker_id_from_proto
+    from fusebox.controlplane.breakers.model import breaker_id_from_proto
 
     assert fresh.budget.admit(breaker_id_from_proto(held("m1")))
     assert not fresh.budget.admit(breaker_id_from_proto(held("m3")))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controlplane.spec import (
+from fusebox.controlplane.spec import (
     MAX_POLICIES_PER_SPEC,
     MAX_TARGETS_PER_SPEC,
     SpecValidationError,

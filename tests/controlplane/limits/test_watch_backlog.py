@@ -9,10 +9,10 @@ import logging
 import grpc
 import pytest
 
-from agent._policy import CircuitBreakerPolicy, TargetKind
-from agent._proto.fusebox.v1 import breaker_pb2, breaker_pb2_grpc
-from controlplane.breakers.model import BreakerId, OutcomeBatch, Override
-from controlplane.server import FuseboxServer, ServerConfig, breaker_service
+from fusebox.agent.policy import CircuitBreakerPolicy, TargetKind
+from fusebox.controlplane.breakers.model import BreakerId, OutcomeBatch, Override
+from fusebox.controlplane.server import FuseboxServer, ServerConfig, breaker_service
+from fusebox.v1 import breaker_pb2, breaker_pb2_grpc
 
 DEADLINE = 20.0
 BACKLOG = 8

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from controlplane.breakers.redis import RedisBreakerStore
-from controlplane.store.base import SpecStore
-from controlplane.store.redis import RedisSpecStore
+from fusebox.controlplane.breakers.redis import RedisBreakerStore
+from fusebox.controlplane.store.base import SpecStore
+from fusebox.controlplane.store.redis import RedisSpecStore
 from tests.controlplane.breakers import test_breaker_store_contract as breaker_contract
 from tests.controlplane.breakers.breaker_cases import ManualClock
 from tests.controlplane.store import test_spec_store_contract as spec_contract

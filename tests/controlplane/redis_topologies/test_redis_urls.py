@@ -1,13 +1,13 @@
-"""controlplane.redis_client: which topology a store URL names, and what it refuses."""
+"""fusebox.controlplane.redis_client: which topology a store URL names, and what it refuses."""
 
 from __future__ import annotations
 
 import pytest
 
-from controlplane.redis_client import Topology, parse_redis_url
-from controlplane.server.config import ServerConfig
-from controlplane.store import open_store
-from controlplane.store.redis import RedisSpecStore
+from fusebox.controlplane.redis_client import Topology, parse_redis_url
+from fusebox.controlplane.server.config import ServerConfig
+from fusebox.controlplane.store import open_store
+from fusebox.controlplane.store.redis import RedisSpecStore
 
 
 def test_cluster_url_lists_its_startup_nodes() -> None:

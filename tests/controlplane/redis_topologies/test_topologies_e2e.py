@@ -10,7 +10,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
-from agent._proto.fusebox.v1 import breaker_pb2, breaker_pb2_grpc, spec_pb2, spec_pb2_grpc
+from fusebox.v1 import breaker_pb2, breaker_pb2_grpc, spec_pb2, spec_pb2_grpc
 from tests.support.processes import AgentProcess, ServerProcess, wait_for_health
 from tests.support.redis_cluster import RedisClusterProcesses
 from tests.support.redis_sentinel import RedisSentinelSetup

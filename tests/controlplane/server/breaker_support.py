@@ -9,9 +9,9 @@ from contextlib import asynccontextmanager
 
 import grpc
 
-from agent._proto.fusebox.v1 import spec_pb2, spec_pb2_grpc
-from controlplane.breakers.model import breaker_id_from_proto
-from controlplane.server import FuseboxServer
+from fusebox.controlplane.breakers.model import breaker_id_from_proto
+from fusebox.controlplane.server import FuseboxServer
+from fusebox.v1 import spec_pb2, spec_pb2_grpc
 from tests.controlplane.limits.conftest import DEADLINE, connect, held
 from tests.support.specs import SEED_SPEC
 

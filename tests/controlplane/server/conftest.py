@@ -8,8 +8,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from agent._proto.fusebox.v1 import spec_pb2_grpc
-from controlplane.server import FuseboxServer, ServerConfig
+from fusebox.controlplane.server import FuseboxServer, ServerConfig
+from fusebox.v1 import spec_pb2_grpc
 
 
 @pytest.fixture(params=["embedded", "redis"])

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
-from agent._proto.fusebox.v1 import (
+from fusebox.controlplane.server import FuseboxServer, ServerConfig
+from fusebox.v1 import (
     agent_pb2,
     agent_pb2_grpc,
     breaker_pb2,
@@ -17,7 +18,6 @@ from agent._proto.fusebox.v1 import (
     spec_pb2,
     spec_pb2_grpc,
 )
-from controlplane.server import FuseboxServer, ServerConfig
 from tests.support.specs import SEED_SPEC
 
 DEADLINE = 10.0

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from agent._proto.fusebox.v1 import agent_pb2, breaker_pb2
-from controlplane.server import FuseboxServer, ServerConfig
-from controlplane.server.breaker_hub import BreakerHub
+from fusebox.controlplane.server import FuseboxServer, ServerConfig
+from fusebox.controlplane.server.breaker_hub import BreakerHub
+from fusebox.v1 import agent_pb2, breaker_pb2
 from tests.controlplane.limits.conftest import DEADLINE, report
 from tests.controlplane.server.breaker_support import (
     ORDERS,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from agent._breaker import BreakerState, Counts
-from agent._policy import BreakerQuorum, CircuitBreakerPolicy
-from agent._proto.fusebox.v1 import breaker_pb2
-from controlplane.breakers import BreakerSnapshot
-from controlplane.server.breaker_service import breaker_to_pb
+from fusebox.agent.breaker import BreakerState, Counts
+from fusebox.agent.policy import BreakerQuorum, CircuitBreakerPolicy
+from fusebox.controlplane.breakers import BreakerSnapshot
+from fusebox.controlplane.server.breaker_service import breaker_to_pb
+from fusebox.v1 import breaker_pb2
 from tests.controlplane.breakers.breaker_cases import START, breaker_id
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import grpc
 
-from agent import AsyncAgent, BreakerOpenError
-from agent._proto.fusebox.v1 import spec_pb2, spec_pb2_grpc
-from controlplane.server import FuseboxServer, ServerConfig
+from fusebox.agent import AsyncAgent, BreakerOpenError
+from fusebox.controlplane.server import FuseboxServer, ServerConfig
+from fusebox.v1 import spec_pb2, spec_pb2_grpc
 
 SPEC = """\
 apiVersion: dapr.io/v1alpha1

@@ -10,16 +10,16 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from agent._breaker import BreakerState
-from agent._proto.fusebox.v1 import agent_pb2, breaker_pb2, breaker_pb2_grpc
-from controlplane.breakers.embedded import EmbeddedBreakerStore
-from controlplane.breakers.model import BreakerEvent, BreakerId, Cause, TargetKind
-from controlplane.server import FuseboxServer
-from controlplane.server.breaker_hub import BreakerHub
-from controlplane.server.metrics import Metrics
-from controlplane.server.policy_hub import PolicyHub
-from controlplane.server.sessions import AgentSession
-from controlplane.store.embedded import EmbeddedSpecStore
+from fusebox.agent.breaker import BreakerState
+from fusebox.controlplane.breakers.embedded import EmbeddedBreakerStore
+from fusebox.controlplane.breakers.model import BreakerEvent, BreakerId, Cause, TargetKind
+from fusebox.controlplane.server import FuseboxServer
+from fusebox.controlplane.server.breaker_hub import BreakerHub
+from fusebox.controlplane.server.metrics import Metrics
+from fusebox.controlplane.server.policy_hub import PolicyHub
+from fusebox.controlplane.server.sessions import AgentSession
+from fusebox.controlplane.store.embedded import EmbeddedSpecStore
+from fusebox.v1 import agent_pb2, breaker_pb2, breaker_pb2_grpc
 from tests.controlplane.server.breaker_support import seeded_stream
 from tests.controlplane.server.test_agent_protocol import DEADLINE, HELD, connect, report
 

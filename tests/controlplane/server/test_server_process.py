@@ -9,7 +9,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
-from agent._proto.fusebox.v1 import spec_pb2, spec_pb2_grpc
+from fusebox.v1 import spec_pb2, spec_pb2_grpc
 from tests.support.processes import ServerProcess, wait_for_health
 from tests.support.redis_server import RedisServer
 from tests.support.specs import SEED_SPEC

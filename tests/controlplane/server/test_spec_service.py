@@ -10,8 +10,8 @@ from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from agent._proto.fusebox.v1 import policy_pb2, spec_pb2, spec_pb2_grpc
-from controlplane.wire_errors import violations_from_rpc_error
+from fusebox.controlplane.wire_errors import violations_from_rpc_error
+from fusebox.v1 import policy_pb2, spec_pb2, spec_pb2_grpc
 from tests.support.specs import SEED_SPEC_PATH as SEED_SPEC
 
 SEED = SEED_SPEC.read_text()

@@ -11,8 +11,8 @@ import grpc
 import pytest
 from prometheus_client import generate_latest
 
-from agent._proto.fusebox.v1 import agent_pb2, breaker_pb2, breaker_pb2_grpc, policy_pb2
-from controlplane.server import FuseboxServer, ServerConfig
+from fusebox.controlplane.server import FuseboxServer, ServerConfig
+from fusebox.v1 import agent_pb2, breaker_pb2, breaker_pb2_grpc, policy_pb2
 from tests.controlplane.limits.conftest import DEADLINE
 from tests.controlplane.server.breaker_support import (
     ORDERS,

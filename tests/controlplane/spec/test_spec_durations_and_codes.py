@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent._policy import StatusCodes
-from controlplane.spec import parse_duration, parse_status_codes
-from controlplane.spec.durations import format_duration
+from fusebox.agent.policy import StatusCodes
+from fusebox.controlplane.spec import parse_duration, parse_status_codes
+from fusebox.controlplane.spec.durations import format_duration
 
 
 @pytest.mark.parametrize(

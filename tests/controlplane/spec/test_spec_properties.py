@@ -8,7 +8,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controlplane.spec import SpecValidationError, parse_document_mapping, parse_documents
+from fusebox.controlplane.spec import SpecValidationError, parse_document_mapping, parse_documents
 from tests.controlplane.spec.spec_samples import SEED
 
 KEYS = [

@@ -9,8 +9,8 @@ from hashlib import sha256
 
 import pytest
 
-from agent._policy import BackoffKind, BreakerQuorum, BreakerScope, StatusCodes
-from controlplane.spec import (
+from fusebox.agent.policy import BackoffKind, BreakerQuorum, BreakerScope, StatusCodes
+from fusebox.controlplane.spec import (
     MAX_SPEC_BYTES,
     SpecValidationError,
     Violation,
@@ -610,7 +610,7 @@ def test_invalid_table_is_large_enough() -> None:
 
 
 def test_package_exports_are_sorted_and_importable() -> None:
-    import controlplane.spec as package
+    import fusebox.controlplane.spec as package
 
     def isort_style(name: str) -> tuple[int, str]:  # ruff RUF022: constants, classes, rest
         return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.store.base import StoreError, StoreUnavailable
-from controlplane.store.embedded import MEMORY, EmbeddedSpecStore
+from fusebox.controlplane.store.base import StoreError, StoreUnavailable
+from fusebox.controlplane.store.embedded import MEMORY, EmbeddedSpecStore
 from tests.controlplane.store.spec_store_cases import spec_write
 
 

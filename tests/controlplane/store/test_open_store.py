@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.store import DATABASE_FILE_NAME, default_data_dir, open_store
-from controlplane.store.embedded import EmbeddedSpecStore
-from controlplane.store.redis import RedisSpecStore
+from fusebox.controlplane.store import DATABASE_FILE_NAME, default_data_dir, open_store
+from fusebox.controlplane.store.embedded import EmbeddedSpecStore
+from fusebox.controlplane.store.redis import RedisSpecStore
 from tests.controlplane.store.spec_store_cases import spec_write
 
 

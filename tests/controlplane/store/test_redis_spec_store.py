@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 import redis.asyncio as aioredis
 
-from controlplane.store.base import SpecStore, StoreUnavailable
-from controlplane.store.redis import RedisSpecStore
+from fusebox.controlplane.store.base import SpecStore, StoreUnavailable
+from fusebox.controlplane.store.redis import RedisSpecStore
 from tests.controlplane.store.spec_store_cases import next_change, spec_write, within_deadline
 from tests.support.redis_server import RedisServer
 

@@ -10,15 +10,15 @@ from types import MappingProxyType
 
 import pytest
 
-from controlplane.store.base import (
+from fusebox.controlplane.store.base import (
     RevisionAction,
     RevisionConflict,
     SpecNotFound,
     SpecStore,
     SpecWrite,
 )
-from controlplane.store.embedded import EmbeddedSpecStore
-from controlplane.store.redis import RedisSpecStore
+from fusebox.controlplane.store.embedded import EmbeddedSpecStore
+from fusebox.controlplane.store.redis import RedisSpecStore
 from tests.controlplane.store.spec_store_cases import (
     digest_of,
     next_change,

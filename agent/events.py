@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent._breaker import BreakerState, TransitionCause
-from agent._classify import Outcome
+from fusebox.agent.breaker import BreakerState, TransitionCause
+from fusebox.agent.classify import Outcome
 
 logger = logging.getLogger("fusebox.agent")
 

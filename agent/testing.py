@@ -2,10 +2,10 @@
 
 In a user's unit tests::
 
-    import agent
+    from fusebox.agent.testing import set_testing, testing
 
-    agent.set_testing(True)                 # retry waits are skipped, no server is contacted
-    with agent.testing(policies=False):     # or: every call passes straight through
+    set_testing(True)                 # retry waits are skipped, no server is contacted
+    with testing(policies=False):     # or: every call passes straight through
         ...
 """
 

@@ -30,7 +30,7 @@ The rules, as in gobreaker:
 
 One Fusebox extension, for the fleet's breakers only (the embedded store and
 the Lua scripts; an agent's per-instance machine never has one): a *quorum*
-(``agent._policy.BreakerQuorum``). With one, every outcome while closed is
+(``fusebox.agent.policy.BreakerQuorum``). With one, every outcome while closed is
 attributed to the instance that reported it (``instance``), and the window
 keeps the set of instances that reported and the set that failed; both sets
 are emptied when a new closed window starts (while open and half-open they
@@ -49,10 +49,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from agent._policy import BreakerQuorum
+    from fusebox.agent.policy import BreakerQuorum
 
 #: ``trip(requests, total_successes, total_failures, consecutive_successes,
-#: consecutive_failures) -> bool``; what ``agent._trip.compile_trip`` returns.
+#: consecutive_failures) -> bool``; what ``fusebox.agent.trip.compile_trip`` returns.
 TripFunction = Callable[[int, int, int, int, int], bool]
 
 

@@ -2,8 +2,8 @@ import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
-from agent._proto.fusebox.v1 import breaker_pb2 as _breaker_pb2
-from agent._proto.fusebox.v1 import policy_pb2 as _policy_pb2
+from fusebox.v1 import breaker_pb2 as _breaker_pb2
+from fusebox.v1 import policy_pb2 as _policy_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor

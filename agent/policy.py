@@ -17,7 +17,7 @@ from types import MappingProxyType
 
 from google.protobuf.duration_pb2 import Duration
 
-from agent._proto.fusebox.v1 import policy_pb2 as pb
+from fusebox.v1 import policy_pb2 as pb
 
 DEFAULT_TRIP = "consecutiveFailures > 5"
 DEFAULT_CACHE_SIZE = 100

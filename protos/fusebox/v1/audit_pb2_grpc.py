@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from agent._proto.fusebox.v1 import audit_pb2 as fusebox_dot_v1_dot_audit__pb2
+from fusebox.v1 import audit_pb2 as fusebox_dot_v1_dot_audit__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent._policy import FallbackPolicy, RetryPolicy, StatusCodes
+from fusebox.agent.policy import FallbackPolicy, RetryPolicy, StatusCodes
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent._policy import Direction, TargetKind, TargetPolicy
-from agent._proto.fusebox.v1 import policy_pb2
+from fusebox.agent.policy import Direction, TargetKind, TargetPolicy
+from fusebox.v1 import policy_pb2
 
 _KIND_TO_PB = {
     TargetKind.APP: policy_pb2.TARGET_KIND_APP,
