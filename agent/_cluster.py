@@ -142,7 +142,7 @@ class ClusterSync:
         """Adopt a ``BreakerUpdate`` at once; False when it applies to nothing here."""
         if not self.following:
             return False
-        key = BreakerKey.from_proto(update.key)
+        key = BreakerKey.try_from_proto(update.key)
         state = STATE_FROM_PB.get(update.state)
         if key is None or state is None:
             return False
@@ -171,7 +171,7 @@ class ClusterSync:
         return None
 
     def on_rejected(self, rejected: agent_pb2.ReportRejected) -> None:
-        key = BreakerKey.from_proto(rejected.key)
+        key = BreakerKey.try_from_proto(rejected.key)
         if key is None or key in self._rejected:
             return
         self._rejected.add(key)

@@ -4,14 +4,14 @@ The agent's local mode (``fusebox.agent.breaker.BreakerStateMachine``), the embe
 store (that same class, in this process's memory) and the Redis store (the
 same rules in Lua scripts, atomically in Redis) keep breakers for the whole
 cluster. ``open_breaker_store(url)`` picks a store; both follow the
-``BreakerStore`` contract. See ``docs/breaker-state.md``.
+``BreakerStore`` contract. See ``docs/breaker-state.md``. A breaker's identity
+is ``fusebox.agent.breaker_key.BreakerKey``, shared with the agents.
 """
 
 from __future__ import annotations
 
 from fusebox.controlplane.breakers.model import (
     BreakerEvent,
-    BreakerId,
     BreakerNotFound,
     BreakerSnapshot,
     Cause,
@@ -19,14 +19,11 @@ from fusebox.controlplane.breakers.model import (
     OutcomeBatch,
     Override,
     OverrideInfo,
-    breaker_id_from_proto,
-    breaker_id_to_proto,
 )
 from fusebox.controlplane.breakers.store import BreakerStore, open_breaker_store
 
 __all__ = [
     "BreakerEvent",
-    "BreakerId",
     "BreakerNotFound",
     "BreakerSnapshot",
     "BreakerStore",
@@ -35,7 +32,5 @@ __all__ = [
     "OutcomeBatch",
     "Override",
     "OverrideInfo",
-    "breaker_id_from_proto",
-    "breaker_id_to_proto",
     "open_breaker_store",
 ]

@@ -21,12 +21,12 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from fusebox.agent.breaker import BreakerState, BreakerStateMachine, Counts, TransitionCause
+from fusebox.agent.breaker_key import BreakerKey
 from fusebox.agent.policy import CircuitBreakerPolicy
 from fusebox.agent.trip import compile_trip
 from fusebox.controlplane.breakers.model import (
     FAILING_INSTANCES_SHOWN,
     BreakerEvent,
-    BreakerId,
     BreakerNotFound,
     BreakerSnapshot,
     Cause,
@@ -66,11 +66,11 @@ class _Entry:
     """One breaker: its machine plus the cluster-level state around it."""
 
     __slots__ = (
-        "generation", "id", "leases", "machine", "override", "policy", "recent", "updated_at",
+        "generation", "key", "leases", "machine", "override", "policy", "recent", "updated_at",
     )
 
-    def __init__(self, breaker_id: BreakerId, policy: CircuitBreakerPolicy, now: float) -> None:
-        self.id = breaker_id
+    def __init__(self, key: BreakerKey, policy: CircuitBreakerPolicy, now: float) -> None:
+        self.key = key
         self.policy = policy
         self.machine = _new_machine(policy, now)
         #: Changes of effective state (the machine's own generation also counts
@@ -98,8 +98,8 @@ class EmbeddedBreakerStore:
         self, *, clock: Callable[[], float] = time.time, events_maxlen: int = 10_000
     ) -> None:
         self._clock = clock
-        self._entries: dict[BreakerId, _Entry] = {}
-        self._deadlines: builtins.list[tuple[float, int, str, BreakerId]] = []
+        self._entries: dict[BreakerKey, _Entry] = {}
+        self._deadlines: builtins.list[tuple[float, int, str, BreakerKey]] = []
         self._tiebreak = itertools.count()
         self._log: deque[BreakerEvent] = deque(maxlen=events_maxlen)
         self._sequence = 0  # stream id of the newest event
@@ -117,9 +117,9 @@ class EmbeddedBreakerStore:
         return events
 
     def _apply_one(self, batch: OutcomeBatch, now: float) -> builtins.list[BreakerEvent]:
-        entry = self._entries.get(batch.id)
+        entry = self._entries.get(batch.key)
         if entry is None:
-            entry = self._entries[batch.id] = _Entry(batch.id, batch.policy, now)
+            entry = self._entries[batch.key] = _Entry(batch.key, batch.policy, now)
         else:
             self._replace_policy(entry, batch.policy, now)
         entry.updated_at = now
@@ -177,10 +177,10 @@ class EmbeddedBreakerStore:
             machine.restart_window(now)
 
     async def acquire_lease(
-        self, id: BreakerId, policy: CircuitBreakerPolicy, instance_id: str, ttl: float
+        self, key: BreakerKey, policy: CircuitBreakerPolicy, instance_id: str, ttl: float
     ) -> LeaseGrant:
         now = self._clock()
-        entry = self._entries.get(id)
+        entry = self._entries.get(key)
         if entry is None:
             return LeaseGrant(False, "", 0.0, _CLOSED, 0)
         events: builtins.list[BreakerEvent] = []
@@ -192,7 +192,7 @@ class EmbeddedBreakerStore:
                 if entry.machine.before_request(now) is not None:
                     granted = uuid.uuid4().hex
                     entry.leases[granted] = now + ttl
-                    self._schedule(now + ttl, _LEASE_ENDS, id)
+                    self._schedule(now + ttl, _LEASE_ENDS, key)
         await self._notify(events)
         state = entry.effective_state
         if granted is None:
@@ -206,8 +206,8 @@ class EmbeddedBreakerStore:
         events: builtins.list[BreakerEvent] = []
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] < now:
-            _, _, kind, breaker_id = heapq.heappop(deadlines)
-            entry = self._entries.get(breaker_id)
+            _, _, kind, key = heapq.heappop(deadlines)
+            entry = self._entries.get(key)
             if entry is None:
                 continue  # stale deadline
             if kind == _OVERRIDE_ENDS:
@@ -224,8 +224,8 @@ class EmbeddedBreakerStore:
 
     # -- operations ------------------------------------------------------------------
 
-    async def get(self, id: BreakerId) -> BreakerSnapshot | None:
-        entry = self._entries.get(id)
+    async def get(self, key: BreakerKey) -> BreakerSnapshot | None:
+        entry = self._entries.get(key)
         return None if entry is None else self._snapshot(entry, self._clock())
 
     async def list(
@@ -234,24 +234,24 @@ class EmbeddedBreakerStore:
         now = self._clock()
         return [
             self._snapshot(entry, now)
-            for breaker_id, entry in sorted(self._entries.items(), key=lambda i: i[0].encode())
-            if (not namespace or breaker_id.namespace == namespace)
-            and (not target or breaker_id.target == target)
+            for key, entry in sorted(self._entries.items(), key=lambda i: i[0].encode())
+            if (not namespace or key.namespace == namespace)
+            and (not target or key.target == target)
             and (state is None or entry.effective_state is state)
         ]
 
     async def set_override(
         self,
-        id: BreakerId,
+        key: BreakerKey,
         override: Override | None,
         *,
         reason: str,
         ttl: float | None,
         set_by: str,
     ) -> BreakerSnapshot:
-        entry = self._entries.get(id)
+        entry = self._entries.get(key)
         if entry is None:
-            raise BreakerNotFound(id)
+            raise BreakerNotFound(key)
         now = self._clock()
         events = self._set_override(entry, override, reason, set_by, ttl, now)
         await self._notify(events)
@@ -272,21 +272,21 @@ class EmbeddedBreakerStore:
             entry.override = None
             if entry.machine.state is _OPEN and entry.machine.expiry is not None:
                 # Its deadline may have been skipped while frozen.
-                self._schedule(entry.machine.expiry, _OPEN_ENDS, entry.id)
+                self._schedule(entry.machine.expiry, _OPEN_ENDS, entry.key)
         else:
             expires_at = now + ttl if ttl else None
             entry.override = OverrideInfo(override, reason, expires_at, set_by)
             if expires_at is not None:
-                self._schedule(expires_at, _OVERRIDE_ENDS, entry.id)
+                self._schedule(expires_at, _OVERRIDE_ENDS, entry.key)
         entry.updated_at = now
         if override is had:
             return []  # agents hear of every change of the override itself, no more
         return [self._record(entry, before, Cause.OVERRIDE, now, detail=_detail(reason, set_by))]
 
-    async def reset(self, id: BreakerId, *, reason: str, set_by: str) -> BreakerSnapshot:
-        entry = self._entries.get(id)
+    async def reset(self, key: BreakerKey, *, reason: str, set_by: str) -> BreakerSnapshot:
+        entry = self._entries.get(key)
         if entry is None:
-            raise BreakerNotFound(id)
+            raise BreakerNotFound(key)
         now = self._clock()
         before = entry.effective_state
         entry.machine = _new_machine(entry.policy, now)
@@ -297,8 +297,8 @@ class EmbeddedBreakerStore:
         await self._notify([event])
         return self._snapshot(entry, now)
 
-    async def recent_events(self, id: BreakerId, count: int = 20) -> builtins.list[BreakerEvent]:
-        entry = self._entries.get(id)
+    async def recent_events(self, key: BreakerKey, count: int = 20) -> builtins.list[BreakerEvent]:
+        entry = self._entries.get(key)
         if entry is None or count <= 0:
             return []
         return builtins.list(entry.recent)[-count:]
@@ -339,7 +339,7 @@ class EmbeddedBreakerStore:
             if transition.to_state is _OPEN:
                 open_until = entry.machine.expiry
                 if open_until is not None:
-                    self._schedule(open_until, _OPEN_ENDS, entry.id)
+                    self._schedule(open_until, _OPEN_ENDS, entry.key)
             events.append(
                 self._record(
                     entry,
@@ -378,7 +378,7 @@ class EmbeddedBreakerStore:
         if open_until is None and to_state is _OPEN and entry.machine.state is _OPEN:
             open_until = entry.machine.expiry
         event = BreakerEvent(
-            id=entry.id,
+            key=entry.key,
             from_state=from_state,
             to_state=to_state,
             generation=entry.generation,
@@ -403,7 +403,7 @@ class EmbeddedBreakerStore:
             failing = reporting = frozenset()
         state = entry.effective_state
         return BreakerSnapshot(
-            id=entry.id,
+            key=entry.key,
             policy=entry.policy,
             state=state,
             generation=entry.generation,
@@ -417,8 +417,8 @@ class EmbeddedBreakerStore:
             reporting_instance_count=len(reporting),
         )
 
-    def _schedule(self, when: float, kind: str, breaker_id: BreakerId) -> None:
-        heapq.heappush(self._deadlines, (when, next(self._tiebreak), kind, breaker_id))
+    def _schedule(self, when: float, kind: str, key: BreakerKey) -> None:
+        heapq.heappush(self._deadlines, (when, next(self._tiebreak), kind, key))
 
     def _events_after(self, start: int, count: int) -> builtins.list[BreakerEvent]:
         log = self._log

@@ -1,9 +1,10 @@
-"""Values of cluster-wide circuit breakers: identity, events, snapshots, reports, leases.
+"""Values of cluster-wide circuit breakers: events, snapshots, reports, leases.
 
 These are what the breaker stores (``fusebox.controlplane.breakers.store``) take and
 return; each maps 1:1 onto a message of ``fusebox/v1/breaker.proto`` or
-``fusebox.agent.proto`` (``BreakerKey``, ``BreakerTransition``, ``Breaker``,
-``BreakerOutcomes``, ``AcquireProbeLeaseResponse``).
+``fusebox/v1/agent.proto`` (``BreakerTransition``, ``Breaker``, ``BreakerOutcomes``,
+``AcquireProbeLeaseResponse``). A breaker's identity is the agent's
+``fusebox.agent.breaker_key.BreakerKey`` (= ``fusebox.v1.BreakerKey``).
 """
 
 from __future__ import annotations
@@ -12,16 +13,14 @@ import enum
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
-from urllib.parse import quote, unquote
 
 from fusebox.agent.breaker import BreakerState, Counts
-from fusebox.agent.policy import CircuitBreakerPolicy, TargetKind
-from fusebox.v1 import policy_pb2
+from fusebox.agent.breaker_key import BreakerKey
+from fusebox.agent.policy import CircuitBreakerPolicy
 
 __all__ = [
     "FAILING_INSTANCES_SHOWN",
     "BreakerEvent",
-    "BreakerId",
     "BreakerNotFound",
     "BreakerSnapshot",
     "Cause",
@@ -29,108 +28,10 @@ __all__ = [
     "OutcomeBatch",
     "Override",
     "OverrideInfo",
-    "breaker_id_from_proto",
-    "breaker_id_to_proto",
 ]
-
-_ENCODED_PARTS = 5
 
 #: How many failing instance names a snapshot carries (the count is always whole).
 FAILING_INSTANCES_SHOWN = 100
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerId:
-    """Identity of one breaker shared by every agent holding it (= ``fusebox.v1.BreakerKey``).
-
-    ``method`` is the app method for apps and the actor id for actor breakers
-    scoped by id; empty otherwise.
-
-    >>> key = BreakerId("default", "resiliency", TargetKind.APP, "order-processor", "orders")
-    >>> key.display_name
-    'order-processor:orders'
-    """
-
-    namespace: str
-    spec: str
-    kind: TargetKind
-    target: str
-    method: str = ""
-
-    @property
-    def display_name(self) -> str:
-        """The name Dapr prints, as the agent's registry names its breakers:
-        ``app:method`` (or ``app``), ``actorType-actorId`` (or ``actorType``),
-        ``component`` (its direction, carried in ``method``, is not shown)."""
-        if not self.method or self.kind is TargetKind.COMPONENT:
-            return self.target  # a component's "method" is its direction
-        separator = ":" if self.kind is TargetKind.APP else "-"
-        return f"{self.target}{separator}{self.method}"
-
-    def encode(self) -> str:
-        """``namespace/spec/kind/target/method``, each part percent-encoded.
-
-        Every character but ASCII letters, digits and ``_.-~`` is escaped, so
-        the text holds no ``/``, ``:``, ``{``, ``}`` or spaces of its own: it is
-        safe inside a Redis key (no stray hash tag) and decodes unambiguously.
-        """
-        parts = (self.namespace, self.spec, self.kind.value, self.target, self.method)
-        return "/".join(quote(part, safe="") for part in parts)
-
-    @classmethod
-    def decode(cls, text: str) -> BreakerId:
-        """The inverse of ``encode``; ``ValueError`` on anything else."""
-        parts = text.split("/")
-        if len(parts) != _ENCODED_PARTS:
-            raise ValueError(
-                f"invalid breaker id {text!r}: expected namespace/spec/kind/target/method"
-            )
-        namespace, spec, kind, target, method = (unquote(part) for part in parts)
-        try:
-            target_kind = TargetKind(kind)
-        except ValueError:
-            raise ValueError(
-                f"invalid breaker id {text!r}: unknown kind {kind!r}; accepted: "
-                + ", ".join(k.value for k in TargetKind)
-            ) from None
-        if not target:
-            raise ValueError(f"invalid breaker id {text!r}: empty target")
-        return cls(namespace, spec, target_kind, target, method)
-
-    def __str__(self) -> str:
-        return self.display_name
-
-
-_KIND_TO_PB = {
-    TargetKind.APP: policy_pb2.TARGET_KIND_APP,
-    TargetKind.ACTOR: policy_pb2.TARGET_KIND_ACTOR,
-    TargetKind.COMPONENT: policy_pb2.TARGET_KIND_COMPONENT,
-}
-_KIND_FROM_PB = {value: kind for kind, value in _KIND_TO_PB.items()}
-
-
-def breaker_id_to_proto(breaker_id: BreakerId) -> policy_pb2.BreakerKey:
-    """The wire ``BreakerKey`` of a breaker id."""
-    return policy_pb2.BreakerKey(
-        namespace=breaker_id.namespace,
-        spec=breaker_id.spec,
-        kind=_KIND_TO_PB[breaker_id.kind],
-        target=breaker_id.target,
-        method=breaker_id.method,
-    )
-
-
-def breaker_id_from_proto(message: policy_pb2.BreakerKey) -> BreakerId:
-    """A breaker id from the wire; ``ValueError`` naming the field for an invalid key."""
-    kind = _KIND_FROM_PB.get(message.kind)
-    if kind is None:
-        raise ValueError(
-            f"key.kind: unknown target kind {message.kind}; accepted: "
-            "TARGET_KIND_APP, TARGET_KIND_ACTOR, TARGET_KIND_COMPONENT"
-        )
-    if not message.target:
-        raise ValueError("key.target: must not be empty (the app-id, actor type or component)")
-    return BreakerId(message.namespace, message.spec, kind, message.target, message.method)
 
 
 class Override(enum.Enum):
@@ -156,14 +57,14 @@ class Cause(enum.Enum):
 class BreakerNotFound(KeyError):
     """No state exists for this breaker (no agent has reported on it yet)."""
 
-    def __init__(self, breaker_id: BreakerId) -> None:
-        super().__init__(breaker_id)
-        self.breaker_id = breaker_id
+    def __init__(self, key: BreakerKey) -> None:
+        super().__init__(key)
+        self.key = key
 
     def __str__(self) -> str:
         return (
-            f"no circuit breaker {self.breaker_id.display_name!r} "
-            f"({self.breaker_id.encode()}): no agent has reported on it"
+            f"no circuit breaker {self.key.display_name!r} "
+            f"({self.key.encode()}): no agent has reported on it"
         )
 
 
@@ -181,7 +82,7 @@ class OverrideInfo:
 class BreakerEvent:
     """One change of a breaker's (effective) state: what the transitions stream carries."""
 
-    id: BreakerId
+    key: BreakerKey
     from_state: BreakerState
     to_state: BreakerState
     generation: int
@@ -205,7 +106,7 @@ class BreakerSnapshot:
     ``reporting_instance_count`` how many instances reported any outcome.
     """
 
-    id: BreakerId
+    key: BreakerKey
     policy: CircuitBreakerPolicy
     state: BreakerState
     generation: int
@@ -231,7 +132,7 @@ class OutcomeBatch:
     instance.
     """
 
-    id: BreakerId
+    key: BreakerKey
     policy: CircuitBreakerPolicy
     runs: tuple[int, ...]
     instance_id: str
@@ -247,7 +148,7 @@ class OutcomeBatch:
         if self.run_instances and len(self.run_instances) != len(self.runs):
             raise ValueError(
                 f"run_instances: {len(self.run_instances)} instances for {len(self.runs)} "
-                f"runs of breaker {self.id.display_name!r}; expected one instance per run, "
+                f"runs of breaker {self.key.display_name!r}; expected one instance per run, "
                 "or none"
             )
 

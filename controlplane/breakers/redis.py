@@ -1,8 +1,8 @@
 """The Redis breaker store: cluster-wide breaker state shared by every server replica.
 
 Breakers are spread over ``partitions`` partitions by a stable hash (CRC-32)
-of ``BreakerId.encode()``; the partition is the hash tag of every key, so each
-script touches one slot (Redis Cluster ready)::
+of ``BreakerKey.encode()`` (``<id>`` below); the partition is the hash tag of
+every key, so each script touches one slot (Redis Cluster ready)::
 
     fusebox:{bp<N>}:state:<id>     hash: state, counts, generation, policy, override
     fusebox:{bp<N>}:leases:<id>    hash: lease id -> expiry (ms)
@@ -11,7 +11,7 @@ script touches one slot (Redis Cluster ready)::
     fusebox:{bp<N>}:qseen:<id>     set: quorum policies, instances reporting in the window
     fusebox:{bp<N>}:events         stream: the partition's transitions (XADD MAXLEN ~)
     fusebox:{bp<N>}:deadlines      zset: open timeouts, override and lease expiries
-    fusebox:{bp<N>}:index          set: the partition's breaker ids
+    fusebox:{bp<N>}:index          set: the partition's encoded breaker keys
 
 Every state change happens inside one Lua script (``breaker_*.lua``, each with
 ``breaker_common.lua`` prepended: the state machine), using Redis server time.
@@ -36,11 +36,11 @@ from typing import Any
 from redis.asyncio.cluster import RedisCluster
 
 from fusebox.agent.breaker import BreakerState, Counts
+from fusebox.agent.breaker_key import BreakerKey
 from fusebox.agent.policy import BreakerQuorum, CircuitBreakerPolicy
 from fusebox.controlplane.breakers.model import (
     FAILING_INSTANCES_SHOWN,
     BreakerEvent,
-    BreakerId,
     BreakerNotFound,
     BreakerSnapshot,
     Cause,
@@ -132,16 +132,16 @@ class RedisBreakerStore:
 
     # -- layout ----------------------------------------------------------------
 
-    def partition_of(self, id: BreakerId) -> int:
+    def partition_of(self, key: BreakerKey) -> int:
         """The partition (and hash tag ``{bp<N>}``) of a breaker: stable across processes."""
-        return zlib.crc32(id.encode().encode()) % self._partitions
+        return zlib.crc32(key.encode().encode()) % self._partitions
 
     def _partition_prefix(self, partition: int) -> str:
         return f"{self._prefix}:{{bp{partition}}}:"
 
-    def _keys(self, id: BreakerId) -> _Keys:
-        prefix = self._partition_prefix(self.partition_of(id))
-        encoded = id.encode()
+    def _keys(self, key: BreakerKey) -> _Keys:
+        prefix = self._partition_prefix(self.partition_of(key))
+        encoded = key.encode()
         return _Keys(
             state=f"{prefix}state:{encoded}",
             leases=f"{prefix}leases:{encoded}",
@@ -169,13 +169,13 @@ class RedisBreakerStore:
         now = self._now_argument()
         calls: builtins.list[ScriptCall] = []
         for batch in batches:
-            keys = self._keys(batch.id)
+            keys = self._keys(batch.key)
             policy = batch.policy
             quorum = policy.quorum
             args = [
                 now,
                 self._maxlen,
-                batch.id.encode(),
+                batch.key.encode(),
                 policy.name,
                 str(policy.max_requests),
                 str(_ms(policy.interval)),
@@ -198,11 +198,11 @@ class RedisBreakerStore:
         return [_event(reply) for answer in replies for reply in answer]
 
     async def acquire_lease(
-        self, id: BreakerId, policy: CircuitBreakerPolicy, instance_id: str, ttl: float
+        self, key: BreakerKey, policy: CircuitBreakerPolicy, instance_id: str, ttl: float
     ) -> LeaseGrant:
         args = [self._now_argument(), self._maxlen, uuid.uuid4().hex, str(max(1, _ms(ttl)))]
         with self._translate_errors():
-            reply = await self._lease_script(self._keys(id).script_keys, args)
+            reply = await self._lease_script(self._keys(key).script_keys, args)
         granted, lease_id, expires_ms, state, generation = reply
         return LeaseGrant(
             granted=int(granted) == 1,
@@ -230,8 +230,8 @@ class RedisBreakerStore:
 
     # -- operations ----------------------------------------------------------------
 
-    async def get(self, id: BreakerId) -> BreakerSnapshot | None:
-        keys = self._keys(id)
+    async def get(self, key: BreakerKey) -> BreakerSnapshot | None:
+        keys = self._keys(key)
         with self._translate_errors():
             async with self._client.pipeline(transaction=True) as pipe:
                 pipe.hgetall(keys.state)
@@ -240,7 +240,7 @@ class RedisBreakerStore:
                 state, leases, *sets = await pipe.execute()
         if not state:
             return None
-        return _snapshot(id, state, leases, self._now_ms(), _QuorumSets(*sets))
+        return _snapshot(key, state, leases, self._now_ms(), _QuorumSets(*sets))
 
     async def list(
         self, *, namespace: str = "", target: str = "", state: BreakerState | None = None
@@ -250,49 +250,49 @@ class RedisBreakerStore:
                 for partition in range(self._partitions):
                     pipe.smembers(f"{self._partition_prefix(partition)}index")
                 members = await pipe.execute()
-            ids = sorted(
+            wanted = sorted(
                 (
-                    breaker_id
+                    key
                     for encoded in set().union(*members)
-                    if (breaker_id := BreakerId.decode(encoded))
-                    and (not namespace or breaker_id.namespace == namespace)
-                    and (not target or breaker_id.target == target)
+                    if (key := BreakerKey.decode(encoded))
+                    and (not namespace or key.namespace == namespace)
+                    and (not target or key.target == target)
                 ),
-                key=BreakerId.encode,
+                key=BreakerKey.encode,
             )
-            if not ids:
+            if not wanted:
                 return []
             async with self._client.pipeline(transaction=False) as pipe:
-                for breaker_id in ids:
-                    keys = self._keys(breaker_id)
-                    pipe.hgetall(keys.state)
-                    pipe.hgetall(keys.leases)
+                for key in wanted:
+                    redis_keys = self._keys(key)
+                    pipe.hgetall(redis_keys.state)
+                    pipe.hgetall(redis_keys.leases)
                 values = await pipe.execute()
             found = [
-                (breaker_id, values[2 * i], values[2 * i + 1])
-                for i, breaker_id in enumerate(ids)
+                (key, values[2 * i], values[2 * i + 1])
+                for i, key in enumerate(wanted)
                 if values[2 * i]
             ]
             # Only quorum breakers have instance sets: a second round for those alone.
-            quorum_ids = [breaker_id for breaker_id, fields, _ in found if "qmin" in fields]
-            sets: dict[BreakerId, _QuorumSets] = {}
-            if quorum_ids:
+            quorum_keys = [key for key, fields, _ in found if "qmin" in fields]
+            sets: dict[BreakerKey, _QuorumSets] = {}
+            if quorum_keys:
                 async with self._client.pipeline(transaction=False) as pipe:
-                    for breaker_id in quorum_ids:
-                        _read_quorum_sets(pipe, self._keys(breaker_id))
+                    for key in quorum_keys:
+                        _read_quorum_sets(pipe, self._keys(key))
                     replies = await pipe.execute()
-                for i, breaker_id in enumerate(quorum_ids):
-                    sets[breaker_id] = _QuorumSets(*replies[3 * i : 3 * i + 3])
+                for i, key in enumerate(quorum_keys):
+                    sets[key] = _QuorumSets(*replies[3 * i : 3 * i + 3])
         now = self._now_ms()
         snapshots = [
-            _snapshot(breaker_id, fields, leases, now, sets.get(breaker_id, _NO_SETS))
-            for breaker_id, fields, leases in found
+            _snapshot(key, fields, leases, now, sets.get(key, _NO_SETS))
+            for key, fields, leases in found
         ]
         return [s for s in snapshots if state is None or s.state is state]
 
     async def set_override(
         self,
-        id: BreakerId,
+        key: BreakerKey,
         override: Override | None,
         *,
         reason: str,
@@ -301,34 +301,34 @@ class RedisBreakerStore:
     ) -> BreakerSnapshot:
         action = "clear" if override is None else override.value
         ttl_ms = str(max(1, _ms(ttl))) if ttl else ""
-        await self._run_override(id, action, reason, ttl_ms, set_by)
-        return await self._get_existing(id)
+        await self._run_override(key, action, reason, ttl_ms, set_by)
+        return await self._get_existing(key)
 
-    async def reset(self, id: BreakerId, *, reason: str, set_by: str) -> BreakerSnapshot:
-        await self._run_override(id, "reset", reason, "", set_by)
-        return await self._get_existing(id)
+    async def reset(self, key: BreakerKey, *, reason: str, set_by: str) -> BreakerSnapshot:
+        await self._run_override(key, "reset", reason, "", set_by)
+        return await self._get_existing(key)
 
     async def _run_override(
-        self, id: BreakerId, action: str, reason: str, ttl_ms: str, set_by: str
+        self, key: BreakerKey, action: str, reason: str, ttl_ms: str, set_by: str
     ) -> None:
         detail = f"{reason} (by {set_by})" if set_by else reason
         args = [self._now_argument(), self._maxlen, action, reason, ttl_ms, set_by, detail]
         with self._translate_errors():
-            reply = await self._override_script(self._keys(id).script_keys, args)
+            reply = await self._override_script(self._keys(key).script_keys, args)
         if reply[0] == "not_found":
-            raise BreakerNotFound(id)
+            raise BreakerNotFound(key)
 
-    async def _get_existing(self, id: BreakerId) -> BreakerSnapshot:
-        snapshot = await self.get(id)
+    async def _get_existing(self, key: BreakerKey) -> BreakerSnapshot:
+        snapshot = await self.get(key)
         if snapshot is None:
-            raise BreakerNotFound(id)
+            raise BreakerNotFound(key)
         return snapshot
 
-    async def recent_events(self, id: BreakerId, count: int = 20) -> builtins.list[BreakerEvent]:
+    async def recent_events(self, key: BreakerKey, count: int = 20) -> builtins.list[BreakerEvent]:
         if count <= 0:
             return []
         with self._translate_errors():
-            records = await self._client.lrange(self._keys(id).recent, 0, count - 1)
+            records = await self._client.lrange(self._keys(key).recent, 0, count - 1)
         return [_event(json.loads(record)) for record in reversed(records)]
 
     async def read_events(
@@ -449,7 +449,7 @@ def _event(reply: builtins.list[Any]) -> BreakerEvent:
         reply
     )
     return BreakerEvent(
-        id=BreakerId.decode(encoded),
+        key=BreakerKey.decode(encoded),
         from_state=BreakerState(from_state),
         to_state=BreakerState(to_state),
         generation=int(generation),
@@ -504,7 +504,7 @@ def _effective(state: dict[str, str]) -> BreakerState:
 
 
 def _snapshot(
-    id: BreakerId,
+    key: BreakerKey,
     state: dict[str, str],
     leases: dict[str, str],
     now_ms: int,
@@ -529,7 +529,7 @@ def _snapshot(
         )
     open_by_machine = effective is BreakerState.OPEN and machine_state is BreakerState.OPEN
     return BreakerSnapshot(
-        id=id,
+        key=key,
         policy=CircuitBreakerPolicy(
             name=state["name"],
             max_requests=int(state["max_requests"]),

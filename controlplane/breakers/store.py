@@ -30,10 +30,10 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from fusebox.agent.breaker import BreakerState
+from fusebox.agent.breaker_key import BreakerKey
 from fusebox.agent.policy import CircuitBreakerPolicy
 from fusebox.controlplane.breakers.model import (
     BreakerEvent,
-    BreakerId,
     BreakerSnapshot,
     LeaseGrant,
     OutcomeBatch,
@@ -55,7 +55,7 @@ class BreakerStore(Protocol):
         ...
 
     async def acquire_lease(
-        self, id: BreakerId, policy: CircuitBreakerPolicy, instance_id: str, ttl: float
+        self, key: BreakerKey, policy: CircuitBreakerPolicy, instance_id: str, ttl: float
     ) -> LeaseGrant:
         """A half-open probe lease; never granted while closed (none needed) or open."""
         ...
@@ -65,19 +65,19 @@ class BreakerStore(Protocol):
         cleared, expired leases dropped. Cheap when nothing is due."""
         ...
 
-    async def get(self, id: BreakerId) -> BreakerSnapshot | None:
+    async def get(self, key: BreakerKey) -> BreakerSnapshot | None:
         """One breaker, or ``None`` when no state exists for it."""
         ...
 
     async def list(
         self, *, namespace: str = "", target: str = "", state: BreakerState | None = None
     ) -> builtins.list[BreakerSnapshot]:
-        """Every breaker matching the filters ("" / ``None``: any), by encoded id."""
+        """Every breaker matching the filters ("" / ``None``: any), by encoded key."""
         ...
 
     async def set_override(
         self,
-        id: BreakerId,
+        key: BreakerKey,
         override: Override | None,
         *,
         reason: str,
@@ -89,11 +89,11 @@ class BreakerStore(Protocol):
         state stays the same). ``BreakerNotFound`` for an unknown breaker."""
         ...
 
-    async def reset(self, id: BreakerId, *, reason: str, set_by: str) -> BreakerSnapshot:
+    async def reset(self, key: BreakerKey, *, reason: str, set_by: str) -> BreakerSnapshot:
         """Closed, zero counts, new generation, override cleared, a RESET event."""
         ...
 
-    async def recent_events(self, id: BreakerId, count: int = 20) -> builtins.list[BreakerEvent]:
+    async def recent_events(self, key: BreakerKey, count: int = 20) -> builtins.list[BreakerEvent]:
         """The breaker's last ``count`` events, oldest first."""
         ...
 

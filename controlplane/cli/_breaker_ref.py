@@ -16,15 +16,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from fusebox.agent.breaker_key import BreakerKey
+from fusebox.agent.policy import TargetKind
 from fusebox.controlplane.cli._breaker_view import key_path, shown_name
 from fusebox.controlplane.cli._errors import CommandFailed, ExitCode
 from fusebox.v1 import breaker_pb2, policy_pb2
 
-_KINDS_BY_NAME = {
-    "app": policy_pb2.TARGET_KIND_APP,
-    "actor": policy_pb2.TARGET_KIND_ACTOR,
-    "component": policy_pb2.TARGET_KIND_COMPONENT,
-}
+_KIND_NAMES = sorted(kind.value for kind in TargetKind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,25 +58,20 @@ def parse_breaker_ref(
             raise CommandFailed("a breaker NAME must not be empty", ExitCode.USAGE)
         return BreakerRef(key=None, display_name=text, namespace=namespace, spec=spec)
     parts = text.split("/")
-    if len(parts) not in (4, 5) or not all(parts) or parts[2] not in _KINDS_BY_NAME:
+    if len(parts) not in (4, 5) or not all(parts) or parts[2] not in _KIND_NAMES:
         raise CommandFailed(
             f"cannot read breaker {text!r}: expected a display name such as "
             "'order-processor:orders' or a full key NAMESPACE/SPEC/KIND/TARGET[/METHOD] with "
-            f"KIND one of {', '.join(sorted(_KINDS_BY_NAME))}",
+            f"KIND one of {', '.join(_KIND_NAMES)}",
             ExitCode.USAGE,
         )
     if (namespace and namespace != parts[0]) or (spec and spec != parts[1]):
         raise CommandFailed(
             f"breaker {text!r} is a full key; it contradicts -n/--spec", ExitCode.USAGE
         )
-    key = policy_pb2.BreakerKey(
-        namespace=parts[0],
-        spec=parts[1],
-        kind=_KINDS_BY_NAME[parts[2]],
-        target=parts[3],
-        method=parts[4] if len(parts) == 5 else "",
-    )
-    return BreakerRef(key=key)
+    method = parts[4] if len(parts) == 5 else ""
+    key = BreakerKey(parts[0], parts[1], TargetKind(parts[2]), parts[3], method)
+    return BreakerRef(key=key.to_proto())
 
 
 def list_request_for(ref: BreakerRef) -> breaker_pb2.ListBreakersRequest:

@@ -15,6 +15,7 @@ from typing import Any
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from fusebox.agent.breaker_key import BreakerKey
 from fusebox.controlplane.cli._output import format_duration, human_age, render_table
 from fusebox.v1 import breaker_pb2, policy_pb2
 
@@ -63,16 +64,17 @@ def cause_name(cause: int) -> str:
 
 
 def key_path(key: policy_pb2.BreakerKey) -> str:
-    """The full reference: ``NAMESPACE/SPEC/KIND/TARGET[/METHOD]``.
+    """The full reference: ``NAMESPACE/SPEC/KIND/TARGET[/METHOD]`` (``str(BreakerKey)``).
 
     >>> key_path(policy_pb2.BreakerKey(namespace="default", spec="myresiliency",
     ...     kind=policy_pb2.TARGET_KIND_APP, target="order-processor", method="orders"))
     'default/myresiliency/app/order-processor/orders'
     """
-    parts = [key.namespace, key.spec, kind_name(key.kind), key.target]
-    if key.method:
-        parts.append(key.method)
-    return "/".join(parts)
+    known = BreakerKey.try_from_proto(key)
+    if known is not None:
+        return str(known)
+    method = f"/{key.method}" if key.method else ""  # a kind unknown here (a newer server)
+    return f"{key.namespace}/{key.spec}/{kind_name(key.kind)}/{key.target}{method}"
 
 
 def shown_name(breaker: breaker_pb2.Breaker) -> str:

@@ -12,7 +12,7 @@ import grpc
 from google.protobuf import duration_pb2
 from google.protobuf.message import DecodeError
 
-from fusebox.controlplane.breakers.model import breaker_id_from_proto
+from fusebox.agent.breaker_key import BreakerKey
 from fusebox.controlplane.server.breaker_hub import (
     STATE_TO_PB,
     BreakerHub,
@@ -137,14 +137,14 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         added = []
         for key in interest.add:
             try:
-                added.append(breaker_id_from_proto(key))
+                added.append(BreakerKey.from_proto(key))
             except ValueError as e:
                 log_event(log, logging.DEBUG, "invalid breaker key in interest",
                           instance_id=session.instance_id, error=str(e))
         removed = []
         for key in interest.remove:
             with contextlib.suppress(ValueError):
-                removed.append(breaker_id_from_proto(key))
+                removed.append(BreakerKey.from_proto(key))
         self._breakers.remove_interest(session, removed)
         new = self._breakers.add_interest(session, added)
         if new and self._breakers.available:
@@ -163,7 +163,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                                 "open on this server")
         assert session is not None
         try:
-            key = breaker_id_from_proto(request.key)
+            key = BreakerKey.from_proto(request.key)
         except ValueError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"key: {e}")
             raise

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 
+from fusebox.agent.breaker_key import BreakerKey
 from fusebox.controlplane.audit.model import AuditAction, AuditEntry, AuditStore, AuditTargetKind
-from fusebox.controlplane.breakers.model import BreakerId, BreakerSnapshot
+from fusebox.controlplane.breakers.model import BreakerSnapshot
 from fusebox.controlplane.server.logs import log_event
 from fusebox.controlplane.store.base import StoreUnavailable
 
@@ -60,7 +61,7 @@ def spec_entry(
 
 
 def breaker_entry(
-    actor: str, action: AuditAction, key: BreakerId, previous: BreakerSnapshot | None,
+    actor: str, action: AuditAction, key: BreakerKey, previous: BreakerSnapshot | None,
     current: BreakerSnapshot | None, detail: str = "",
 ) -> AuditEntry:
     return AuditEntry(

@@ -30,16 +30,14 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 
 from fusebox.agent.breaker import BreakerState
+from fusebox.agent.breaker_key import BreakerKey
 from fusebox.agent.policy import CircuitBreakerPolicy
 from fusebox.controlplane.breakers.model import (
     BreakerEvent,
-    BreakerId,
     BreakerSnapshot,
     Cause,
     OutcomeBatch,
     Override,
-    breaker_id_from_proto,
-    breaker_id_to_proto,
 )
 from fusebox.controlplane.breakers.store import BreakerStore
 from fusebox.controlplane.server.breaker_policy import breaker_policy_for
@@ -97,7 +95,7 @@ def _set_remaining(
 def update_from_event(event: BreakerEvent, now: float) -> bytes:
     """The BreakerUpdate agents get for a transition, serialized once."""
     update = agent_pb2.BreakerUpdate(
-        key=breaker_id_to_proto(event.id),
+        key=event.key.to_proto(),
         state=STATE_TO_PB[event.to_state],
         generation=event.generation,
         cause=CAUSE_TO_PB[event.cause],
@@ -113,7 +111,7 @@ def update_from_snapshot(
     """The BreakerUpdate that brings an agent to a breaker's current state."""
     override = snapshot.override.override if snapshot.override else None
     update = agent_pb2.BreakerUpdate(
-        key=breaker_id_to_proto(snapshot.id),
+        key=snapshot.key.to_proto(),
         state=STATE_TO_PB[snapshot.state],
         generation=snapshot.generation,
         override=OVERRIDE_TO_PB[override],
@@ -188,9 +186,9 @@ class BreakerHub:
         self._tick = tick
         self._advance_every = advance_every
         self._clock = clock
-        self._interest: dict[BreakerId, set[AgentSession]] = defaultdict(set)
+        self._interest: dict[BreakerKey, set[AgentSession]] = defaultdict(set)
         # Outcomes waiting for the next tick, per breaker, in arrival order.
-        self._pending: dict[BreakerId, list[OutcomeBatch]] = {}
+        self._pending: dict[BreakerKey, list[OutcomeBatch]] = {}
         self._probes: list[OutcomeBatch] = []
         self._pending_event = asyncio.Event()
         #: A queued report can change a decision (a failure, a probe): no tick wait.
@@ -198,8 +196,8 @@ class BreakerHub:
         #: Stream ids of the transitions pushed once already (bounded): a transition
         #: this replica applied arrives twice, from its own apply and from the
         #: stream, and whichever comes first is pushed (see ``_first_sighting``).
-        self._pushed: set[tuple[BreakerId, str]] = set()
-        self._pushed_order: collections.deque[tuple[BreakerId, str]] = collections.deque()
+        self._pushed: set[tuple[BreakerKey, str]] = set()
+        self._pushed_order: collections.deque[tuple[BreakerKey, str]] = collections.deque()
         self._outcomes_seen = 0  # since the last tick (see _take_batches)
         self._outcomes_stale = 0
         self._reports_seen = 0
@@ -211,12 +209,12 @@ class BreakerHub:
         #: the transitions it propagates and the states it sends): reports made
         #: under an older one are dropped. The latest wins, not the largest, so a
         #: store that lost its state (generations restart) is followed.
-        self._generations: dict[BreakerId, int] = {}
+        self._generations: dict[BreakerKey, int] = {}
         self.budget = BreakerBudget(max_breakers_per_target)
 
     # -- sessions ---------------------------------------------------------------
 
-    def add_interest(self, session: AgentSession, keys: Iterable[BreakerId]) -> list[BreakerId]:
+    def add_interest(self, session: AgentSession, keys: Iterable[BreakerKey]) -> list[BreakerKey]:
         added = []
         for key in keys:
             if key in session.interest or len(session.interest) >= MAX_INTEREST:
@@ -226,7 +224,7 @@ class BreakerHub:
             added.append(key)
         return added
 
-    def remove_interest(self, session: AgentSession, keys: Iterable[BreakerId]) -> None:
+    def remove_interest(self, session: AgentSession, keys: Iterable[BreakerKey]) -> None:
         for key in keys:
             session.interest.discard(key)
             holders = self._interest.get(key)
@@ -241,9 +239,9 @@ class BreakerHub:
 
     async def load_budget(self) -> None:
         """Count the breakers the store already holds against their targets' budgets."""
-        self.budget.know(snapshot.id for snapshot in await self.store.list())
+        self.budget.know(snapshot.key for snapshot in await self.store.list())
 
-    async def send_current_state(self, session: AgentSession, keys: Iterable[BreakerId]) -> None:
+    async def send_current_state(self, session: AgentSession, keys: Iterable[BreakerKey]) -> None:
         """Answer an interest: the breakers' cluster state, where they have one."""
         now = self._clock()
         for key in keys:
@@ -331,10 +329,10 @@ class BreakerHub:
 
     def _lookup(
         self, session: AgentSession, wire_key: policy_pb2.BreakerKey
-    ) -> tuple[BreakerId, CircuitBreakerPolicy] | None:
+    ) -> tuple[BreakerKey, CircuitBreakerPolicy] | None:
         """The breaker and policy a report key names, or None (and ReportRejected)."""
         try:
-            key = breaker_id_from_proto(wire_key)
+            key = BreakerKey.from_proto(wire_key)
         except ValueError as e:
             self._reject(session, wire_key, f"invalid breaker key: {e}")
             return None
@@ -440,7 +438,7 @@ class BreakerHub:
         """
         if not event.stream_id:
             return True
-        mark = (event.id, event.stream_id)
+        mark = (event.key, event.stream_id)
         if mark in self._pushed:
             self._pushed.discard(mark)  # the second sighting: nothing more to come
             return False
@@ -485,30 +483,30 @@ class BreakerHub:
         writers put the update on the wire before it goes on with the log line,
         the metrics and its next store read (none of which the agents wait for).
         """
-        self._generations[event.id] = event.generation
-        holders = self._interest.get(event.id)
+        self._generations[event.key] = event.generation
+        holders = self._interest.get(event.key)
         if holders:
             await self._offer(event, now, holders)
             await asyncio.sleep(0)
         self._metrics.observe_transition(event, now)
         log_event(log, logging.INFO,
-                  f'Circuit breaker "{event.id.display_name}" changed state from '
+                  f'Circuit breaker "{event.key.display_name}" changed state from '
                   f"{event.from_state.value} to {event.to_state.value}",
-                  breaker=event.id.encode(), generation=event.generation,
+                  breaker=event.key.encode(), generation=event.generation,
                   cause=event.cause.value, instance=event.instance_id,
                   holders=len(holders) if holders else 0)
 
     async def _offer(self, event: BreakerEvent, now: float, holders: set[AgentSession]) -> None:
         if event.cause in (Cause.OVERRIDE, Cause.RESET):
             # The event does not carry the override itself: send the full state.
-            snapshot = await self.store.get(event.id)
+            snapshot = await self.store.get(event.key)
             if snapshot is None:
                 return
             serialized = update_from_snapshot(snapshot, now, event.cause)
         else:
             serialized = update_from_event(event, now)
         for session in list(holders):
-            session.offer_update(event.id, serialized)
+            session.offer_update(event.key, serialized)
 
     async def _recover(self) -> None:
         self.available = True

@@ -8,6 +8,7 @@ slot. Anything else is refused without creating state.
 
 from __future__ import annotations
 
+from fusebox.agent.breaker_key import BreakerKey
 from fusebox.agent.policy import (
     CircuitBreakerPolicy,
     Direction,
@@ -15,10 +16,9 @@ from fusebox.agent.policy import (
     TargetKind,
     TargetPolicy,
 )
-from fusebox.controlplane.breakers.model import BreakerId
 
 
-def _direction(key: BreakerId) -> Direction | None:
+def _direction(key: BreakerKey) -> Direction | None:
     if key.kind is not TargetKind.COMPONENT:
         return None
     try:
@@ -28,7 +28,7 @@ def _direction(key: BreakerId) -> Direction | None:
 
 
 def breaker_policy_for(
-    policies: ResolvedPolicies | None, key: BreakerId
+    policies: ResolvedPolicies | None, key: BreakerKey
 ) -> CircuitBreakerPolicy | None:
     """The breaker policy ``policies`` give ``key``, or None when they give none."""
     if policies is None or not key.target:

@@ -8,15 +8,13 @@ from typing import Any, NoReturn
 
 import grpc
 
+from fusebox.agent.breaker_key import BreakerKey
 from fusebox.agent.policy import breaker_to_proto
 from fusebox.controlplane.audit import AuditAction
 from fusebox.controlplane.breakers.model import (
     BreakerEvent,
-    BreakerId,
     BreakerSnapshot,
     Override,
-    breaker_id_from_proto,
-    breaker_id_to_proto,
 )
 from fusebox.controlplane.breakers.store import BreakerStore
 from fusebox.controlplane.server.audit_recorder import AuditRecorder, breaker_entry
@@ -54,8 +52,8 @@ def breaker_to_pb(
 ) -> breaker_pb2.Breaker:
     c = snapshot.counts
     message = breaker_pb2.Breaker(
-        key=breaker_id_to_proto(snapshot.id),
-        display_name=snapshot.id.display_name,
+        key=snapshot.key.to_proto(),
+        display_name=snapshot.key.display_name,
         state=STATE_TO_PB[snapshot.state],
         counts=breaker_pb2.BreakerCounts(
             requests=c.requests, total_successes=c.total_successes,
@@ -97,14 +95,14 @@ class BreakerService(breaker_pb2_grpc.BreakerServiceServicer):
         self._audit = audit if audit is not None else AuditRecorder(None)
 
     async def _key(self, context: grpc.aio.ServicerContext[Any, Any],
-                   key: Any) -> BreakerId:
+                   key: Any) -> BreakerKey:
         try:
-            return breaker_id_from_proto(key)
+            return BreakerKey.from_proto(key)
         except ValueError as e:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"key: {e}")
 
     async def _snapshot(self, context: grpc.aio.ServicerContext[Any, Any],
-                        key: BreakerId) -> BreakerSnapshot:
+                        key: BreakerKey) -> BreakerSnapshot:
         snapshot = await self._store.get(key)
         if snapshot is None:
             await _abort(context, grpc.StatusCode.NOT_FOUND,
@@ -198,7 +196,7 @@ class BreakerService(breaker_pb2_grpc.BreakerServiceServicer):
         is ended with RESOURCE_EXHAUSTED; the client may resume from the last
         revision it got.
         """
-        def wanted(key: BreakerId) -> bool:
+        def wanted(key: BreakerKey) -> bool:
             return ((not request.namespace or key.namespace == request.namespace)
                     and (not request.app_id or key.target == request.app_id))
 
@@ -213,11 +211,11 @@ class BreakerService(breaker_pb2_grpc.BreakerServiceServicer):
                     position, block=WATCH_BLOCK_SECONDS, count=self._watch_backlog
                 )
                 for event in events:
-                    if not wanted(event.id):
+                    if not wanted(event.key):
                         continue
-                    current = await self._store.get(event.id)
+                    current = await self._store.get(event.key)
                     breaker = (breaker_to_pb(current) if current is not None
-                               else breaker_pb2.Breaker(key=breaker_id_to_proto(event.id)))
+                               else breaker_pb2.Breaker(key=event.key.to_proto()))
                     message = breaker_pb2.WatchBreakersResponse(
                         revision=event.stream_id or position, breaker=breaker,
                         transition=transition_to_proto(event),

@@ -63,7 +63,7 @@ class Metrics:
         agents.set_function(lambda: float(connected_agents()))
 
     def observe_transition(self, event: BreakerEvent, now: float | None = None) -> None:
-        i = event.id
+        i = event.key
         labels = (i.namespace, i.spec, i.kind.value, i.target, i.method, i.display_name)
         for state in BreakerState:
             self.breaker_state.labels(*labels, state.value).set(

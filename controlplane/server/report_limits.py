@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
-from fusebox.controlplane.breakers.model import BreakerId
+from fusebox.agent.breaker_key import BreakerKey
 
 __all__ = [
     "DEFAULT_MAX_BREAKERS_PER_TARGET",
@@ -56,7 +56,7 @@ class TokenBucket:
         return True
 
 
-def target_of(key: BreakerId) -> TargetKey:
+def target_of(key: BreakerKey) -> TargetKey:
     return (key.namespace, key.spec, key.kind.value, key.target)
 
 
@@ -65,14 +65,14 @@ class BreakerBudget:
 
     def __init__(self, max_per_target: int = DEFAULT_MAX_BREAKERS_PER_TARGET) -> None:
         self.max_per_target = max_per_target
-        self._known: dict[TargetKey, set[BreakerId]] = {}
+        self._known: dict[TargetKey, set[BreakerKey]] = {}
 
-    def know(self, keys: Iterable[BreakerId]) -> None:
+    def know(self, keys: Iterable[BreakerKey]) -> None:
         """Count breakers that already exist (e.g. listed from the store at start)."""
         for key in keys:
             self._known.setdefault(target_of(key), set()).add(key)
 
-    def admit(self, key: BreakerId) -> bool:
+    def admit(self, key: BreakerKey) -> bool:
         """True if ``key`` exists or fits in its target's budget (it is then counted)."""
         known = self._known.setdefault(target_of(key), set())
         if key in known:

@@ -13,8 +13,8 @@ import asyncio
 import collections
 from dataclasses import dataclass
 
+from fusebox.agent.breaker_key import BreakerKey
 from fusebox.agent.policy import CircuitBreakerPolicy, ResolvedPolicies, resolved_from_proto
-from fusebox.controlplane.breakers.model import BreakerId
 from fusebox.v1 import agent_pb2, policy_pb2
 
 AppKey = tuple[str, str]  # (namespace, app_id)
@@ -51,14 +51,14 @@ class AgentSession:
         #: The policies last sent, decoded: what reports and leases are checked against.
         self.policies: ResolvedPolicies | None = None
         #: Report keys already looked up against ``policies`` (the ingest hot path):
-        #: wire key fields -> (breaker id, its policy), or None for a refused key.
+        #: wire key fields -> (breaker key, its policy), or None for a refused key.
         self.breaker_policies: dict[tuple[str, str, int, str, str],
-                                    tuple[BreakerId, CircuitBreakerPolicy] | None] = {}
-        self.interest: set[BreakerId] = set()
-        self.rejected_keys: set[BreakerId] = set()
+                                    tuple[BreakerKey, CircuitBreakerPolicy] | None] = {}
+        self.interest: set[BreakerKey] = set()
+        self.rejected_keys: set[BreakerKey] = set()
         self.closed = False
         self._snapshot: PreparedSnapshot | None = None
-        self._updates: dict[BreakerId, bytes] = {}
+        self._updates: dict[BreakerKey, bytes] = {}
         self._control: collections.deque[Outgoing] = collections.deque()
         self._wake = asyncio.Event()
 
@@ -78,7 +78,7 @@ class AgentSession:
         self.breaker_policies.clear()  # answers computed from the previous policies
         self._wake.set()
 
-    def offer_update(self, key: BreakerId, serialized: bytes) -> None:
+    def offer_update(self, key: BreakerKey, serialized: bytes) -> None:
         """Queue a breaker update; an unsent older one for the same breaker is replaced."""
         self._updates.pop(key, None)
         self._updates[key] = serialized

@@ -46,12 +46,10 @@ from fusebox.agent.trip import compile_trip
 from fusebox.controlplane.breakers.embedded import EmbeddedBreakerStore
 from fusebox.controlplane.breakers.model import (
     BreakerEvent,
-    BreakerId,
     BreakerSnapshot,
     Cause,
     OutcomeBatch,
     Override,
-    breaker_id_from_proto,
 )
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
@@ -99,7 +97,7 @@ class Server:
 
     def _update(self, event: BreakerEvent) -> Update:
         if event.cause in (Cause.OVERRIDE, Cause.RESET):  # the server sends the full state
-            return self.update_from(self.run(self.store.get(event.id)), event.cause)
+            return self.update_from(self.run(self.store.get(event.key)), event.cause)
         return Update(event.to_state, event.generation, self._remaining(event.open_until),
                       None, _CAUSES[event.cause])
 
@@ -112,7 +110,7 @@ class Server:
     def _remaining(self, open_until: float | None) -> float | None:
         return None if open_until is None else max(0.0, open_until - self.clock.now)
 
-    def generation(self, key: BreakerId) -> int:
+    def generation(self, key: BreakerKey) -> int:
         snapshot = self.run(self.store.get(key))
         return 0 if snapshot is None else snapshot.generation
 
@@ -138,7 +136,7 @@ class Link:
     def lease_sync(self, key: BreakerKey, generation: int) -> LeaseAnswer | None:
         breaker = self.breakers[0]
         grant = self.server.run(self.server.store.acquire_lease(
-            breaker_id_from_proto(key.to_proto()), breaker.policy, self.instance, 60.0))
+            key, breaker.policy, self.instance, 60.0))
         self.server.publish()
         return LeaseAnswer(grant.granted, grant.lease_id, grant.state, grant.generation)
 
@@ -151,7 +149,7 @@ class Link:
         # The interest it announces is answered with the current state, if any (later).
         assert breaker.key is not None
         snapshot = self.server.run(self.server.store.get(
-            breaker_id_from_proto(breaker.key.to_proto())))
+            breaker.key))
         if snapshot is not None:
             self.inbox.append(self.server.update_from(snapshot))
 
@@ -160,13 +158,13 @@ class Link:
 
     def flush(self) -> None:
         """Send this agent's reports; the server drops outcomes of an older generation."""
-        batches = [OutcomeBatch(breaker_id_from_proto(k.to_proto()), self.breakers[0].policy,
+        batches = [OutcomeBatch(k, self.breakers[0].policy,
                                 (1 if ok else -1,), self.instance, lease)
                    for k, lease, _, ok in self.probes]
         self.probes.clear()
         for breaker in self.breakers:
             assert breaker.key is not None
-            key = breaker_id_from_proto(breaker.key.to_proto())
+            key = breaker.key
             for entry in outcome_entries(breaker.key.to_proto(), breaker.take_outcomes(),
                                          ReportLimits()):
                 if entry.generation >= self.server.generation(key):
@@ -287,7 +285,7 @@ def test_connected_agents_are_never_looser_than_local_nor_than_what_the_fleet_sa
     policies = ResolvedPolicies(namespace="default", app_id="checkout", targets=(target,))
     server = Server(clock)
     fleet = [Instance(i, server, policies, cb, clock) for i in range(agents)]
-    key = BreakerId("default", "resiliency", TargetKind.APP, "order-processor", "orders")
+    key = BreakerKey("default", "resiliency", TargetKind.APP, "order-processor", "orders")
     try:
         for step in steps:
             kind = step[0]

@@ -10,8 +10,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from fusebox.agent.breaker_key import BreakerKey
 from fusebox.agent.policy import CircuitBreakerPolicy, TargetKind
-from fusebox.controlplane.breakers.model import BreakerId, OutcomeBatch, breaker_id_to_proto
+from fusebox.controlplane.breakers.model import OutcomeBatch
 from fusebox.controlplane.server import FuseboxServer, ServerConfig
 from fusebox.v1 import (
     audit_pb2,
@@ -24,7 +25,7 @@ from fusebox.v1 import (
 from tests.support.specs import SEED_SPEC
 
 USER = (("x-fusebox-user", "alice"),)
-BREAKER = BreakerId("default", "resiliency", TargetKind.APP, "order-processor", "orders")
+BREAKER = BreakerKey("default", "resiliency", TargetKind.APP, "order-processor", "orders")
 
 
 @pytest.fixture(params=["embedded", "redis"])
@@ -103,7 +104,7 @@ async def test_overrides_and_resets_are_recorded_with_the_previous_state(
                               trip="consecutiveFailures >= 2")
     await server.breaker_store.apply([OutcomeBatch(BREAKER, cb, (-2,), "instance-1")])
     breakers = breaker_pb2_grpc.BreakerServiceStub(channel)
-    key = breaker_id_to_proto(BREAKER)
+    key = BREAKER.to_proto()
     await breakers.SetOverride(breaker_pb2.SetOverrideRequest(
         key=key, override=breaker_pb2.BREAKER_OVERRIDE_FORCE_CLOSED, reason="hotfix deployed",
     ), metadata=USER)

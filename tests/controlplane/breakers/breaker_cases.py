@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
+from fusebox.agent.breaker_key import BreakerKey
 from fusebox.agent.policy import BreakerQuorum, CircuitBreakerPolicy, TargetKind
 from fusebox.agent.trip import TRIP_IDENTIFIERS
-from fusebox.controlplane.breakers.model import BreakerId, OutcomeBatch
+from fusebox.controlplane.breakers.model import OutcomeBatch
 
 #: A unix time where every test clock starts (a whole number: float sums stay exact).
 START = 1_700_000_000.0
@@ -27,10 +28,10 @@ class ManualClock:
         self.now += seconds
 
 
-def breaker_id(
+def breaker_key(
     target: str = "order-processor", method: str = "orders", namespace: str = "default"
-) -> BreakerId:
-    return BreakerId(namespace, "resiliency", TargetKind.APP, target, method)
+) -> BreakerKey:
+    return BreakerKey(namespace, "resiliency", TargetKind.APP, target, method)
 
 
 def policy(
@@ -50,13 +51,13 @@ def policy(
 def batch(
     runs: tuple[int, ...],
     *,
-    id: BreakerId | None = None,
+    key: BreakerKey | None = None,
     cb: CircuitBreakerPolicy | None = None,
     instance: str = "instance-1",
     lease: str = "",
     run_instances: tuple[str, ...] = (),
 ) -> OutcomeBatch:
-    return OutcomeBatch(id or breaker_id(), cb or policy(), runs, instance, lease, run_instances)
+    return OutcomeBatch(key or breaker_key(), cb or policy(), runs, instance, lease, run_instances)
 
 
 # ---- random trip expressions ------------------------------------------------------

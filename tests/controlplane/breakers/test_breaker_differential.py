@@ -25,7 +25,7 @@ from fusebox.controlplane.breakers.redis import RedisBreakerStore
 from tests.controlplane.breakers.breaker_cases import (
     ManualClock,
     batch,
-    breaker_id,
+    breaker_key,
     trip_expressions,
 )
 from tests.support.redis_server import RedisServer
@@ -86,10 +86,10 @@ async def store_call(
     store: BreakerStore, cb: CircuitBreakerPolicy, success: bool, instance: str
 ) -> None:
     """One call as an agent in cluster mode makes it: a probe needs a lease first."""
-    snapshot = await store.get(breaker_id())
+    snapshot = await store.get(breaker_key())
     lease = ""
     if snapshot is not None and snapshot.state is BreakerState.HALF_OPEN:
-        grant = await store.acquire_lease(breaker_id(), cb, instance, 60.0)
+        grant = await store.acquire_lease(breaker_key(), cb, instance, 60.0)
         if not grant.granted:
             return  # rejected, as the local machine would
         lease = grant.lease_id
@@ -113,10 +113,10 @@ def machine_batch(
 
 
 async def observe(store: BreakerStore) -> Observed:
-    snapshot = await store.get(breaker_id())
+    snapshot = await store.get(breaker_key())
     assert snapshot is not None
     assert snapshot.failing_instance_count == len(snapshot.failing_instances)  # < 100 here
-    events = await store.recent_events(breaker_id(), count=100)
+    events = await store.recent_events(breaker_key(), count=100)
     return Observed(
         [(e.from_state, e.to_state, e.instance_id) for e in events], snapshot.state,
         snapshot.counts, snapshot.failing_instances, snapshot.reporting_instance_count,

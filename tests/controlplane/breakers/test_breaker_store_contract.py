@@ -23,7 +23,7 @@ from fusebox.controlplane.breakers.redis import RedisBreakerStore
 from tests.controlplane.breakers.breaker_cases import (
     ManualClock,
     batch,
-    breaker_id,
+    breaker_key,
     policy,
 )
 
@@ -77,7 +77,7 @@ async def test_trips_once_failures_summed_over_instances_reach_the_threshold(hom
     assert event.instance_id == "c"
     assert event.generation == 1
     assert event.open_until == pytest.approx(home.clock.now + 30.0)
-    snapshot = await home.store.get(breaker_id())
+    snapshot = await home.store.get(breaker_key())
     assert snapshot is not None
     assert (snapshot.state, snapshot.generation, snapshot.counts) == (OPEN, 1, Counts())
     assert snapshot.open_until == pytest.approx(home.clock.now + 30.0)
@@ -85,7 +85,7 @@ async def test_trips_once_failures_summed_over_instances_reach_the_threshold(hom
 
 async def test_counts_every_outcome_in_order_while_closed(home: Home) -> None:
     await home.store.apply([batch((3, -2, 4, -1))])
-    snapshot = await home.store.get(breaker_id())
+    snapshot = await home.store.get(breaker_key())
     assert snapshot is not None
     assert snapshot.state is CLOSED
     assert snapshot.counts == Counts(10, 7, 3, 0, 1)
@@ -93,7 +93,7 @@ async def test_counts_every_outcome_in_order_while_closed(home: Home) -> None:
 
 async def test_success_resets_the_consecutive_failures(home: Home) -> None:
     assert await home.store.apply([batch((-4, 1, -4))]) == []
-    snapshot = await home.store.get(breaker_id())
+    snapshot = await home.store.get(breaker_key())
     assert snapshot is not None and snapshot.counts.consecutive_failures == 4
 
 
@@ -101,10 +101,10 @@ async def test_interval_window_resets_counts_without_a_new_generation(home: Home
     cb = policy("totalFailures >= 3", interval=10.0)
     await home.store.apply([batch((-2,), cb=cb)])
     home.clock.advance(10.5)
-    snapshot = await home.store.get(breaker_id())
+    snapshot = await home.store.get(breaker_key())
     assert snapshot is not None and snapshot.counts == Counts()
     assert await home.store.apply([batch((-2,), cb=cb)]) == []
-    snapshot = await home.store.get(breaker_id())
+    snapshot = await home.store.get(breaker_key())
     assert snapshot is not None
     assert (snapshot.state, snapshot.generation, snapshot.counts.total_failures) == (CLOSED, 0, 2)
 
@@ -113,7 +113,7 @@ async def test_a_changed_trip_replaces_the_policy_and_resets_counts(home: Home) 
     await home.store.apply([batch((-4,))])
     stricter = policy("totalFailures >= 2")
     assert await home.store.apply([batch((-1,), cb=stricter)]) == []
-    snapshot = await home.store.get(breaker_id())
+    snapshot = await home.store.get(breaker_key())
     assert snapshot is not None
     assert snapshot.policy == stricter
     assert snapshot.counts.total_failures == 1
@@ -125,7 +125,7 @@ async def test_a_changed_trip_replaces_the_policy_and_resets_counts(home: Home) 
 async def test_outcomes_reported_while_open_are_dropped(home: Home) -> None:
     await trip_open(home)
     assert await home.store.apply([batch((5, -5))]) == []
-    snapshot = await home.store.get(breaker_id())
+    snapshot = await home.store.get(breaker_key())
     assert snapshot is not None and (snapshot.state, snapshot.counts) == (OPEN, Counts())
 
 
@@ -144,49 +144,49 @@ async def test_advance_moves_open_to_half_open_only_after_the_timeout_has_passed
 
 async def test_no_lease_while_closed_or_open(home: Home) -> None:
     cb = policy(timeout=10.0)
-    grant = await home.store.acquire_lease(breaker_id(), cb, "a", 5.0)
+    grant = await home.store.acquire_lease(breaker_key(), cb, "a", 5.0)
     assert (grant.granted, grant.state) == (False, CLOSED)
     await trip_open(home, cb_timeout=10.0)
-    grant = await home.store.acquire_lease(breaker_id(), cb, "a", 5.0)
+    grant = await home.store.acquire_lease(breaker_key(), cb, "a", 5.0)
     assert (grant.granted, grant.state, grant.generation) == (False, OPEN, 1)
 
 
 async def test_at_most_max_requests_leases_are_granted_in_half_open(home: Home) -> None:
     await make_half_open(home, max_requests=2)
     cb = policy(max_requests=2)
-    grants = [await home.store.acquire_lease(breaker_id(), cb, f"i{n}", 5.0) for n in range(4)]
+    grants = [await home.store.acquire_lease(breaker_key(), cb, f"i{n}", 5.0) for n in range(4)]
     assert [g.granted for g in grants] == [True, True, False, False]
     assert grants[0].lease_id != grants[1].lease_id
     assert all(g.state is HALF_OPEN and g.generation == 2 for g in grants)
-    snapshot = await home.store.get(breaker_id())
+    snapshot = await home.store.get(breaker_key())
     assert snapshot is not None and snapshot.active_leases == 2
 
 
 async def test_an_expired_lease_frees_its_slot_and_its_report_is_ignored(home: Home) -> None:
     await make_half_open(home)
-    first = await home.store.acquire_lease(breaker_id(), policy(), "a", 1.0)
+    first = await home.store.acquire_lease(breaker_key(), policy(), "a", 1.0)
     assert first.granted
-    assert not (await home.store.acquire_lease(breaker_id(), policy(), "b", 1.0)).granted
+    assert not (await home.store.acquire_lease(breaker_key(), policy(), "b", 1.0)).granted
     home.clock.advance(1.5)
     await home.store.advance()
-    second = await home.store.acquire_lease(breaker_id(), policy(), "b", 1.0)
+    second = await home.store.acquire_lease(breaker_key(), policy(), "b", 1.0)
     assert second.granted
     assert await home.store.apply([batch((1,), lease=first.lease_id)]) == []
-    snapshot = await home.store.get(breaker_id())
+    snapshot = await home.store.get(breaker_key())
     assert snapshot is not None and snapshot.state is HALF_OPEN
 
 
 async def test_max_requests_probe_successes_close_the_breaker(home: Home) -> None:
     await make_half_open(home, max_requests=2)
     cb = policy("consecutiveFailures >= 1", max_requests=2, timeout=10.0)
-    a = await home.store.acquire_lease(breaker_id(), cb, "a", 5.0)
+    a = await home.store.acquire_lease(breaker_key(), cb, "a", 5.0)
     assert await home.store.apply([batch((1,), cb=cb, lease=a.lease_id)]) == []
-    b = await home.store.acquire_lease(breaker_id(), cb, "b", 5.0)
+    b = await home.store.acquire_lease(breaker_key(), cb, "b", 5.0)
     [event] = await home.store.apply([batch((1,), cb=cb, instance="b", lease=b.lease_id)])
     assert (event.from_state, event.to_state) == (HALF_OPEN, CLOSED)
     assert event.cause is Cause.PROBE_SUCCESS
     assert event.instance_id == "b"
-    snapshot = await home.store.get(breaker_id())
+    snapshot = await home.store.get(breaker_key())
     assert snapshot is not None
     assert (snapshot.state, snapshot.counts, snapshot.active_leases) == (CLOSED, Counts(), 0)
 
@@ -194,7 +194,7 @@ async def test_max_requests_probe_successes_close_the_breaker(home: Home) -> Non
 async def test_a_probe_failure_reopens_the_breaker(home: Home) -> None:
     await make_half_open(home)
     cb = policy("consecutiveFailures >= 1", timeout=10.0)
-    lease = await home.store.acquire_lease(breaker_id(), cb, "a", 5.0)
+    lease = await home.store.acquire_lease(breaker_key(), cb, "a", 5.0)
     [event] = await home.store.apply([batch((-1,), cb=cb, lease=lease.lease_id)])
     assert (event.from_state, event.to_state) == (HALF_OPEN, OPEN)
     assert event.cause is Cause.PROBE_FAILURE
@@ -204,7 +204,7 @@ async def test_a_probe_failure_reopens_the_breaker(home: Home) -> None:
 async def test_outcomes_without_a_lease_do_not_count_in_half_open(home: Home) -> None:
     await make_half_open(home)
     assert await home.store.apply([batch((1, -1))]) == []
-    snapshot = await home.store.get(breaker_id())
+    snapshot = await home.store.get(breaker_key())
     assert snapshot is not None and (snapshot.state, snapshot.counts) == (HALF_OPEN, Counts())
 
 
@@ -214,7 +214,7 @@ async def test_outcomes_without_a_lease_do_not_count_in_half_open(home: Home) ->
 async def test_force_open_wins_over_a_closed_breaker_and_clearing_restores_it(home: Home) -> None:
     await home.store.apply([batch((2, -1))])
     snapshot = await home.store.set_override(
-        breaker_id(), Override.FORCE_OPEN, reason="upstream maintenance", ttl=None, set_by="ops"
+        breaker_key(), Override.FORCE_OPEN, reason="upstream maintenance", ttl=None, set_by="ops"
     )
     assert snapshot.state is OPEN and snapshot.generation == 1
     assert snapshot.override is not None
@@ -224,11 +224,11 @@ async def test_force_open_wins_over_a_closed_breaker_and_clearing_restores_it(ho
     assert snapshot.override.expires_at is None
     assert await home.store.apply([batch((-9,))]) == []  # frozen: nothing counted
     cleared = await home.store.set_override(
-        breaker_id(), None, reason="done", ttl=None, set_by="ops"
+        breaker_key(), None, reason="done", ttl=None, set_by="ops"
     )
     assert (cleared.state, cleared.override, cleared.generation) == (CLOSED, None, 2)
     assert cleared.counts == Counts(3, 2, 1, 0, 1)
-    events = await home.store.recent_events(breaker_id())
+    events = await home.store.recent_events(breaker_key())
     assert [(e.from_state, e.to_state, e.cause) for e in events] == [
         (CLOSED, OPEN, Cause.OVERRIDE),
         (OPEN, CLOSED, Cause.OVERRIDE),
@@ -239,43 +239,43 @@ async def test_force_open_wins_over_a_closed_breaker_and_clearing_restores_it(ho
 async def test_force_closed_and_disabled_let_calls_through_and_grant_no_lease(home: Home) -> None:
     await trip_open(home)
     closed = await home.store.set_override(
-        breaker_id(), Override.FORCE_CLOSED, reason="r", ttl=None, set_by="ops"
+        breaker_key(), Override.FORCE_CLOSED, reason="r", ttl=None, set_by="ops"
     )
     assert closed.state is CLOSED
     disabled = await home.store.set_override(
-        breaker_id(), Override.DISABLED, reason="r", ttl=None, set_by="ops"
+        breaker_key(), Override.DISABLED, reason="r", ttl=None, set_by="ops"
     )
     # The effective state stays closed, but agents must hear that the override changed
     # (disabled also stops their reports): an OVERRIDE event, a new generation.
     assert disabled.state is CLOSED and disabled.generation == closed.generation + 1
-    [*_, event] = await home.store.recent_events(breaker_id())
+    [*_, event] = await home.store.recent_events(breaker_key())
     assert (event.from_state, event.to_state, event.cause) == (CLOSED, CLOSED, Cause.OVERRIDE)
     same = await home.store.set_override(
-        breaker_id(), Override.DISABLED, reason="again", ttl=None, set_by="ops"
+        breaker_key(), Override.DISABLED, reason="again", ttl=None, set_by="ops"
     )
     assert same.generation == disabled.generation  # the same override again: no event
-    assert not (await home.store.acquire_lease(breaker_id(), policy(), "a", 5.0)).granted
+    assert not (await home.store.acquire_lease(breaker_key(), policy(), "a", 5.0)).granted
 
 
 async def test_an_override_on_a_closed_breaker_is_an_event_for_agents(home: Home) -> None:
     await home.store.apply([batch((1,))])
     forced = await home.store.set_override(
-        breaker_id(), Override.FORCE_CLOSED, reason="deploy", ttl=None, set_by="ops"
+        breaker_key(), Override.FORCE_CLOSED, reason="deploy", ttl=None, set_by="ops"
     )
-    cleared = await home.store.set_override(breaker_id(), None, reason="done", ttl=None,
+    cleared = await home.store.set_override(breaker_key(), None, reason="done", ttl=None,
                                             set_by="ops")
-    events = await home.store.recent_events(breaker_id())
+    events = await home.store.recent_events(breaker_key())
     assert [(e.from_state, e.to_state, e.cause) for e in events] == [
         (CLOSED, CLOSED, Cause.OVERRIDE), (CLOSED, CLOSED, Cause.OVERRIDE)]
     assert (forced.generation, cleared.generation) == (1, 2)
-    again = await home.store.set_override(breaker_id(), None, reason="", ttl=None, set_by="")
+    again = await home.store.set_override(breaker_key(), None, reason="", ttl=None, set_by="")
     assert again.generation == 2  # nothing to clear: no event
 
 
 async def test_an_override_with_a_ttl_expires_on_advance(home: Home) -> None:
     await home.store.apply([batch((1,))])
     snapshot = await home.store.set_override(
-        breaker_id(), Override.FORCE_OPEN, reason="r", ttl=5.0, set_by="ops"
+        breaker_key(), Override.FORCE_OPEN, reason="r", ttl=5.0, set_by="ops"
     )
     assert snapshot.override is not None
     assert snapshot.override.expires_at == pytest.approx(home.clock.now + 5.0)
@@ -284,7 +284,7 @@ async def test_an_override_with_a_ttl_expires_on_advance(home: Home) -> None:
     home.clock.advance(1.25)
     [event] = await home.store.advance()
     assert (event.from_state, event.to_state, event.cause) == (OPEN, CLOSED, Cause.OVERRIDE)
-    snapshot = await home.store.get(breaker_id())
+    snapshot = await home.store.get(breaker_key())
     assert snapshot is not None and snapshot.override is None
 
 
@@ -293,11 +293,11 @@ async def test_clearing_an_override_resumes_an_open_timeout_that_passed_meanwhil
 ) -> None:
     await trip_open(home, cb_timeout=10.0)
     await home.store.set_override(
-        breaker_id(), Override.FORCE_OPEN, reason="r", ttl=None, set_by=""
+        breaker_key(), Override.FORCE_OPEN, reason="r", ttl=None, set_by=""
     )
     home.clock.advance(20.0)
     assert await home.store.advance() == []  # frozen
-    await home.store.set_override(breaker_id(), None, reason="r", ttl=None, set_by="")
+    await home.store.set_override(breaker_key(), None, reason="r", ttl=None, set_by="")
     [event] = await home.store.advance()
     assert (event.from_state, event.to_state, event.cause) == (OPEN, HALF_OPEN, Cause.TIMEOUT)
 
@@ -305,26 +305,26 @@ async def test_clearing_an_override_resumes_an_open_timeout_that_passed_meanwhil
 async def test_reset_closes_zeroes_counts_clears_the_override_and_records_why(home: Home) -> None:
     await trip_open(home)
     await home.store.set_override(
-        breaker_id(), Override.FORCE_OPEN, reason="r", ttl=None, set_by=""
+        breaker_key(), Override.FORCE_OPEN, reason="r", ttl=None, set_by=""
     )
-    snapshot = await home.store.reset(breaker_id(), reason="fixed", set_by="alice")
+    snapshot = await home.store.reset(breaker_key(), reason="fixed", set_by="alice")
     assert (snapshot.state, snapshot.counts, snapshot.override) == (CLOSED, Counts(), None)
-    [*_, event] = await home.store.recent_events(breaker_id())
+    [*_, event] = await home.store.recent_events(breaker_key())
     assert (event.from_state, event.to_state, event.cause) == (OPEN, CLOSED, Cause.RESET)
     assert event.generation == snapshot.generation == 3  # trip, override, reset
     assert "fixed" in event.detail and "alice" in event.detail
-    again = await home.store.reset(breaker_id(), reason="again", set_by="")
+    again = await home.store.reset(breaker_key(), reason="again", set_by="")
     assert again.generation == 4  # a reset is always a new generation
 
 
 async def test_override_and_reset_of_an_unknown_breaker_raise_breaker_not_found(home: Home) -> None:
     with pytest.raises(BreakerNotFound):
         await home.store.set_override(
-            breaker_id(), Override.FORCE_OPEN, reason="", ttl=None, set_by=""
+            breaker_key(), Override.FORCE_OPEN, reason="", ttl=None, set_by=""
         )
     with pytest.raises(KeyError):
-        await home.store.reset(breaker_id(), reason="", set_by="")
-    assert await home.store.get(breaker_id()) is None
+        await home.store.reset(breaker_key(), reason="", set_by="")
+    assert await home.store.get(breaker_key()) is None
 
 
 # -- events and listing ----------------------------------------------------------------
@@ -341,7 +341,7 @@ async def test_events_are_readable_from_a_position_and_resumable(home: Home) -> 
     assert all(e.stream_id for e in events)
     _, from_start = await home.store.read_events(start)
     assert from_start == events
-    await home.store.reset(breaker_id(), reason="", set_by="")
+    await home.store.reset(breaker_key(), reason="", set_by="")
     later, new = await home.store.read_events(position)
     assert transitions(new) == [(HALF_OPEN, CLOSED)]
     assert await home.store.read_events(later) == (later, [])
@@ -364,17 +364,19 @@ async def test_invalid_event_position_is_a_value_error(home: Home) -> None:
 
 
 async def test_list_filters_by_namespace_target_and_state(home: Home) -> None:
-    a = breaker_id("checkout", "pay")
-    b = breaker_id("checkout", "")
-    c = breaker_id("inventory", "", namespace="prod")
+    a = breaker_key("checkout", "pay")
+    b = breaker_key("checkout", "")
+    c = breaker_key("inventory", "", namespace="prod")
     await home.store.apply(
-        [batch((1,), id=a), batch((-1,), id=b, cb=policy("totalFailures >= 1")), batch((1,), id=c)]
+        [batch((1,), key=a), batch((-1,), key=b, cb=policy("totalFailures >= 1")),
+         batch((1,), key=c)]
     )
-    assert [s.id for s in await home.store.list()] == sorted([a, b, c], key=lambda i: i.encode())
-    assert {s.id for s in await home.store.list(namespace="default")} == {a, b}
-    assert {s.id for s in await home.store.list(target="checkout")} == {a, b}
-    assert [s.id for s in await home.store.list(state=OPEN)] == [b]
-    assert [s.id for s in await home.store.list(namespace="prod", state=CLOSED)] == [c]
+    listed = [s.key for s in await home.store.list()]
+    assert listed == sorted([a, b, c], key=lambda k: k.encode())
+    assert {s.key for s in await home.store.list(namespace="default")} == {a, b}
+    assert {s.key for s in await home.store.list(target="checkout")} == {a, b}
+    assert [s.key for s in await home.store.list(state=OPEN)] == [b]
+    assert [s.key for s in await home.store.list(namespace="prod", state=CLOSED)] == [c]
     assert await home.store.list(target="nothing") == []
 
 
@@ -387,7 +389,7 @@ async def test_concurrent_reports_lose_no_outcome_and_trip_exactly_once(home: Ho
         *(home.store.apply([batch((3, -2), cb=cb, instance=f"i{n}")]) for n in range(40))
     )
     assert all(events == [] for events in first)
-    snapshot = await home.store.get(breaker_id())
+    snapshot = await home.store.get(breaker_key())
     assert snapshot is not None
     assert (snapshot.counts.requests, snapshot.counts.total_failures) == (200, 80)
     second = await asyncio.gather(
@@ -414,7 +416,7 @@ def quorum_policy(
 
 async def window(home: Home) -> tuple[tuple[str, ...], int, int]:
     """The snapshot's failing names, failing count and reporting count."""
-    snapshot = await home.store.get(breaker_id())
+    snapshot = await home.store.get(breaker_key())
     assert snapshot is not None
     return (
         snapshot.failing_instances,
@@ -426,7 +428,7 @@ async def window(home: Home) -> tuple[tuple[str, ...], int, int]:
 async def test_one_instance_failing_past_the_trip_does_not_open_the_fleet(home: Home) -> None:
     cb = quorum_policy(min_instances=2)
     assert await home.store.apply([batch((-10,), cb=cb, instance="a")]) == []
-    snapshot = await home.store.get(breaker_id())
+    snapshot = await home.store.get(breaker_key())
     assert snapshot is not None
     assert (snapshot.state, snapshot.counts.consecutive_failures) == (CLOSED, 10)
     assert snapshot.policy == cb
@@ -442,7 +444,7 @@ async def test_a_second_instance_failure_opens_the_fleet_and_is_named(home: Home
     assert event.instance_id == "b"
     assert await window(home) == (("a", "b"), 2, 3)  # open: who opened it
     home.clock.advance(10.5)
-    grant = await home.store.acquire_lease(breaker_id(), cb, "c", 5.0)
+    grant = await home.store.acquire_lease(breaker_key(), cb, "c", 5.0)
     assert grant.granted
     [closed] = await home.store.apply([batch((1,), cb=cb, instance="c", lease=grant.lease_id)])
     assert closed.to_state is CLOSED
@@ -483,13 +485,13 @@ async def test_quorum_sets_reset_on_every_state_change_and_on_reset(home: Home) 
     await home.store.apply([batch((-3,), cb=cb, instance="a"), batch((-1,), cb=cb, instance="b")])
     home.clock.advance(10.5)
     await home.store.advance()
-    lease = await home.store.acquire_lease(breaker_id(), cb, "a", 5.0)
+    lease = await home.store.acquire_lease(breaker_key(), cb, "a", 5.0)
     [closed] = await home.store.apply([batch((1,), cb=cb, instance="a", lease=lease.lease_id)])
     assert closed.to_state is CLOSED
     assert await window(home) == ((), 0, 0)  # half-open outcomes are not attributed
     await home.store.apply([batch((-3,), cb=cb, instance="c")])
     assert await window(home) == (("c",), 1, 1)
-    await home.store.reset(breaker_id(), reason="", set_by="")
+    await home.store.reset(breaker_key(), reason="", set_by="")
     assert await window(home) == ((), 0, 0)
     assert await home.store.apply([batch((-3,), cb=cb, instance="d")]) == []
 
@@ -500,7 +502,7 @@ async def test_merged_runs_are_attributed_to_their_own_instances(home: Home) -> 
     [event] = await home.store.apply([merged])
     assert event.to_state is OPEN
     assert event.instance_id == "c"  # the run whose failure met the quorum
-    snapshot = await home.store.get(breaker_id())
+    snapshot = await home.store.get(breaker_key())
     assert snapshot is not None
     assert snapshot.counts == Counts()  # a new window: nothing after the trip counted
 
@@ -510,7 +512,7 @@ async def test_merged_runs_of_one_instance_stay_below_the_quorum(home: Home) -> 
     merged = batch((-3, 2, -4), cb=cb, instance="last", run_instances=("a", "b", "a"))
     assert await home.store.apply([merged]) == []
     assert await window(home) == (("a",), 1, 2)
-    snapshot = await home.store.get(breaker_id())
+    snapshot = await home.store.get(breaker_key())
     assert snapshot is not None and snapshot.counts == Counts(9, 2, 7, 0, 4)
 
 
@@ -518,14 +520,14 @@ async def test_run_instances_must_name_every_run(home: Home) -> None:
     cb = quorum_policy(min_instances=2)
     with pytest.raises(ValueError, match="run_instances"):
         await home.store.apply([batch((-1, 1), cb=cb, run_instances=("a",))])
-    assert await home.store.get(breaker_id()) is None  # nothing applied
+    assert await home.store.get(breaker_key()) is None  # nothing applied
 
 
 async def test_a_changed_quorum_restarts_the_window(home: Home) -> None:
     await home.store.apply([batch((-2,), cb=policy(), instance="a")])
     cb = quorum_policy(min_instances=2)
     assert await home.store.apply([batch((-1,), cb=cb, instance="b")]) == []
-    snapshot = await home.store.get(breaker_id())
+    snapshot = await home.store.get(breaker_key())
     assert snapshot is not None
     assert (snapshot.policy, snapshot.counts.total_failures) == (cb, 1)
     assert await window(home) == (("b",), 1, 1)
@@ -534,11 +536,11 @@ async def test_a_changed_quorum_restarts_the_window(home: Home) -> None:
     assert event.to_state is OPEN  # 3 failures of the new window, one instance is enough
     home.clock.advance(10.5)
     await home.store.advance()
-    lease = await home.store.acquire_lease(breaker_id(), looser, "b", 5.0)
+    lease = await home.store.acquire_lease(breaker_key(), looser, "b", 5.0)
     await home.store.apply([batch((1,), cb=looser, instance="b", lease=lease.lease_id)])
     await home.store.apply([batch((-1,), cb=looser, instance="b")])
     assert await home.store.apply([batch((-1,), cb=policy(), instance="b")]) == []
-    snapshot = await home.store.get(breaker_id())
+    snapshot = await home.store.get(breaker_key())
     assert snapshot is not None
     assert (snapshot.policy.quorum, snapshot.counts.total_failures) == (None, 1)
     assert await window(home) == ((), 0, 0)  # an ordinary breaker again
@@ -546,15 +548,15 @@ async def test_a_changed_quorum_restarts_the_window(home: Home) -> None:
 
 async def test_listing_shows_the_window_of_quorum_breakers(home: Home) -> None:
     cb = quorum_policy(min_instances=3)
-    other = breaker_id("inventory", "")
+    other = breaker_key("inventory", "")
     await home.store.apply([
         batch((-1,), cb=cb, instance="b"),
         batch((-1, 1), cb=cb, instance="a"),
         batch((1,), cb=cb, instance="c"),
-        batch((-1,), id=other),
+        batch((-1,), key=other),
     ])
-    snapshots = {s.id: s for s in await home.store.list()}
-    quorum_breaker = snapshots[breaker_id()]
+    snapshots = {s.key: s for s in await home.store.list()}
+    quorum_breaker = snapshots[breaker_key()]
     assert (
         quorum_breaker.failing_instances,
         quorum_breaker.failing_instance_count,

@@ -104,7 +104,7 @@ async def test_a_restarted_hub_counts_the_breakers_already_stored(
     fresh = BreakerHub(server.breaker_store, server.hub, server.metrics,
                        max_breakers_per_target=MAX_BREAKERS_PER_TARGET)
     await fresh.load_budget()
-    from fusebox.controlplane.breakers.model import breaker_id_from_proto
+    from fusebox.agent.breaker_key import BreakerKey
 
-    assert fresh.budget.admit(breaker_id_from_proto(held("m1")))
-    assert not fresh.budget.admit(breaker_id_from_proto(held("m3")))
+    assert fresh.budget.admit(BreakerKey.from_proto(held("m1")))
+    assert not fresh.budget.admit(BreakerKey.from_proto(held("m3")))

@@ -9,15 +9,16 @@ import logging
 import grpc
 import pytest
 
+from fusebox.agent.breaker_key import BreakerKey
 from fusebox.agent.policy import CircuitBreakerPolicy, TargetKind
-from fusebox.controlplane.breakers.model import BreakerId, OutcomeBatch, Override
+from fusebox.controlplane.breakers.model import OutcomeBatch, Override
 from fusebox.controlplane.server import FuseboxServer, ServerConfig, breaker_service
 from fusebox.v1 import breaker_pb2, breaker_pb2_grpc
 
 DEADLINE = 20.0
 BACKLOG = 8
 EVENTS = 3000  # ~1 MB of messages: far beyond what HTTP/2 flow control lets through
-BREAKER = BreakerId("default", "resiliency", TargetKind.APP, "order-processor", "orders")
+BREAKER = BreakerKey("default", "resiliency", TargetKind.APP, "order-processor", "orders")
 POLICY = CircuitBreakerPolicy("simpleCB", max_requests=1, interval=0, timeout=30,
                               trip="consecutiveFailures >= 5")
 

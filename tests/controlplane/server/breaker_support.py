@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 import grpc
 
-from fusebox.controlplane.breakers.model import breaker_id_from_proto
+from fusebox.agent.breaker_key import BreakerKey
 from fusebox.controlplane.server import FuseboxServer
 from fusebox.v1 import spec_pb2, spec_pb2_grpc
 from tests.controlplane.limits.conftest import DEADLINE, connect, held
@@ -34,7 +34,7 @@ async def seeded_stream(
 
 
 async def consecutive_failures(server: FuseboxServer) -> int:
-    snapshot = await server.breaker_store.get(breaker_id_from_proto(ORDERS))
+    snapshot = await server.breaker_store.get(BreakerKey.from_proto(ORDERS))
     return 0 if snapshot is None else snapshot.counts.consecutive_failures
 
 

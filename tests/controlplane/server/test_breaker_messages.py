@@ -7,14 +7,14 @@ from fusebox.agent.policy import BreakerQuorum, CircuitBreakerPolicy
 from fusebox.controlplane.breakers import BreakerSnapshot
 from fusebox.controlplane.server.breaker_service import breaker_to_pb
 from fusebox.v1 import breaker_pb2
-from tests.controlplane.breakers.breaker_cases import START, breaker_id
+from tests.controlplane.breakers.breaker_cases import START, breaker_key
 
 
 def snapshot(
     policy: CircuitBreakerPolicy, failing: tuple[str, ...] = (), reporting: int = 0
 ) -> BreakerSnapshot:
     return BreakerSnapshot(
-        id=breaker_id(), policy=policy, state=BreakerState.CLOSED, generation=0,
+        key=breaker_key(), policy=policy, state=BreakerState.CLOSED, generation=0,
         counts=Counts(12, 4, 8, 0, 8), open_until=None, override=None, active_leases=0,
         updated_at=START, failing_instances=failing, failing_instance_count=len(failing),
         reporting_instance_count=reporting,

@@ -11,8 +11,10 @@ import asyncio
 from pathlib import Path
 
 from fusebox.agent.breaker import BreakerState
+from fusebox.agent.breaker_key import BreakerKey
+from fusebox.agent.policy import TargetKind
 from fusebox.controlplane.breakers.embedded import EmbeddedBreakerStore
-from fusebox.controlplane.breakers.model import BreakerEvent, BreakerId, Cause, TargetKind
+from fusebox.controlplane.breakers.model import BreakerEvent, Cause
 from fusebox.controlplane.server import FuseboxServer
 from fusebox.controlplane.server.breaker_hub import BreakerHub
 from fusebox.controlplane.server.metrics import Metrics
@@ -23,7 +25,7 @@ from fusebox.v1 import agent_pb2, breaker_pb2, breaker_pb2_grpc
 from tests.controlplane.server.breaker_support import seeded_stream
 from tests.controlplane.server.test_agent_protocol import DEADLINE, HELD, connect, report
 
-KEY = BreakerId("default", "myresiliency", TargetKind.APP, "order-processor", "orders")
+KEY = BreakerKey("default", "myresiliency", TargetKind.APP, "order-processor", "orders")
 
 
 class CountingSession(AgentSession):
@@ -33,7 +35,7 @@ class CountingSession(AgentSession):
         super().__init__("default", "checkout", "checkout-1", "test")
         self.offers: list[bytes] = []
 
-    def offer_update(self, key: BreakerId, serialized: bytes) -> None:
+    def offer_update(self, key: BreakerKey, serialized: bytes) -> None:
         self.offers.append(serialized)
         super().offer_update(key, serialized)
 
