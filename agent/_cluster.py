@@ -27,36 +27,17 @@ from typing import ClassVar
 
 import grpc
 
-from fusebox.agent._cluster_port import ClusterOverride, LeaseAnswer
+from fusebox.agent._cluster_port import LeaseAnswer
 from fusebox.agent._live_breaker import Breaker
 from fusebox.agent._registry import BreakerRegistry
 from fusebox.agent._reporting import ReportLimits, outcome_entries, pack_reports, probe_entry
-from fusebox.agent.breaker import BreakerState, TransitionCause
 from fusebox.agent.breaker_key import BreakerKey
-from fusebox.v1 import agent_pb2, agent_pb2_grpc, breaker_pb2
+from fusebox.agent.wire_enums import CAUSE_FROM_PB, OVERRIDE_FROM_PB, STATE_FROM_PB
+from fusebox.v1 import agent_pb2, agent_pb2_grpc
 
 #: The longest an idle agent waits between looks at its outcome accumulators.
 MAX_IDLE_REPORT_INTERVAL = 0.08
 log = logging.getLogger("fusebox.agent.cluster")
-
-STATE_FROM_PB = {
-    breaker_pb2.BREAKER_STATE_CLOSED: BreakerState.CLOSED,
-    breaker_pb2.BREAKER_STATE_OPEN: BreakerState.OPEN,
-    breaker_pb2.BREAKER_STATE_HALF_OPEN: BreakerState.HALF_OPEN,
-}
-CAUSE_FROM_PB = {
-    breaker_pb2.TRANSITION_CAUSE_TRIP: TransitionCause.TRIP,
-    breaker_pb2.TRANSITION_CAUSE_TIMEOUT: TransitionCause.TIMEOUT,
-    breaker_pb2.TRANSITION_CAUSE_PROBE_SUCCESS: TransitionCause.PROBE_SUCCESS,
-    breaker_pb2.TRANSITION_CAUSE_PROBE_FAILURE: TransitionCause.PROBE_FAILURE,
-    breaker_pb2.TRANSITION_CAUSE_OVERRIDE: TransitionCause.OVERRIDE,
-    breaker_pb2.TRANSITION_CAUSE_RESET: TransitionCause.RESET,
-}
-OVERRIDE_FROM_PB = {
-    breaker_pb2.BREAKER_OVERRIDE_FORCE_OPEN: ClusterOverride.FORCE_OPEN,
-    breaker_pb2.BREAKER_OVERRIDE_FORCE_CLOSED: ClusterOverride.FORCE_CLOSED,
-    breaker_pb2.BREAKER_OVERRIDE_DISABLED: ClusterOverride.DISABLED,
-}
 
 Send = Callable[[agent_pb2.ConnectRequest], Awaitable[None]]
 

@@ -7,7 +7,6 @@ each other.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -16,14 +15,6 @@ from fusebox.agent.breaker_key import BreakerKey
 
 if TYPE_CHECKING:
     from fusebox.agent._live_breaker import Breaker
-
-
-class ClusterOverride(enum.Enum):
-    """An operator override carried by a ``BreakerUpdate``."""
-
-    FORCE_OPEN = "force-open"  # acts as open: every call is rejected
-    FORCE_CLOSED = "force-closed"  # acts as closed
-    DISABLED = "disabled"  # acts as closed, and nothing is counted or reported
 
 
 @dataclass(frozen=True, slots=True)

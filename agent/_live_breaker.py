@@ -28,15 +28,11 @@ import itertools
 import threading
 import time
 
-from fusebox.agent._cluster_port import (
-    ClusterOverride,
-    ClusterPort,
-    LeaseAnswer,
-    ProbeLeaseRequired,
-)
+from fusebox.agent._cluster_port import ClusterPort, LeaseAnswer, ProbeLeaseRequired
 from fusebox.agent._errors import BreakerOpenError
 from fusebox.agent._reporting import CodeRun, OutcomeAccumulator
 from fusebox.agent.breaker import (
+    BreakerOverride,
     BreakerState,
     BreakerStateMachine,
     Counts,
@@ -85,7 +81,7 @@ class FleetView:
         self.state = CLOSED
         self.generation = 0
         self.open_until: float | None = None
-        self.override: ClusterOverride | None = None
+        self.override: BreakerOverride | None = None
         self.unleased = 0
         self.held = False
 
@@ -146,7 +142,7 @@ class Breaker:
         self._leases: dict[int, tuple[str, int, int]] = {}  # token -> lease, fleet gen, local gen
 
     @property
-    def override(self) -> ClusterOverride | None:
+    def override(self) -> BreakerOverride | None:
         """The operator override in force (pushed by the control plane), if any."""
         fleet = self.fleet
         return None if fleet is None else fleet.override
@@ -275,7 +271,7 @@ class Breaker:
         state: BreakerState,
         generation: int,
         open_remaining: float | None = None,
-        override: ClusterOverride | None = None,
+        override: BreakerOverride | None = None,
         cause: TransitionCause | None = None,
     ) -> bool:
         """Take the fleet's state from a ``BreakerUpdate``; False if stale, repeated or
@@ -364,7 +360,7 @@ class Breaker:
         if fleet is not None:
             override = fleet.override
             if override is not None:
-                if override is ClusterOverride.FORCE_OPEN:
+                if override is BreakerOverride.FORCE_OPEN:
                     return None
                 return self._token_base | _UNCOUNTED
             self._fleet_timers(now)
@@ -446,7 +442,7 @@ class Breaker:
         if fleet is None:
             return local
         if fleet.override is not None:
-            return OPEN if fleet.override is ClusterOverride.FORCE_OPEN else CLOSED
+            return OPEN if fleet.override is BreakerOverride.FORCE_OPEN else CLOSED
         return _BY_RANK[max(_RANK[local], _RANK[fleet.state])]
 
     def _settle(
@@ -494,7 +490,7 @@ class Breaker:
         fleet = self.fleet
         reporting = (
             self.cluster is not None and self.key is not None and not self.reports_rejected
-            and (fleet is None or fleet.override is not ClusterOverride.DISABLED)
+            and (fleet is None or fleet.override is not BreakerOverride.DISABLED)
         )
         outcomes = self.outcomes
         if reporting:

@@ -68,15 +68,47 @@ class BreakerState(enum.Enum):
 
 
 class TransitionCause(enum.Enum):
-    """Why a breaker changed state (mirrors ``fusebox.v1.TransitionCause``)."""
+    """Why a breaker changed state: the one cause enum of agents, stores, server and CLI.
+
+    Each member but ``EXTERNAL`` is a ``fusebox.v1.TransitionCause`` (the table
+    is ``fusebox.agent.wire_enums.CAUSE_TO_PB``); the values are what logs,
+    events, metrics labels and the Redis stream carry.
+
+    * ``TRIP``: closed to open, the trip expression held on a failure (and the
+      quorum, for a fleet breaker that has one).
+    * ``TIMEOUT``: open to half-open, the open timeout passed.
+    * ``PROBE_SUCCESS``: half-open to closed, ``max_requests`` probes in a row
+      succeeded.
+    * ``PROBE_FAILURE``: half-open to open, a probe failed.
+    * ``OVERRIDE``: an operator override was set, changed, cleared or expired.
+    * ``RESET``: an operator reset: closed, counts zeroed.
+    * ``POLICY_CHANGE``: the breaker's policy changed under it (a valid wire
+      cause for consumers; no store emits it today).
+    * ``EXTERNAL``: an agent's only, never on the wire: the agent adopted the
+      fleet's state from a message that carries no cause (an interest or lease
+      answer), or started or stopped following the fleet.
+    """
 
     TRIP = "trip"
     TIMEOUT = "timeout"
     PROBE_SUCCESS = "probe_success"
     PROBE_FAILURE = "probe_failure"
-    EXTERNAL = "external"  # adopted from an outside decision (the cluster)
-    OVERRIDE = "override"  # an operator override set, changed or cleared
-    RESET = "reset"  # an operator reset: closed, counts zeroed
+    OVERRIDE = "override"
+    RESET = "reset"
+    POLICY_CHANGE = "policy_change"
+    EXTERNAL = "external"
+
+
+class BreakerOverride(enum.Enum):
+    """An operator's decision that wins over every state machine (= ``fusebox.v1.BreakerOverride``).
+
+    The values are the words users see: the CLI's OVERRIDE column, its JSON
+    output, logs and audit records.
+    """
+
+    FORCE_OPEN = "force-open"  # acts as open: every call fails fast
+    FORCE_CLOSED = "force-closed"  # acts as closed; outcomes are not counted
+    DISABLED = "disabled"  # acts as closed, and nothing is counted or reported
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
 from fusebox.agent.policy import Direction, TargetKind, TargetPolicy
+from fusebox.agent.wire_enums import TARGET_KIND_FROM_PB, TARGET_KIND_TO_PB
 from fusebox.v1 import policy_pb2
 
 __all__ = [
@@ -43,12 +44,6 @@ __all__ = [
 
 _ENCODED_PARTS = 5
 
-_KIND_TO_PB = {
-    TargetKind.APP: policy_pb2.TARGET_KIND_APP,
-    TargetKind.ACTOR: policy_pb2.TARGET_KIND_ACTOR,
-    TargetKind.COMPONENT: policy_pb2.TARGET_KIND_COMPONENT,
-}
-_KIND_FROM_PB = {v: k for k, v in _KIND_TO_PB.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +109,7 @@ class BreakerKey:
     def to_proto(self) -> policy_pb2.BreakerKey:
         """The wire ``BreakerKey``."""
         return policy_pb2.BreakerKey(
-            namespace=self.namespace, spec=self.spec, kind=_KIND_TO_PB[self.kind],
+            namespace=self.namespace, spec=self.spec, kind=TARGET_KIND_TO_PB[self.kind],
             target=self.target, method=self.method,
         )
 
@@ -124,7 +119,7 @@ class BreakerKey:
 
         What the control plane uses on everything an agent or the CLI sends.
         """
-        kind = _KIND_FROM_PB.get(message.kind)
+        kind = TARGET_KIND_FROM_PB.get(message.kind)
         if kind is None:
             raise ValueError(
                 f"key.kind: unknown target kind {message.kind}; accepted: "
@@ -143,7 +138,7 @@ class BreakerKey:
         What an agent uses on what the server sends: a key it cannot name
         cannot be one of its breakers, and is ignored.
         """
-        kind = _KIND_FROM_PB.get(message.kind)
+        kind = TARGET_KIND_FROM_PB.get(message.kind)
         if kind is None:
             return None
         return cls(message.namespace, message.spec, kind, message.target, message.method)

@@ -8,7 +8,6 @@ wire messages in ``fusebox/v1/policy.proto``. Durations are float seconds.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import threading
 from collections.abc import Mapping, Sequence
@@ -17,32 +16,24 @@ from types import MappingProxyType
 
 from google.protobuf.duration_pb2 import Duration
 
+from fusebox.agent._policy_enums import BackoffKind as BackoffKind
+from fusebox.agent._policy_enums import BreakerScope as BreakerScope
+from fusebox.agent._policy_enums import Direction as Direction
+from fusebox.agent._policy_enums import TargetKind as TargetKind
+from fusebox.agent.wire_enums import (
+    BACKOFF_FROM_PB,
+    BACKOFF_TO_PB,
+    BREAKER_SCOPE_FROM_PB,
+    BREAKER_SCOPE_TO_PB,
+    DIRECTION_FROM_PB,
+    DIRECTION_TO_PB,
+    TARGET_KIND_FROM_PB,
+    TARGET_KIND_TO_PB,
+)
 from fusebox.v1 import policy_pb2 as pb
 
 DEFAULT_TRIP = "consecutiveFailures > 5"
 DEFAULT_CACHE_SIZE = 100
-
-
-class TargetKind(enum.Enum):
-    APP = "app"
-    ACTOR = "actor"
-    COMPONENT = "component"
-
-
-class Direction(enum.Enum):
-    OUTBOUND = "outbound"
-    INBOUND = "inbound"
-
-
-class BackoffKind(enum.Enum):
-    CONSTANT = "constant"
-    EXPONENTIAL = "exponential"
-
-
-class BreakerScope(enum.Enum):
-    ID = "id"
-    TYPE = "type"
-    BOTH = "both"
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,32 +180,6 @@ class ResolvedPolicies:
 
 # ---- wire conversion -------------------------------------------------------
 
-_KIND_TO_PB = {
-    TargetKind.APP: pb.TARGET_KIND_APP,
-    TargetKind.ACTOR: pb.TARGET_KIND_ACTOR,
-    TargetKind.COMPONENT: pb.TARGET_KIND_COMPONENT,
-}
-_DIRECTION_TO_PB = {
-    None: pb.COMPONENT_DIRECTION_UNSPECIFIED,
-    Direction.OUTBOUND: pb.COMPONENT_DIRECTION_OUTBOUND,
-    Direction.INBOUND: pb.COMPONENT_DIRECTION_INBOUND,
-}
-_BACKOFF_TO_PB = {
-    BackoffKind.CONSTANT: pb.BACKOFF_KIND_CONSTANT,
-    BackoffKind.EXPONENTIAL: pb.BACKOFF_KIND_EXPONENTIAL,
-}
-_SCOPE_TO_PB = {
-    None: pb.CIRCUIT_BREAKER_SCOPE_UNSPECIFIED,
-    BreakerScope.ID: pb.CIRCUIT_BREAKER_SCOPE_ID,
-    BreakerScope.TYPE: pb.CIRCUIT_BREAKER_SCOPE_TYPE,
-    BreakerScope.BOTH: pb.CIRCUIT_BREAKER_SCOPE_BOTH,
-}
-_KIND_FROM_PB = {v: k for k, v in _KIND_TO_PB.items()}
-_DIRECTION_FROM_PB = {v: k for k, v in _DIRECTION_TO_PB.items()}
-_BACKOFF_FROM_PB = {v: k for k, v in _BACKOFF_TO_PB.items()}
-_SCOPE_FROM_PB = {v: k for k, v in _SCOPE_TO_PB.items()}
-
-
 def _duration(seconds: float) -> Duration:
     d = Duration()
     d.FromNanoseconds(round(seconds * 1e9))
@@ -242,7 +207,7 @@ def _codes_from_pb(ranges: Sequence[pb.StatusCodeRange]) -> StatusCodes:
 def retry_to_proto(p: RetryPolicy) -> pb.RetryPolicy:
     return pb.RetryPolicy(
         name=p.name,
-        backoff=_BACKOFF_TO_PB[p.backoff],
+        backoff=BACKOFF_TO_PB[p.backoff],
         duration=_duration(p.duration),
         max_interval=_duration(p.max_interval),
         max_retries=p.max_retries,
@@ -259,7 +224,7 @@ def retry_to_proto(p: RetryPolicy) -> pb.RetryPolicy:
 def retry_from_proto(m: pb.RetryPolicy) -> RetryPolicy:
     return RetryPolicy(
         name=m.name,
-        backoff=_BACKOFF_FROM_PB.get(m.backoff, BackoffKind.CONSTANT),
+        backoff=BACKOFF_FROM_PB.get(m.backoff, BackoffKind.CONSTANT),
         duration=_seconds(m.duration),
         max_interval=_seconds(m.max_interval),
         max_retries=m.max_retries,
@@ -341,12 +306,12 @@ def _fallback_from_proto(m: pb.FallbackPolicy) -> FallbackPolicy:
 
 def target_to_proto(t: TargetPolicy) -> pb.TargetPolicy:
     m = pb.TargetPolicy(
-        kind=_KIND_TO_PB[t.kind],
+        kind=TARGET_KIND_TO_PB[t.kind],
         name=t.name,
-        direction=_DIRECTION_TO_PB[t.direction],
+        direction=DIRECTION_TO_PB[t.direction],
         component_type=t.component_type,
         is_default=t.is_default,
-        circuit_breaker_scope=_SCOPE_TO_PB[t.circuit_breaker_scope],
+        circuit_breaker_scope=BREAKER_SCOPE_TO_PB[t.circuit_breaker_scope],
         circuit_breaker_cache_size=t.circuit_breaker_cache_size,
         spec_namespace=t.spec_namespace,
         spec_name=t.spec_name,
@@ -366,9 +331,9 @@ def target_to_proto(t: TargetPolicy) -> pb.TargetPolicy:
 
 def target_from_proto(m: pb.TargetPolicy) -> TargetPolicy:
     return TargetPolicy(
-        kind=_KIND_FROM_PB[m.kind],
+        kind=TARGET_KIND_FROM_PB[m.kind],
         name=m.name,
-        direction=_DIRECTION_FROM_PB.get(m.direction),
+        direction=DIRECTION_FROM_PB.get(m.direction),
         component_type=m.component_type,
         is_default=m.is_default,
         timeout=(
@@ -381,7 +346,7 @@ def target_from_proto(m: pb.TargetPolicy) -> TargetPolicy:
             breaker_from_proto(m.circuit_breaker) if m.HasField("circuit_breaker") else None
         ),
         fallback=_fallback_from_proto(m.fallback) if m.HasField("fallback") else None,
-        circuit_breaker_scope=_SCOPE_FROM_PB.get(m.circuit_breaker_scope),
+        circuit_breaker_scope=BREAKER_SCOPE_FROM_PB.get(m.circuit_breaker_scope),
         circuit_breaker_cache_size=m.circuit_breaker_cache_size or DEFAULT_CACHE_SIZE,
         spec_namespace=m.spec_namespace,
         spec_name=m.spec_name,
@@ -428,7 +393,7 @@ def resolved_from_proto(m: pb.ResolvedPolicies) -> ResolvedPolicies:
 def _decode_resolved(m: pb.ResolvedPolicies) -> ResolvedPolicies:
     targets = []
     for t in m.targets:
-        if t.kind not in _KIND_FROM_PB:
+        if t.kind not in TARGET_KIND_FROM_PB:
             raise ValueError(f"unknown target kind {t.kind} for target {t.name!r}")
         targets.append(target_from_proto(t))
     return ResolvedPolicies(

@@ -14,10 +14,8 @@ from fusebox.controlplane.breakers.model import (
     BreakerEvent,
     BreakerNotFound,
     BreakerSnapshot,
-    Cause,
     LeaseGrant,
     OutcomeBatch,
-    Override,
     OverrideInfo,
 )
 from fusebox.controlplane.breakers.store import BreakerStore, open_breaker_store
@@ -27,10 +25,8 @@ __all__ = [
     "BreakerNotFound",
     "BreakerSnapshot",
     "BreakerStore",
-    "Cause",
     "LeaseGrant",
     "OutcomeBatch",
-    "Override",
     "OverrideInfo",
     "open_breaker_store",
 ]

@@ -20,7 +20,13 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from fusebox.agent.breaker import BreakerState, BreakerStateMachine, Counts, TransitionCause
+from fusebox.agent.breaker import (
+    BreakerOverride,
+    BreakerState,
+    BreakerStateMachine,
+    Counts,
+    TransitionCause,
+)
 from fusebox.agent.breaker_key import BreakerKey
 from fusebox.agent.policy import CircuitBreakerPolicy
 from fusebox.agent.trip import compile_trip
@@ -29,22 +35,14 @@ from fusebox.controlplane.breakers.model import (
     BreakerEvent,
     BreakerNotFound,
     BreakerSnapshot,
-    Cause,
     LeaseGrant,
     OutcomeBatch,
-    Override,
     OverrideInfo,
 )
 
 __all__ = ["EmbeddedBreakerStore"]
 
 _CLOSED, _OPEN, _HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
-_CAUSES = {
-    TransitionCause.TRIP: Cause.TRIP,
-    TransitionCause.TIMEOUT: Cause.TIMEOUT,
-    TransitionCause.PROBE_SUCCESS: Cause.PROBE_SUCCESS,
-    TransitionCause.PROBE_FAILURE: Cause.PROBE_FAILURE,
-}
 _RECENT_PER_BREAKER = 100
 
 # Deadline kinds in the heap.
@@ -85,7 +83,7 @@ class _Entry:
     def effective_state(self) -> BreakerState:
         if self.override is None:
             return self.machine.state
-        return _OPEN if self.override.override is Override.FORCE_OPEN else _CLOSED
+        return _OPEN if self.override.override is BreakerOverride.FORCE_OPEN else _CLOSED
 
 
 class EmbeddedBreakerStore:
@@ -243,7 +241,7 @@ class EmbeddedBreakerStore:
     async def set_override(
         self,
         key: BreakerKey,
-        override: Override | None,
+        override: BreakerOverride | None,
         *,
         reason: str,
         ttl: float | None,
@@ -260,7 +258,7 @@ class EmbeddedBreakerStore:
     def _set_override(
         self,
         entry: _Entry,
-        override: Override | None,
+        override: BreakerOverride | None,
         reason: str,
         set_by: str,
         ttl: float | None,
@@ -281,7 +279,8 @@ class EmbeddedBreakerStore:
         entry.updated_at = now
         if override is had:
             return []  # agents hear of every change of the override itself, no more
-        return [self._record(entry, before, Cause.OVERRIDE, now, detail=_detail(reason, set_by))]
+        detail = _detail(reason, set_by)
+        return [self._record(entry, before, TransitionCause.OVERRIDE, now, detail=detail)]
 
     async def reset(self, key: BreakerKey, *, reason: str, set_by: str) -> BreakerSnapshot:
         entry = self._entries.get(key)
@@ -293,7 +292,8 @@ class EmbeddedBreakerStore:
         entry.override = None
         entry.leases.clear()
         entry.updated_at = now
-        event = self._record(entry, before, Cause.RESET, now, detail=_detail(reason, set_by))
+        detail = _detail(reason, set_by)
+        event = self._record(entry, before, TransitionCause.RESET, now, detail=detail)
         await self._notify([event])
         return self._snapshot(entry, now)
 
@@ -344,7 +344,7 @@ class EmbeddedBreakerStore:
                 self._record(
                     entry,
                     transition.from_state,
-                    _CAUSES[transition.cause],
+                    transition.cause,
                     transition.at,
                     instance_id=instance_id,
                     open_until=open_until,
@@ -365,7 +365,7 @@ class EmbeddedBreakerStore:
         self,
         entry: _Entry,
         from_state: BreakerState,
-        cause: Cause,
+        cause: TransitionCause,
         at: float,
         *,
         instance_id: str = "",

@@ -3,18 +3,19 @@
 These are what the breaker stores (``fusebox.controlplane.breakers.store``) take and
 return; each maps 1:1 onto a message of ``fusebox/v1/breaker.proto`` or
 ``fusebox/v1/agent.proto`` (``BreakerTransition``, ``Breaker``, ``BreakerOutcomes``,
-``AcquireProbeLeaseResponse``). A breaker's identity is the agent's
-``fusebox.agent.breaker_key.BreakerKey`` (= ``fusebox.v1.BreakerKey``).
+``AcquireProbeLeaseResponse``). The words they use are the agent's, shared
+by both sides: a breaker's identity is ``fusebox.agent.breaker_key.BreakerKey``,
+its state, override and transition cause are ``BreakerState``,
+``BreakerOverride`` and ``TransitionCause`` of ``fusebox.agent.breaker``.
 """
 
 from __future__ import annotations
 
-import enum
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from fusebox.agent.breaker import BreakerState, Counts
+from fusebox.agent.breaker import BreakerOverride, BreakerState, Counts, TransitionCause
 from fusebox.agent.breaker_key import BreakerKey
 from fusebox.agent.policy import CircuitBreakerPolicy
 
@@ -23,35 +24,13 @@ __all__ = [
     "BreakerEvent",
     "BreakerNotFound",
     "BreakerSnapshot",
-    "Cause",
     "LeaseGrant",
     "OutcomeBatch",
-    "Override",
     "OverrideInfo",
 ]
 
 #: How many failing instance names a snapshot carries (the count is always whole).
 FAILING_INSTANCES_SHOWN = 100
-
-
-class Override(enum.Enum):
-    """An operator's decision that wins over the state machine (= ``BreakerOverride``)."""
-
-    FORCE_OPEN = "force_open"  # every call fails fast
-    FORCE_CLOSED = "force_closed"  # every call passes; outcomes are not counted
-    DISABLED = "disabled"  # no breaker at all: every call passes, nothing counted
-
-
-class Cause(enum.Enum):
-    """Why a breaker changed state (= ``fusebox.v1.TransitionCause``)."""
-
-    TRIP = "trip"
-    TIMEOUT = "timeout"
-    PROBE_SUCCESS = "probe_success"
-    PROBE_FAILURE = "probe_failure"
-    OVERRIDE = "override"
-    RESET = "reset"
-    POLICY_CHANGE = "policy_change"
 
 
 class BreakerNotFound(KeyError):
@@ -72,7 +51,7 @@ class BreakerNotFound(KeyError):
 class OverrideInfo:
     """An active override; ``expires_at`` (unix seconds) ``None`` means until cleared."""
 
-    override: Override
+    override: BreakerOverride
     reason: str
     expires_at: float | None
     set_by: str
@@ -86,7 +65,7 @@ class BreakerEvent:
     from_state: BreakerState
     to_state: BreakerState
     generation: int
-    cause: Cause
+    cause: TransitionCause
     at: float  # unix seconds
     instance_id: str = ""  # the agent whose report caused it, if any
     detail: str = ""  # e.g. the override reason

@@ -28,14 +28,14 @@ import json
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 
-from fusebox.agent.breaker import BreakerState, Counts
+from fusebox.agent.breaker import BreakerOverride, BreakerState, Counts, TransitionCause
 from fusebox.agent.breaker_key import BreakerKey
 from fusebox.agent.policy import BreakerQuorum, CircuitBreakerPolicy
 from fusebox.controlplane.breakers.model import (
@@ -43,10 +43,8 @@ from fusebox.controlplane.breakers.model import (
     BreakerEvent,
     BreakerNotFound,
     BreakerSnapshot,
-    Cause,
     LeaseGrant,
     OutcomeBatch,
-    Override,
     OverrideInfo,
 )
 from fusebox.controlplane.breakers.trip_lua import compile_trip_to_lua
@@ -293,13 +291,13 @@ class RedisBreakerStore:
     async def set_override(
         self,
         key: BreakerKey,
-        override: Override | None,
+        override: BreakerOverride | None,
         *,
         reason: str,
         ttl: float | None,
         set_by: str,
     ) -> BreakerSnapshot:
-        action = "clear" if override is None else override.value
+        action = "clear" if override is None else _STORED_OVERRIDE[override]
         ttl_ms = str(max(1, _ms(ttl))) if ttl else ""
         await self._run_override(key, action, reason, ttl_ms, set_by)
         return await self._get_existing(key)
@@ -434,6 +432,17 @@ class RedisBreakerStore:
 
 # ---- decoding ------------------------------------------------------------------
 
+#: An override as the breaker hash (``ov``) and the Lua scripts spell it: the
+#: spelling of every Redis store since the first release, kept so that breakers
+#: already stored stay readable. Users see ``BreakerOverride``'s values
+#: (``force-open``); this table is the one place the stored words appear in Python.
+_STORED_OVERRIDE: Mapping[BreakerOverride, str] = {
+    BreakerOverride.FORCE_OPEN: "force_open",
+    BreakerOverride.FORCE_CLOSED: "force_closed",
+    BreakerOverride.DISABLED: "disabled",
+}
+_OVERRIDE_FROM_STORED = {stored: override for override, stored in _STORED_OVERRIDE.items()}
+
 
 def _ms(seconds: float) -> int:
     return round(seconds * 1000)
@@ -453,7 +462,7 @@ def _event(reply: builtins.list[Any]) -> BreakerEvent:
         from_state=BreakerState(from_state),
         to_state=BreakerState(to_state),
         generation=int(generation),
-        cause=Cause(cause),
+        cause=TransitionCause(cause),
         at=int(at) / 1000,
         instance_id=instance,
         detail=detail,
@@ -496,7 +505,7 @@ def _quorum(state: dict[str, str]) -> BreakerQuorum | None:
 
 def _effective(state: dict[str, str]) -> BreakerState:
     override = state["ov"]
-    if override == Override.FORCE_OPEN.value:
+    if override == _STORED_OVERRIDE[BreakerOverride.FORCE_OPEN]:
         return BreakerState.OPEN
     if override:
         return BreakerState.CLOSED
@@ -522,7 +531,7 @@ def _snapshot(
     override = None
     if state["ov"]:
         override = OverrideInfo(
-            Override(state["ov"]),
+            _OVERRIDE_FROM_STORED[state["ov"]],
             state["ov_reason"],
             _optional_seconds(state["ov_exp"]),
             state["ov_by"],

@@ -29,7 +29,7 @@ import builtins
 from collections.abc import Sequence
 from typing import Protocol
 
-from fusebox.agent.breaker import BreakerState
+from fusebox.agent.breaker import BreakerOverride, BreakerState
 from fusebox.agent.breaker_key import BreakerKey
 from fusebox.agent.policy import CircuitBreakerPolicy
 from fusebox.controlplane.breakers.model import (
@@ -37,7 +37,6 @@ from fusebox.controlplane.breakers.model import (
     BreakerSnapshot,
     LeaseGrant,
     OutcomeBatch,
-    Override,
 )
 
 __all__ = ["BreakerStore", "open_breaker_store"]
@@ -78,7 +77,7 @@ class BreakerStore(Protocol):
     async def set_override(
         self,
         key: BreakerKey,
-        override: Override | None,
+        override: BreakerOverride | None,
         *,
         reason: str,
         ttl: float | None,

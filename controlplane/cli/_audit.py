@@ -23,15 +23,13 @@ from fusebox.controlplane.cli._connection import (
 from fusebox.controlplane.cli._errors import ExitCode
 from fusebox.controlplane.cli._output import human_age, render_json, render_table
 from fusebox.controlplane.spec import parse_duration
+from fusebox.controlplane.wire_enums import AUDIT_ACTION_FROM_PB, AUDIT_TARGET_KIND_TO_PB
 from fusebox.v1 import audit_pb2, audit_pb2_grpc
 
 __all__ = ["AuditServiceClient", "add_audit_command", "audit_table", "event_to_json",
            "list_audit_events"]
 
-KIND_CHOICES = {
-    "spec": audit_pb2.AUDIT_TARGET_KIND_SPEC,
-    "breaker": audit_pb2.AUDIT_TARGET_KIND_BREAKER,
-}
+KIND_CHOICES = {kind.value: wire for kind, wire in AUDIT_TARGET_KIND_TO_PB.items()}
 MAX_LIMIT = 1000
 
 
@@ -123,10 +121,10 @@ def list_audit_events(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def action_name(action: int) -> str:
-    """``spec-apply``, ``breaker-override``…: the enum name without its prefix."""
-    name: str = audit_pb2.AuditAction.Name(action)
-    return name.removeprefix("AUDIT_ACTION_").lower().replace("_", "-")
+def action_name(action: audit_pb2.AuditAction) -> str:
+    """``spec-apply``, ``breaker-override``…: the ``AuditAction``'s value."""
+    found = AUDIT_ACTION_FROM_PB.get(action)
+    return "unknown" if found is None else found.value
 
 
 def _rfc3339(timestamp: Timestamp) -> str:

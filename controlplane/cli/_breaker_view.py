@@ -16,51 +16,37 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from fusebox.agent.breaker_key import BreakerKey
+from fusebox.agent.wire_enums import (
+    CAUSE_FROM_PB,
+    OVERRIDE_FROM_PB,
+    STATE_FROM_PB,
+    TARGET_KIND_FROM_PB,
+)
 from fusebox.controlplane.cli._output import format_duration, human_age, render_table
 from fusebox.v1 import breaker_pb2, policy_pb2
 
 NONE = "-"
 
-KIND_NAMES: dict[int, str] = {
-    policy_pb2.TARGET_KIND_APP: "app",
-    policy_pb2.TARGET_KIND_ACTOR: "actor",
-    policy_pb2.TARGET_KIND_COMPONENT: "component",
-}
-STATE_NAMES: dict[int, str] = {
-    breaker_pb2.BREAKER_STATE_CLOSED: "closed",
-    breaker_pb2.BREAKER_STATE_OPEN: "open",
-    breaker_pb2.BREAKER_STATE_HALF_OPEN: "half-open",
-}
-OVERRIDE_NAMES: dict[int, str] = {
-    breaker_pb2.BREAKER_OVERRIDE_FORCE_OPEN: "force-open",
-    breaker_pb2.BREAKER_OVERRIDE_FORCE_CLOSED: "force-closed",
-    breaker_pb2.BREAKER_OVERRIDE_DISABLED: "disabled",
-}
-CAUSE_NAMES: dict[int, str] = {
-    breaker_pb2.TRANSITION_CAUSE_TRIP: "trip",
-    breaker_pb2.TRANSITION_CAUSE_TIMEOUT: "timeout",
-    breaker_pb2.TRANSITION_CAUSE_PROBE_SUCCESS: "probe-success",
-    breaker_pb2.TRANSITION_CAUSE_PROBE_FAILURE: "probe-failure",
-    breaker_pb2.TRANSITION_CAUSE_OVERRIDE: "override",
-    breaker_pb2.TRANSITION_CAUSE_RESET: "reset",
-    breaker_pb2.TRANSITION_CAUSE_POLICY_CHANGE: "policy-change",
-}
+def kind_name(kind: policy_pb2.TargetKind) -> str:
+    found = TARGET_KIND_FROM_PB.get(kind)
+    return "unknown" if found is None else found.value
 
 
-def kind_name(kind: int) -> str:
-    return KIND_NAMES.get(kind, "unknown")
+def state_name(state: breaker_pb2.BreakerState) -> str:
+    found = STATE_FROM_PB.get(state)
+    return "unknown" if found is None else found.value
 
 
-def state_name(state: int) -> str:
-    return STATE_NAMES.get(state, "unknown")
+def override_name(override: breaker_pb2.BreakerOverride) -> str:
+    found = OVERRIDE_FROM_PB.get(override)
+    return "none" if found is None else found.value
 
 
-def override_name(override: int) -> str:
-    return OVERRIDE_NAMES.get(override, "none")
-
-
-def cause_name(cause: int) -> str:
-    return CAUSE_NAMES.get(cause, "unknown")
+def cause_name(cause: breaker_pb2.TransitionCause) -> str:
+    """The cause's value with hyphens (``probe-success``), as the CLI writes every word
+    of more than one part (``half-open``, ``force-open``)."""
+    found = CAUSE_FROM_PB.get(cause)
+    return "unknown" if found is None else found.value.replace("_", "-")
 
 
 def key_path(key: policy_pb2.BreakerKey) -> str:

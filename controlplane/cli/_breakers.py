@@ -16,6 +16,8 @@ import time
 import yaml
 from google.protobuf.duration_pb2 import Duration
 
+from fusebox.agent.breaker import BreakerOverride, BreakerState
+from fusebox.agent.wire_enums import OVERRIDE_TO_PB, STATE_TO_PB
 from fusebox.controlplane.cli._breaker_ref import (
     BreakerRef,
     list_request_for,
@@ -41,9 +43,8 @@ from fusebox.controlplane.cli._output import format_duration, render_json
 from fusebox.v1 import breaker_pb2, policy_pb2
 
 STATE_CHOICES = {
-    "closed": breaker_pb2.BREAKER_STATE_CLOSED,
-    "open": breaker_pb2.BREAKER_STATE_OPEN,
-    "half-open": breaker_pb2.BREAKER_STATE_HALF_OPEN,
+    state.value: STATE_TO_PB[state]
+    for state in (BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN)
 }
 # The server records who set an override (``OverrideInfo.set_by``); the request
 # has no field for it, so the CLI says who it is in call metadata.
@@ -146,10 +147,10 @@ def watch_breakers(args: argparse.Namespace) -> int:
 # ---- overrides / reset --------------------------------------------------------------
 
 _OVERRIDES = {
-    "open": breaker_pb2.BREAKER_OVERRIDE_FORCE_OPEN,
-    "close": breaker_pb2.BREAKER_OVERRIDE_FORCE_CLOSED,
-    "disable": breaker_pb2.BREAKER_OVERRIDE_DISABLED,
-    "clear": breaker_pb2.BREAKER_OVERRIDE_UNSPECIFIED,
+    "open": BreakerOverride.FORCE_OPEN,
+    "close": BreakerOverride.FORCE_CLOSED,
+    "disable": BreakerOverride.DISABLED,
+    "clear": None,
 }
 _OVERRIDE_VERBS = {
     "open": "forced open",
@@ -163,7 +164,7 @@ def set_override(args: argparse.Namespace) -> int:
     """``open``/``close``/``disable``/``clear``: which one is ``args.override``."""
     ref = _ref(args)
     request = breaker_pb2.SetOverrideRequest(
-        override=_OVERRIDES[args.override], reason=args.reason or ""
+        override=OVERRIDE_TO_PB[_OVERRIDES[args.override]], reason=args.reason or ""
     )
     ttl: float | None = getattr(args, "ttl", None)
     if ttl is not None:

@@ -15,6 +15,7 @@ from google.protobuf import json_format
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from fusebox.controlplane.wire_enums import REVISION_ACTION_FROM_PB
 from fusebox.v1 import spec_pb2
 
 RESOURCE = "resiliency.dapr.io"
@@ -162,16 +163,12 @@ def specs_yaml(specs: Sequence[spec_pb2.Spec]) -> str:
 
 # ---- revisions ----------------------------------------------------------------
 
-_ACTION_NAMES = {
-    spec_pb2.REVISION_ACTION_APPLY: "apply",
-    spec_pb2.REVISION_ACTION_DELETE: "delete",
-    spec_pb2.REVISION_ACTION_ROLLBACK: "rollback",
-}
 HISTORY_HEADERS = ("REVISION", "ACTION", "AGE", "DIGEST", "NOTE")
 
 
 def action_name(action: spec_pb2.RevisionAction) -> str:
-    return _ACTION_NAMES.get(action, "unknown")
+    found = REVISION_ACTION_FROM_PB.get(action)
+    return "unknown" if found is None else found.value
 
 
 def _revision_note(revision: spec_pb2.SpecRevision) -> str:

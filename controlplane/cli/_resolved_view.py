@@ -11,7 +11,8 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from fusebox.controlplane.cli._breaker_view import quorum_summary
+from fusebox.agent.wire_enums import DIRECTION_FROM_PB, TARGET_KIND_FROM_PB
+from fusebox.controlplane.cli._breaker_view import kind_name, quorum_summary
 from fusebox.controlplane.cli._output import format_duration, render_table
 from fusebox.v1 import policy_pb2
 
@@ -27,22 +28,18 @@ RESOLVE_HEADERS = (
 )
 _NONE = "-"
 
-_KIND_NAMES = {
-    policy_pb2.TARGET_KIND_APP: "app",
-    policy_pb2.TARGET_KIND_ACTOR: "actor",
-    policy_pb2.TARGET_KIND_COMPONENT: "component",
-}
-_DIRECTION_NAMES = {
-    policy_pb2.COMPONENT_DIRECTION_OUTBOUND: "outbound",
-    policy_pb2.COMPONENT_DIRECTION_INBOUND: "inbound",
-}
+
+def _direction_name(direction: policy_pb2.ComponentDirection) -> str:
+    found = DIRECTION_FROM_PB.get(direction)
+    return _NONE if found is None else found.value
 
 
 def target_label(target: policy_pb2.TargetPolicy) -> str:
     """The target's name, or ``(default app)`` / ``(default state component)`` for defaults."""
     if not target.is_default:
         return target.name
-    kind = _KIND_NAMES.get(target.kind, "target")
+    found = TARGET_KIND_FROM_PB.get(target.kind)
+    kind = "target" if found is None else found.value
     if target.component_type:
         return f"(default {target.component_type} {kind})"
     return f"(default {kind})"
@@ -98,9 +95,9 @@ def describe_fallback(target: policy_pb2.TargetPolicy) -> str:
 def resolved_rows(policies: policy_pb2.ResolvedPolicies) -> list[tuple[str, ...]]:
     return [
         (
-            _KIND_NAMES.get(t.kind, "unknown"),
+            kind_name(t.kind),
             target_label(t),
-            _DIRECTION_NAMES.get(t.direction, _NONE),
+            _direction_name(t.direction),
             describe_timeout(t),
             describe_retry(t.retry) if t.HasField("retry") else _NONE,
             describe_breaker(t),

@@ -13,8 +13,8 @@ from google.protobuf import duration_pb2
 from google.protobuf.message import DecodeError
 
 from fusebox.agent.breaker_key import BreakerKey
+from fusebox.agent.wire_enums import STATE_TO_PB
 from fusebox.controlplane.server.breaker_hub import (
-    STATE_TO_PB,
     BreakerHub,
     ReportError,
     ReportRateExceeded,

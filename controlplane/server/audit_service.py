@@ -6,40 +6,26 @@ from typing import Any
 
 import grpc
 
-from fusebox.controlplane.audit import (
-    AuditAction,
-    AuditEvent,
-    AuditQuery,
-    AuditStore,
-    AuditTargetKind,
-)
+from fusebox.controlplane.audit import AuditEvent, AuditQuery, AuditStore
 from fusebox.controlplane.audit.model import MAX_LIST_LIMIT
 from fusebox.controlplane.server.wire_time import timestamp
 from fusebox.controlplane.store.base import StoreUnavailable
+from fusebox.controlplane.wire_enums import (
+    AUDIT_ACTION_FROM_PB,
+    AUDIT_ACTION_TO_PB,
+    AUDIT_TARGET_KIND_FROM_PB,
+    AUDIT_TARGET_KIND_TO_PB,
+)
 from fusebox.v1 import audit_pb2, audit_pb2_grpc
 
-__all__ = ["ACTION_TO_PB", "TARGET_KIND_TO_PB", "AuditService", "event_to_proto"]
-
-ACTION_TO_PB = {
-    AuditAction.SPEC_APPLY: audit_pb2.AUDIT_ACTION_SPEC_APPLY,
-    AuditAction.SPEC_DELETE: audit_pb2.AUDIT_ACTION_SPEC_DELETE,
-    AuditAction.SPEC_ROLLBACK: audit_pb2.AUDIT_ACTION_SPEC_ROLLBACK,
-    AuditAction.BREAKER_OVERRIDE: audit_pb2.AUDIT_ACTION_BREAKER_OVERRIDE,
-    AuditAction.BREAKER_RESET: audit_pb2.AUDIT_ACTION_BREAKER_RESET,
-}
-TARGET_KIND_TO_PB = {
-    AuditTargetKind.SPEC: audit_pb2.AUDIT_TARGET_KIND_SPEC,
-    AuditTargetKind.BREAKER: audit_pb2.AUDIT_TARGET_KIND_BREAKER,
-}
-_ACTION_FROM_PB = {v: k for k, v in ACTION_TO_PB.items()}
-_KIND_FROM_PB = {v: k for k, v in TARGET_KIND_TO_PB.items()}
+__all__ = ["AuditService", "event_to_proto"]
 
 
 def event_to_proto(event: AuditEvent) -> audit_pb2.AuditEvent:
     e = event.entry
     return audit_pb2.AuditEvent(
-        id=event.id, time=timestamp(event.time), actor=e.actor, action=ACTION_TO_PB[e.action],
-        target_kind=TARGET_KIND_TO_PB[e.target_kind], namespace=e.namespace, target=e.target,
+        id=event.id, time=timestamp(event.time), actor=e.actor, action=AUDIT_ACTION_TO_PB[e.action],
+        target_kind=AUDIT_TARGET_KIND_TO_PB[e.target_kind], namespace=e.namespace, target=e.target,
         target_key=e.target_key, previous=e.previous, current=e.current, detail=e.detail,
     )
 
@@ -58,10 +44,10 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
         query = AuditQuery(
             since=request.since.ToNanoseconds() / 1e9 if request.HasField("since") else None,
             limit=request.limit,
-            target_kind=_KIND_FROM_PB.get(request.target_kind),
+            target_kind=AUDIT_TARGET_KIND_FROM_PB.get(request.target_kind),
             namespace=request.namespace,
             target_contains=request.target_contains,
-            actions=frozenset(_ACTION_FROM_PB[a] for a in request.actions),
+            actions=frozenset(AUDIT_ACTION_FROM_PB[a] for a in request.actions),
         )
         try:
             events = await self._store.list(query)
@@ -74,9 +60,9 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
 def _request_problem(request: audit_pb2.ListAuditEventsRequest) -> str:
     if request.limit > MAX_LIST_LIMIT:
         return f"limit: at most {MAX_LIST_LIMIT} events per request, got {request.limit}"
-    if request.target_kind and request.target_kind not in _KIND_FROM_PB:
+    if request.target_kind and request.target_kind not in AUDIT_TARGET_KIND_FROM_PB:
         return f"target_kind: unknown value {request.target_kind}"
-    unknown = [a for a in request.actions if a not in _ACTION_FROM_PB]
+    unknown = [a for a in request.actions if a not in AUDIT_ACTION_FROM_PB]
     if unknown:
         return f"actions: unknown values {unknown}"
     return ""

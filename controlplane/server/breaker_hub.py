@@ -29,16 +29,11 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
-from fusebox.agent.breaker import BreakerState
+from fusebox.agent.breaker import BreakerState, TransitionCause
 from fusebox.agent.breaker_key import BreakerKey
 from fusebox.agent.policy import CircuitBreakerPolicy
-from fusebox.controlplane.breakers.model import (
-    BreakerEvent,
-    BreakerSnapshot,
-    Cause,
-    OutcomeBatch,
-    Override,
-)
+from fusebox.agent.wire_enums import CAUSE_TO_PB, OVERRIDE_TO_PB, STATE_TO_PB
+from fusebox.controlplane.breakers.model import BreakerEvent, BreakerSnapshot, OutcomeBatch
 from fusebox.controlplane.breakers.store import BreakerStore
 from fusebox.controlplane.server.breaker_policy import breaker_policy_for
 from fusebox.controlplane.server.logs import log_event
@@ -54,35 +49,13 @@ from fusebox.controlplane.server.report_limits import (
 from fusebox.controlplane.server.sessions import MAX_INTEREST, AgentSession
 from fusebox.controlplane.server.wire_time import timestamp
 from fusebox.controlplane.store.base import StoreUnavailable
-from fusebox.v1 import agent_pb2, breaker_pb2, policy_pb2
+from fusebox.v1 import agent_pb2, policy_pb2
 
 log = logging.getLogger("fusebox.server.breakers")
 
 MAX_RUNS_PER_REPORT = 4096  # per breaker per message; agents split longer sequences
 MAX_BREAKERS_PER_REPORT = 1024
 MAX_PUSHED_REMEMBERED = 10_000  # stream ids of pushed transitions (see _first_sighting)
-
-STATE_TO_PB = {
-    BreakerState.CLOSED: breaker_pb2.BREAKER_STATE_CLOSED,
-    BreakerState.OPEN: breaker_pb2.BREAKER_STATE_OPEN,
-    BreakerState.HALF_OPEN: breaker_pb2.BREAKER_STATE_HALF_OPEN,
-}
-OVERRIDE_TO_PB = {
-    None: breaker_pb2.BREAKER_OVERRIDE_UNSPECIFIED,
-    Override.FORCE_OPEN: breaker_pb2.BREAKER_OVERRIDE_FORCE_OPEN,
-    Override.FORCE_CLOSED: breaker_pb2.BREAKER_OVERRIDE_FORCE_CLOSED,
-    Override.DISABLED: breaker_pb2.BREAKER_OVERRIDE_DISABLED,
-}
-CAUSE_TO_PB = {
-    Cause.TRIP: breaker_pb2.TRANSITION_CAUSE_TRIP,
-    Cause.TIMEOUT: breaker_pb2.TRANSITION_CAUSE_TIMEOUT,
-    Cause.PROBE_SUCCESS: breaker_pb2.TRANSITION_CAUSE_PROBE_SUCCESS,
-    Cause.PROBE_FAILURE: breaker_pb2.TRANSITION_CAUSE_PROBE_FAILURE,
-    Cause.OVERRIDE: breaker_pb2.TRANSITION_CAUSE_OVERRIDE,
-    Cause.RESET: breaker_pb2.TRANSITION_CAUSE_RESET,
-    Cause.POLICY_CHANGE: breaker_pb2.TRANSITION_CAUSE_POLICY_CHANGE,
-}
-
 
 def _set_remaining(
     update: agent_pb2.BreakerUpdate, state: BreakerState, open_until: float | None, now: float
@@ -106,7 +79,7 @@ def update_from_event(event: BreakerEvent, now: float) -> bytes:
 
 
 def update_from_snapshot(
-    snapshot: BreakerSnapshot, now: float, cause: Cause | None = None
+    snapshot: BreakerSnapshot, now: float, cause: TransitionCause | None = None
 ) -> bytes:
     """The BreakerUpdate that brings an agent to a breaker's current state."""
     override = snapshot.override.override if snapshot.override else None
@@ -497,7 +470,7 @@ class BreakerHub:
                   holders=len(holders) if holders else 0)
 
     async def _offer(self, event: BreakerEvent, now: float, holders: set[AgentSession]) -> None:
-        if event.cause in (Cause.OVERRIDE, Cause.RESET):
+        if event.cause in (TransitionCause.OVERRIDE, TransitionCause.RESET):
             # The event does not carry the override itself: send the full state.
             snapshot = await self.store.get(event.key)
             if snapshot is None:

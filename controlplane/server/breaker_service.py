@@ -8,17 +8,20 @@ from typing import Any, NoReturn
 
 import grpc
 
+from fusebox.agent.breaker import BreakerOverride
 from fusebox.agent.breaker_key import BreakerKey
 from fusebox.agent.policy import breaker_to_proto
-from fusebox.controlplane.audit import AuditAction
-from fusebox.controlplane.breakers.model import (
-    BreakerEvent,
-    BreakerSnapshot,
-    Override,
+from fusebox.agent.wire_enums import (
+    CAUSE_TO_PB,
+    OVERRIDE_FROM_PB,
+    OVERRIDE_TO_PB,
+    STATE_FROM_PB,
+    STATE_TO_PB,
 )
+from fusebox.controlplane.audit import AuditAction
+from fusebox.controlplane.breakers.model import BreakerEvent, BreakerSnapshot
 from fusebox.controlplane.breakers.store import BreakerStore
 from fusebox.controlplane.server.audit_recorder import AuditRecorder, breaker_entry
-from fusebox.controlplane.server.breaker_hub import CAUSE_TO_PB, OVERRIDE_TO_PB, STATE_TO_PB
 from fusebox.controlplane.server.identity import principal
 from fusebox.controlplane.server.logs import log_event
 from fusebox.controlplane.server.wire_time import timestamp
@@ -31,8 +34,6 @@ RECENT_TRANSITIONS = 20
 WATCH_BLOCK_SECONDS = 1.0
 WATCH_BACKLOG = 256  # events read for one watcher and not yet sent
 WATCH_STALL_SECONDS = 10.0  # how long a full backlog may wait for the client to read
-_STATE_FROM_PB = {v: k for k, v in STATE_TO_PB.items()}
-_OVERRIDE_FROM_PB = {v: k for k, v in OVERRIDE_TO_PB.items()}
 
 
 def transition_to_proto(event: BreakerEvent) -> breaker_pb2.BreakerTransition:
@@ -116,7 +117,7 @@ class BreakerService(breaker_pb2_grpc.BreakerServiceServicer):
         try:
             snapshots = await self._store.list(
                 namespace=request.namespace, target=request.app_id,
-                state=_STATE_FROM_PB.get(request.state),
+                state=STATE_FROM_PB.get(request.state),
             )
         except StoreUnavailable as e:
             await _abort(context, grpc.StatusCode.UNAVAILABLE, f"breaker store unavailable: {e}")
@@ -137,8 +138,8 @@ class BreakerService(breaker_pb2_grpc.BreakerServiceServicer):
                           context: grpc.aio.ServicerContext[Any, Any]
                           ) -> breaker_pb2.SetOverrideResponse:
         key = await self._key(context, request.key)
-        override: Override | None = _OVERRIDE_FROM_PB.get(request.override)
-        if request.override not in _OVERRIDE_FROM_PB:
+        override: BreakerOverride | None = OVERRIDE_FROM_PB.get(request.override)
+        if request.override not in OVERRIDE_FROM_PB:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
                          f"override: unknown value {request.override}")
         if override is not None and not request.reason.strip():

@@ -36,16 +36,12 @@ from fusebox.controlplane.store.base import (
     StoredSpec,
     StoreUnavailable,
 )
+from fusebox.controlplane.wire_enums import REVISION_ACTION_TO_PB
 from fusebox.controlplane.wire_errors import violations_status
 from fusebox.v1 import spec_pb2, spec_pb2_grpc
 
 log = logging.getLogger("fusebox.server.specs")
 
-_ACTIONS = {
-    RevisionAction.APPLY: spec_pb2.REVISION_ACTION_APPLY,
-    RevisionAction.DELETE: spec_pb2.REVISION_ACTION_DELETE,
-    RevisionAction.ROLLBACK: spec_pb2.REVISION_ACTION_ROLLBACK,
-}
 
 
 def _struct(document: Any) -> struct_pb2.Struct:
@@ -69,7 +65,7 @@ def spec_to_proto(stored: StoredSpec) -> spec_pb2.Spec:
 def revision_to_proto(record: RevisionRecord) -> spec_pb2.SpecRevision:
     return spec_pb2.SpecRevision(
         revision=record.revision,
-        action=_ACTIONS[record.action],
+        action=REVISION_ACTION_TO_PB[record.action],
         create_time=timestamp(record.create_time),
         digest=record.digest,
         yaml=record.yaml,

@@ -38,7 +38,11 @@ def test_internals_live_in_named_modules_not_at_the_root() -> None:
                                  "TargetStats", "ChangeOrigin"),
         "fusebox.agent.classify": ("Outcome", "Classifier", "http_outcome", "grpc_outcome",
                                    "parse_retry_after", "default_classifier"),
-        "fusebox.agent.breaker": ("BreakerStateMachine", "Counts", "TransitionCause"),
+        "fusebox.agent.breaker": ("BreakerStateMachine", "Counts", "TransitionCause",
+                                  "BreakerOverride"),
+        "fusebox.agent.breaker_key": ("BreakerKey",),
+        "fusebox.agent.wire_enums": ("STATE_TO_PB", "OVERRIDE_TO_PB", "CAUSE_TO_PB",
+                                     "TARGET_KIND_TO_PB"),
         "fusebox.agent.clock": ("Clock", "SystemClock"),
     }
     for module, names in homes.items():

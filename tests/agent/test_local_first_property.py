@@ -29,10 +29,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fusebox.agent import Agent, BreakerOpenError, BreakerState
-from fusebox.agent._cluster_port import ClusterOverride, LeaseAnswer
+from fusebox.agent._cluster_port import LeaseAnswer
 from fusebox.agent._live_breaker import Breaker
 from fusebox.agent._reporting import ReportLimits, outcome_entries
-from fusebox.agent.breaker import BreakerStateMachine, TransitionCause
+from fusebox.agent.breaker import BreakerOverride, BreakerStateMachine, TransitionCause
 from fusebox.agent.breaker_key import BreakerKey
 from fusebox.agent.policy import (
     CircuitBreakerPolicy,
@@ -44,23 +44,10 @@ from fusebox.agent.policy import (
 from fusebox.agent.testing import ManualClock
 from fusebox.agent.trip import compile_trip
 from fusebox.controlplane.breakers.embedded import EmbeddedBreakerStore
-from fusebox.controlplane.breakers.model import (
-    BreakerEvent,
-    BreakerSnapshot,
-    Cause,
-    OutcomeBatch,
-    Override,
-)
+from fusebox.controlplane.breakers.model import BreakerEvent, BreakerSnapshot, OutcomeBatch
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 NAME = "order-processor:orders"
-_OVERRIDES = {Override.FORCE_OPEN: ClusterOverride.FORCE_OPEN,
-              Override.FORCE_CLOSED: ClusterOverride.FORCE_CLOSED,
-              Override.DISABLED: ClusterOverride.DISABLED}
-_CAUSES = {Cause.TRIP: TransitionCause.TRIP, Cause.TIMEOUT: TransitionCause.TIMEOUT,
-           Cause.PROBE_SUCCESS: TransitionCause.PROBE_SUCCESS,
-           Cause.PROBE_FAILURE: TransitionCause.PROBE_FAILURE,
-           Cause.OVERRIDE: TransitionCause.OVERRIDE, Cause.RESET: TransitionCause.RESET}
 
 
 @dataclass(frozen=True)
@@ -70,7 +57,7 @@ class Update:
     state: BreakerState
     generation: int
     open_remaining: float | None
-    override: ClusterOverride | None
+    override: BreakerOverride | None
     cause: TransitionCause | None
 
 
@@ -96,16 +83,19 @@ class Server:
                 link.inbox.append(update)
 
     def _update(self, event: BreakerEvent) -> Update:
-        if event.cause in (Cause.OVERRIDE, Cause.RESET):  # the server sends the full state
+        # The server sends the full state after an operator's action.
+        if event.cause in (TransitionCause.OVERRIDE, TransitionCause.RESET):
             return self.update_from(self.run(self.store.get(event.key)), event.cause)
         return Update(event.to_state, event.generation, self._remaining(event.open_until),
-                      None, _CAUSES[event.cause])
+                      None, event.cause)
 
-    def update_from(self, snapshot: BreakerSnapshot, cause: Cause | None = None) -> Update:
+    def update_from(
+        self, snapshot: BreakerSnapshot, cause: TransitionCause | None = None
+    ) -> Update:
         override = snapshot.override.override if snapshot.override else None
         return Update(snapshot.state, snapshot.generation,
                       self._remaining(snapshot.open_until if snapshot.state is OPEN else None),
-                      override and _OVERRIDES[override], cause and _CAUSES[cause])
+                      override, cause)
 
     def _remaining(self, open_until: float | None) -> float | None:
         return None if open_until is None else max(0.0, open_until - self.clock.now)
@@ -218,7 +208,7 @@ class Instance:
         if has is None:
             return False
         if has.override is not None:
-            return has.override is ClusterOverride.FORCE_OPEN
+            return has.override is BreakerOverride.FORCE_OPEN
         until = self.has_open_until
         return has.state is OPEN and until is not None and not until < now
 
@@ -267,7 +257,7 @@ _STEP = st.one_of(
     st.tuples(st.just("time"), st.integers(1, 8).map(lambda quarters: quarters / 4)),
     st.tuples(st.just("flush"), st.integers(0, 3)),
     st.tuples(st.just("deliver"), st.integers(0, 3), st.integers(1, 4)),
-    st.tuples(st.just("override"), st.sampled_from([None, *Override])),
+    st.tuples(st.just("override"), st.sampled_from([None, *BreakerOverride])),
     st.tuples(st.just("reset")),
 )
 

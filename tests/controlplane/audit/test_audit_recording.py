@@ -117,7 +117,7 @@ async def test_overrides_and_resets_are_recorded_with_the_previous_state(
     assert override.target == "order-processor:orders"
     assert override.target_key == BREAKER.encode()
     assert override.previous.startswith("state open,") and "no override" in override.previous
-    assert "override force_closed (hotfix deployed)" in override.current
+    assert "override force-closed (hotfix deployed)" in override.current
     assert override.detail == "reason: hotfix deployed"
     assert reset.action == audit_pb2.AUDIT_ACTION_BREAKER_RESET
     assert reset.previous == override.current

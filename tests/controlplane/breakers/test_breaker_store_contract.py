@@ -10,13 +10,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from fusebox.agent.breaker import BreakerState, Counts
+from fusebox.agent.breaker import BreakerOverride, BreakerState, Counts, TransitionCause
 from fusebox.agent.policy import BreakerQuorum, CircuitBreakerPolicy
 from fusebox.controlplane.breakers import (
     BreakerNotFound,
     BreakerStore,
-    Cause,
-    Override,
 )
 from fusebox.controlplane.breakers.embedded import EmbeddedBreakerStore
 from fusebox.controlplane.breakers.redis import RedisBreakerStore
@@ -73,7 +71,7 @@ async def test_trips_once_failures_summed_over_instances_reach_the_threshold(hom
     )
     assert first == []
     [event] = await home.store.apply([batch((-1, -3), instance="c")])
-    assert (event.from_state, event.to_state, event.cause) == (CLOSED, OPEN, Cause.TRIP)
+    assert (event.from_state, event.to_state, event.cause) == (CLOSED, OPEN, TransitionCause.TRIP)
     assert event.instance_id == "c"
     assert event.generation == 1
     assert event.open_until == pytest.approx(home.clock.now + 30.0)
@@ -137,7 +135,9 @@ async def test_advance_moves_open_to_half_open_only_after_the_timeout_has_passed
     assert await home.store.advance() == []  # at the expiry, not after it
     home.clock.advance(0.25)
     [event] = await home.store.advance()
-    assert (event.from_state, event.to_state, event.cause) == (OPEN, HALF_OPEN, Cause.TIMEOUT)
+    assert (event.from_state, event.to_state, event.cause) == (
+        OPEN, HALF_OPEN, TransitionCause.TIMEOUT
+    )
     assert event.generation == 2
     assert await home.store.advance() == []
 
@@ -184,7 +184,7 @@ async def test_max_requests_probe_successes_close_the_breaker(home: Home) -> Non
     b = await home.store.acquire_lease(breaker_key(), cb, "b", 5.0)
     [event] = await home.store.apply([batch((1,), cb=cb, instance="b", lease=b.lease_id)])
     assert (event.from_state, event.to_state) == (HALF_OPEN, CLOSED)
-    assert event.cause is Cause.PROBE_SUCCESS
+    assert event.cause is TransitionCause.PROBE_SUCCESS
     assert event.instance_id == "b"
     snapshot = await home.store.get(breaker_key())
     assert snapshot is not None
@@ -197,7 +197,7 @@ async def test_a_probe_failure_reopens_the_breaker(home: Home) -> None:
     lease = await home.store.acquire_lease(breaker_key(), cb, "a", 5.0)
     [event] = await home.store.apply([batch((-1,), cb=cb, lease=lease.lease_id)])
     assert (event.from_state, event.to_state) == (HALF_OPEN, OPEN)
-    assert event.cause is Cause.PROBE_FAILURE
+    assert event.cause is TransitionCause.PROBE_FAILURE
     assert event.open_until == pytest.approx(home.clock.now + 10.0)
 
 
@@ -214,12 +214,13 @@ async def test_outcomes_without_a_lease_do_not_count_in_half_open(home: Home) ->
 async def test_force_open_wins_over_a_closed_breaker_and_clearing_restores_it(home: Home) -> None:
     await home.store.apply([batch((2, -1))])
     snapshot = await home.store.set_override(
-        breaker_key(), Override.FORCE_OPEN, reason="upstream maintenance", ttl=None, set_by="ops"
+        breaker_key(), BreakerOverride.FORCE_OPEN, reason="upstream maintenance", ttl=None,
+        set_by="ops",
     )
     assert snapshot.state is OPEN and snapshot.generation == 1
     assert snapshot.override is not None
     assert (snapshot.override.override, snapshot.override.reason, snapshot.override.set_by) == (
-        Override.FORCE_OPEN, "upstream maintenance", "ops",
+        BreakerOverride.FORCE_OPEN, "upstream maintenance", "ops",
     )
     assert snapshot.override.expires_at is None
     assert await home.store.apply([batch((-9,))]) == []  # frozen: nothing counted
@@ -230,8 +231,8 @@ async def test_force_open_wins_over_a_closed_breaker_and_clearing_restores_it(ho
     assert cleared.counts == Counts(3, 2, 1, 0, 1)
     events = await home.store.recent_events(breaker_key())
     assert [(e.from_state, e.to_state, e.cause) for e in events] == [
-        (CLOSED, OPEN, Cause.OVERRIDE),
-        (OPEN, CLOSED, Cause.OVERRIDE),
+        (CLOSED, OPEN, TransitionCause.OVERRIDE),
+        (OPEN, CLOSED, TransitionCause.OVERRIDE),
     ]
     assert "upstream maintenance" in events[0].detail
 
@@ -239,19 +240,21 @@ async def test_force_open_wins_over_a_closed_breaker_and_clearing_restores_it(ho
 async def test_force_closed_and_disabled_let_calls_through_and_grant_no_lease(home: Home) -> None:
     await trip_open(home)
     closed = await home.store.set_override(
-        breaker_key(), Override.FORCE_CLOSED, reason="r", ttl=None, set_by="ops"
+        breaker_key(), BreakerOverride.FORCE_CLOSED, reason="r", ttl=None, set_by="ops"
     )
     assert closed.state is CLOSED
     disabled = await home.store.set_override(
-        breaker_key(), Override.DISABLED, reason="r", ttl=None, set_by="ops"
+        breaker_key(), BreakerOverride.DISABLED, reason="r", ttl=None, set_by="ops"
     )
     # The effective state stays closed, but agents must hear that the override changed
     # (disabled also stops their reports): an OVERRIDE event, a new generation.
     assert disabled.state is CLOSED and disabled.generation == closed.generation + 1
     [*_, event] = await home.store.recent_events(breaker_key())
-    assert (event.from_state, event.to_state, event.cause) == (CLOSED, CLOSED, Cause.OVERRIDE)
+    assert (event.from_state, event.to_state, event.cause) == (
+        CLOSED, CLOSED, TransitionCause.OVERRIDE
+    )
     same = await home.store.set_override(
-        breaker_key(), Override.DISABLED, reason="again", ttl=None, set_by="ops"
+        breaker_key(), BreakerOverride.DISABLED, reason="again", ttl=None, set_by="ops"
     )
     assert same.generation == disabled.generation  # the same override again: no event
     assert not (await home.store.acquire_lease(breaker_key(), policy(), "a", 5.0)).granted
@@ -260,13 +263,13 @@ async def test_force_closed_and_disabled_let_calls_through_and_grant_no_lease(ho
 async def test_an_override_on_a_closed_breaker_is_an_event_for_agents(home: Home) -> None:
     await home.store.apply([batch((1,))])
     forced = await home.store.set_override(
-        breaker_key(), Override.FORCE_CLOSED, reason="deploy", ttl=None, set_by="ops"
+        breaker_key(), BreakerOverride.FORCE_CLOSED, reason="deploy", ttl=None, set_by="ops"
     )
     cleared = await home.store.set_override(breaker_key(), None, reason="done", ttl=None,
                                             set_by="ops")
     events = await home.store.recent_events(breaker_key())
     assert [(e.from_state, e.to_state, e.cause) for e in events] == [
-        (CLOSED, CLOSED, Cause.OVERRIDE), (CLOSED, CLOSED, Cause.OVERRIDE)]
+        (CLOSED, CLOSED, TransitionCause.OVERRIDE), (CLOSED, CLOSED, TransitionCause.OVERRIDE)]
     assert (forced.generation, cleared.generation) == (1, 2)
     again = await home.store.set_override(breaker_key(), None, reason="", ttl=None, set_by="")
     assert again.generation == 2  # nothing to clear: no event
@@ -275,7 +278,7 @@ async def test_an_override_on_a_closed_breaker_is_an_event_for_agents(home: Home
 async def test_an_override_with_a_ttl_expires_on_advance(home: Home) -> None:
     await home.store.apply([batch((1,))])
     snapshot = await home.store.set_override(
-        breaker_key(), Override.FORCE_OPEN, reason="r", ttl=5.0, set_by="ops"
+        breaker_key(), BreakerOverride.FORCE_OPEN, reason="r", ttl=5.0, set_by="ops"
     )
     assert snapshot.override is not None
     assert snapshot.override.expires_at == pytest.approx(home.clock.now + 5.0)
@@ -283,7 +286,9 @@ async def test_an_override_with_a_ttl_expires_on_advance(home: Home) -> None:
     assert await home.store.advance() == []
     home.clock.advance(1.25)
     [event] = await home.store.advance()
-    assert (event.from_state, event.to_state, event.cause) == (OPEN, CLOSED, Cause.OVERRIDE)
+    assert (event.from_state, event.to_state, event.cause) == (
+        OPEN, CLOSED, TransitionCause.OVERRIDE
+    )
     snapshot = await home.store.get(breaker_key())
     assert snapshot is not None and snapshot.override is None
 
@@ -293,24 +298,26 @@ async def test_clearing_an_override_resumes_an_open_timeout_that_passed_meanwhil
 ) -> None:
     await trip_open(home, cb_timeout=10.0)
     await home.store.set_override(
-        breaker_key(), Override.FORCE_OPEN, reason="r", ttl=None, set_by=""
+        breaker_key(), BreakerOverride.FORCE_OPEN, reason="r", ttl=None, set_by=""
     )
     home.clock.advance(20.0)
     assert await home.store.advance() == []  # frozen
     await home.store.set_override(breaker_key(), None, reason="r", ttl=None, set_by="")
     [event] = await home.store.advance()
-    assert (event.from_state, event.to_state, event.cause) == (OPEN, HALF_OPEN, Cause.TIMEOUT)
+    assert (event.from_state, event.to_state, event.cause) == (
+        OPEN, HALF_OPEN, TransitionCause.TIMEOUT
+    )
 
 
 async def test_reset_closes_zeroes_counts_clears_the_override_and_records_why(home: Home) -> None:
     await trip_open(home)
     await home.store.set_override(
-        breaker_key(), Override.FORCE_OPEN, reason="r", ttl=None, set_by=""
+        breaker_key(), BreakerOverride.FORCE_OPEN, reason="r", ttl=None, set_by=""
     )
     snapshot = await home.store.reset(breaker_key(), reason="fixed", set_by="alice")
     assert (snapshot.state, snapshot.counts, snapshot.override) == (CLOSED, Counts(), None)
     [*_, event] = await home.store.recent_events(breaker_key())
-    assert (event.from_state, event.to_state, event.cause) == (OPEN, CLOSED, Cause.RESET)
+    assert (event.from_state, event.to_state, event.cause) == (OPEN, CLOSED, TransitionCause.RESET)
     assert event.generation == snapshot.generation == 3  # trip, override, reset
     assert "fixed" in event.detail and "alice" in event.detail
     again = await home.store.reset(breaker_key(), reason="again", set_by="")
@@ -320,7 +327,7 @@ async def test_reset_closes_zeroes_counts_clears_the_override_and_records_why(ho
 async def test_override_and_reset_of_an_unknown_breaker_raise_breaker_not_found(home: Home) -> None:
     with pytest.raises(BreakerNotFound):
         await home.store.set_override(
-            breaker_key(), Override.FORCE_OPEN, reason="", ttl=None, set_by=""
+            breaker_key(), BreakerOverride.FORCE_OPEN, reason="", ttl=None, set_by=""
         )
     with pytest.raises(KeyError):
         await home.store.reset(breaker_key(), reason="", set_by="")
@@ -440,7 +447,7 @@ async def test_a_second_instance_failure_opens_the_fleet_and_is_named(home: Home
     await home.store.apply([batch((5,), cb=cb, instance="c"), batch((2, -3), cb=cb, instance="a")])
     assert await window(home) == (("a",), 1, 2)
     [event] = await home.store.apply([batch((-1,), cb=cb, instance="b")])
-    assert (event.from_state, event.to_state, event.cause) == (CLOSED, OPEN, Cause.TRIP)
+    assert (event.from_state, event.to_state, event.cause) == (CLOSED, OPEN, TransitionCause.TRIP)
     assert event.instance_id == "b"
     assert await window(home) == (("a", "b"), 2, 3)  # open: who opened it
     home.clock.advance(10.5)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fusebox.agent.breaker import BreakerState, Counts
+from fusebox.agent.breaker import BreakerOverride, BreakerState, Counts
 from fusebox.agent.policy import BreakerQuorum
 from fusebox.controlplane.breakers.redis import RedisBreakerStore
 from fusebox.controlplane.store.base import StoreUnavailable
@@ -40,6 +40,29 @@ async def test_quorum_sets_share_the_hash_tag_and_go_with_the_window(redis_url: 
     await store.reset(weird, reason="test", set_by="op")
     keys = await store._client.keys("*")
     assert not any(":qfail:" in key or ":qseen:" in key for key in keys)  # a new closed window
+    await store.close()
+
+
+@pytest.mark.parametrize(
+    ("override", "stored"),
+    [
+        (BreakerOverride.FORCE_OPEN, "force_open"),
+        (BreakerOverride.FORCE_CLOSED, "force_closed"),
+        (BreakerOverride.DISABLED, "disabled"),
+    ],
+)
+async def test_overrides_keep_the_stored_spelling_of_earlier_releases(
+    redis_url: str, override: BreakerOverride, stored: str
+) -> None:
+    # Breakers written by any release stay readable: the hash keeps the words it had.
+    store = RedisBreakerStore(redis_url, partitions=4, clock=ManualClock())
+    await store.apply([batch((1,))])
+    await store.set_override(breaker_key(), override, reason="r", ttl=None, set_by="ops")
+    state_key = store._keys(breaker_key()).state  # test-only peek at the layout
+    assert await store._client.hget(state_key, "ov") == stored
+    snapshot = await store.get(breaker_key())
+    assert snapshot is not None and snapshot.override is not None
+    assert snapshot.override.override is override
     await store.close()
 
 

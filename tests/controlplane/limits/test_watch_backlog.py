@@ -9,9 +9,10 @@ import logging
 import grpc
 import pytest
 
+from fusebox.agent.breaker import BreakerOverride
 from fusebox.agent.breaker_key import BreakerKey
 from fusebox.agent.policy import CircuitBreakerPolicy, TargetKind
-from fusebox.controlplane.breakers.model import OutcomeBatch, Override
+from fusebox.controlplane.breakers.model import OutcomeBatch
 from fusebox.controlplane.server import FuseboxServer, ServerConfig, breaker_service
 from fusebox.v1 import breaker_pb2, breaker_pb2_grpc
 
@@ -52,7 +53,7 @@ async def test_a_watcher_that_does_not_read_is_disconnected_and_others_keep_watc
 
             reader = asyncio.create_task(read_fast())
             for n in range(EVENTS):
-                override = Override.FORCE_OPEN if n % 2 == 0 else None
+                override = BreakerOverride.FORCE_OPEN if n % 2 == 0 else None
                 await server.breaker_store.set_override(
                     BREAKER, override, reason=f"toggle {n} " + "x" * 200, ttl=None, set_by="test"
                 )

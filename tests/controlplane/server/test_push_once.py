@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from fusebox.agent.breaker import BreakerState
+from fusebox.agent.breaker import BreakerState, TransitionCause
 from fusebox.agent.breaker_key import BreakerKey
 from fusebox.agent.policy import TargetKind
 from fusebox.controlplane.breakers.embedded import EmbeddedBreakerStore
-from fusebox.controlplane.breakers.model import BreakerEvent, Cause
+from fusebox.controlplane.breakers.model import BreakerEvent
 from fusebox.controlplane.server import FuseboxServer
 from fusebox.controlplane.server.breaker_hub import BreakerHub
 from fusebox.controlplane.server.metrics import Metrics
@@ -41,7 +41,7 @@ class CountingSession(AgentSession):
 
 
 def trip(stream_id: str) -> BreakerEvent:
-    return BreakerEvent(KEY, BreakerState.CLOSED, BreakerState.OPEN, 2, Cause.TRIP,
+    return BreakerEvent(KEY, BreakerState.CLOSED, BreakerState.OPEN, 2, TransitionCause.TRIP,
                         at=1_700_000_000.0, open_until=1_700_000_060.0, stream_id=stream_id)
 
 
