@@ -79,7 +79,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def token_hash(args: argparse.Namespace) -> int:
-    from fusebox.controlplane.server.auth import hash_token
+    from fusebox.controlplane.server.tokens import hash_token
 
     token = sys.stdin.readline().strip()
     if not token:
@@ -90,7 +90,13 @@ def token_hash(args: argparse.Namespace) -> int:
 
 
 def token_create(args: argparse.Namespace) -> int:
-    from fusebox.controlplane.server.auth import Role, TokenEntry, entry_yaml, hash_token, new_token
+    from fusebox.controlplane.server.tokens import (
+        Role,
+        TokenEntry,
+        entry_yaml,
+        hash_token,
+        new_token,
+    )
 
     role = Role(args.role)
     if role is Role.AGENT and not args.apps:

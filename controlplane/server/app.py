@@ -19,7 +19,7 @@ from fusebox.controlplane.breakers.store import BreakerStore, open_breaker_store
 from fusebox.controlplane.server.agent_service import AgentService
 from fusebox.controlplane.server.audit_recorder import AuditRecorder
 from fusebox.controlplane.server.audit_service import AuditService
-from fusebox.controlplane.server.auth import AuthInterceptor, TokenFileError, TokenRegistry
+from fusebox.controlplane.server.auth import AuthInterceptor
 from fusebox.controlplane.server.breaker_hub import BreakerHub
 from fusebox.controlplane.server.breaker_service import BreakerService
 from fusebox.controlplane.server.config import ServerConfig
@@ -30,6 +30,7 @@ from fusebox.controlplane.server.policy_hub import PolicyHub
 from fusebox.controlplane.server.registry_service import RegistryService
 from fusebox.controlplane.server.spec_service import SpecService
 from fusebox.controlplane.server.tls import ServerTLS, TLSConfigError, server_credentials
+from fusebox.controlplane.server.tokens import TokenFileError, TokenRegistry
 from fusebox.controlplane.store import open_store
 from fusebox.controlplane.store.base import SpecStore, StoreUnavailable
 from fusebox.v1 import (

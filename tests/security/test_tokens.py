@@ -11,15 +11,13 @@ import pytest
 
 from fusebox.controlplane.cli import ExitCode, main
 from fusebox.controlplane.server import ServerConfig
-from fusebox.controlplane.server.auth import (
-    AGENT_METHODS,
-    READ_METHODS,
+from fusebox.controlplane.server.auth import AGENT_METHODS, READ_METHODS, role_allows
+from fusebox.controlplane.server.tokens import (
     Role,
     TokenFileError,
     TokenRegistry,
     hash_token,
     parse_tokens,
-    role_allows,
 )
 from fusebox.v1 import agent_pb2, agent_pb2_grpc, policy_pb2
 from tests.security.test_rpc_matrix import DEADLINE, Env, bearer, env  # noqa: F401
