@@ -79,7 +79,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def token_hash(args: argparse.Namespace) -> int:
-    from fusebox.controlplane.server.tokens import hash_token
+    from fusebox.controlplane.server.security.tokens import hash_token
 
     token = sys.stdin.readline().strip()
     if not token:
@@ -90,7 +90,7 @@ def token_hash(args: argparse.Namespace) -> int:
 
 
 def token_create(args: argparse.Namespace) -> int:
-    from fusebox.controlplane.server.tokens import (
+    from fusebox.controlplane.server.security.tokens import (
         Role,
         TokenEntry,
         entry_yaml,

@@ -16,21 +16,24 @@ from grpc_reflection.v1alpha import reflection
 
 from fusebox.controlplane.audit import AuditStore, open_audit_store
 from fusebox.controlplane.breakers.store import BreakerStore, open_breaker_store
-from fusebox.controlplane.server.agent_service import AgentService
-from fusebox.controlplane.server.audit_recorder import AuditRecorder
-from fusebox.controlplane.server.audit_service import AuditService
-from fusebox.controlplane.server.auth import AuthInterceptor
-from fusebox.controlplane.server.breaker_hub import BreakerHub
-from fusebox.controlplane.server.breaker_service import BreakerService
 from fusebox.controlplane.server.config import ServerConfig
-from fusebox.controlplane.server.instance_registry import InstanceRegistry, open_instance_registry
+from fusebox.controlplane.server.engines.breaker_hub import BreakerHub
+from fusebox.controlplane.server.engines.instance_registry import (
+    InstanceRegistry,
+    open_instance_registry,
+)
+from fusebox.controlplane.server.engines.policy_hub import PolicyHub
 from fusebox.controlplane.server.logs import configure_logging, log_event
 from fusebox.controlplane.server.metrics import Metrics
-from fusebox.controlplane.server.policy_hub import PolicyHub
-from fusebox.controlplane.server.registry_service import RegistryService
-from fusebox.controlplane.server.spec_service import SpecService
-from fusebox.controlplane.server.tls import ServerTLS, TLSConfigError, server_credentials
-from fusebox.controlplane.server.tokens import TokenFileError, TokenRegistry
+from fusebox.controlplane.server.security.auth import AuthInterceptor
+from fusebox.controlplane.server.security.tls import ServerTLS, TLSConfigError, server_credentials
+from fusebox.controlplane.server.security.tokens import TokenFileError, TokenRegistry
+from fusebox.controlplane.server.services.agent_service import AgentService
+from fusebox.controlplane.server.services.audit_recorder import AuditRecorder
+from fusebox.controlplane.server.services.audit_service import AuditService
+from fusebox.controlplane.server.services.breaker_service import BreakerService
+from fusebox.controlplane.server.services.registry_service import RegistryService
+from fusebox.controlplane.server.services.spec_service import SpecService
 from fusebox.controlplane.store import open_store
 from fusebox.controlplane.store.base import SpecStore, StoreUnavailable
 from fusebox.v1 import (

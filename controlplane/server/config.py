@@ -23,7 +23,7 @@ class ServerConfig:
     tls_cert: Path | None = None  # PEM certificate chain: serve TLS (with tls_key)
     tls_key: Path | None = None
     tls_client_ca: Path | None = None  # PEM CA: require client certificates (mTLS)
-    tokens_file: Path | None = None  # bearer tokens and roles (see controlplane.server.auth)
+    tokens_file: Path | None = None  # bearer tokens and roles (server.security.tokens)
     insecure: bool = False  # allow a non-loopback listen address without authentication
 
     def effective_breaker_store_url(self) -> str | None:

@@ -14,7 +14,7 @@ from fusebox.agent._link import AsyncPolicyLink, LinkConfig, PolicyLink
 from fusebox.agent._policy_source import PolicySource
 from fusebox.agent.policy import ResolvedPolicies, TargetKind
 from fusebox.controlplane.server import FuseboxServer, ServerConfig
-from fusebox.controlplane.server.sessions import AgentSession
+from fusebox.controlplane.server.engines.sessions import AgentSession
 from fusebox.v1 import spec_pb2, spec_pb2_grpc
 from tests.support.redis_server import free_port
 from tests.support.specs import SEED_SPEC

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fusebox.controlplane.server import FuseboxServer, ServerConfig
-from fusebox.controlplane.server.tokens import TokenEntry, entry_yaml, hash_token
+from fusebox.controlplane.server.security.tokens import TokenEntry, entry_yaml, hash_token
 from tests.security.certs import Pki, make_pki
 
 #: name -> (token, role, apps)
@@ -29,7 +29,7 @@ def token_of(name: str) -> str:
 
 
 def tokens_yaml(names: list[str] | None = None) -> str:
-    from fusebox.controlplane.server.tokens import Role
+    from fusebox.controlplane.server.security.tokens import Role
 
     lines = ["tokens:"]
     for name in names or list(TOKENS):

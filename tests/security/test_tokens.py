@@ -11,8 +11,8 @@ import pytest
 
 from fusebox.controlplane.cli import ExitCode, main
 from fusebox.controlplane.server import ServerConfig
-from fusebox.controlplane.server.auth import AGENT_METHODS, READ_METHODS, role_allows
-from fusebox.controlplane.server.tokens import (
+from fusebox.controlplane.server.security.auth import AGENT_METHODS, READ_METHODS, role_allows
+from fusebox.controlplane.server.security.tokens import (
     Role,
     TokenFileError,
     TokenRegistry,

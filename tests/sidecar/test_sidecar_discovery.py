@@ -26,7 +26,7 @@ async def test_several_instances_of_an_app_are_balanced_round_robin() -> None:
 
 
 async def test_redis_registry_is_shared_and_leases_expire(redis_url: str) -> None:
-    from fusebox.controlplane.server.instance_registry import (
+    from fusebox.controlplane.server.engines.instance_registry import (
         RedisInstanceRegistry,
         RegisteredInstance,
     )

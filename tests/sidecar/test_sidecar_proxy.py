@@ -16,7 +16,10 @@ from fusebox.agent.policy import (
     TargetKind,
     TargetPolicy,
 )
-from fusebox.controlplane.server.instance_registry import MemoryInstanceRegistry, RegisteredInstance
+from fusebox.controlplane.server.engines.instance_registry import (
+    MemoryInstanceRegistry,
+    RegisteredInstance,
+)
 from fusebox.controlplane.sidecar import SidecarProxy
 from fusebox.controlplane.sidecar._discovery import AppNotFound
 

@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from fusebox.controlplane.server import FuseboxServer, ServerConfig
-from fusebox.controlplane.server.breaker_hub import BreakerHub
+from fusebox.controlplane.server.engines.breaker_hub import BreakerHub
 from fusebox.v1 import agent_pb2, agent_pb2_grpc, policy_pb2, spec_pb2, spec_pb2_grpc
 from tests.support.specs import SEED_SPEC
 

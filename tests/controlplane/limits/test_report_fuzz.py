@@ -16,10 +16,14 @@ from hypothesis import strategies as st
 
 from fusebox.controlplane.breakers.embedded import EmbeddedBreakerStore
 from fusebox.controlplane.server import FuseboxServer, ServerConfig
-from fusebox.controlplane.server.breaker_hub import MAX_BREAKERS_PER_REPORT, BreakerHub, ReportError
+from fusebox.controlplane.server.engines.breaker_hub import (
+    MAX_BREAKERS_PER_REPORT,
+    BreakerHub,
+    ReportError,
+)
+from fusebox.controlplane.server.engines.policy_hub import PolicyHub
+from fusebox.controlplane.server.engines.sessions import AgentSession
 from fusebox.controlplane.server.metrics import Metrics
-from fusebox.controlplane.server.policy_hub import PolicyHub
-from fusebox.controlplane.server.sessions import AgentSession
 from fusebox.controlplane.store.embedded import MEMORY, EmbeddedSpecStore
 from fusebox.v1 import agent_pb2, policy_pb2, spec_pb2
 from tests.support.specs import SEED_SPEC

@@ -9,8 +9,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fusebox.controlplane.server import FuseboxServer
-from fusebox.controlplane.server.breaker_hub import BreakerHub
-from fusebox.controlplane.server.report_limits import TokenBucket
+from fusebox.controlplane.server.engines.breaker_hub import BreakerHub
+from fusebox.controlplane.server.engines.report_limits import TokenBucket
 from fusebox.v1 import breaker_pb2, breaker_pb2_grpc
 from tests.controlplane.limits.conftest import (
     DEADLINE,

@@ -13,7 +13,8 @@ from fusebox.agent.breaker import BreakerOverride
 from fusebox.agent.breaker_key import BreakerKey
 from fusebox.agent.policy import CircuitBreakerPolicy, TargetKind
 from fusebox.controlplane.breakers.model import OutcomeBatch
-from fusebox.controlplane.server import FuseboxServer, ServerConfig, breaker_service
+from fusebox.controlplane.server import FuseboxServer, ServerConfig
+from fusebox.controlplane.server.services import breaker_service
 from fusebox.v1 import breaker_pb2, breaker_pb2_grpc
 
 DEADLINE = 20.0

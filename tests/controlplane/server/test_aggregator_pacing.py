@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from fusebox.controlplane.server import FuseboxServer, ServerConfig
-from fusebox.controlplane.server.breaker_hub import BreakerHub
+from fusebox.controlplane.server.engines.breaker_hub import BreakerHub
 from fusebox.v1 import agent_pb2, breaker_pb2
 from tests.controlplane.limits.conftest import DEADLINE, report
 from tests.controlplane.server.breaker_support import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fusebox.agent.breaker import BreakerState, Counts
 from fusebox.agent.policy import BreakerQuorum, CircuitBreakerPolicy
 from fusebox.controlplane.breakers import BreakerSnapshot
-from fusebox.controlplane.server.breaker_service import breaker_to_pb
+from fusebox.controlplane.server.services.breaker_service import breaker_to_pb
 from fusebox.v1 import breaker_pb2
 from tests.controlplane.breakers.breaker_cases import START, breaker_key
 

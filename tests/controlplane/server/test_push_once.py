@@ -16,10 +16,10 @@ from fusebox.agent.policy import TargetKind
 from fusebox.controlplane.breakers.embedded import EmbeddedBreakerStore
 from fusebox.controlplane.breakers.model import BreakerEvent
 from fusebox.controlplane.server import FuseboxServer
-from fusebox.controlplane.server.breaker_hub import BreakerHub
+from fusebox.controlplane.server.engines.breaker_hub import BreakerHub
+from fusebox.controlplane.server.engines.policy_hub import PolicyHub
+from fusebox.controlplane.server.engines.sessions import AgentSession
 from fusebox.controlplane.server.metrics import Metrics
-from fusebox.controlplane.server.policy_hub import PolicyHub
-from fusebox.controlplane.server.sessions import AgentSession
 from fusebox.controlplane.store.embedded import EmbeddedSpecStore
 from fusebox.v1 import agent_pb2, breaker_pb2, breaker_pb2_grpc
 from tests.controlplane.server.breaker_support import seeded_stream

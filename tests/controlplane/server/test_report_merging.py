@@ -3,7 +3,7 @@ that a quorum policy's runs keep their instance (its store counts instances)."""
 
 from __future__ import annotations
 
-from fusebox.controlplane.server.breaker_hub import merge_attributed_runs, merge_runs
+from fusebox.controlplane.server.engines.breaker_hub import merge_attributed_runs, merge_runs
 from tests.controlplane.breakers.breaker_cases import batch
 
 

@@ -14,15 +14,15 @@ from google.protobuf.message import DecodeError
 
 from fusebox.agent.breaker_key import BreakerKey
 from fusebox.agent.wire_enums import STATE_TO_PB
-from fusebox.controlplane.server.breaker_hub import (
+from fusebox.controlplane.server.engines.breaker_hub import (
     BreakerHub,
     ReportError,
     ReportRateExceeded,
 )
-from fusebox.controlplane.server.breaker_policy import breaker_policy_for
+from fusebox.controlplane.server.engines.breaker_policy import breaker_policy_for
+from fusebox.controlplane.server.engines.policy_hub import PolicyHub
+from fusebox.controlplane.server.engines.sessions import AgentSession
 from fusebox.controlplane.server.logs import log_event
-from fusebox.controlplane.server.policy_hub import PolicyHub
-from fusebox.controlplane.server.sessions import AgentSession
 from fusebox.controlplane.spec.model import DEFAULT_NAMESPACE
 from fusebox.controlplane.store.base import StoreUnavailable
 from fusebox.v1 import agent_pb2, agent_pb2_grpc

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Iterator
 
 from fusebox.agent.policy import resolved_to_proto
 from fusebox.controlplane.resolve import resolve_policies
+from fusebox.controlplane.server.engines.sessions import AgentSession, AppKey, PreparedSnapshot
 from fusebox.controlplane.server.logs import log_event
-from fusebox.controlplane.server.sessions import AgentSession, AppKey, PreparedSnapshot
 from fusebox.controlplane.spec import SpecValidationError, parse_document_mapping
 from fusebox.controlplane.spec.model import ResiliencySpec
 from fusebox.controlplane.store.base import SpecStore, StoredSpec, StoreUnavailable

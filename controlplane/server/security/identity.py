@@ -1,7 +1,7 @@
 """Who is calling: the one place RPC handlers ask for the caller's name.
 
 Audit records and override records use ``principal(context)``. The
-``AuthInterceptor`` (``fusebox.controlplane.server.auth``) decides the name before any
+``AuthInterceptor`` (``fusebox.controlplane.server.security.auth``) decides the name before any
 handler runs: the token's name from the tokens file, else the verified client
 certificate's subject (mTLS), else — on an unauthenticated server — whoever
 the CLI says it is (``x-fusebox-user`` metadata, informational only) plus the
@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from fusebox.controlplane.server.auth import claimed_name, current_identity
+from fusebox.controlplane.server.security.auth import claimed_name, current_identity
 
 
 def principal(context: grpc.aio.ServicerContext[Any, Any]) -> str:

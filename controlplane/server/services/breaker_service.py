@@ -21,9 +21,9 @@ from fusebox.agent.wire_enums import (
 from fusebox.controlplane.audit import AuditAction
 from fusebox.controlplane.breakers.model import BreakerEvent, BreakerSnapshot
 from fusebox.controlplane.breakers.store import BreakerStore
-from fusebox.controlplane.server.audit_recorder import AuditRecorder, breaker_entry
-from fusebox.controlplane.server.identity import principal
 from fusebox.controlplane.server.logs import log_event
+from fusebox.controlplane.server.security.identity import principal
+from fusebox.controlplane.server.services.audit_recorder import AuditRecorder, breaker_entry
 from fusebox.controlplane.server.wire_time import timestamp
 from fusebox.controlplane.store.base import StoreUnavailable
 from fusebox.v1 import breaker_pb2, breaker_pb2_grpc

@@ -12,10 +12,14 @@ import grpc
 from google.protobuf import json_format, struct_pb2
 
 from fusebox.controlplane.audit import AuditAction
-from fusebox.controlplane.server.audit_recorder import AuditRecorder, describe_spec, spec_entry
-from fusebox.controlplane.server.identity import principal
+from fusebox.controlplane.server.engines.policy_hub import PolicyHub
 from fusebox.controlplane.server.logs import log_event
-from fusebox.controlplane.server.policy_hub import PolicyHub
+from fusebox.controlplane.server.security.identity import principal
+from fusebox.controlplane.server.services.audit_recorder import (
+    AuditRecorder,
+    describe_spec,
+    spec_entry,
+)
 from fusebox.controlplane.server.wire_time import timestamp
 from fusebox.controlplane.spec import (
     MAX_SPEC_BYTES,

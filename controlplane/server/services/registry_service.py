@@ -2,7 +2,7 @@
 
 See ``protos/fusebox/v1/registry.proto`` and docs/sidecar.md. The agent role
 may register only as its own apps, and resolve any app of its namespace when
-it names one of its own apps as the caller (``fusebox.controlplane.server.auth``).
+it names one of its own apps as the caller (``fusebox.controlplane.server.security.auth``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ from typing import Any, NoReturn, TypeAlias
 
 import grpc
 
-from fusebox.controlplane.server.instance_registry import InstanceRegistry, RegisteredInstance
+from fusebox.controlplane.server.engines.instance_registry import (
+    InstanceRegistry,
+    RegisteredInstance,
+)
 from fusebox.controlplane.server.logs import log_event
 from fusebox.controlplane.spec.model import DEFAULT_NAMESPACE
 from fusebox.v1 import registry_pb2, registry_pb2_grpc

@@ -1,7 +1,7 @@
 """Who may call what: each role's RPCs, and the interceptor that enforces them.
 
 Tokens and their roles come from the tokens file
-(``fusebox.controlplane.server.tokens``). Clients send ``authorization:
+(``fusebox.controlplane.server.security.tokens``). Clients send ``authorization:
 Bearer <token>``. ``AuthInterceptor`` checks every RPC of every Fusebox
 service, unary and streaming alike, before the handler runs; the health and
 reflection services stay open. An agent token is further bound to its
@@ -23,7 +23,7 @@ from typing import Any, TypeAlias
 import grpc
 
 from fusebox.controlplane.server.logs import log_event
-from fusebox.controlplane.server.tokens import Role, TokenRegistry
+from fusebox.controlplane.server.security.tokens import Role, TokenRegistry
 from fusebox.controlplane.spec.model import DEFAULT_NAMESPACE
 from fusebox.v1 import agent_pb2, registry_pb2
 

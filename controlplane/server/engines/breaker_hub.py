@@ -35,18 +35,18 @@ from fusebox.agent.policy import CircuitBreakerPolicy
 from fusebox.agent.wire_enums import CAUSE_TO_PB, OVERRIDE_TO_PB, STATE_TO_PB
 from fusebox.controlplane.breakers.model import BreakerEvent, BreakerSnapshot, OutcomeBatch
 from fusebox.controlplane.breakers.store import BreakerStore
-from fusebox.controlplane.server.breaker_policy import breaker_policy_for
-from fusebox.controlplane.server.logs import log_event
-from fusebox.controlplane.server.metrics import Metrics
-from fusebox.controlplane.server.policy_hub import PolicyHub
-from fusebox.controlplane.server.report_limits import (
+from fusebox.controlplane.server.engines.breaker_policy import breaker_policy_for
+from fusebox.controlplane.server.engines.policy_hub import PolicyHub
+from fusebox.controlplane.server.engines.report_limits import (
     DEFAULT_MAX_BREAKERS_PER_TARGET,
     DEFAULT_REPORT_BURST,
     DEFAULT_REPORT_RATE,
     BreakerBudget,
     TokenBucket,
 )
-from fusebox.controlplane.server.sessions import MAX_INTEREST, AgentSession
+from fusebox.controlplane.server.engines.sessions import MAX_INTEREST, AgentSession
+from fusebox.controlplane.server.logs import log_event
+from fusebox.controlplane.server.metrics import Metrics
 from fusebox.controlplane.server.wire_time import timestamp
 from fusebox.controlplane.store.base import StoreUnavailable
 from fusebox.v1 import agent_pb2, policy_pb2
