@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from fusebox.controlplane.audit.model import AuditAction, AuditTargetKind
-from fusebox.controlplane.store.base import RevisionAction
+from fusebox.controlplane.spec_store.base import RevisionAction
 from fusebox.v1 import audit_pb2, spec_pb2
 
 __all__ = [

@@ -1,7 +1,7 @@
 """The audit log: who changed which spec or breaker, when, and what it was before.
 
 ``open_audit_store(url, data_dir=...)`` follows the spec store's URL rules
-(``fusebox.controlplane.store.open_store``): the embedded default and ``sqlite://``
+(``fusebox.controlplane.spec_store.open_store``): the embedded default and ``sqlite://``
 URLs put an ``audit_events`` table in the same SQLite file as the specs,
 ``memory://`` keeps events in memory, every Redis URL (``redis://``,
 ``rediss://``, ``redis+cluster://``, ``redis+sentinel://``; see
@@ -42,7 +42,7 @@ def open_audit_store(url: str | None, *, data_dir: Path | None = None) -> AuditS
     Raises ValueError for a URL ``open_store`` would refuse too.
     """
     from fusebox.controlplane.audit.embedded import MEMORY, EmbeddedAuditStore
-    from fusebox.controlplane.store import DATABASE_FILE_NAME, default_data_dir, open_store
+    from fusebox.controlplane.spec_store import DATABASE_FILE_NAME, default_data_dir, open_store
 
     if not url:
         return EmbeddedAuditStore((data_dir or default_data_dir()) / DATABASE_FILE_NAME)

@@ -24,7 +24,7 @@ from fusebox.controlplane.audit.model import (
     clamp_limit,
 )
 from fusebox.controlplane.sqlite_worker import MEMORY, SqliteWorker, open_connection
-from fusebox.controlplane.store.base import StoreUnavailable
+from fusebox.controlplane.store_errors import StoreUnavailable
 
 __all__ = ["MEMORY", "EmbeddedAuditStore"]
 

@@ -28,7 +28,7 @@ from fusebox.controlplane.redis_client import (
     connect_redis,
     parse_redis_url,
 )
-from fusebox.controlplane.store.base import StoreUnavailable
+from fusebox.controlplane.store_errors import StoreUnavailable
 
 __all__ = ["DEFAULT_MAX_EVENTS", "RedisAuditStore"]
 

@@ -56,7 +56,7 @@ from fusebox.controlplane.redis_client import (
     parse_redis_url,
     run_scripts,
 )
-from fusebox.controlplane.store.base import StoreUnavailable
+from fusebox.controlplane.store_errors import StoreUnavailable
 
 __all__ = ["RedisBreakerStore"]
 

@@ -265,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandFailed(f"fusebox run needs the sidecar extra "
                             f"(pip install 'fusebox-resilience[sidecar]'): {e}",
                             ExitCode.USAGE) from None
-    from fusebox.controlplane.store import default_data_dir
+    from fusebox.controlplane.spec_store import default_data_dir
 
     security = ClientSecurity.from_args(args)
     server = args.server or os.environ.get(SERVER_ENV_VAR) or None

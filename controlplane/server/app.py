@@ -34,8 +34,9 @@ from fusebox.controlplane.server.services.audit_service import AuditService
 from fusebox.controlplane.server.services.breaker_service import BreakerService
 from fusebox.controlplane.server.services.registry_service import RegistryService
 from fusebox.controlplane.server.services.spec_service import SpecService
-from fusebox.controlplane.store import open_store
-from fusebox.controlplane.store.base import SpecStore, StoreUnavailable
+from fusebox.controlplane.spec_store import open_store
+from fusebox.controlplane.spec_store.base import SpecStore
+from fusebox.controlplane.store_errors import StoreUnavailable
 from fusebox.v1 import (
     agent_pb2,
     audit_pb2,

@@ -14,7 +14,7 @@ from fusebox.agent.breaker import BreakerOverride, BreakerState, TransitionCause
 from fusebox.agent.policy import BackoffKind, BreakerScope, Direction, TargetKind
 from fusebox.controlplane import wire_enums as server_wire_enums
 from fusebox.controlplane.audit import AuditAction, AuditTargetKind
-from fusebox.controlplane.store.base import RevisionAction
+from fusebox.controlplane.spec_store.base import RevisionAction
 from fusebox.v1 import audit_pb2, breaker_pb2, policy_pb2, spec_pb2
 
 #: (enum, to_pb, from_pb, proto enum, members without a wire value)

@@ -48,7 +48,7 @@ from fusebox.controlplane.server.engines.sessions import MAX_INTEREST, AgentSess
 from fusebox.controlplane.server.logs import log_event
 from fusebox.controlplane.server.metrics import Metrics
 from fusebox.controlplane.server.wire_time import timestamp
-from fusebox.controlplane.store.base import StoreUnavailable
+from fusebox.controlplane.store_errors import StoreUnavailable
 from fusebox.v1 import agent_pb2, policy_pb2
 
 log = logging.getLogger("fusebox.server.breakers")

@@ -20,7 +20,8 @@ from fusebox.controlplane.server.engines.sessions import AgentSession, AppKey, P
 from fusebox.controlplane.server.logs import log_event
 from fusebox.controlplane.spec import SpecValidationError, parse_document_mapping
 from fusebox.controlplane.spec.model import ResiliencySpec
-from fusebox.controlplane.store.base import SpecStore, StoredSpec, StoreUnavailable
+from fusebox.controlplane.spec_store.base import SpecStore, StoredSpec
+from fusebox.controlplane.store_errors import StoreUnavailable
 from fusebox.v1 import policy_pb2
 
 log = logging.getLogger("fusebox.server.policies")

@@ -24,7 +24,7 @@ from fusebox.controlplane.server.engines.policy_hub import PolicyHub
 from fusebox.controlplane.server.engines.sessions import AgentSession
 from fusebox.controlplane.server.logs import log_event
 from fusebox.controlplane.spec.model import DEFAULT_NAMESPACE
-from fusebox.controlplane.store.base import StoreUnavailable
+from fusebox.controlplane.store_errors import StoreUnavailable
 from fusebox.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger("fusebox.server.agents")

@@ -14,7 +14,7 @@ from fusebox.agent.breaker_key import BreakerKey
 from fusebox.controlplane.audit.model import AuditAction, AuditEntry, AuditStore, AuditTargetKind
 from fusebox.controlplane.breakers.model import BreakerSnapshot
 from fusebox.controlplane.server.logs import log_event
-from fusebox.controlplane.store.base import StoreUnavailable
+from fusebox.controlplane.store_errors import StoreUnavailable
 
 __all__ = [
     "AuditRecorder",

@@ -9,7 +9,7 @@ import grpc
 from fusebox.controlplane.audit import AuditEvent, AuditQuery, AuditStore
 from fusebox.controlplane.audit.model import MAX_LIST_LIMIT
 from fusebox.controlplane.server.wire_time import timestamp
-from fusebox.controlplane.store.base import StoreUnavailable
+from fusebox.controlplane.store_errors import StoreUnavailable
 from fusebox.controlplane.wire_enums import (
     AUDIT_ACTION_FROM_PB,
     AUDIT_ACTION_TO_PB,

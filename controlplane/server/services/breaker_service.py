@@ -25,7 +25,7 @@ from fusebox.controlplane.server.logs import log_event
 from fusebox.controlplane.server.security.identity import principal
 from fusebox.controlplane.server.services.audit_recorder import AuditRecorder, breaker_entry
 from fusebox.controlplane.server.wire_time import timestamp
-from fusebox.controlplane.store.base import StoreUnavailable
+from fusebox.controlplane.store_errors import StoreUnavailable
 from fusebox.v1 import breaker_pb2, breaker_pb2_grpc
 
 log = logging.getLogger("fusebox.server.breakers")

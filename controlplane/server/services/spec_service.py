@@ -30,7 +30,7 @@ from fusebox.controlplane.spec import (
     parse_documents,
 )
 from fusebox.controlplane.spec.model import DEFAULT_NAMESPACE
-from fusebox.controlplane.store.base import (
+from fusebox.controlplane.spec_store.base import (
     RevisionAction,
     RevisionConflict,
     RevisionRecord,
@@ -38,8 +38,8 @@ from fusebox.controlplane.store.base import (
     SpecStore,
     SpecWrite,
     StoredSpec,
-    StoreUnavailable,
 )
+from fusebox.controlplane.store_errors import StoreUnavailable
 from fusebox.controlplane.wire_enums import REVISION_ACTION_TO_PB
 from fusebox.controlplane.wire_errors import violations_status
 from fusebox.v1 import spec_pb2, spec_pb2_grpc

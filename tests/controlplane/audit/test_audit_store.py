@@ -100,8 +100,8 @@ async def test_a_limit_of_zero_means_the_default_and_large_limits_are_capped(
 async def test_the_embedded_log_shares_the_spec_database_and_survives_reopening(
     tmp_path: Path,
 ) -> None:
-    from fusebox.controlplane.store import open_store
-    from fusebox.controlplane.store.base import SpecWrite
+    from fusebox.controlplane.spec_store import open_store
+    from fusebox.controlplane.spec_store.base import SpecWrite
 
     specs = open_store(None, data_dir=tmp_path)
     first = open_audit_store(None, data_dir=tmp_path)

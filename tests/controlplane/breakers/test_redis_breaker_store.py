@@ -7,7 +7,7 @@ import pytest
 from fusebox.agent.breaker import BreakerOverride, BreakerState, Counts
 from fusebox.agent.policy import BreakerQuorum
 from fusebox.controlplane.breakers.redis import RedisBreakerStore
-from fusebox.controlplane.store.base import StoreUnavailable
+from fusebox.controlplane.store_errors import StoreUnavailable
 from tests.controlplane.breakers.breaker_cases import ManualClock, batch, breaker_key, policy
 from tests.support.redis_server import RedisServer
 

@@ -24,7 +24,7 @@ from fusebox.controlplane.server.engines.breaker_hub import (
 from fusebox.controlplane.server.engines.policy_hub import PolicyHub
 from fusebox.controlplane.server.engines.sessions import AgentSession
 from fusebox.controlplane.server.metrics import Metrics
-from fusebox.controlplane.store.embedded import MEMORY, EmbeddedSpecStore
+from fusebox.controlplane.spec_store.embedded import MEMORY, EmbeddedSpecStore
 from fusebox.v1 import agent_pb2, policy_pb2, spec_pb2
 from tests.support.specs import SEED_SPEC
 
@@ -53,7 +53,7 @@ def seed_policies() -> policy_pb2.ResolvedPolicies:
     async def resolve() -> policy_pb2.ResolvedPolicies:
         store = EmbeddedSpecStore(MEMORY)
         from fusebox.controlplane.spec import parse_documents
-        from fusebox.controlplane.store.base import SpecWrite
+        from fusebox.controlplane.spec_store.base import SpecWrite
 
         (doc,) = parse_documents(SEED_SPEC)
         await store.apply([SpecWrite(doc.spec.namespace, doc.spec.name, doc.yaml, doc.document,

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from fusebox.controlplane.breakers.redis import RedisBreakerStore
-from fusebox.controlplane.store.base import SpecStore
-from fusebox.controlplane.store.redis import RedisSpecStore
+from fusebox.controlplane.spec_store.base import SpecStore
+from fusebox.controlplane.spec_store.redis import RedisSpecStore
 from tests.controlplane.breakers import test_breaker_store_contract as breaker_contract
 from tests.controlplane.breakers.breaker_cases import ManualClock
-from tests.controlplane.store import test_spec_store_contract as spec_contract
+from tests.controlplane.spec_store import test_spec_store_contract as spec_contract
 
 _NOT_ON_A_CLUSTER = {"test_specs_and_history_survive_a_restart"}
 

@@ -6,8 +6,8 @@ import pytest
 
 from fusebox.controlplane.redis_client import Topology, parse_redis_url
 from fusebox.controlplane.server.config import ServerConfig
-from fusebox.controlplane.store import open_store
-from fusebox.controlplane.store.redis import RedisSpecStore
+from fusebox.controlplane.spec_store import open_store
+from fusebox.controlplane.spec_store.redis import RedisSpecStore
 
 
 def test_cluster_url_lists_its_startup_nodes() -> None:

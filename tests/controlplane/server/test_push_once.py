@@ -20,7 +20,7 @@ from fusebox.controlplane.server.engines.breaker_hub import BreakerHub
 from fusebox.controlplane.server.engines.policy_hub import PolicyHub
 from fusebox.controlplane.server.engines.sessions import AgentSession
 from fusebox.controlplane.server.metrics import Metrics
-from fusebox.controlplane.store.embedded import EmbeddedSpecStore
+from fusebox.controlplane.spec_store.embedded import EmbeddedSpecStore
 from fusebox.v1 import agent_pb2, breaker_pb2, breaker_pb2_grpc
 from tests.controlplane.server.breaker_support import seeded_stream
 from tests.controlplane.server.test_agent_protocol import DEADLINE, HELD, connect, report

@@ -1,7 +1,8 @@
 """Spec stores: where resiliency specs and their revision history live.
 
 ``open_store(url)`` picks one from a URL; both follow the contract in
-``fusebox.controlplane.store.base`` and pass the same contract test suite.
+``fusebox.controlplane.spec_store.base`` and pass the same contract test suite.
+They raise the errors of every store (``fusebox.controlplane.store_errors``).
 
 ==========================  =================================================
 URL                         Store
@@ -23,7 +24,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from fusebox.controlplane.store.base import (
+from fusebox.controlplane.spec_store.base import (
     RevisionAction,
     RevisionConflict,
     RevisionRecord,
@@ -31,8 +32,6 @@ from fusebox.controlplane.store.base import (
     SpecStore,
     SpecWrite,
     StoredSpec,
-    StoreError,
-    StoreUnavailable,
     WriteResult,
 )
 
@@ -44,8 +43,6 @@ __all__ = [
     "SpecNotFound",
     "SpecStore",
     "SpecWrite",
-    "StoreError",
-    "StoreUnavailable",
     "StoredSpec",
     "WriteResult",
     "default_data_dir",
@@ -86,7 +83,7 @@ def open_store(url: str | None, *, data_dir: Path | None = None) -> SpecStore:
     Raises ValueError naming the accepted forms for anything else.
     """
     # Imported here: the Redis store pulls in redis-py, the embedded one does not.
-    from fusebox.controlplane.store.embedded import MEMORY, EmbeddedSpecStore
+    from fusebox.controlplane.spec_store.embedded import MEMORY, EmbeddedSpecStore
 
     if not url:
         return EmbeddedSpecStore((data_dir or default_data_dir()) / DATABASE_FILE_NAME)
@@ -109,7 +106,7 @@ def open_store(url: str | None, *, data_dir: Path | None = None) -> SpecStore:
     from fusebox.controlplane.redis_client import REDIS_SCHEMES
 
     if scheme in REDIS_SCHEMES:
-        from fusebox.controlplane.store.redis import RedisSpecStore
+        from fusebox.controlplane.spec_store.redis import RedisSpecStore
 
         shown = _without_password(url)
         if not rest or rest.startswith("/"):

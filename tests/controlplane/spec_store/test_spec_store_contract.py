@@ -10,16 +10,16 @@ from types import MappingProxyType
 
 import pytest
 
-from fusebox.controlplane.store.base import (
+from fusebox.controlplane.spec_store.base import (
     RevisionAction,
     RevisionConflict,
     SpecNotFound,
     SpecStore,
     SpecWrite,
 )
-from fusebox.controlplane.store.embedded import EmbeddedSpecStore
-from fusebox.controlplane.store.redis import RedisSpecStore
-from tests.controlplane.store.spec_store_cases import (
+from fusebox.controlplane.spec_store.embedded import EmbeddedSpecStore
+from fusebox.controlplane.spec_store.redis import RedisSpecStore
+from tests.controlplane.spec_store.spec_store_cases import (
     digest_of,
     next_change,
     spec_write,

@@ -30,20 +30,19 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fusebox.controlplane.sqlite_worker import MEMORY, SqliteWorker, open_connection
-from fusebox.controlplane.store.base import (
+from fusebox.controlplane.spec_store.base import (
     RevisionAction,
     RevisionConflict,
     RevisionRecord,
     SpecNotFound,
     SpecWrite,
     StoredSpec,
-    StoreError,
-    StoreUnavailable,
     WriteResult,
     check_writes,
     encode_json,
 )
+from fusebox.controlplane.sqlite_worker import MEMORY, SqliteWorker, open_connection
+from fusebox.controlplane.store_errors import StoreError, StoreUnavailable
 
 __all__ = ["MEMORY", "EmbeddedSpecStore"]
 
@@ -102,7 +101,7 @@ class EmbeddedSpecStore:
     >>> await store.ping()  # opens the file, creating its directory and tables
 
     Creating the object does no I/O. Revisions and atomicity follow
-    ``fusebox.controlplane.store.base``; each ``apply``/``delete`` is one
+    ``fusebox.controlplane.spec_store.base``; each ``apply``/``delete`` is one
     ``BEGIN IMMEDIATE`` transaction, so several processes may share a file.
     """
 

@@ -22,6 +22,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from fusebox.controlplane.store_errors import StoreError
+
 
 class RevisionAction(enum.Enum):
     APPLY = "apply"
@@ -69,14 +71,6 @@ class WriteResult:
     name: str
     revision: int
     changed: bool
-
-
-class StoreError(Exception):
-    """Base of store errors."""
-
-
-class StoreUnavailable(StoreError):
-    """The backing store cannot be reached (maps to UNAVAILABLE / NOT_SERVING)."""
 
 
 class SpecNotFound(StoreError):

@@ -8,9 +8,10 @@ from collections.abc import Awaitable, Callable
 import pytest
 import redis.asyncio as aioredis
 
-from fusebox.controlplane.store.base import SpecStore, StoreUnavailable
-from fusebox.controlplane.store.redis import RedisSpecStore
-from tests.controlplane.store.spec_store_cases import next_change, spec_write, within_deadline
+from fusebox.controlplane.spec_store.base import SpecStore
+from fusebox.controlplane.spec_store.redis import RedisSpecStore
+from fusebox.controlplane.store_errors import StoreUnavailable
+from tests.controlplane.spec_store.spec_store_cases import next_change, spec_write, within_deadline
 from tests.support.redis_server import RedisServer
 
 OPERATIONS: dict[str, Callable[[SpecStore], Awaitable[object]]] = {

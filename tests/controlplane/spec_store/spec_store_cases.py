@@ -8,7 +8,7 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from fusebox.controlplane.store.base import RevisionAction, SpecWrite
+from fusebox.controlplane.spec_store.base import RevisionAction, SpecWrite
 
 DEADLINE = 10.0  # generous: only reached when something is broken
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from fusebox.controlplane.store import DATABASE_FILE_NAME, default_data_dir, open_store
-from fusebox.controlplane.store.embedded import EmbeddedSpecStore
-from fusebox.controlplane.store.redis import RedisSpecStore
-from tests.controlplane.store.spec_store_cases import spec_write
+from fusebox.controlplane.spec_store import DATABASE_FILE_NAME, default_data_dir, open_store
+from fusebox.controlplane.spec_store.embedded import EmbeddedSpecStore
+from fusebox.controlplane.spec_store.redis import RedisSpecStore
+from tests.controlplane.spec_store.spec_store_cases import spec_write
 
 
 @pytest.fixture(autouse=True)

@@ -34,23 +34,23 @@ from fusebox.controlplane.redis_client import (
     connect_redis,
     parse_redis_url,
 )
-from fusebox.controlplane.store.base import (
+from fusebox.controlplane.spec_store.base import (
     RevisionAction,
     RevisionConflict,
     RevisionRecord,
     SpecNotFound,
     SpecWrite,
     StoredSpec,
-    StoreUnavailable,
     WriteResult,
     check_writes,
     encode_json,
 )
+from fusebox.controlplane.store_errors import StoreUnavailable
 
 __all__ = ["RedisSpecStore"]
 
 _APPLY_SCRIPT = (
-    resources.files("fusebox.controlplane.store").joinpath("redis_apply.lua").read_text()
+    resources.files("fusebox.controlplane.spec_store").joinpath("redis_apply.lua").read_text()
 )
 
 _UNAVAILABLE_ERRORS = UNAVAILABLE_ERRORS

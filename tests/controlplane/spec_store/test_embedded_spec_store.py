@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from fusebox.controlplane.store.base import StoreError, StoreUnavailable
-from fusebox.controlplane.store.embedded import MEMORY, EmbeddedSpecStore
-from tests.controlplane.store.spec_store_cases import spec_write
+from fusebox.controlplane.spec_store.embedded import MEMORY, EmbeddedSpecStore
+from fusebox.controlplane.store_errors import StoreError, StoreUnavailable
+from tests.controlplane.spec_store.spec_store_cases import spec_write
 
 
 async def test_creating_a_store_touches_nothing_and_first_use_creates_directories(
