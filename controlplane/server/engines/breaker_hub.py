@@ -252,13 +252,13 @@ class BreakerHub:
                 f"report: {len(report.breakers)} breakers in one message, at most "
                 f"{MAX_BREAKERS_PER_REPORT} accepted"
             )
+        longest = max((len(entry.runs) for entry in report.breakers), default=0)
+        if longest > MAX_RUNS_PER_REPORT:  # checked before anything of it is queued
+            raise ReportError(
+                f"report: {longest} runs for one breaker, at most {MAX_RUNS_PER_REPORT} accepted"
+            )
         known = session.breaker_policies
         for entry in report.breakers:
-            if len(entry.runs) > MAX_RUNS_PER_REPORT:
-                raise ReportError(
-                    f"report: {len(entry.runs)} runs for one breaker, at most "
-                    f"{MAX_RUNS_PER_REPORT} accepted"
-                )
             k = entry.key
             fields = (k.namespace, k.spec, k.kind, k.target, k.method)
             if fields in known:

@@ -10,6 +10,7 @@ import asyncio
 import functools
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,6 +19,7 @@ from fusebox.controlplane.breakers.embedded import EmbeddedBreakerStore
 from fusebox.controlplane.server import FuseboxServer, ServerConfig
 from fusebox.controlplane.server.engines.breaker_hub import (
     MAX_BREAKERS_PER_REPORT,
+    MAX_RUNS_PER_REPORT,
     BreakerHub,
     ReportError,
 )
@@ -64,11 +66,16 @@ def seed_policies() -> policy_pb2.ResolvedPolicies:
     return asyncio.run(resolve())
 
 
-def ingest_and_apply(report: agent_pb2.OutcomeReport) -> None:
-    store = EmbeddedBreakerStore()
-    hub = BreakerHub(store, PolicyHub(EmbeddedSpecStore(MEMORY)), Metrics())
+def seeded_hub() -> tuple[BreakerHub, AgentSession]:
+    hub = BreakerHub(EmbeddedBreakerStore(), PolicyHub(EmbeddedSpecStore(MEMORY)), Metrics())
     session = AgentSession("default", "checkout", "fuzz-1", "ipv4:127.0.0.1:1")
     session.offer_snapshot(seed_policies(), 1)
+    return hub, session
+
+
+def ingest_and_apply(report: agent_pb2.OutcomeReport) -> None:
+    hub, session = seeded_hub()
+    store = hub.store
     try:
         hub.ingest(session, report)
     except ReportError:
@@ -98,13 +105,39 @@ def test_random_bytes_either_fail_to_decode_or_are_handled(data: bytes) -> None:
         ingest_and_apply(request.report)
 
 
-def test_reports_at_the_size_bounds() -> None:
+@pytest.mark.parametrize(("breakers", "runs"), [
+    (MAX_BREAKERS_PER_REPORT, 1), (MAX_BREAKERS_PER_REPORT + 1, 1),
+    (1, MAX_RUNS_PER_REPORT), (1, MAX_RUNS_PER_REPORT + 1),
+])
+def test_reports_at_the_size_bounds_are_taken_and_past_them_refused_whole(
+    breakers: int, runs: int,
+) -> None:
     key = policy_pb2.BreakerKey(namespace="default", spec="myresiliency",
                                 kind=policy_pb2.TARGET_KIND_APP, target="order-processor",
                                 method="orders")
-    many = agent_pb2.OutcomeReport(
-        breakers=[agent_pb2.BreakerOutcomes(key=key, runs=[1])] * (MAX_BREAKERS_PER_REPORT + 1))
-    ingest_and_apply(many)  # refused with ReportError, nothing raised beyond it
+    entry = agent_pb2.BreakerOutcomes(key=key, runs=[1, -1] * (runs // 2) + [1] * (runs % 2))
+    report = agent_pb2.OutcomeReport(breakers=[entry] * breakers)
+    hub, session = seeded_hub()
+    if breakers <= MAX_BREAKERS_PER_REPORT and runs <= MAX_RUNS_PER_REPORT:
+        hub.ingest(session, report)
+        [batch] = hub._take_batches()  # one breaker: its entries merged, in order
+        assert sum(abs(run) for run in batch.runs) == breakers * runs
+        return
+    with pytest.raises(ReportError, match="at most"):
+        hub.ingest(session, report)
+    assert hub._take_batches() == []  # nothing of it was queued
+
+
+def test_a_report_with_one_entry_past_the_bound_is_refused_whole() -> None:
+    key = policy_pb2.BreakerKey(namespace="default", spec="myresiliency",
+                                kind=policy_pb2.TARGET_KIND_APP, target="order-processor",
+                                method="orders")
+    good = agent_pb2.BreakerOutcomes(key=key, runs=[1])
+    long = agent_pb2.BreakerOutcomes(key=key, runs=[1, -1] * MAX_RUNS_PER_REPORT)
+    hub, session = seeded_hub()
+    with pytest.raises(ReportError, match="runs for one breaker"):
+        hub.ingest(session, agent_pb2.OutcomeReport(breakers=[good, good, long]))
+    assert hub._take_batches() == []  # not even the good entries before it
 
 
 async def test_garbage_on_a_real_stream_leaves_the_server_serving() -> None:
