@@ -42,3 +42,19 @@ def fresh_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+#: Fixtures that start processes (a redis-server, a cluster, a Sentinel setup): a test
+#: using one, directly or through a "redis" parameter, is an end-to-end test.
+PROCESS_FIXTURES = frozenset({"redis_server", "fresh_redis", "redis_cluster", "redis_sentinel"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``e2e`` every test that starts processes through a fixture (the tests that
+    start them themselves, a server, an agent or the CLI, say so in their module)."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        params = list(callspec.params.values()) if callspec is not None else []
+        if fixtures & PROCESS_FIXTURES or "redis" in params:
+            item.add_marker(pytest.mark.e2e)

@@ -209,6 +209,7 @@ async def test_flushing_writes_the_newest_snapshot_now(tmp_path: Path) -> None:
     assert written(cache) == [4]
 
 
+@pytest.mark.e2e  # a Python process of its own
 def test_a_snapshot_still_waiting_is_written_when_the_process_exits(tmp_path: Path) -> None:
     path = tmp_path / "checkout.pb"
     program = f"""

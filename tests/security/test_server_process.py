@@ -5,18 +5,20 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2
 
 from fusebox.v1 import spec_pb2, spec_pb2_grpc
 from tests.security.conftest import token_of, tokens_yaml
+from tests.support.eventually import eventually
 from tests.support.processes import ServerProcess, child_env, wait_for_health
 from tests.support.redis_server import free_port
 from tests.support.specs import REPOSITORY
+
+pytestmark = pytest.mark.e2e  # starts processes
 
 DEADLINE = 20.0
 
@@ -33,12 +35,6 @@ def list_status(address: str, token: str) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    end = time.monotonic() + DEADLINE
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"{what} did not happen within {DEADLINE}s")
-        time.sleep(0.02)
 
 
 def test_sighup_reloads_the_tokens_file_and_a_broken_file_keeps_the_previous(
@@ -53,8 +49,8 @@ def test_sighup_reloads_the_tokens_file_and_a_broken_file_keeps_the_previous(
 
         tokens.write_text(tokens_yaml(["vera-viewer"]))
         server.process.send_signal(signal.SIGHUP)
-        wait_until(lambda: list_status(server.address, viewer) is grpc.StatusCode.OK,
-                   "the viewer token being accepted")
+        eventually(lambda: list_status(server.address, viewer) is grpc.StatusCode.OK,
+                   deadline=DEADLINE, what="the viewer token being accepted")
         assert list_status(server.address, token_of("alice-admin")) is (
             grpc.StatusCode.UNAUTHENTICATED
         )
@@ -62,8 +58,8 @@ def test_sighup_reloads_the_tokens_file_and_a_broken_file_keeps_the_previous(
 
         tokens.write_text("tokens:\n  - name: broken\n    role: superuser\n")
         server.process.send_signal(signal.SIGHUP)
-        wait_until(lambda: "tokens file not reloaded" in server.log.read_text(),
-                   "the failed reload being logged")
+        eventually(lambda: "tokens file not reloaded" in server.log.read_text(),
+                   deadline=DEADLINE, what="the failed reload being logged")
         assert "tokens[0].sha256" in server.log.read_text()
         assert list_status(server.address, viewer) is grpc.StatusCode.OK
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.support.specs import REPOSITORY
+
+pytestmark = pytest.mark.e2e  # starts processes
 
 
 def test_importing_the_agent_and_the_grpc_integration_imports_neither_requests_nor_httpx() -> None:

@@ -7,8 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.processes import ServerProcess, child_env
 from tests.support.specs import REPOSITORY, SEED_SPEC_PATH
+
+pytestmark = pytest.mark.e2e  # starts processes
 
 DEADLINE_SECONDS = 60
 

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from fusebox.agent import Agent, BreakerOpenError, Target
+from tests.support.eventually import eventually
 from tests.support.processes import ServerProcess, child_env
 from tests.support.specs import REPOSITORY
 
@@ -74,12 +75,6 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    end = time.monotonic() + DEADLINE_SECONDS
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 class WatchProcess:
@@ -182,13 +177,10 @@ def trip_the_breaker(address: str, tmp_path: Path) -> None:
         instance_id=INSTANCE_ID,
         cache_path=tmp_path / "policies.bin",
     ) as fb:
-        wait_until(
-            lambda: (
+        eventually(lambda: (
                 fb.policies is not None
                 and any(t.name == "order-processor" for t in fb.policies.targets)
-            ),
-            "the agent to receive its policies",
-        )
+            ), deadline=DEADLINE_SECONDS, what="the agent to receive its policies")
         target = fb.app("order-processor", method="orders")
 
         def one_more_failure_then_ask_the_server() -> bool:
@@ -198,8 +190,10 @@ def trip_the_breaker(address: str, tmp_path: Path) -> None:
             rejects(target)
             return server_state(address) == "open"
 
-        wait_until(one_more_failure_then_ask_the_server, "the server to open the breaker")
-        wait_until(lambda: rejects(target), "the agent to fail fast")
+        eventually(one_more_failure_then_ask_the_server,
+                   deadline=DEADLINE_SECONDS, what="the server to open the breaker")
+        eventually(lambda: rejects(target),
+                   deadline=DEADLINE_SECONDS, what="the agent to fail fast")
 
 
 def test_breaker_tripped_by_an_agent_is_listed_watched_overridden_and_reset(server: str) -> None:

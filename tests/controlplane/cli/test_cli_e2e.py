@@ -12,11 +12,10 @@ import pytest
 
 from tests.support.processes import ServerProcess, child_env
 from tests.support.redis_server import free_port
-from tests.support.specs import SEED_SPEC
+from tests.support.specs import REPOSITORY, SEED_SPEC
 
 pytestmark = pytest.mark.e2e
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CLI_DEADLINE_SECONDS = 60.0
 
 COMPONENT = """\
@@ -49,7 +48,7 @@ def fusebox(address: str, *args: str, stdin: str | None = None) -> subprocess.Co
         capture_output=True,
         text=True,
         timeout=CLI_DEADLINE_SECONDS,
-        cwd=REPO_ROOT,
+        cwd=REPOSITORY,
         env=child_env(),
         check=False,
     )
