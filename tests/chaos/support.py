@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -101,16 +100,6 @@ def metric(port: int, name: str) -> float | None:
         return None
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith(name) and line[len(name):len(name) + 1] in (" ", "{"))
-
-
-def wait_until(condition: Callable[[], bool], deadline: float, what: str,
-               poll: float = 0.02) -> float:
-    """Poll ``condition`` until true; returns the seconds it took. Fails after ``deadline``."""
-    start = time.monotonic()
-    while not condition():
-        assert time.monotonic() - start < deadline, f"{what} did not happen in {deadline}s"
-        time.sleep(poll)  # poll interval of the condition above
-    return time.monotonic() - start
 
 
 def the_breaker(address: str) -> breaker_pb2.Breaker:

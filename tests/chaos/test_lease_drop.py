@@ -18,7 +18,8 @@ import grpc
 import pytest
 
 from fusebox.v1 import breaker_pb2, spec_pb2, spec_pb2_grpc
-from tests.chaos.support import FAIL, HANG, OK, ChaosUpstream, spec, the_breaker, wait_until
+from tests.chaos.support import FAIL, HANG, OK, ChaosUpstream, spec, the_breaker
+from tests.support.eventually import eventually
 from tests.support.processes import AgentProcess, ServerProcess
 from tests.support.redis_server import RedisServer
 
@@ -56,7 +57,7 @@ def test_lease_of_a_killed_agent_expires_and_half_open_goes_on(
                                         "--interval", "0.02")
         for agent in agents.values():
             agent.wait_for(lambda ev: any(e["event"] == "ready" for e in ev), DEADLINE, "ready")
-        wait_until(lambda: upstream.count(OK) >= 10, DEADLINE, "healthy traffic")
+        eventually(lambda: upstream.count(OK) >= 10, deadline=DEADLINE, what="healthy traffic")
 
         upstream.mode = FAIL
         for agent in agents.values():

@@ -19,7 +19,8 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from fusebox.v1 import breaker_pb2, spec_pb2, spec_pb2_grpc
-from tests.chaos.support import FAIL, OK, ChaosUpstream, spec, the_breaker, wait_until
+from tests.chaos.support import FAIL, OK, ChaosUpstream, spec, the_breaker
+from tests.support.eventually import eventually
 from tests.support.processes import AgentProcess, ServerProcess, wait_for_health
 from tests.support.redis_server import RedisServer
 
@@ -74,8 +75,8 @@ def test_redis_kill_and_restart_under_load(tmp_path: Path, upstream: ChaosUpstre
         for agent in agents:
             agent.wait_for(lambda ev: sum(e["event"] == "call" for e in ev) >= 10, DEADLINE,
                            "calls before the kill")
-        wait_until(lambda: the_breaker(a).counts.total_successes > 0, DEADLINE,
-                   "outcomes reaching Redis")
+        eventually(lambda: the_breaker(a).counts.total_successes > 0,
+                   deadline=DEADLINE, what="outcomes reaching Redis")
         before = the_breaker(a)
         assert_sane(before)
 
@@ -99,8 +100,9 @@ def test_redis_kill_and_restart_under_load(tmp_path: Path, upstream: ChaosUpstre
         assert after.state == CLOSED
         assert after.generation >= before.generation
         # Reports flow again after the restart (agents resynced their streams).
-        wait_until(lambda: the_breaker(b).counts.total_successes
-                   > after.counts.total_successes, DEADLINE, "outcomes after the restart")
+        eventually(lambda: the_breaker(b).counts.total_successes
+                   > after.counts.total_successes,
+                   deadline=DEADLINE, what="outcomes after the restart")
         for agent in agents:
             assert set(calls(agent)) == {OK}, (agent.name, set(map(str, calls(agent))))
 
@@ -110,14 +112,15 @@ def test_redis_kill_and_restart_under_load(tmp_path: Path, upstream: ChaosUpstre
         for agent, mark in zip(agents, marks, strict=True):
             agent.wait_for(lambda ev, m=mark: "open" in states_of(ev[m:]), DEADLINE,
                            "breaker open after the restart")
-        wait_until(lambda: the_breaker(a).state != CLOSED, DEADLINE, "open in Redis")
+        eventually(lambda: the_breaker(a).state != CLOSED, deadline=DEADLINE, what="open in Redis")
         # Fewer failing calls than per-instance breakers would let through.
         assert upstream.count(FAIL) < THRESHOLD * AGENTS
         upstream.mode = OK
         for agent, mark in zip(agents, marks, strict=True):
             agent.wait_for(lambda ev, m=mark: states_of(ev[m:])[-1:] == ["closed"], DEADLINE,
                            "closed again everywhere")
-        wait_until(lambda: the_breaker(a).state == CLOSED, DEADLINE, "closed in Redis")
+        eventually(lambda: the_breaker(a).state == CLOSED,
+                   deadline=DEADLINE, what="closed in Redis")
         assert_sane(the_breaker(a))
     finally:
         for agent in agents:

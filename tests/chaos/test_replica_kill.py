@@ -16,7 +16,8 @@ import grpc
 import pytest
 
 from fusebox.v1 import spec_pb2, spec_pb2_grpc
-from tests.chaos.support import OK, ChaosUpstream, metric, metrics_args, spec, wait_until
+from tests.chaos.support import OK, ChaosUpstream, metric, metrics_args, spec
+from tests.support.eventually import eventually
 from tests.support.processes import AgentProcess, ServerProcess
 from tests.support.redis_server import RedisServer
 
@@ -61,17 +62,17 @@ def test_agents_move_to_the_surviving_replica_and_no_call_fails(
                                        "--interval", "0.02", "--log-calls"))
         for agent in agents:
             agent.wait_for(lambda ev: any(e["event"] == "ready" for e in ev), 30, "ready")
-        wait_until(lambda: metric(victim_metrics, CONNECTED) == AGENTS // 2
-                   and metric(survivor_metrics, CONNECTED) == AGENTS // 2, 30,
-                   "agents spread over both replicas")
+        eventually(lambda: metric(victim_metrics, CONNECTED) == AGENTS // 2
+                   and metric(survivor_metrics, CONNECTED) == AGENTS // 2,
+                   deadline=30, what="agents spread over both replicas")
         # Under load: every agent has been calling for a while.
         for agent in agents:
             agent.wait_for(lambda ev: sum(e["event"] == "call" for e in ev) >= 10, 30,
                            "calls before the kill")
 
         victim.kill()  # SIGKILL: no goodbye to the agents
-        took = wait_until(lambda: metric(survivor_metrics, CONNECTED) == AGENTS,
-                          FAILOVER_DEADLINE, "every agent on the surviving replica")
+        took = eventually(lambda: metric(survivor_metrics, CONNECTED) == AGENTS,
+                          deadline=FAILOVER_DEADLINE, what="every agent on the surviving replica")
         marks = [len(calls(agent)) for agent in agents]
         for agent, mark in zip(agents, marks, strict=True):
             agent.wait_for(lambda ev, m=mark: sum(e["event"] == "call" for e in ev) >= m + 10,

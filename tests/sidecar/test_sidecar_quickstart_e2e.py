@@ -11,14 +11,14 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
 from fusebox.v1 import breaker_pb2, breaker_pb2_grpc, policy_pb2
+from tests.support.eventually import eventually
 from tests.support.processes import ServerProcess, child_env
 from tests.support.redis_server import free_port
 from tests.support.specs import REPOSITORY
@@ -54,13 +54,8 @@ class SidecarRun:
             return self.process.wait()
 
 
-def wait_until(condition: Callable[[], bool], what: str, *runs: SidecarRun) -> None:
-    end = time.monotonic() + DEADLINE
-    while not condition():
-        if time.monotonic() > end:
-            outputs = "\n".join(f"--- {r.output.name}\n{r.text()[-3000:]}" for r in runs)
-            raise AssertionError(f"timed out waiting for {what}\n{outputs}")
-        time.sleep(0.05)
+def outputs(*runs: SidecarRun) -> str:
+    return "\n".join(f"--- {r.output.name}\n{r.text()[-3000:]}" for r in runs)
 
 
 def passed(run: SidecarRun) -> list[str]:
@@ -112,15 +107,18 @@ def test_orders_flow_trip_is_shared_and_recovery_loses_no_order(
     runs = [processor, *checkouts]
     try:
         # 1. Orders flow from both checkouts, through their sidecars.
-        wait_until(lambda: all(len(passed(c)) >= 3 for c in checkouts), "orders to flow", *runs)
+        eventually(lambda: all(len(passed(c)) >= 3 for c in checkouts),
+                   deadline=DEADLINE, what="orders to flow",
+                   details=lambda: outputs(*runs))
         assert "== APP == Order received : c1-1" in processor.text()
         assert "skipping" in checkouts[0].text()  # the component file is not a Resiliency
         assert "== APP == Order passed: c1-1" in checkouts[0].text()
 
         # 2. order-processor stops: retries, then one breaker trips for both checkouts.
         assert processor.stop() == 0
-        wait_until(lambda: all("circuit breaker is open" in c.text() for c in checkouts),
-                   "both checkouts to see the open breaker", *runs)
+        eventually(lambda: all("circuit breaker is open" in c.text() for c in checkouts),
+                   deadline=DEADLINE, what="both checkouts to see the open breaker",
+                   details=lambda: outputs(*runs))
         assert "ERR_DIRECT_INVOKE" in checkouts[0].text()
         with grpc.insecure_channel(server.address) as channel:
             listed = breaker_pb2_grpc.BreakerServiceStub(channel).ListBreakers(
@@ -136,8 +134,9 @@ def test_orders_flow_trip_is_shared_and_recovery_loses_no_order(
         # 3. order-processor comes back: the breaker closes, orders flow again.
         before = {id(c): len(passed(c)) for c in checkouts}
         runs.append(processor := order_processor("order-processor-2"))
-        wait_until(lambda: all(len(passed(c)) >= before[id(c)] + 3 for c in checkouts),
-                   "orders to flow again", *runs)
+        eventually(lambda: all(len(passed(c)) >= before[id(c)] + 3 for c in checkouts),
+                   deadline=DEADLINE, what="orders to flow again",
+                   details=lambda: outputs(*runs))
     finally:
         codes = [run.stop() for run in runs]
     assert codes[-1] == 0
