@@ -12,21 +12,25 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import fusebox.agent.testing as _testing
-from fusebox.agent._errors import PolicyError
+from fusebox.agent._cluster_port import ProbeLeaseRequired
+from fusebox.agent._errors import BreakerOpenError, PolicyError
 from fusebox.agent._executor import (
     CallPlan,
     TimeoutPool,
     call_async,
     call_sync,
-    one_breaker_async,
-    one_breaker_sync,
+    lease_flat_async,
+    lease_flat_sync,
+    raised_flat,
+    rejected_flat,
+    settle_flat,
 )
 from fusebox.agent._live_breaker import Breaker
 from fusebox.agent._policy_source import PolicySource
-from fusebox.agent._registry import BreakerRegistry
+from fusebox.agent._registry import BreakerRegistry, touch_tick
 from fusebox.agent.breaker import BreakerState, TripFunction
 from fusebox.agent.breaker_key import (
     BreakerKey,
@@ -88,6 +92,7 @@ class _Core:
 
     #: Set once the initial fetch is over (a thread's event, or a loop's).
     _ready: threading.Event | asyncio.Event
+    _ready_type: type[threading.Event] | type[asyncio.Event]
 
     def __init__(
         self,
@@ -153,13 +158,9 @@ class _Core:
         self._said_pass_through = False
         self._link: Any = None
         self._snapshot = _Snapshot(None)
-        self._init_readiness()
+        self._ready = self._ready_type()
         if policies is not None:
             self.set_policies(policies)
-
-    def _init_readiness(self) -> None:
-        """Create ``_ready`` (each agent its kind of event)."""
-        raise NotImplementedError
 
     # -- readiness ----------------------------------------------------------------
 
@@ -383,7 +384,10 @@ class _Core:
                 counter = self._stats.setdefault(name, StatsCounter())
         return counter
 
-    def _close(self) -> None:
+    def _closed(self, link: Any) -> None:
+        """After closing ``link`` (None: there was none): stop the timeout workers."""
+        if link is not None:
+            self._ready.clear()
         self._timeouts.shutdown()
 
     @staticmethod
@@ -453,7 +457,14 @@ def _breaker_names(
 
 
 class _Handle:
-    """A target of calls; caches its plan for the policy snapshot it last saw."""
+    """A target of calls; caches its plan for the policy snapshot it last saw.
+
+    ``_call`` and ``_acall`` are the two ways in (``Target.call`` is ``_call``,
+    ``AsyncTarget.call`` is ``_acall``, and so on). They run a flat plan
+    (one breaker and nothing else) inline, and hand any other plan to the
+    executor; see ``fusebox.agent._executor`` for why the flat path is inline
+    and where its logic lives.
+    """
 
     __slots__ = ("_core", "_key", "_plan", "_snapshot")
 
@@ -474,26 +485,63 @@ class _Handle:
         self._snapshot = snapshot
         return self._plan
 
+    def _call(self, fn: Callable[..., E], /, *args: Any, **kwargs: Any) -> E:
+        """Call ``fn(*args, **kwargs)`` under the target's policies, in this thread."""
+        return self._call_sync(fn, args, kwargs)  # type: ignore[no-any-return]
+
     def _call_sync(self, fn: Callable[..., Any], args: tuple[Any, ...],
                    kwargs: dict[str, Any]) -> Any:
-        # Hot path: two identity checks, then straight to the executor.
         plan = self._plan
         if self._snapshot is not self._core._snapshot:
             plan = self._refresh()
         if plan is None or not _testing.config.policies:
             return fn(*args, **kwargs)
-        if plan.breaker_only:
-            return one_breaker_sync(plan, fn, args, kwargs)
-        return call_sync(plan, fn, args, kwargs)
+        if not plan.breaker_only:
+            return call_sync(plan, fn, args, kwargs)
+        breaker: Breaker = plan.breaker  # type: ignore[assignment]  # set when breaker_only
+        if plan.touch:
+            breaker.last_used = touch_tick()
+        try:
+            token = breaker.acquire()
+        except ProbeLeaseRequired:
+            token = lease_flat_sync(plan)  # blocks at most the lease deadline
+        except BreakerOpenError:
+            rejected_flat(plan)
+            raise
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as error:
+            raised_flat(plan, token, error)
+        # settle_flat, inlined: a frame less on the hot path.
+        classifier = plan.classifier
+        success = classifier is default_classifier or classifier(result, None).success
+        breaker.release(token, success)
+        (plan.succeeded if success else plan.failed)()
+        return result
 
-    async def _call_async(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
-                          kwargs: dict[str, Any]) -> Any:
+    async def _acall(self, fn: Callable[..., Awaitable[E]], /, *args: Any, **kwargs: Any) -> E:
+        """Await ``fn(*args, **kwargs)`` under the target's policies."""
         plan = self._plan
         if self._snapshot is not self._core._snapshot:
             plan = self._refresh()
         if plan is None or not _testing.config.policies:
             return await fn(*args, **kwargs)
-        return await call_async(plan, fn, args, kwargs)
+        if not plan.breaker_only:
+            return await call_async(plan, fn, args, kwargs)  # type: ignore[no-any-return]
+        if plan.touch:
+            plan.breaker.last_used = touch_tick()  # type: ignore[union-attr]
+        try:
+            token = plan.breaker.acquire()  # type: ignore[union-attr]
+        except ProbeLeaseRequired:
+            token = await lease_flat_async(plan)
+        except BreakerOpenError:
+            rejected_flat(plan)
+            raise
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as error:
+            raised_flat(plan, token, error)
+        return settle_flat(plan, token, result)  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
@@ -503,53 +551,41 @@ H = TypeVar("H", bound=_Handle)
 
 
 class Target(_Handle):
-    """A call target of a sync ``Agent``: ``fb.app("order-processor", method="orders")``."""
+    """A call target of a sync ``Agent``: ``fb.app("order-processor", method="orders")``.
+
+    ``call(fn, *args, **kwargs)`` calls ``fn`` under the target's policies;
+    ``acall`` awaits a coroutine function under them.
+    """
 
     __slots__ = ()
 
-    def call(self, fn: Callable[..., E], /, *args: Any, **kwargs: Any) -> E:
-        """Call ``fn(*args, **kwargs)`` under the target's policies."""
-        # _call_sync inlined: this is the path the benchmarks measure.
-        plan = self._plan
-        if self._snapshot is not self._core._snapshot:
-            plan = self._refresh()
-        if plan is None or not _testing.config.policies:
-            return fn(*args, **kwargs)
-        if plan.breaker_only:
-            return one_breaker_sync(plan, fn, args, kwargs)  # type: ignore[no-any-return]
-        return call_sync(plan, fn, args, kwargs)  # type: ignore[no-any-return]
-
-    async def acall(self, fn: Callable[..., Awaitable[E]], /, *args: Any, **kwargs: Any) -> E:
-        """Await ``fn(*args, **kwargs)`` under the target's policies."""
-        return await self._call_async(fn, args, kwargs)  # type: ignore[no-any-return]
+    call = _Handle._call
+    acall = _Handle._acall
 
 
 class AsyncTarget(_Handle):
-    """A call target of an ``AsyncAgent``; ``await target.call(coro_fn, ...)``."""
+    """A call target of an ``AsyncAgent``: ``await target.call(coro_fn, ...)``.
+
+    ``call_sync(fn, *args, **kwargs)`` calls a blocking ``fn`` under the
+    target's policies (it blocks the caller).
+    """
 
     __slots__ = ()
 
-    async def call(self, fn: Callable[..., Awaitable[E]], /, *args: Any, **kwargs: Any) -> E:
-        """Await ``fn(*args, **kwargs)`` under the target's policies."""
-        plan = self._plan
-        if self._snapshot is not self._core._snapshot:
-            plan = self._refresh()
-        if plan is None or not _testing.config.policies:
-            return await fn(*args, **kwargs)
-        if plan.breaker_only:
-            return await one_breaker_async(plan, fn, args, kwargs)  # type: ignore[no-any-return]
-        return await call_async(plan, fn, args, kwargs)  # type: ignore[no-any-return]
-
-    def call_sync(self, fn: Callable[..., E], /, *args: Any, **kwargs: Any) -> E:
-        """Call a blocking ``fn`` under the target's policies (blocks the caller)."""
-        return self._call_sync(fn, args, kwargs)  # type: ignore[no-any-return]
+    call = _Handle._acall
+    call_sync = _Handle._call
 
 
-class _AgentBase(_Core):
-    _handle_type: type[_Handle] = Target
+class _AgentBase(_Core, Generic[H]):
+    """What ``Agent`` and ``AsyncAgent`` share beyond ``_Core``: handles, ``protect``, the link.
+
+    ``H`` is the handle type the agent hands out (``Target`` or ``AsyncTarget``).
+    """
+
+    _handle_type: type[H]
 
     def app(self, app_id: str, *, method: str | None = None,
-            classifier: Classifier | None = None) -> Any:
+            classifier: Classifier | None = None) -> H:
         """The handle for service invocation of ``app_id`` (optionally one ``method``)."""
         handle = self._app_handles.get((app_id, method, classifier))
         if handle is None:  # the dict above is a shortcut: app() is often called per call
@@ -559,16 +595,16 @@ class _AgentBase(_Core):
             )
             if len(self._app_handles) > _HANDLE_CACHE_SIZE:
                 self._app_handles.clear()
-        return handle
+        return handle  # type: ignore[return-value]
 
     def actor(self, type: str, id: str | None = None, *,
-              classifier: Classifier | None = None) -> Any:
+              classifier: Classifier | None = None) -> H:
         """The handle for calls to actors of ``type`` (and one ``id``)."""
         key = _TargetKey(TargetKind.ACTOR, type, actor_id=id, classifier=classifier)
         return self._handle(key, self._handle_type)
 
     def component(self, name: str, direction: str = "outbound", *, component_type: str = "",
-                  classifier: Classifier | None = None) -> Any:
+                  classifier: Classifier | None = None) -> H:
         """The handle for operations on component ``name`` (``outbound`` or ``inbound``)."""
         key = _TargetKey(TargetKind.COMPONENT, name, direction=Direction(direction),
                          component_type=component_type, classifier=classifier)
@@ -598,42 +634,62 @@ class _AgentBase(_Core):
         def decorate(fn: F) -> F:
             handle = self._handle(key, self._handle_type)
             if inspect.iscoroutinefunction(fn):
+                acall = handle._acall
+
                 @functools.wraps(fn)
                 async def guarded_async(*args: Any, **kwargs: Any) -> Any:
-                    return await handle._call_async(fn, args, kwargs)
+                    return await acall(fn, *args, **kwargs)
 
                 return guarded_async  # type: ignore[return-value]
 
+            call = handle._call_sync
+
             @functools.wraps(fn)
             def guarded(*args: Any, **kwargs: Any) -> Any:
-                return handle._call_sync(fn, args, kwargs)
+                return call(fn, args, kwargs)
 
             return guarded  # type: ignore[return-value]
 
         return decorate
 
-    def _link_config(self) -> Any:
-        from fusebox.agent._link import LinkConfig
+    def _new_link(self, *, on_loop: bool) -> Any:
+        """The server link to start, kept as ``_link``; None when none is wanted or one runs.
+
+        ``on_loop``: a task on the running event loop (``AsyncPolicyLink``),
+        else a private loop in a thread (``PolicyLink``).
+        """
+        if self._link is not None or not self._wants_link():
+            return None
+        from fusebox.agent import _link
         from fusebox.agent.tls import channel_credentials
 
         assert self.server is not None
         credentials = self._credentials
         if credentials is None and any(x is not None for x in self._tls):
             credentials = channel_credentials(*self._tls)
-        return LinkConfig(
+        config = _link.LinkConfig(
             target=self.server, namespace=self.namespace, app_id=self.app_id,
             instance_id=self.instance_id, cache_path=self.cache_path,
             report_interval=self.report_interval, probe_lease_timeout=self.probe_lease_timeout,
             initial_fetch_timeout=self.initial_fetch_timeout,
             credentials=credentials, token=self._token,
         )
+        host = _link.AsyncPolicyLink if on_loop else _link.PolicyLink
+        self._link = host(
+            config, on_policies=self._swap_policies,
+            # The link shares breaker state with the cluster only when given the registry.
+            registry=self._registry if self.cluster_breakers else None,
+            source=self.policy_source, ready=self._ready,  # type: ignore[arg-type]
+        )
+        return self._link
 
-    def _cluster_registry(self) -> BreakerRegistry | None:
-        # The link shares breaker state with the cluster only when given the registry.
-        return self._registry if self.cluster_breakers else None
+    def _take_link(self) -> Any:
+        """The running link (None: none), forgotten: the caller closes it."""
+        link, self._link = self._link, None
+        return link
 
 
-class Agent(_AgentBase):
+class Agent(_AgentBase[Target]):
     """The sync agent. Use as a context manager, or call ``start()`` / ``close()``.
 
     >>> with Agent(app_id="checkout", policies=resolved) as fb:  # doctest: +SKIP
@@ -646,24 +702,8 @@ class Agent(_AgentBase):
     """
 
     _handle_type = Target
+    _ready_type = threading.Event
     _ready: threading.Event
-
-    def _init_readiness(self) -> None:
-        self._ready = threading.Event()
-
-    def app(self, app_id: str, *, method: str | None = None,
-            classifier: Classifier | None = None) -> Target:
-        return super().app(app_id, method=method, classifier=classifier)  # type: ignore[no-any-return]
-
-    def actor(self, type: str, id: str | None = None, *,
-              classifier: Classifier | None = None) -> Target:
-        return super().actor(type, id, classifier=classifier)  # type: ignore[no-any-return]
-
-    def component(self, name: str, direction: str = "outbound", *, component_type: str = "",
-                  classifier: Classifier | None = None) -> Target:
-        return super().component(  # type: ignore[no-any-return]
-            name, direction, component_type=component_type, classifier=classifier
-        )
 
     def start(self) -> Agent:
         """Start syncing policies from the server (no-op without one, or in testing mode).
@@ -672,34 +712,24 @@ class Agent(_AgentBase):
         ``initial_fetch_timeout`` seconds; then, without a snapshot, the cached
         policies written for this server, namespace and app-id apply (if any).
         """
-        if self._link is None and self._wants_link():
-            from fusebox.agent._link import PolicyLink
-
-            link = self._link = PolicyLink(
-                self._link_config(), on_policies=self._swap_policies,
-                registry=self._cluster_registry(), source=self.policy_source, ready=self._ready,
-            )
+        if (link := self._new_link(on_loop=False)) is not None:
             try:
                 link.start()
             except BaseException:  # interrupted while waiting: leave nothing running
-                self._link = None
+                self._take_link()
                 link.close()
                 raise
         return self
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until ``ready`` (at most ``timeout`` seconds); whether it is."""
-        if not self._fetches():
-            return True
-        return self._ready.wait(timeout)
+        return not self._fetches() or self._ready.wait(timeout)
 
     def close(self) -> None:
         """Stop the server link and the timeout workers."""
-        link, self._link = self._link, None
-        if link is not None:
+        if (link := self._take_link()) is not None:
             link.close()
-            self._ready.clear()
-        self._close()
+        self._closed(link)
 
     def __enter__(self) -> Agent:
         return self.start()
@@ -709,7 +739,7 @@ class Agent(_AgentBase):
         self.close()
 
 
-class AsyncAgent(_AgentBase):
+class AsyncAgent(_AgentBase[AsyncTarget]):
     """The asyncio agent: ``async with AsyncAgent(...) as fb``, or ``start()`` / ``aclose()``.
 
     ``await start()`` waits like ``Agent.start()`` for the first snapshot, without
@@ -717,24 +747,8 @@ class AsyncAgent(_AgentBase):
     """
 
     _handle_type = AsyncTarget
+    _ready_type = asyncio.Event
     _ready: asyncio.Event
-
-    def _init_readiness(self) -> None:
-        self._ready = asyncio.Event()
-
-    def app(self, app_id: str, *, method: str | None = None,
-            classifier: Classifier | None = None) -> AsyncTarget:
-        return super().app(app_id, method=method, classifier=classifier)  # type: ignore[no-any-return]
-
-    def actor(self, type: str, id: str | None = None, *,
-              classifier: Classifier | None = None) -> AsyncTarget:
-        return super().actor(type, id, classifier=classifier)  # type: ignore[no-any-return]
-
-    def component(self, name: str, direction: str = "outbound", *, component_type: str = "",
-                  classifier: Classifier | None = None) -> AsyncTarget:
-        return super().component(  # type: ignore[no-any-return]
-            name, direction, component_type=component_type, classifier=classifier
-        )
 
     async def start(self) -> AsyncAgent:
         """Start syncing policies from the server (no-op without one, or in testing mode).
@@ -742,17 +756,11 @@ class AsyncAgent(_AgentBase):
         Returns once the first snapshot from the server is applied, or after
         ``initial_fetch_timeout`` seconds (then the matching cache, if any).
         """
-        if self._link is None and self._wants_link():
-            from fusebox.agent._link import AsyncPolicyLink
-
-            link = self._link = AsyncPolicyLink(
-                self._link_config(), on_policies=self._swap_policies,
-                registry=self._cluster_registry(), source=self.policy_source, ready=self._ready,
-            )
+        if (link := self._new_link(on_loop=True)) is not None:
             try:
                 await link.start()
             except BaseException:  # cancelled while waiting: leave nothing running
-                self._link = None
+                self._take_link()
                 await link.aclose()
                 raise
         return self
@@ -770,11 +778,9 @@ class AsyncAgent(_AgentBase):
 
     async def aclose(self) -> None:
         """Stop the server link and the timeout workers."""
-        link, self._link = self._link, None
-        if link is not None:
+        if (link := self._take_link()) is not None:
             await link.aclose()
-            self._ready.clear()
-        self._close()
+        self._closed(link)
 
     async def __aenter__(self) -> AsyncAgent:
         return await self.start()
@@ -782,4 +788,3 @@ class AsyncAgent(_AgentBase):
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         await self.aclose()
-

@@ -1,12 +1,51 @@
 """Running one guarded call: ``fallback(retry(breaker(timeout(operation))))``, as Dapr.
 
 ``CallPlan`` is everything a call needs, resolved once per (handle, policy
-snapshot); ``call_sync`` and ``call_async`` run it. A call keeps the plan it
-started with, so a policy swap never changes a call in flight.
+snapshot). A call keeps the plan it started with, so a policy swap never
+changes a call in flight.
 
 Final failures: a failing *result* (e.g. an HTTP 503 response) is returned as
 is; a failing *exception* is re-raised unchanged, with a note recording the
 number of attempts. ``BreakerOpenError`` is permanent: it stops the retries.
+
+Sync and async, written once
+----------------------------
+Every decision of a call is made here once, in code that knows nothing of
+threads or event loops: which breakers admit an attempt (``admit``), how it
+ended, what it releases and counts (``settle``), whether and when to retry and
+whether the fallback answers (``RetryContext``, the call's retry context, as
+stamina has one). ``call_sync`` and ``call_async`` are the drivers: they only
+call or await the operation under its timeout, ask for a probe lease (blocking
+or awaiting) and sleep (``clock.sleep`` or ``clock.asleep``). A retry or
+fallback fix is made once.
+
+Why not generate the sync code from the async code, as httpcore does with
+unasync? The two paths differ in more than ``await``: a sync attempt times out
+in a worker thread that cannot be interrupted (``TimeoutPool``) while an async
+one is cancelled, and a sync call refuses a coroutine fallback that an async
+one awaits. A token rewrite would need hand-kept exceptions for those, a
+generator script and a freshness check, and would leave a second copy of the
+module for every reader and tool to skip.
+
+Why is ``RetryContext`` created by the first failure, not at the start of the
+call? On CPython 3.11, creating an object costs about as much as the rest of a
+guarded call's overhead on the success path (measured: +20% on retry +
+breaker); a call whose first attempt succeeds keeps its state in the driver's
+locals (the start time, the breakers' tokens) and allocates nothing. A sans-io
+generator driven by both drivers would share even the loop, for the same
+allocation and a resume per step.
+
+The flat path
+-------------
+A call with one breaker and nothing else (``CallPlan.breaker_only``: the
+common case, and the benchmarked one) skips all of the above. The handles'
+call methods (``_Handle._call`` / ``_acall`` in ``fusebox.agent._agent``) run
+it inline: touch and acquire the breaker, call or await the operation, then
+``settle_flat`` or ``raised_flat``; a probe lease goes to ``lease_flat_sync``
+/ ``lease_flat_async`` and a rejection to ``rejected_flat``. What counts as
+success, what is counted and what is released is in those functions, once for
+both flavours; the handles keep only the acquire inline, because one more
+Python frame costs about 5% of a flat call.
 """
 
 from __future__ import annotations
@@ -19,7 +58,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import fusebox.agent.testing as _testing
 from fusebox.agent._backoff import RetrySchedule
@@ -48,6 +87,11 @@ class AttemptDeadline:
     deadline: float  # on the agent clock's monotonic scale
     timeout: float
     clock: Clock
+
+    @classmethod
+    def starting(cls, timeout: float, clock: Clock) -> AttemptDeadline:
+        """The deadline of an attempt starting now."""
+        return cls(clock.monotonic() + timeout, timeout, clock)
 
     def remaining(self) -> float:
         """Seconds left before the attempt times out (never negative)."""
@@ -135,7 +179,7 @@ class TimeoutPool:
         timeout: float, target: str, clock: Clock,
     ) -> Any:
         pool = self._pool or self._start()
-        deadline = AttemptDeadline(clock.monotonic() + timeout, timeout, clock)
+        deadline = AttemptDeadline.starting(timeout, clock)
         ctx = contextvars.copy_context()
         future = pool.submit(ctx.run, _run_with_deadline, deadline, fn, args, kwargs)
         try:
@@ -170,269 +214,250 @@ def _run_with_deadline(
     return fn(*args, **kwargs)
 
 
-# -- breakers around one attempt -------------------------------------------------
+# -- one attempt ------------------------------------------------------------------------
+#
+# Breakers nest as Dapr's actor "both" scope: the outermost admits first, and a
+# rejection (or an interruption) by an inner one is a failure for the outer ones
+# that already admitted the attempt.
 
 
-# A breaker following the cluster in half-open raises ProbeLeaseRequired from
-# acquire(): the call then asks for a probe lease (blocking for at most the lease
-# deadline on the sync path: the only network wait a guarded call can make).
+def start_call(plan: CallPlan) -> float:
+    """Mark the plan's breakers used (they live in an LRU); the call's start, on its clock."""
+    if plan.touch:
+        tick = touch_tick()
+        for breaker in plan.breakers:
+            breaker.last_used = tick
+    return plan.now()
 
 
-def _admit_sync(breaker: Breaker) -> int:
-    try:
-        return breaker.acquire()
-    except ProbeLeaseRequired:
-        return breaker.acquire_probe()
+def admit(plan: CallPlan, tokens: list[int]) -> Breaker | None:
+    """Take an attempt through the breakers not passed yet, appending their tokens.
 
-
-async def _admit_async(breaker: Breaker) -> int:
-    try:
-        return breaker.acquire()
-    except ProbeLeaseRequired:
-        return await breaker.acquire_probe_async()
-
-
-def _acquire(breakers: tuple[Breaker, ...]) -> list[int]:
-    if len(breakers) == 1:
-        breaker = breakers[0]
+    Returns the breaker that wants a fleet half-open probe lease (the driver
+    asks for it, appends the token and calls again), or None once all admitted.
+    Raises ``BreakerOpenError`` when one rejects the attempt.
+    """
+    breakers = plan.breakers
+    for breaker in breakers[len(tokens):] if tokens else breakers:
         try:
-            return [breaker.acquire()]
+            tokens.append(breaker.acquire())
         except ProbeLeaseRequired:
-            return [breaker.acquire_probe()]
-    # Nested like Dapr's actor "both" scope: a rejection by an inner breaker is a
-    # failure for the outer ones that already admitted the request.
-    generations: list[int] = []
-    for i, breaker in enumerate(breakers):
-        try:
-            generations.append(_admit_sync(breaker))
-        except BreakerOpenError:
-            for outer, generation in zip(breakers[:i], generations, strict=True):
-                outer.release(generation, False)
-            raise
-    return generations
+            return breaker
+    return None
 
 
-async def _acquire_async(breakers: tuple[Breaker, ...]) -> list[int]:
-    generations: list[int] = []
-    for i, breaker in enumerate(breakers):
-        try:
-            generations.append(await _admit_async(breaker))
-        except BreakerOpenError:
-            for outer, generation in zip(breakers[:i], generations, strict=True):
-                outer.release(generation, False)
-            raise
-    return generations
+class Raised:
+    """What an attempt's driver hands to ``settle`` when the attempt raised ``error``."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
 
 
-def _rejected(plan: CallPlan) -> None:
-    plan.stats.rejected()
-    plan.stats.failure()
+def settle(plan: CallPlan, tokens: list[int], result: Any, retrying: RetryContext | None,
+           start: float) -> RetryContext | None:
+    """End an attempt: classify it, release its breakers, count it.
+
+    ``result`` is what the operation returned, or ``Raised``. Returns None when
+    the call succeeded (its result is the call's); otherwise the call's
+    ``RetryContext`` (created by its first failed attempt, then kept) holding
+    this failure. Re-raises at once what no retry or fallback may handle: an
+    exception the classifier calls a success, a ``BaseException`` that is not
+    an ``Exception`` (an interrupt, a cancellation), an error while admitting.
+    """
+    permanent = False
+    if type(result) is Raised:
+        error = result.error
+        result = None
+        if len(tokens) < len(plan.breakers):  # refused or interrupted while admitting
+            _release(plan, tokens, False)
+            if not isinstance(error, BreakerOpenError):
+                raise error
+            plan.stats.rejected()
+            outcome, permanent = FAILURE, True
+        elif not isinstance(error, Exception):  # not an outcome of the operation
+            _release(plan, tokens, False)
+            raise error
+        else:
+            if isinstance(error, PolicyTimeoutError):
+                plan.stats.timeout()
+            outcome = plan.classifier(None, error)
+            _release(plan, tokens, outcome.success)
+            if outcome.success:
+                plan.succeeded()
+                raise error
+    else:
+        error = None
+        classifier = plan.classifier
+        outcome = SUCCESS if classifier is default_classifier else classifier(result, None)
+        if len(tokens) == 1:  # _release's common case, a frame less on the success path
+            plan.breakers[0].release(tokens[0], outcome.success)
+        else:
+            _release(plan, tokens, outcome.success)
+        if outcome.success:
+            plan.succeeded()
+            return None
+    if retrying is None:
+        retrying = RetryContext(plan, start)
+    retrying.failed(result, error, outcome, permanent)
+    return retrying
 
 
-# -- sync -------------------------------------------------------------------------
+def _release(plan: CallPlan, tokens: list[int], success: bool) -> None:
+    breakers = plan.breakers
+    if len(tokens) == 1:
+        breakers[0].release(tokens[0], success)
+        return
+    for breaker, token in zip(breakers, tokens, strict=False):  # only those that admitted
+        breaker.release(token, success)
+
+
+# -- after a failed attempt ---------------------------------------------------------------
+
+
+class RetryContext:
+    """A guarded call from its first failed attempt on: retry (when), or give up (how).
+
+    Created by ``settle`` on the first failure (a call whose first attempt
+    succeeds allocates none), it holds the retry schedule and the last
+    failure: ``next_delay`` says how long until the next attempt (announced to
+    the hooks and the logs) or None; ``give_up`` / ``give_up_async`` end the
+    call with the fallback's answer, the failing result, or the error.
+    """
+
+    __slots__ = ("attempts", "error", "fell_back", "outcome", "permanent", "plan", "result",
+                 "schedule", "start")
+
+    def __init__(self, plan: CallPlan, start: float) -> None:
+        self.plan = plan
+        self.start = start
+        self.attempts = 1
+        self.schedule: RetrySchedule | None = None
+        self.fell_back = False
+        self.result: Any
+        self.error: BaseException | None
+        self.outcome: Outcome
+        self.permanent: bool
+
+    def failed(self, result: Any, error: BaseException | None, outcome: Outcome,
+               permanent: bool) -> None:
+        """Record the last attempt's failure (``permanent``: never retried)."""
+        self.result, self.error, self.outcome, self.permanent = result, error, outcome, permanent
+
+    def next_delay(self) -> float | None:
+        """Seconds until the next attempt, announced; None: no more attempts."""
+        plan, outcome = self.plan, self.outcome
+        retry = plan.retry
+        if self.permanent or retry is None or not retry_matches(retry, outcome):
+            return None
+        schedule = self.schedule
+        if schedule is None:
+            schedule = self.schedule = RetrySchedule(retry)
+        delay = schedule.next_delay(plan.now() - self.start, outcome.retry_after)
+        if delay is None:
+            return None
+        self.attempts += 1
+        plan.stats.retry()
+        plan.hooks.emit_retry(
+            RetryEvent(plan.target, plan.operation, self.attempts, delay, self.error, outcome)
+        )
+        return delay
+
+    def give_up(self) -> Any:
+        """End the call on the sync path, where a coroutine fallback is an error."""
+        value = self._final()
+        if self.fell_back and inspect.isawaitable(value):
+            raise TypeError(f"fallback for {self.plan.target} is async; "
+                            "call it from an async path")
+        return value
+
+    async def give_up_async(self) -> Any:
+        """End the call on the async path, awaiting a coroutine fallback."""
+        value = self._final()
+        if self.fell_back and inspect.isawaitable(value):
+            return await value
+        return value
+
+    def _final(self) -> Any:
+        plan, outcome, error = self.plan, self.outcome, self.error
+        plan.failed()
+        policy = plan.fallback
+        if policy is not None and fallback_matches(policy, outcome):
+            plan.stats.fallback()
+            self.fell_back = True
+            plan.hooks.emit_fallback(FallbackEvent(plan.target, policy.name, error, outcome))
+            if plan.fallback_fn is not None:
+                return plan.fallback_fn(CallFailure(plan.target, error, self.result, outcome))
+            return policy.response
+        if error is None:
+            return self.result  # a failing result (e.g. an HTTP 503 response) is returned as is
+        if self.attempts > 1:
+            error.add_note(f"fusebox: {plan.target} failed after {self.attempts} attempts")
+        raise error
+
+
+# -- the drivers ---------------------------------------------------------------------------
+
+
+def _should_wait() -> bool:
+    config = _testing.config
+    return not config.enabled or config.waits
 
 
 def call_sync(plan: CallPlan, fn: Callable[..., Any], args: tuple[Any, ...],
               kwargs: dict[str, Any]) -> Any:
-    """Run ``fn(*args, **kwargs)`` under ``plan``."""
-    if plan.breaker_only:
-        return one_breaker_sync(plan, fn, args, kwargs)
-    if plan.touch:
-        _touch(plan.breakers)
-    start = plan.now()
-    schedule: RetrySchedule | None = None  # created on the first failure: success stays cheap
-    attempt = 0
+    """Run ``fn(*args, **kwargs)`` under ``plan`` in this thread.
+
+    A probe lease, an attempt's timeout and a retry's wait block the thread.
+    """
+    start, retrying = start_call(plan), None
     while True:
-        attempt += 1
-        result, error, outcome, permanent = _attempt_sync(plan, fn, args, kwargs)
-        if outcome.success:
-            plan.stats.success()
-            if error is not None:
-                raise error
+        tokens: list[int] = []
+        try:
+            while (breaker := admit(plan, tokens)) is not None:
+                tokens.append(breaker.acquire_probe())
+            if plan.timeout > 0:
+                result = plan.timeouts.run(fn, args, kwargs, plan.timeout, plan.target,
+                                           plan.clock)
+            else:
+                result = fn(*args, **kwargs)
+        except BaseException as error:
+            result = Raised(error)
+        if (retrying := settle(plan, tokens, result, retrying, start)) is None:
             return result
-        if schedule is None and plan.retry is not None:
-            schedule = RetrySchedule(plan.retry)
-        delay = _next_delay(plan, schedule, outcome, permanent, start)
-        if delay is None:
-            break
-        _announce_retry(plan, attempt, delay, error, outcome)
+        if (delay := retrying.next_delay()) is None:
+            return retrying.give_up()
         if _should_wait():
             plan.clock.sleep(delay)
-    if _use_fallback(plan, outcome):
-        value = _fallback_value(plan, error, result, outcome)
-        if inspect.isawaitable(value):
-            raise TypeError(f"fallback for {plan.target} is async; call it from an async path")
-        return value
-    return _give_up(error, result, attempt, plan)
-
-
-def one_breaker_sync(plan: CallPlan, fn: Callable[..., Any], args: tuple[Any, ...],
-                     kwargs: dict[str, Any]) -> Any:
-    """The hot path: one breaker, no retry, no timeout, no fallback. Kept flat on purpose."""
-    breaker: Breaker = plan.breaker  # type: ignore[assignment]  # set when breaker_only
-    if plan.touch:
-        breaker.last_used = touch_tick()
-    try:
-        generation = breaker.acquire()
-    except ProbeLeaseRequired:
-        try:
-            generation = breaker.acquire_probe()
-        except BreakerOpenError:
-            _rejected(plan)
-            raise
-    except BreakerOpenError:
-        _rejected(plan)
-        raise
-    try:
-        result = fn(*args, **kwargs)
-    except Exception as exc:
-        success = plan.classifier(None, exc).success
-        breaker.release(generation, success)
-        (plan.succeeded if success else plan.failed)()
-        raise
-    except BaseException:
-        breaker.release(generation, False)
-        raise
-    classifier = plan.classifier
-    success = classifier is default_classifier or classifier(result, None).success
-    breaker.release(generation, success)
-    (plan.succeeded if success else plan.failed)()
-    return result
-
-
-def _attempt_sync(
-    plan: CallPlan, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-) -> tuple[Any, BaseException | None, Outcome, bool]:
-    """One attempt: (result, error, outcome, permanent)."""
-    try:
-        generations = _acquire(plan.breakers)
-    except BreakerOpenError as exc:
-        plan.stats.rejected()
-        return None, exc, FAILURE, True
-    try:
-        if plan.timeout > 0:
-            result = plan.timeouts.run(fn, args, kwargs, plan.timeout, plan.target, plan.clock)
-        else:
-            result = fn(*args, **kwargs)
-    except Exception as exc:
-        if isinstance(exc, PolicyTimeoutError):
-            plan.stats.timeout()
-        outcome = plan.classifier(None, exc)
-        _release(plan.breakers, generations, outcome.success)
-        return None, exc, outcome, False
-    except BaseException:
-        _release(plan.breakers, generations, False)
-        raise
-    classifier = plan.classifier
-    outcome = SUCCESS if classifier is default_classifier else classifier(result, None)
-    _release(plan.breakers, generations, outcome.success)
-    return result, None, outcome, False
-
-
-# -- async ------------------------------------------------------------------------
 
 
 async def call_async(plan: CallPlan, fn: Callable[..., Awaitable[Any]],
                      args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Await ``fn(*args, **kwargs)`` under ``plan``."""
-    if plan.breaker_only:
-        return await one_breaker_async(plan, fn, args, kwargs)
-    if plan.touch:
-        _touch(plan.breakers)
-    start = plan.now()
-    schedule: RetrySchedule | None = None
-    attempt = 0
+    start, retrying = start_call(plan), None
     while True:
-        attempt += 1
-        result, error, outcome, permanent = await _attempt_async(plan, fn, args, kwargs)
-        if outcome.success:
-            plan.stats.success()
-            if error is not None:
-                raise error
+        tokens: list[int] = []
+        try:
+            while (breaker := admit(plan, tokens)) is not None:
+                tokens.append(await breaker.acquire_probe_async())
+            if plan.timeout > 0:
+                result = await _await_with_timeout(plan, fn, args, kwargs)
+            else:
+                result = await fn(*args, **kwargs)
+        except BaseException as error:
+            result = Raised(error)
+        if (retrying := settle(plan, tokens, result, retrying, start)) is None:
             return result
-        if schedule is None and plan.retry is not None:
-            schedule = RetrySchedule(plan.retry)
-        delay = _next_delay(plan, schedule, outcome, permanent, start)
-        if delay is None:
-            break
-        _announce_retry(plan, attempt, delay, error, outcome)
+        if (delay := retrying.next_delay()) is None:
+            return await retrying.give_up_async()
         if _should_wait():
             await plan.clock.asleep(delay)
-    if _use_fallback(plan, outcome):
-        value = _fallback_value(plan, error, result, outcome)
-        if inspect.isawaitable(value):
-            return await value
-        return value
-    return _give_up(error, result, attempt, plan)
-
-
-async def one_breaker_async(plan: CallPlan, fn: Callable[..., Awaitable[Any]],
-                            args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """``one_breaker_sync`` for coroutines."""
-    breaker: Breaker = plan.breaker  # type: ignore[assignment]  # set when breaker_only
-    if plan.touch:
-        breaker.last_used = touch_tick()
-    try:
-        generation = breaker.acquire()
-    except ProbeLeaseRequired:
-        try:
-            generation = await breaker.acquire_probe_async()
-        except BreakerOpenError:
-            _rejected(plan)
-            raise
-    except BreakerOpenError:
-        _rejected(plan)
-        raise
-    try:
-        result = await fn(*args, **kwargs)
-    except Exception as exc:
-        success = plan.classifier(None, exc).success
-        breaker.release(generation, success)
-        (plan.succeeded if success else plan.failed)()
-        raise
-    except BaseException:
-        breaker.release(generation, False)
-        raise
-    classifier = plan.classifier
-    success = classifier is default_classifier or classifier(result, None).success
-    breaker.release(generation, success)
-    (plan.succeeded if success else plan.failed)()
-    return result
-
-
-async def _attempt_async(
-    plan: CallPlan, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> tuple[Any, BaseException | None, Outcome, bool]:
-    try:
-        generations = await _acquire_async(plan.breakers)
-    except BreakerOpenError as exc:
-        plan.stats.rejected()
-        return None, exc, FAILURE, True
-    try:
-        if plan.timeout > 0:
-            result = await _await_with_timeout(plan, fn, args, kwargs)
-        else:
-            result = await fn(*args, **kwargs)
-    except Exception as exc:
-        if isinstance(exc, PolicyTimeoutError):
-            plan.stats.timeout()
-        outcome = plan.classifier(None, exc)
-        _release(plan.breakers, generations, outcome.success)
-        return None, exc, outcome, False
-    except BaseException:
-        _release(plan.breakers, generations, False)
-        raise
-    classifier = plan.classifier
-    outcome = SUCCESS if classifier is default_classifier else classifier(result, None)
-    _release(plan.breakers, generations, outcome.success)
-    return result, None, outcome, False
 
 
 async def _await_with_timeout(plan: CallPlan, fn: Callable[..., Awaitable[Any]],
                               args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    deadline = AttemptDeadline(plan.clock.monotonic() + plan.timeout, plan.timeout, plan.clock)
-    token = _attempt_deadline.set(deadline)
+    token = _attempt_deadline.set(AttemptDeadline.starting(plan.timeout, plan.clock))
     scope = asyncio.timeout(plan.timeout)
     try:
         async with scope:
@@ -445,67 +470,52 @@ async def _await_with_timeout(plan: CallPlan, fn: Callable[..., Awaitable[Any]],
         _attempt_deadline.reset(token)
 
 
-# -- shared -------------------------------------------------------------------------
+# -- the flat path: one breaker, no retry, no timeout, no fallback ------------------------
+#
+# The handles run it inline for speed (``_Handle._call`` / ``_acall``): they touch
+# the breaker and acquire it, then hand everything else to these functions.
 
 
-def _announce_retry(plan: CallPlan, attempt: int, delay: float, error: BaseException | None,
-                    outcome: Outcome) -> None:
-    plan.stats.retry()
-    plan.hooks.emit_retry(
-        RetryEvent(plan.target, plan.operation, attempt + 1, delay, error, outcome)
-    )
+def rejected_flat(plan: CallPlan) -> None:
+    """The breaker rejected a flat call: a rejection and a failure."""
+    plan.stats.rejected()
+    plan.failed()
 
 
-def _use_fallback(plan: CallPlan, outcome: Outcome) -> bool:
-    """Count the final failure; whether the fallback answers it."""
-    plan.stats.failure()
-    use = plan.fallback is not None and fallback_matches(plan.fallback, outcome)
-    if use:
-        plan.stats.fallback()
-    return use
+def lease_flat_sync(plan: CallPlan) -> int:
+    """Admit a flat call as a fleet half-open probe, blocking for the lease."""
+    try:
+        return plan.breaker.acquire_probe()  # type: ignore[union-attr]  # set when breaker_only
+    except BreakerOpenError:
+        rejected_flat(plan)
+        raise
 
 
-def _touch(breakers: tuple[Breaker, ...]) -> None:
-    tick = touch_tick()
-    for breaker in breakers:
-        breaker.last_used = tick
+async def lease_flat_async(plan: CallPlan) -> int:
+    """``lease_flat_sync`` with the lease awaited."""
+    try:
+        return await plan.breaker.acquire_probe_async()  # type: ignore[union-attr]
+    except BreakerOpenError:
+        rejected_flat(plan)
+        raise
 
 
-def _release(breakers: tuple[Breaker, ...], generations: list[int], success: bool) -> None:
-    if len(breakers) == 1:
-        breakers[0].release(generations[0], success)
-        return
-    for breaker, generation in zip(breakers, generations, strict=True):
-        breaker.release(generation, success)
-
-
-def _should_wait() -> bool:
-    config = _testing.config
-    return not config.enabled or config.waits
-
-
-def _next_delay(plan: CallPlan, schedule: RetrySchedule | None, outcome: Outcome,
-                permanent: bool, start: float) -> float | None:
-    if permanent or schedule is None or plan.retry is None:
-        return None
-    if not retry_matches(plan.retry, outcome):
-        return None
-    return schedule.next_delay(plan.now() - start, outcome.retry_after)
-
-
-def _fallback_value(plan: CallPlan, error: BaseException | None, result: Any,
-                    outcome: Outcome) -> Any:
-    policy = plan.fallback
-    assert policy is not None
-    plan.hooks.emit_fallback(FallbackEvent(plan.target, policy.name, error, outcome))
-    if plan.fallback_fn is not None:
-        return plan.fallback_fn(CallFailure(plan.target, error, result, outcome))
-    return policy.response
-
-
-def _give_up(error: BaseException | None, result: Any, attempts: int, plan: CallPlan) -> Any:
-    if error is None:
-        return result  # a failing result (e.g. an HTTP 503 response) is returned as is
-    if attempts > 1:
-        error.add_note(f"fusebox: {plan.target} failed after {attempts} attempts")
+def raised_flat(plan: CallPlan, token: int, error: BaseException) -> NoReturn:
+    """A flat call's operation raised ``error``: release, count, re-raise."""
+    breaker: Breaker = plan.breaker  # type: ignore[assignment]  # set when breaker_only
+    if isinstance(error, Exception):
+        success = plan.classifier(None, error).success
+        breaker.release(token, success)
+        (plan.succeeded if success else plan.failed)()
+    else:  # KeyboardInterrupt, a cancellation: not an outcome to count
+        breaker.release(token, False)
     raise error
+
+
+def settle_flat(plan: CallPlan, token: int, result: Any) -> Any:
+    """A flat call's operation returned ``result``: release, count, return it."""
+    classifier = plan.classifier
+    success = classifier is default_classifier or classifier(result, None).success
+    plan.breaker.release(token, success)  # type: ignore[union-attr]  # set when breaker_only
+    (plan.succeeded if success else plan.failed)()
+    return result
