@@ -41,7 +41,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -60,6 +60,7 @@ LOOP_DRAIN_SECONDS = 0.05
 STOP_RETRY_SECONDS = 1.0  # a link not stopped by a cancel within this gets another
 #: Swaps policies in (raises ValueError to refuse them), saying where they came from.
 OnPolicies = Callable[[ResolvedPolicies, PolicySource], None]
+_Event = TypeVar("_Event", threading.Event, asyncio.Event)
 
 _CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 10_000),
@@ -587,10 +588,29 @@ class _LinkLoop:
         return None if cached is None else _identity(cached)
 
 
-class _Host:
-    """What both hosts expose of the link they run."""
+class _Host(Generic[_Event]):
+    """What both hosts share: the link they run, its two events, what they expose of it.
 
-    _loop: _LinkLoop
+    A host differs only in where the link runs and how it is waited for and
+    stopped; ``_event`` is its kind of event (a thread's or a loop's).
+    """
+
+    _event: type[_Event]
+
+    def __init__(
+        self, config: LinkConfig, on_policies: OnPolicies,
+        registry: BreakerRegistry | None = None, *, source: PolicySource = PolicySource.NONE,
+        ready: _Event | None = None,
+    ) -> None:
+        self._loop = _LinkLoop(config, on_policies, registry, source=source)
+        self._synced: _Event = self._event()
+        self._ready: _Event = ready if ready is not None else self._event()
+        self._loop.on_synced = self._synced.set
+        self._loop.on_ready = self._on_ready
+        self._task: asyncio.Task[None] | None = None
+
+    def _on_ready(self) -> None:
+        self._ready.set()
 
     @property
     def digest(self) -> str:
@@ -616,20 +636,10 @@ class _Host:
         return self._loop.cluster
 
 
-class AsyncPolicyLink(_Host):
+class AsyncPolicyLink(_Host[asyncio.Event]):
     """Hosts the link as a task on the running event loop (AsyncAgent)."""
 
-    def __init__(
-        self, config: LinkConfig, on_policies: OnPolicies,
-        registry: BreakerRegistry | None = None, *, source: PolicySource = PolicySource.NONE,
-        ready: asyncio.Event | None = None,
-    ) -> None:
-        self._loop = _LinkLoop(config, on_policies, registry, source=source)
-        self._synced = asyncio.Event()
-        self._ready = ready if ready is not None else asyncio.Event()
-        self._loop.on_synced = self._synced.set
-        self._loop.on_ready = self._ready.set
-        self._task: asyncio.Task[None] | None = None
+    _event = asyncio.Event
 
     async def start(self) -> None:
         """Start the link; return once the initial fetch is over (never blocks the loop)."""
@@ -664,23 +674,12 @@ class AsyncPolicyLink(_Host):
             await task
 
 
-class PolicyLink(_Host):
+class PolicyLink(_Host[threading.Event]):
     """Hosts the link on a private event loop in a daemon thread (sync Agent)."""
 
-    def __init__(
-        self, config: LinkConfig, on_policies: OnPolicies,
-        registry: BreakerRegistry | None = None, *, source: PolicySource = PolicySource.NONE,
-        ready: threading.Event | None = None,
-    ) -> None:
-        self._loop = _LinkLoop(config, on_policies, registry, source=source)
-        self._synced = threading.Event()
-        self._ready = ready if ready is not None else threading.Event()
-        self._settled = threading.Event()  # ready, or the link's thread ended
-        self._loop.on_synced = self._synced.set
-        self._loop.on_ready = self._on_ready
-        self._thread: threading.Thread | None = None
-        self._event_loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
+    _event = threading.Event
+    _thread: threading.Thread | None = None
+    _event_loop: asyncio.AbstractEventLoop | None = None
 
     def _on_ready(self) -> None:
         self._ready.set()
@@ -688,6 +687,7 @@ class PolicyLink(_Host):
 
     def start(self) -> None:
         """Start the link's thread; return once the initial fetch is over."""
+        self._settled = threading.Event()  # ready, or the link's thread ended
         self._thread = threading.Thread(target=self._main, name="fusebox-link", daemon=True)
         self._thread.start()
         self._settled.wait()  # bounded by the link's deadline (or its thread's end)
