@@ -18,7 +18,7 @@ This module holds the pieces the integrations share; none of it is public.
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
 from fusebox.agent._agent import AsyncTarget, Target
@@ -94,7 +94,12 @@ class _Closeable(Protocol):
     def close(self) -> object: ...
 
 
+class _AsyncCloseable(Protocol):
+    async def aclose(self) -> object: ...
+
+
 C = TypeVar("C", bound=_Closeable)
+AC = TypeVar("AC", bound=_AsyncCloseable)
 
 
 def _call_releasing(
@@ -105,76 +110,102 @@ def _call_releasing(
     The final value is what the agent returns: the last response, or a
     fallback's value.
     """
+    result = None
     try:
-        result = (target.call_sync(attempt) if isinstance(target, AsyncTarget)
-                  else target.call(attempt))
-    except BaseException:
-        leftover = ledger.finish(None)
+        result = target._call(attempt)
+        return result
+    finally:
+        leftover = ledger.finish(result)  # raised: result is None, nothing is final
         if leftover is not None:
             leftover.close()
-        raise
-    leftover = ledger.finish(result)
-    if leftover is not None:
-        leftover.close()
-    return result
 
 
-class _ReplayableIterable(Generic[T]):
-    """An iterable over a one-shot source that every iteration replays from the start.
+async def _acall_releasing(
+    target: Target | AsyncTarget, attempt: Callable[[], Awaitable[AC]],
+    ledger: _AttemptLedger[AC],
+) -> Any:
+    """``_call_releasing`` for coroutine attempts: awaited, and their results ``aclose``d."""
+    result = None
+    try:
+        result = await target._acall(attempt)
+        return result
+    finally:
+        leftover = ledger.finish(result)
+        if leftover is not None:
+            await leftover.aclose()
+
+
+_END: Any = object()  # what the source gave once exhausted
+_PULL: Any = object()  # what a replay gets once it has caught up with the recording
+
+
+class _Recording(Generic[T]):
+    """The items of a one-shot source read so far, replayed by every iteration.
 
     The first iteration streams the source through and records each item; a
     retry replays the recording, then goes on pulling from the source. The cost
-    is memory: the items read so far are kept until the call ends. Thread-safe,
-    because an abandoned sync attempt may still be reading in its worker.
+    is memory: the items read so far are kept until the call ends. The sync and
+    async iterables below only pull (``next`` or ``await anext``).
+    """
+
+    def __init__(self) -> None:
+        self._recorded: list[T] = []
+        self._exhausted = False
+
+    def _at(self, index: int) -> Any:
+        """The item a replay gets at ``index``: recorded, ``_END``, or ``_PULL`` one."""
+        if index < len(self._recorded):
+            return self._recorded[index]
+        return _END if self._exhausted else _PULL
+
+    def _pulled(self, item: Any) -> Any:
+        """Record what the source gave (an item, or ``_END``); hand it on."""
+        if item is _END:
+            self._exhausted = True
+        else:
+            self._recorded.append(item)
+        return item
+
+
+class _ReplayableIterable(_Recording[T]):
+    """A one-shot iterable that every iteration replays from the start (``_Recording``).
+
+    Thread-safe, because an abandoned sync attempt may still be reading in its worker.
     """
 
     def __init__(self, source: Iterable[T]) -> None:
+        super().__init__()
         self._source = iter(source)
-        self._recorded: list[T] = []
-        self._exhausted = False
         self._lock = threading.Lock()
 
     def __iter__(self) -> Iterator[T]:
         index = 0
         while True:
             with self._lock:
-                if index < len(self._recorded):
-                    item = self._recorded[index]
-                elif self._exhausted:
-                    return
-                else:
-                    try:
-                        item = next(self._source)
-                    except StopIteration:
-                        self._exhausted = True
-                        return
-                    self._recorded.append(item)
+                item = self._at(index)
+                if item is _PULL:
+                    item = self._pulled(next(self._source, _END))
+            if item is _END:
+                return
             index += 1
             yield item
 
 
-class _AsyncReplayableIterable(Generic[T]):
+class _AsyncReplayableIterable(_Recording[T]):
     """``_ReplayableIterable`` for an async source (attempts run on one event loop)."""
 
     def __init__(self, source: AsyncIterable[T]) -> None:
+        super().__init__()
         self._source = aiter(source)
-        self._recorded: list[T] = []
-        self._exhausted = False
 
     async def _replay(self) -> AsyncIterator[T]:
         index = 0
         while True:
-            if index < len(self._recorded):
-                item = self._recorded[index]
-            elif self._exhausted:
+            item = self._at(index)
+            if item is _PULL:
+                item = self._pulled(await anext(self._source, _END))
+            if item is _END:
                 return
-            else:
-                try:
-                    item = await anext(self._source)
-                except StopAsyncIteration:
-                    self._exhausted = True
-                    return
-                self._recorded.append(item)
             index += 1
             yield item
 

@@ -138,12 +138,6 @@ def _with_attempt_timeout(details: Any) -> _CallDetails:
     )
 
 
-def _run(target: Target | AsyncTarget, attempt: Callable[[], Any]) -> Any:
-    if isinstance(target, AsyncTarget):
-        return target.call_sync(attempt)
-    return target.call(attempt)
-
-
 class _FallbackCall(grpc.Call, grpc.Future):  # type: ignore[misc]
     """A finished, successful call whose response(s) came from a fallback."""
 
@@ -310,7 +304,7 @@ def _unary(guard: _Guard, start: Callable[[Any], Any], details: Any) -> Any:
         return call
 
     try:
-        result = _run(target, attempt)
+        result = target._call(attempt)
     except grpc.RpcError as exc:
         return _surface(exc)
     if isinstance(result, grpc.Call):
@@ -333,7 +327,7 @@ def _stream(guard: _Guard, start: Callable[[Any], Any], details: Any) -> Any:
         return _PrimedStream(call, target.name)
 
     try:
-        result = _run(target, attempt)
+        result: Any = target._call(attempt)  # or a fallback's value
     except grpc.RpcError as exc:
         _cancel(ledger.finish(exc))
         return _surface(exc)
@@ -412,12 +406,6 @@ def _aio_with_attempt_timeout(details: Any) -> grpc.aio.ClientCallDetails:
     )
 
 
-async def _arun(target: Target | AsyncTarget, attempt: Callable[[], Awaitable[Any]]) -> Any:
-    if isinstance(target, AsyncTarget):
-        return await target.call(attempt)
-    return await target.acall(attempt)
-
-
 async def _value(value: Any) -> Any:
     return value
 
@@ -475,7 +463,7 @@ async def _aio_unary(guard: _Guard, start: Callable[[Any], Awaitable[Any]], deta
         await call  # raises AioRpcError on a non-OK status; cancelled at the policy timeout
         return call
 
-    result = await _arun(target, attempt)
+    result = await target._acall(attempt)
     if isinstance(result, grpc.aio.Call):
         return result
     message = guard.fallback_messages(result, full_method)[0]
@@ -519,7 +507,7 @@ async def _aio_stream(guard: _Guard, start: Callable[[Any], Awaitable[Any]],
         return _aio_rest_of_stream(call, first, target.name)
 
     try:
-        result = await _arun(target, attempt)
+        result: Any = await target._acall(attempt)  # or a fallback's value
     except BaseException:
         _cancel(ledger.finish(None))
         raise

@@ -17,12 +17,13 @@ Requires ``httpx`` (``pip install 'fusebox-resilience[integrations]'``).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from fusebox.agent._agent import Agent, AsyncAgent, AsyncTarget, Target
 from fusebox.agent.classify import FAILURE, Classifier, Outcome, http_outcome, parse_retry_after
 from fusebox.agent.extras import missing_extra
 from fusebox.agent.integrations import (
+    _acall_releasing,
     _AsyncReplayableIterable,
     _attempt_timeout,
     _AttemptLedger,
@@ -78,7 +79,15 @@ def response_from_fallback(fallback: FallbackResponse, request: httpx.Request) -
     )
 
 
-class _Base:
+W = TypeVar("W", httpx.BaseTransport, httpx.AsyncBaseTransport)
+
+
+class _Base(Generic[W]):
+    """What both transports share: the target of a request, its replayable body, ``wrapped``."""
+
+    _default_transport: Callable[[], W]
+    _replay_stream: Callable[[Any], httpx.SyncByteStream | httpx.AsyncByteStream]
+
     def __init__(
         self,
         fb: Agent | AsyncAgent,
@@ -86,17 +95,23 @@ class _Base:
         app: RequestName,
         method: RequestName | None = None,
         classifier: Classifier | None = None,
+        wrapped: W | None = None,
     ) -> None:
         self.fb = fb
         self.app = app
         self.method: RequestName = url_path_method if method is None else method
         self.classifier = classifier or classify_response
+        self.wrapped: W = wrapped if wrapped is not None else self._default_transport()
 
-    def _target(self, request: httpx.Request) -> Target | AsyncTarget:
+    def _prepare(self, request: httpx.Request) -> Target | AsyncTarget:
+        """The target ``request`` goes to; its body made replayable for retries."""
         app = _choose(self.app, request)
         assert app is not None
         method = _choose(self.method, request) or None
-        return self.fb.app(app, method=method, classifier=self.classifier)
+        target = self.fb.app(app, method=method, classifier=self.classifier)
+        if not isinstance(request.stream, httpx.ByteStream):  # ByteStream replays by itself
+            request.stream = self._replay_stream(request.stream)
+        return target
 
 
 def _with_attempt_timeout(request: httpx.Request) -> httpx.Request:
@@ -134,7 +149,7 @@ class _AsyncReplayStream(httpx.AsyncByteStream):
         return aiter(self._chunks)
 
 
-class FuseboxTransport(_Base, httpx.BaseTransport):
+class FuseboxTransport(_Base[httpx.BaseTransport], httpx.BaseTransport):
     """A sync transport that sends each request under a Fusebox target's policies.
 
     ``fb`` is an ``Agent`` (an ``AsyncAgent`` works too: the request blocks the
@@ -148,24 +163,12 @@ class FuseboxTransport(_Base, httpx.BaseTransport):
     A streaming request body is recorded as it is sent so a retry can replay it.
     """
 
-    def __init__(
-        self,
-        fb: Agent | AsyncAgent,
-        *,
-        app: RequestName,
-        method: RequestName | None = None,
-        classifier: Classifier | None = None,
-        wrapped: httpx.BaseTransport | None = None,
-    ) -> None:
-        super().__init__(fb, app=app, method=method, classifier=classifier)
-        self.wrapped = wrapped if wrapped is not None else httpx.HTTPTransport()
+    _default_transport = httpx.HTTPTransport
+    _replay_stream = _ReplayStream
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` as one guarded call."""
-        target = self._target(request)
-        if not isinstance(request.stream, httpx.ByteStream):  # ByteStream replays by itself
-            assert isinstance(request.stream, httpx.SyncByteStream)
-            request.stream = _ReplayStream(request.stream)
+        target = self._prepare(request)
         ledger: _AttemptLedger[httpx.Response] = _AttemptLedger()
 
         def attempt() -> httpx.Response:
@@ -177,15 +180,14 @@ class FuseboxTransport(_Base, httpx.BaseTransport):
                 response.close()  # an abandoned attempt finished after its caller moved on
             return response
 
-        result = _call_releasing(target, attempt, ledger)
-        return _as_response(result, request)
+        return _as_response(_call_releasing(target, attempt, ledger), request)
 
     def close(self) -> None:
         """Close the wrapped transport."""
         self.wrapped.close()
 
 
-class AsyncFuseboxTransport(_Base, httpx.AsyncBaseTransport):
+class AsyncFuseboxTransport(_Base[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport):
     """The asyncio twin of ``FuseboxTransport``, for ``httpx.AsyncClient``.
 
     ``fb`` is an ``AsyncAgent`` (or an ``Agent``, through ``target.acall``);
@@ -193,24 +195,12 @@ class AsyncFuseboxTransport(_Base, httpx.AsyncBaseTransport):
     is cancelled by the agent, and httpx enforces the same deadline itself.
     """
 
-    def __init__(
-        self,
-        fb: Agent | AsyncAgent,
-        *,
-        app: RequestName,
-        method: RequestName | None = None,
-        classifier: Classifier | None = None,
-        wrapped: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        super().__init__(fb, app=app, method=method, classifier=classifier)
-        self.wrapped = wrapped if wrapped is not None else httpx.AsyncHTTPTransport()
+    _default_transport = httpx.AsyncHTTPTransport
+    _replay_stream = _AsyncReplayStream
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` as one guarded call."""
-        target = self._target(request)
-        if not isinstance(request.stream, httpx.ByteStream):
-            assert isinstance(request.stream, httpx.AsyncByteStream)
-            request.stream = _AsyncReplayStream(request.stream)
+        target = self._prepare(request)
         ledger: _AttemptLedger[httpx.Response] = _AttemptLedger()
 
         async def attempt() -> httpx.Response:
@@ -221,23 +211,8 @@ class AsyncFuseboxTransport(_Base, httpx.AsyncBaseTransport):
             ledger.keep(number, response)  # one event loop: an attempt is never stale here
             return response
 
-        try:
-            if isinstance(target, AsyncTarget):
-                result = await target.call(attempt)
-            else:
-                result = await target.acall(attempt)
-        except BaseException:
-            await _aclose(ledger.finish(None))
-            raise
-        await _aclose(ledger.finish(result))
-        return _as_response(result, request)
+        return _as_response(await _acall_releasing(target, attempt, ledger), request)
 
     async def aclose(self) -> None:
         """Close the wrapped transport."""
         await self.wrapped.aclose()
-
-
-
-async def _aclose(response: httpx.Response | None) -> None:
-    if response is not None:
-        await response.aclose()
