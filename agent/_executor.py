@@ -91,11 +91,6 @@ class AttemptDeadline:
     timeout: float
     clock: Clock
 
-    @classmethod
-    def starting(cls, timeout: float, clock: Clock) -> AttemptDeadline:
-        """The deadline of an attempt starting now."""
-        return cls(clock.monotonic() + timeout, timeout, clock)
-
     def remaining(self) -> float:
         """Seconds left before the attempt times out (never negative)."""
         return max(0.0, self.deadline - self.clock.monotonic())
@@ -104,6 +99,10 @@ class AttemptDeadline:
 _attempt_deadline: contextvars.ContextVar[AttemptDeadline | None] = contextvars.ContextVar(
     "fusebox_attempt_deadline", default=None
 )
+
+
+def _deadline_from_now(timeout: float, clock: Clock) -> AttemptDeadline:
+    return AttemptDeadline(clock.monotonic() + timeout, timeout, clock)
 
 
 def current_attempt_deadline() -> AttemptDeadline | None:
@@ -182,7 +181,7 @@ class TimeoutPool:
         timeout: float, target: str, clock: Clock,
     ) -> Any:
         pool = self._pool or self._start()
-        deadline = AttemptDeadline.starting(timeout, clock)
+        deadline = _deadline_from_now(timeout, clock)
         ctx = contextvars.copy_context()
         future = pool.submit(ctx.run, _run_with_deadline, deadline, fn, args, kwargs)
         try:
@@ -419,6 +418,7 @@ def call_sync(plan: CallPlan, fn: Callable[..., Any], args: tuple[Any, ...],
         tokens: list[int] = []
         try:
             while (breaker := admit(plan, tokens)) is not None:
+                # Blocks at most the lease deadline: the only network wait a call makes.
                 tokens.append(breaker.acquire_probe())
             if plan.timeout > 0:
                 result = plan.timeouts.run(fn, args, kwargs, plan.timeout, plan.target,
@@ -460,7 +460,7 @@ async def call_async(plan: CallPlan, fn: Callable[..., Awaitable[Any]],
 
 async def _await_with_timeout(plan: CallPlan, fn: Callable[..., Awaitable[Any]],
                               args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    token = _attempt_deadline.set(AttemptDeadline.starting(plan.timeout, plan.clock))
+    token = _attempt_deadline.set(_deadline_from_now(plan.timeout, plan.clock))
     scope = asyncio.timeout(plan.timeout)
     try:
         async with scope:
