@@ -9,7 +9,7 @@ everywhere.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -18,8 +18,8 @@ import pytest
 from fusebox.agent import AsyncAgent, BreakerOpenError, BreakerState
 from fusebox.controlplane.server import FuseboxServer, ServerConfig
 from fusebox.v1 import spec_pb2, spec_pb2_grpc
+from tests.support.eventually import eventually_async
 
-DEADLINE = 10.0
 SPEC = """\
 apiVersion: dapr.io/v1alpha1
 kind: Resiliency
@@ -40,10 +40,6 @@ spec:
 NAME = "order-processor:orders"
 
 
-async def eventually(condition: Callable[[], bool]) -> None:
-    async with asyncio.timeout(DEADLINE):
-        while not condition():  # noqa: ASYNC110 - set by other tasks and threads
-            await asyncio.sleep(0.005)
 
 
 @pytest.fixture
@@ -65,7 +61,7 @@ async def agents(server: FuseboxServer, tmp_path: Path) -> AsyncIterator[list[As
     ]
     for fb in fleet:
         await fb.start()
-    await eventually(lambda: all(
+    await eventually_async(lambda: all(
         fb.policies is not None and fb.policies.targets and fb._link.cluster.following
         for fb in fleet
     ))
@@ -110,21 +106,21 @@ async def test_failures_from_both_agents_trip_once_then_one_probe_closes_it_for_
     # Two failures each: below the threshold for either agent alone, at it together.
     for fb in (a, b, a, b):
         assert await call(fb, upstream) == "failed"
-    await eventually(lambda: states(agents) == [BreakerState.OPEN] * 2)
+    await eventually_async(lambda: states(agents) == [BreakerState.OPEN] * 2)
     assert [await call(fb, upstream) for fb in (a, b, a, b)] == ["rejected"] * 4
     assert upstream.calls == 4
 
-    await eventually(lambda: states(agents) == [BreakerState.HALF_OPEN] * 2)
+    await eventually_async(lambda: states(agents) == [BreakerState.HALF_OPEN] * 2)
     upstream.healthy = True
     upstream.gate = asyncio.Event()
     calls_before = upstream.calls
     first = asyncio.create_task(call(a, upstream))
     second = asyncio.create_task(call(b, upstream))
     # One of them holds the only lease (its probe waits at the gate); the other is refused.
-    await eventually(lambda: upstream.calls == calls_before + 1
+    await eventually_async(lambda: upstream.calls == calls_before + 1
                      and (first.done() or second.done()))
     upstream.gate.set()
     assert sorted(await asyncio.gather(first, second)) == ["ok", "rejected"]
     assert upstream.calls == calls_before + 1
-    await eventually(lambda: states(agents) == [BreakerState.CLOSED] * 2)
+    await eventually_async(lambda: states(agents) == [BreakerState.CLOSED] * 2)
     assert [await call(fb, upstream) for fb in (a, b)] == ["ok", "ok"]

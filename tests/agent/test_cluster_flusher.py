@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
 from fusebox.agent import Agent
@@ -19,8 +19,8 @@ from fusebox.agent._reporting import decode_runs
 from fusebox.agent.policy import CircuitBreakerPolicy, ResolvedPolicies, TargetKind, TargetPolicy
 from fusebox.agent.testing import ManualClock
 from fusebox.v1 import agent_pb2
+from tests.support.eventually import eventually_async
 
-DEADLINE = 10.0
 CB = CircuitBreakerPolicy("simpleCB", max_requests=1, timeout=5.0, trip="consecutiveFailures >= 3")
 POLICIES = ResolvedPolicies("default", "checkout", (
     TargetPolicy(TargetKind.APP, "order-processor", circuit_breaker=CB,
@@ -78,11 +78,6 @@ async def flushing(count: int) -> AsyncIterator[list[Flushing]]:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def until(condition: Callable[[], bool], what: str) -> None:
-    async with asyncio.timeout(DEADLINE):
-        while not condition():  # noqa: ASYNC110 - the conditions are plain state
-            await asyncio.sleep(0.005)  # poll interval of the condition, not a bound
-    assert condition(), what
 
 
 def watch() -> IdleWatch:
@@ -90,7 +85,7 @@ def watch() -> IdleWatch:
 
 
 async def all_parked(agents: list[Flushing]) -> None:
-    await until(lambda: watch().parked == len(agents), "every idle flusher parked")
+    await eventually_async(lambda: watch().parked == len(agents), what="every idle flusher parked")
 
 
 async def sleep_through_looks(looks: int) -> None:
@@ -99,7 +94,8 @@ async def sleep_through_looks(looks: int) -> None:
 
 async def test_idle_flushers_park_and_stay_asleep_while_the_watch_looks_for_them() -> None:
     async with flushing(50) as agents:
-        await until(lambda: all(a.outcomes() == [True] for a in agents), "first reports")
+        await eventually_async(lambda: all(a.outcomes() == [True] for a in agents),
+                               what="first reports")
         await all_parked(agents)
         before = [a.looks for a in agents]
         await sleep_through_looks(4)
@@ -113,7 +109,8 @@ async def test_the_watch_wakes_only_the_parked_flusher_with_outcomes_to_send() -
         await all_parked(agents)
         before = [a.looks for a in agents]
         agents[7].call()  # a success does not wake the flusher itself: the watch finds it
-        await until(lambda: agents[7].outcomes() == [True, True], "the success reported")
+        await eventually_async(lambda: agents[7].outcomes() == [True, True],
+                               what="the success reported")
         others = [a.looks for i, a in enumerate(agents) if i != 7]
         assert others == [n for i, n in enumerate(before) if i != 7]
         await all_parked(agents)
@@ -123,7 +120,8 @@ async def test_a_failure_wakes_a_parked_flusher_at_once() -> None:
     async with flushing(3) as agents:
         await all_parked(agents)
         agents[1].call(ok=False)
-        await until(lambda: agents[1].outcomes() == [True, False], "the failure reported")
+        await eventually_async(lambda: agents[1].outcomes() == [True, False],
+                               what="the failure reported")
         assert [a.outcomes() for a in (agents[0], agents[2])] == [[True], [True]]
 
 
@@ -142,7 +140,8 @@ async def test_a_failure_on_the_links_own_loop_wakes_the_flusher_without_the_sel
         loop.call_soon_threadsafe = counting_hop  # type: ignore[method-assign]
         try:
             agents[0].call(ok=False)
-            await until(lambda: agents[0].outcomes() == [True, False], "the failure reported")
+            await eventually_async(lambda: agents[0].outcomes() == [True, False],
+                                   what="the failure reported")
         finally:
             del loop.call_soon_threadsafe
         assert hops == []
@@ -152,7 +151,8 @@ async def test_a_failure_in_another_thread_wakes_the_flusher_at_once() -> None:
     async with flushing(2) as agents:
         await all_parked(agents)
         await asyncio.to_thread(agents[0].call, False)
-        await until(lambda: agents[0].outcomes() == [True, False], "the failure reported")
+        await eventually_async(lambda: agents[0].outcomes() == [True, False],
+                               what="the failure reported")
         assert agents[1].outcomes() == [True]
 
 
@@ -165,7 +165,8 @@ async def test_a_new_breaker_is_announced_by_a_parked_flusher() -> None:
             return [k.method for m in agents[0].sent if m.HasField("interest")
                     for k in m.interest.add]
 
-        await until(lambda: "refunds" in announced(), "interest in the new breaker sent")
+        await eventually_async(lambda: "refunds" in announced(),
+                               what="interest in the new breaker sent")
 
 
 async def test_a_cancelled_flusher_leaves_the_watch() -> None:

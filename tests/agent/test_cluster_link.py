@@ -8,10 +8,9 @@ records every request, pushes what a test puts in its outbox, and answers
 
 from __future__ import annotations
 
-import asyncio
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from fusebox.agent.policy import (
     resolved_to_proto,
 )
 from fusebox.v1 import agent_pb2, agent_pb2_grpc, breaker_pb2
+from tests.support.eventually import eventually_async
 
 DEADLINE = 10.0
 KEY = BreakerKey("default", "resiliency", TargetKind.APP, "order-processor", "orders")
@@ -137,7 +137,7 @@ class Driver:
             self.fb.start()
         else:
             await self.fb.start()
-        await eventually(lambda: self.fb.policies is not None and self.following())
+        await eventually_async(lambda: self.fb.policies is not None and self.following())
 
     async def stop(self) -> None:
         if isinstance(self.fb, Agent):
@@ -177,11 +177,6 @@ class Driver:
         return None if fleet is None else fleet.generation
 
 
-async def eventually(condition: Callable[[], bool]) -> None:
-    """Wait for a condition another thread or task makes true, with a deadline."""
-    async with asyncio.timeout(DEADLINE):
-        while not condition():  # noqa: ASYNC110 - the writer may be another thread
-            await asyncio.sleep(0.005)
 
 
 @pytest.fixture(params=["sync", "async"])
@@ -198,8 +193,8 @@ async def test_interest_then_outcomes_are_reported_in_completion_order(driven: A
     svc, d = driven
     for ok in (True, True, False, True, False, False):
         await d.call(ok)
-    await eventually(lambda: KEY in svc.interested())
-    await eventually(lambda: len(svc.reported()) == 6)
+    await eventually_async(lambda: KEY in svc.interested())
+    await eventually_async(lambda: len(svc.reported()) == 6)
     assert svc.reported() == [(ok, "") for ok in (True, True, False, True, False, False)]
     sequences = [r.sequence for r in svc.sent("report")]
     assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)
@@ -210,7 +205,7 @@ async def test_an_open_update_makes_every_call_fail_fast_locally(driven: Any) ->
     svc, d = driven
     await d.call()
     svc.push(breaker_pb2.BREAKER_STATE_OPEN, 4, remaining=30.0)
-    await eventually(lambda: d.state() is BreakerState.OPEN)
+    await eventually_async(lambda: d.state() is BreakerState.OPEN)
     assert [await d.call() for _ in range(3)] == ["rejected"] * 3
     assert d.calls == 1
     assert d.fb.stats()["order-processor:orders"].rejected == 3
@@ -221,10 +216,10 @@ async def test_a_granted_lease_runs_the_probe_and_reports_it_under_the_lease(dri
     await d.call()
     svc.lease_answer = agent_pb2.AcquireProbeLeaseResponse(granted=True, lease_id="L1")
     svc.push(breaker_pb2.BREAKER_STATE_HALF_OPEN, 5)
-    await eventually(lambda: d.state() is BreakerState.HALF_OPEN)
+    await eventually_async(lambda: d.state() is BreakerState.HALF_OPEN)
     assert await d.call(ok=False) == "failed"
     assert d.calls == 2
-    await eventually(lambda: (False, "L1") in svc.reported())
+    await eventually_async(lambda: (False, "L1") in svc.reported())
     (lease,) = svc.lease_requests
     assert (BreakerKey.from_proto(lease.key), lease.generation, lease.instance_id) == (
         KEY, 5, "checkout-1")
@@ -236,7 +231,7 @@ async def test_a_denied_lease_rejects_the_call_without_running_it(driven: Any) -
     svc.lease_answer = agent_pb2.AcquireProbeLeaseResponse(
         granted=False, state=breaker_pb2.BREAKER_STATE_HALF_OPEN, generation=5)
     svc.push(breaker_pb2.BREAKER_STATE_HALF_OPEN, 5)
-    await eventually(lambda: d.state() is BreakerState.HALF_OPEN)
+    await eventually_async(lambda: d.state() is BreakerState.HALF_OPEN)
     assert await d.call() == "rejected"
     assert d.calls == 1
 
@@ -246,7 +241,7 @@ async def test_a_lease_past_its_deadline_is_decided_by_the_local_half_open(drive
     await d.call()
     svc.lease_answer = None  # the server never answers within the 100 ms deadline
     svc.push(breaker_pb2.BREAKER_STATE_HALF_OPEN, 5)
-    await eventually(lambda: d.state() is BreakerState.HALF_OPEN)
+    await eventually_async(lambda: d.state() is BreakerState.HALF_OPEN)
     assert await d.call() == "ok"  # the local half-open admits maxRequests (1)
     assert await d.call() == "rejected"
     assert d.calls == 2
@@ -255,12 +250,12 @@ async def test_a_lease_past_its_deadline_is_decided_by_the_local_half_open(drive
 async def test_a_lost_stream_goes_local_then_reconnects_and_reannounces(driven: Any) -> None:
     svc, d = driven
     await d.call()
-    await eventually(lambda: KEY in svc.interested())
+    await eventually_async(lambda: KEY in svc.interested())
     svc.outbox.put(END_STREAM)
-    await eventually(lambda: svc.streams == 2 and svc.interested().count(KEY) == 2)
-    await eventually(d.following)
+    await eventually_async(lambda: svc.streams == 2 and svc.interested().count(KEY) == 2)
+    await eventually_async(d.following)
     svc.push(breaker_pb2.BREAKER_STATE_OPEN, 9, remaining=30.0)
-    await eventually(lambda: d.state() is BreakerState.OPEN)
+    await eventually_async(lambda: d.state() is BreakerState.OPEN)
 
 
 async def test_mode_local_lets_the_instance_trip_by_itself(driven: Any) -> None:
@@ -268,13 +263,13 @@ async def test_mode_local_lets_the_instance_trip_by_itself(driven: Any) -> None:
     await d.call()
     svc.outbox.put(agent_pb2.ConnectResponse(mode=agent_pb2.ModeChange(
         mode=agent_pb2.BREAKER_MODE_LOCAL, reason="breaker store unavailable")))
-    await eventually(lambda: not d.following())
+    await eventually_async(lambda: not d.following())
     assert [await d.call(ok=False) for _ in range(4)] == ["failed"] * 3 + ["rejected"]
     svc.outbox.put(agent_pb2.ConnectResponse(mode=agent_pb2.ModeChange(
         mode=agent_pb2.BREAKER_MODE_CLUSTER)))
-    await eventually(lambda: d.following() and svc.interested().count(KEY) == 2)
+    await eventually_async(lambda: d.following() and svc.interested().count(KEY) == 2)
     svc.push(breaker_pb2.BREAKER_STATE_CLOSED, 12)
-    await eventually(lambda: d.fleet_generation() == 12)
+    await eventually_async(lambda: d.fleet_generation() == 12)
     # The fleet is closed, but this instance's own breaker stays open: never looser.
     assert d.state() is BreakerState.OPEN
 
@@ -289,7 +284,7 @@ async def test_a_failure_streak_that_trips_opens_at_once_and_is_reported_without
     try:
         await d.call()
         assert [await d.call(ok=False) for _ in range(3)] == ["failed"] * 3  # trip: >= 3
-        await eventually(lambda: len(svc.reported()) == 4)
+        await eventually_async(lambda: len(svc.reported()) == 4)
         assert svc.reported() == [(True, ""), (False, ""), (False, ""), (False, "")]
         # ...and the instance opened by itself on the crossing failure.
         assert d.state() is BreakerState.OPEN

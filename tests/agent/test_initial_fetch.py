@@ -31,6 +31,7 @@ from fusebox.agent.policy import (
 )
 from fusebox.controlplane.server import FuseboxServer, ServerConfig
 from fusebox.v1 import agent_pb2, spec_pb2, spec_pb2_grpc
+from tests.support.eventually import eventually_async
 from tests.support.redis_server import free_port
 from tests.support.specs import retry_spec
 
@@ -77,10 +78,6 @@ def address(server: FuseboxServer) -> str:
     return f"127.0.0.1:{server.port}"
 
 
-async def eventually(condition: Callable[[], bool]) -> None:
-    async with asyncio.timeout(DEADLINE):
-        while not condition():  # noqa: ASYNC110 - set by the link's thread or task
-            await asyncio.sleep(0.01)
 
 
 class Driver:
@@ -181,7 +178,7 @@ async def test_a_cache_another_control_plane_wrote_for_the_same_address_is_never
             loaded = on_disk(cache, address(server))
             return loaded is not None and loaded.control_plane_id == own_id
 
-        await eventually(rewritten)
+        await eventually_async(rewritten)
     finally:
         await d.close()
     [discarded] = messages(caplog, "discarding the cached policies")
@@ -302,7 +299,7 @@ async def test_without_an_initial_wait_the_snapshot_replaces_the_cache_when_it_c
                                               store_url="memory://")) as srv:
             await apply(srv, retry_spec(2))
             # The agent may connect before the spec is applied: an empty snapshot first.
-            await eventually(lambda: d.fb.policy_source is PolicySource.SERVER
+            await eventually_async(lambda: d.fb.policy_source is PolicySource.SERVER
                              and d.fb.policies is not None and bool(d.fb.policies.targets))
             assert await d.attempts_of_one_failing_call() == 3
     finally:
@@ -345,7 +342,7 @@ async def test_wait_ready_waits_for_the_first_snapshot_then_an_outage_leaves_it_
         await starting
         assert d.fb.ready and d.fb.policy_source is PolicySource.SERVER
     # The control plane is gone: the agent keeps its policies and stays ready.
-    await eventually(lambda: not d.fb._link.connected)
+    await eventually_async(lambda: not d.fb._link.connected)
     assert d.fb.ready and await d.wait_ready(0)
     assert d.fb.policy_source is PolicySource.SERVER
     assert await d.attempts_of_one_failing_call() == 3

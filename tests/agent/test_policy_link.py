@@ -16,6 +16,7 @@ from fusebox.agent.policy import ResolvedPolicies, TargetKind
 from fusebox.controlplane.server import FuseboxServer, ServerConfig
 from fusebox.controlplane.server.engines.sessions import AgentSession
 from fusebox.v1 import spec_pb2, spec_pb2_grpc
+from tests.support.eventually import eventually_async
 from tests.support.redis_server import free_port
 from tests.support.specs import SEED_SPEC
 
@@ -43,14 +44,9 @@ class Received:
         return self.policies[-1] if self.policies else None
 
     async def wait_for(self, predicate: Callable[[ResolvedPolicies | None], bool]) -> None:
-        await eventually(lambda: predicate(self.current()))
+        await eventually_async(lambda: predicate(self.current()))
 
 
-async def eventually(condition: Callable[[], bool]) -> None:
-    """Wait for a condition set by another thread or task, with a deadline."""
-    async with asyncio.timeout(DEADLINE):
-        while not condition():  # noqa: ASYNC110 - the writer may be another thread
-            await asyncio.sleep(0.01)
 
 
 def app_targets(p: ResolvedPolicies | None) -> list[str]:
@@ -105,7 +101,7 @@ async def test_agent_receives_snapshot_then_live_updates(
         digest = received.current().digest  # type: ignore[union-attr]
         assert link.digest == digest
         # The server records the ACK for that digest.
-        await eventually(lambda: any(s.acked_digest == digest for s in sessions(server)))
+        await eventually_async(lambda: any(s.acked_digest == digest for s in sessions(server)))
     finally:
         await link.aclose()
 
@@ -139,7 +135,7 @@ async def test_a_snapshot_the_agent_cannot_apply_is_nacked_and_old_policies_stay
         assert await link.wait_synced(DEADLINE)
         empty_digest = link.digest
         await apply(server, SEED_SPEC)
-        await eventually(lambda: any(s.sent_digest != empty_digest for s in sessions(server)))
+        await eventually_async(lambda: any(s.sent_digest != empty_digest for s in sessions(server)))
         await asyncio.sleep(0.1)  # give a (wrong) ACK the chance to arrive
         assert link.digest == empty_digest
         assert app_targets(received.current()) == []
@@ -210,7 +206,7 @@ async def test_agent_starts_from_its_disk_cache_while_the_server_is_down(tmp_pat
         await apply(srv, SEED_SPEC.replace("maxInterval: 5s", "duration: 1ms"))
         first = Agent(app_id="checkout", server=f"127.0.0.1:{port}", cache_path=cache)
         await asyncio.to_thread(first.start)
-        await eventually(lambda: app_targets(first.policies) == ["order-processor"])
+        await eventually_async(lambda: app_targets(first.policies) == ["order-processor"])
         await asyncio.to_thread(first.close)
     # The control plane is gone; a restarted instance enforces the cached policies.
     calls = 0
