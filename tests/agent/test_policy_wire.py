@@ -35,6 +35,7 @@ from fusebox.agent.policy import (
 )
 from fusebox.v1 import policy_pb2
 from tests.agent.test_policy_link import Received, link_config
+from tests.support.eventually import eventually_async
 from tests.support.redis_server import free_port
 
 RETRY = RetryPolicy("retryForever", BackoffKind.EXPONENTIAL, max_retries=-1,
@@ -177,9 +178,7 @@ async def test_a_burst_of_snapshots_is_written_once_after_it_settles(tmp_path: P
     for n in range(1, 6):
         deferred.offer(resolved_to_proto(policies(timeout=float(n))))
     assert written(cache) == []  # nothing during the burst
-    async with asyncio.timeout(10):
-        while not written(cache):  # noqa: ASYNC110 - polls the writer thread's result
-            await asyncio.sleep(0.02)
+    await eventually_async(lambda: bool(written(cache)), what="the settled write")
     assert written(cache) == [5]
 
 
