@@ -335,18 +335,12 @@ class _Core:
             target.timeout or target.retry or target.circuit_breaker or target.fallback
         ):
             return None
-        breakers: tuple[Breaker, ...] = ()
-        touch = False
+        breaker: Breaker | None = None
+        bounded = False
         if target.circuit_breaker is not None:
             trip = snapshot.trips[target.circuit_breaker.trip]
-            names = _breaker_names(key, target)
-            touch = key.kind is TargetKind.APP or (
-                key.kind is TargetKind.ACTOR and key.actor_id is not None
-            )
-            breakers = tuple(
-                self._registry.get(target, name, trip, bounded=bounded, key=wire_key)
-                for name, bounded, wire_key in names
-            )
+            name, bounded, wire_key = _breaker_name(key, target)
+            breaker = self._registry.get(target, name, trip, bounded=bounded, key=wire_key)
         fallback_fn = None
         if target.fallback is not None and target.fallback.function is not None:
             fallback_fn = snapshot.fallbacks[target.fallback.function]
@@ -355,7 +349,7 @@ class _Core:
             operation=operation,
             timeout=target.timeout.duration if target.timeout else 0.0,
             retry=target.retry,
-            breakers=breakers,
+            breaker=breaker,
             fallback=target.fallback,
             fallback_fn=fallback_fn,
             classifier=key.classifier or self._classifier,
@@ -363,7 +357,7 @@ class _Core:
             hooks=self._hooks,
             clock=self._clock,
             timeouts=self._timeouts,
-            touch=touch,
+            touch=bounded,
         )
 
     def _pass_through_reason(self) -> str:
@@ -435,25 +429,22 @@ def _names(key: _TargetKey) -> tuple[str, str]:
     return key.name, f"component[{key.name}] {direction}"
 
 
-def _breaker_names(
-    key: _TargetKey, target: TargetPolicy
-) -> list[tuple[str, bool, BreakerKey]]:
-    """Which breakers guard a call, outermost first: (name, LRU-bounded, cluster key)."""
+def _breaker_name(key: _TargetKey, target: TargetPolicy) -> tuple[str, bool, BreakerKey]:
+    """The one breaker that guards a call: (name, LRU-bounded, cluster key).
+
+    Actors as daprd's ``Resiliency.ActorPreLockPolicy`` (pkg/resiliency/resiliency.go)
+    picks them: scope ``type`` shares the type's breaker (``cart``); any other
+    scope, ``both`` included, gets the actor's own (``cart-42``). daprd never
+    combines two breakers: ``both`` is parsed but keyed exactly as ``id``.
+    """
     if key.kind is TargetKind.APP:
-        return [(_names(key)[0], True, app_breaker_key(target, key.name, key.method))]
+        return _names(key)[0], True, app_breaker_key(target, key.name, key.method)
     if key.kind is TargetKind.COMPONENT:
-        return [(key.name, False, component_breaker_key(target, key.name, key.direction))]
-    by_type = (key.name, False, actor_breaker_key(target, key.name, None))
-    if key.actor_id is None:
-        return [by_type]  # no id to scope by: the type's breaker
-    by_id = (f"{key.name}-{key.actor_id}", True,
-             actor_breaker_key(target, key.name, key.actor_id))
-    scope = target.circuit_breaker_scope or BreakerScope.ID
-    if scope is BreakerScope.TYPE:
-        return [by_type]
-    if scope is BreakerScope.ID:
-        return [by_id]
-    return [by_type, by_id]
+        return key.name, False, component_breaker_key(target, key.name, key.direction)
+    if key.actor_id is None or target.circuit_breaker_scope is BreakerScope.TYPE:
+        return key.name, False, actor_breaker_key(target, key.name, None)
+    return (f"{key.name}-{key.actor_id}", True,
+            actor_breaker_key(target, key.name, key.actor_id))
 
 
 class _Handle:

@@ -11,12 +11,12 @@ number of attempts. ``BreakerOpenError`` is permanent: it stops the retries.
 Sync and async, written once
 ----------------------------
 Every decision of a call is made here once, in code that knows nothing of
-threads or event loops: which breakers admit an attempt (``admit``), how it
-ended, what it releases and counts (``settle``), whether and when to retry and
+threads or event loops: how an attempt ended, what it releases and counts
+(``settle``), whether and when to retry and
 whether the fallback answers (``RetryContext``, the call's retry context, as
 stamina has one). ``call_sync`` and ``call_async`` are the drivers: they only
-call or await the operation under its timeout, ask for a probe lease (blocking
-or awaiting) and sleep (``clock.sleep`` or ``clock.asleep``). A retry or
+acquire the breaker, call or await the operation under its timeout, ask for a
+probe lease (blocking or awaiting) and sleep (``clock.sleep`` or ``clock.asleep``). A retry or
 fallback fix is made once.
 
 Why not generate the sync code from the async code, as httpcore does with
@@ -31,7 +31,7 @@ Why is ``RetryContext`` created by the first failure, not at the start of the
 call? On CPython 3.11, creating an object costs about as much as the rest of a
 guarded call's overhead on the success path (measured: +20% on retry +
 breaker); a call whose first attempt succeeds keeps its state in the driver's
-locals (the start time, the breakers' tokens) and allocates nothing. A sans-io
+locals (the start time, the breaker's token) and allocates nothing. A sans-io
 generator driven by both drivers would share even the loop, for the same
 allocation and a resume per step.
 
@@ -133,7 +133,9 @@ class CallPlan:
     operation: str  # for retry log lines: "endpoint[order-processor, order-processor:orders]"
     timeout: float  # seconds per attempt; <= 0: none
     retry: RetryPolicy | None
-    breakers: tuple[Breaker, ...]
+    # At most one, as in daprd: a PolicyDefinition has one breaker (an actor's
+    # `circuitBreakerScope: both` too: it picks the type-id breaker, as `id` does).
+    breaker: Breaker | None
     fallback: FallbackPolicy | None
     fallback_fn: Callable[..., Any] | None
     classifier: Classifier
@@ -141,11 +143,10 @@ class CallPlan:
     hooks: EventHooks
     clock: Clock
     timeouts: TimeoutPool
-    touch: bool  # breakers live in an LRU: mark them used on every call
+    touch: bool  # the breaker lives in an LRU: mark it used on every call
     breaker_only: bool = False  # one breaker and nothing else: the flat hot path
     now: Callable[[], float] = time.monotonic  # clock.monotonic, unwrapped for the system clock
     # Derived, for the hot path: one attribute load each instead of two.
-    breaker: Breaker | None = None  # the first (outermost) breaker, if any
     succeeded: Callable[[], object] = int  # stats.success
     failed: Callable[[], object] = int  # stats.failure
 
@@ -154,10 +155,9 @@ class CallPlan:
         if self.clock is not SYSTEM_CLOCK:
             derived(self, "now", self.clock.monotonic)
         derived(self, "breaker_only", (
-            len(self.breakers) == 1 and self.retry is None and self.fallback is None
+            self.breaker is not None and self.retry is None and self.fallback is None
             and self.timeout <= 0
         ))
-        derived(self, "breaker", self.breakers[0] if self.breakers else None)
         derived(self, "succeeded", self.stats.success)
         derived(self, "failed", self.stats.failure)
 
@@ -217,35 +217,13 @@ def _run_with_deadline(
 
 
 # -- one attempt ------------------------------------------------------------------------
-#
-# Breakers nest as Dapr's actor "both" scope: the outermost admits first, and a
-# rejection (or an interruption) by an inner one is a failure for the outer ones
-# that already admitted the attempt.
 
 
 def start_call(plan: CallPlan) -> float:
-    """Mark the plan's breakers used (they live in an LRU); the call's start, on its clock."""
+    """Mark the plan's breaker used (it lives in an LRU); the call's start, on its clock."""
     if plan.touch:
-        tick = touch_tick()
-        for breaker in plan.breakers:
-            breaker.last_used = tick
+        plan.breaker.last_used = touch_tick()  # type: ignore[union-attr]  # touch: has one
     return plan.now()
-
-
-def admit(plan: CallPlan, tokens: list[int]) -> Breaker | None:
-    """Take an attempt through the breakers not passed yet, appending their tokens.
-
-    Returns the breaker that wants a fleet half-open probe lease (the driver
-    asks for it, appends the token and calls again), or None once all admitted.
-    Raises ``BreakerOpenError`` when one rejects the attempt.
-    """
-    breakers = plan.breakers
-    for breaker in breakers[len(tokens):] if tokens else breakers:
-        try:
-            tokens.append(breaker.acquire())
-        except ProbeLeaseRequired:
-            return breaker
-    return None
 
 
 class Raised:
@@ -257,11 +235,13 @@ class Raised:
         self.error = error
 
 
-def settle(plan: CallPlan, tokens: list[int], result: Any, retrying: RetryContext | None,
+def settle(plan: CallPlan, token: int | None, result: Any, retrying: RetryContext | None,
            start: float) -> RetryContext | None:
-    """End an attempt: classify it, release its breakers, count it.
+    """End an attempt: classify it, release its breaker, count it.
 
-    ``result`` is what the operation returned, or ``Raised``. Returns None when
+    ``token`` is the breaker's admission (None: the plan has no breaker, or the
+    attempt was refused or interrupted before it was admitted); ``result`` is
+    what the operation returned, or ``Raised``. Returns None when
     the call succeeded (its result is the call's); otherwise the call's
     ``RetryContext`` (created by its first failed attempt, then kept) holding
     this failure. Re-raises at once what no retry or fallback may handle: an
@@ -269,23 +249,25 @@ def settle(plan: CallPlan, tokens: list[int], result: Any, retrying: RetryContex
     an ``Exception`` (an interrupt, a cancellation), an error while admitting.
     """
     permanent = False
+    breaker = plan.breaker
     if type(result) is Raised:
         error = result.error
         result = None
-        if len(tokens) < len(plan.breakers):  # refused or interrupted while admitting
-            _release(plan, tokens, False)
+        if token is None and breaker is not None:  # refused or interrupted while admitting
             if not isinstance(error, BreakerOpenError):
                 raise error
             plan.stats.rejected()
             outcome, permanent = FAILURE, True
         elif not isinstance(error, Exception):  # not an outcome of the operation
-            _release(plan, tokens, False)
+            if token is not None:
+                breaker.release(token, False)  # type: ignore[union-attr]  # token: has one
             raise error
         else:
             if isinstance(error, PolicyTimeoutError):
                 plan.stats.timeout()
             outcome = plan.classifier(None, error)
-            _release(plan, tokens, outcome.success)
+            if token is not None:
+                breaker.release(token, outcome.success)  # type: ignore[union-attr]
             if outcome.success:
                 plan.succeeded()
                 raise error
@@ -293,10 +275,8 @@ def settle(plan: CallPlan, tokens: list[int], result: Any, retrying: RetryContex
         error = None
         classifier = plan.classifier
         outcome = SUCCESS if classifier is default_classifier else classifier(result, None)
-        if len(tokens) == 1:  # _release's common case, a frame less on the success path
-            plan.breakers[0].release(tokens[0], outcome.success)
-        else:
-            _release(plan, tokens, outcome.success)
+        if token is not None:
+            breaker.release(token, outcome.success)  # type: ignore[union-attr]  # token: has one
         if outcome.success:
             plan.succeeded()
             return None
@@ -304,15 +284,6 @@ def settle(plan: CallPlan, tokens: list[int], result: Any, retrying: RetryContex
         retrying = RetryContext(plan, start)
     retrying.failed(result, error, outcome, permanent)
     return retrying
-
-
-def _release(plan: CallPlan, tokens: list[int], success: bool) -> None:
-    breakers = plan.breakers
-    if len(tokens) == 1:
-        breakers[0].release(tokens[0], success)
-        return
-    for breaker, token in zip(breakers, tokens, strict=False):  # only those that admitted
-        breaker.release(token, success)
 
 
 # -- after a failed attempt ---------------------------------------------------------------
@@ -413,13 +384,16 @@ def call_sync(plan: CallPlan, fn: Callable[..., Any], args: tuple[Any, ...],
 
     A probe lease, an attempt's timeout and a retry's wait block the thread.
     """
-    start, retrying = start_call(plan), None
+    start, retrying, breaker = start_call(plan), None, plan.breaker
     while True:
-        tokens: list[int] = []
+        token: int | None = None
         try:
-            while (breaker := admit(plan, tokens)) is not None:
-                # Blocks at most the lease deadline: the only network wait a call makes.
-                tokens.append(breaker.acquire_probe())
+            if breaker is not None:
+                try:
+                    token = breaker.acquire()
+                except ProbeLeaseRequired:
+                    # Blocks at most the lease deadline: the only network wait a call makes.
+                    token = breaker.acquire_probe()
             if plan.timeout > 0:
                 result = plan.timeouts.run(fn, args, kwargs, plan.timeout, plan.target,
                                            plan.clock)
@@ -427,7 +401,7 @@ def call_sync(plan: CallPlan, fn: Callable[..., Any], args: tuple[Any, ...],
                 result = fn(*args, **kwargs)
         except BaseException as error:
             result = Raised(error)
-        if (retrying := settle(plan, tokens, result, retrying, start)) is None:
+        if (retrying := settle(plan, token, result, retrying, start)) is None:
             return result
         if (delay := retrying.next_delay()) is None:
             return retrying.give_up()
@@ -438,19 +412,22 @@ def call_sync(plan: CallPlan, fn: Callable[..., Any], args: tuple[Any, ...],
 async def call_async(plan: CallPlan, fn: Callable[..., Awaitable[Any]],
                      args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Await ``fn(*args, **kwargs)`` under ``plan``."""
-    start, retrying = start_call(plan), None
+    start, retrying, breaker = start_call(plan), None, plan.breaker
     while True:
-        tokens: list[int] = []
+        token: int | None = None
         try:
-            while (breaker := admit(plan, tokens)) is not None:
-                tokens.append(await breaker.acquire_probe_async())
+            if breaker is not None:
+                try:
+                    token = breaker.acquire()
+                except ProbeLeaseRequired:
+                    token = await breaker.acquire_probe_async()
             if plan.timeout > 0:
                 result = await _await_with_timeout(plan, fn, args, kwargs)
             else:
                 result = await fn(*args, **kwargs)
         except BaseException as error:
             result = Raised(error)
-        if (retrying := settle(plan, tokens, result, retrying, start)) is None:
+        if (retrying := settle(plan, token, result, retrying, start)) is None:
             return result
         if (delay := retrying.next_delay()) is None:
             return await retrying.give_up_async()

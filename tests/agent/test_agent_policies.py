@@ -19,7 +19,6 @@ from fusebox.agent import (
 )
 from fusebox.agent.classify import FAILURE, Outcome, http_outcome
 from fusebox.agent.policy import (
-    BreakerScope,
     CircuitBreakerPolicy,
     Direction,
     FallbackPolicy,
@@ -193,22 +192,6 @@ def test_a_breaker_survives_a_swap_that_keeps_its_policy() -> None:
 
 
 # -- targets ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("scope", "names"), [
-    (BreakerScope.TYPE, {"cart"}),
-    (BreakerScope.ID, {"cart-42"}),
-    (BreakerScope.BOTH, {"cart", "cart-42"}),
-])
-def test_actor_breakers_follow_the_scope(scope: BreakerScope, names: set[str]) -> None:
-    target = TargetPolicy(TargetKind.ACTOR, "cart", circuit_breaker=OPEN_AT_FIRST_FAILURE,
-                          circuit_breaker_scope=scope)
-    fb = Agent(app_id="checkout", policies=policies(target))
-    with pytest.raises(ConnectionError):
-        fb.actor("cart", "42").call(Script(ConnectionError()).sync)
-    assert set(fb.breaker_states()) == names
-    with pytest.raises(BreakerOpenError):
-        fb.actor("cart", "42").call(Script("ok").sync)
 
 
 def test_component_targets_use_their_direction_and_name() -> None:

@@ -66,10 +66,10 @@ def test_a_settle_rule_changed_once_changes_both_paths(
 ) -> None:
     real_settle = executor.settle
 
-    def strict(plan: Any, tokens: list[int], result: Any, retrying: Any, start: float) -> Any:
+    def strict(plan: Any, token: int | None, result: Any, retrying: Any, start: float) -> Any:
         if result == 200:  # today's rule: a 200 is a failure
             result = executor.Raised(ConnectionError("200"))
-        return real_settle(plan, tokens, result, retrying, start)
+        return real_settle(plan, token, result, retrying, start)
 
     monkeypatch.setattr(executor, "settle", strict)
     h = Harness(mode, policies(app_target(**retry_and_fallback(), circuit_breaker=breaker(
