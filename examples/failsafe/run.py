@@ -1,9 +1,11 @@
 """The failsafe-go walk-through, step by step, on Fusebox.
 
-For each step: apply the step's spec (``specs/STEP.yaml``) to a control plane,
-start serviceB (unreliable on purpose, seeded) and serviceA (calls serviceB
-through the agent's httpx transport), send a few requests to serviceA as the
-post does with curl, print every process's output, stop them.
+For each step: say what it demonstrates and what to look for, apply the
+step's spec (``specs/STEP.yaml``) to a control plane, start serviceB
+(unreliable on purpose, seeded) and serviceA (calls serviceB through the
+agent's httpx transport), send a few requests to serviceA as the post does
+with curl, print every process's output, stop them. The summary at the end
+gives each step's figures and the ``Retry-After`` values honoured, in order.
 
     python examples/failsafe/run.py --step timeout|retry|breaker|fallback|composition|all
     python examples/failsafe/run.py --step all --seed 7 --summary-json out.json
@@ -38,9 +40,11 @@ _print_lock = threading.Lock()
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One step of the post: what serviceB does, how serviceA loops, how many curls."""
+    """One step of the post: what it shows, what serviceB does, how many curls."""
 
     title: str
+    shows: str  # the headline printed before the step: what it demonstrates
+    look_for: str  # what to look for in the lines that follow
     service_b: tuple[str, ...]
     requests: int
     app_retries: int = 0
@@ -48,15 +52,42 @@ class Step:
 
 STEPS: dict[str, Step] = {
     # The post's serviceB sleeps 5s; anything over the 1s timeout shows the same.
-    "timeout": Step("Timeout (1s) against a slow serviceB", ("--delay", "2"), 2),
-    "retry": Step("Retry 503 with backoff, honouring Retry-After", ("--fail-rate", "0.5"), 4),
-    "breaker": Step("Circuit breaker (the post's serviceA retries 3 times itself)",
-                    ("--fail-rate", "0.5", "--sleep-rate", "0.5", "--sleep", "0.5"), 3,
-                    app_retries=3),
-    "fallback": Step("Fallback: answer for serviceB when it fails",
-                     ("--fail-rate", "0.5"), 4),
-    "composition": Step("Composition: fallback(retry(breaker(timeout(call))))",
-                        ("--fail-rate", "0.5", "--sleep-rate", "0.5", "--sleep", "1.5"), 3),
+    "timeout": Step(
+        "Timeout (1s) against a slow serviceB",
+        "a 1s timeout cuts every call to serviceB, which takes 2s to answer",
+        '"Connection timed out", then "500: Internal Server Error" with a "latency" of about '
+        "1000000000 (ns: 1s), while serviceB still answers after 2s",
+        ("--delay", "2"), 2),
+    # serviceB alternates Retry-After 2 and 1, so the honoured waits visibly differ
+    # from the backoff's 1s, 2s, 4s (the post always sends 1).
+    "retry": Step(
+        "Retry 503 with backoff, honouring Retry-After",
+        "each 503 is retried after the Retry-After serviceB sends (2, then 1, in turn), "
+        "not after the backoff's 1s, 2s, 4s",
+        '"Retry N after delay of Xs (serviceB sent Retry-After: X)": every wait is the '
+        "header's value; after 3 retries a 503 becomes a 500",
+        ("--fail-rate", "0.5", "--retry-after", "2,1"), 4),
+    "breaker": Step(
+        "Circuit breaker (the post's serviceA retries 3 times itself)",
+        "a circuit breaker opens on the first failure, rejects calls for 1s, "
+        "then lets one probe through",
+        '"circuit breaker state changed from closed to open", "open to half-open", then '
+        '"half-open to closed" (the probe passed) or "to open" (it failed); serviceA\'s own '
+        "loop (3 tries, 1s apart) rides the open breaker out",
+        ("--fail-rate", "0.5", "--sleep-rate", "0.5", "--sleep", "0.5"), 3,
+        app_retries=3),
+    "fallback": Step(
+        "Fallback: answer for serviceB when it fails",
+        "a fallback answers for serviceB whenever it fails with a 503",
+        '"Fallback executed result" and a 200 whose messageB is "error accessing service B", '
+        "once per 503",
+        ("--fail-rate", "0.5"), 4),
+    "composition": Step(
+        "Composition: fallback(retry(breaker(timeout(call))))",
+        "all four at once, nested as the post nests them: fallback(retry(breaker(timeout(call))))",
+        "timeouts and retries inside one request, the breaker opening (an open breaker stops "
+        "the retries at once) and the fallback answering instead: every curl gets a 200",
+        ("--fail-rate", "0.5", "--sleep-rate", "0.5", "--sleep", "1.5"), 3),
 }
 
 
@@ -151,8 +182,10 @@ def curl(url: str) -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
-def run_step(name: str, step: Step, address: str, seed: int, workdir: Path) -> dict[str, Any]:
-    say("step", f"{name}: {step.title}")
+def run_step(name: str, step: Step, number: str, address: str, seed: int,
+             workdir: Path) -> dict[str, Any]:
+    say("step", f"{number} {name}: {step.shows}")
+    say("step", f"look for: {step.look_for}")
     applied = fusebox("apply", "-f", str(HERE / "specs" / f"{name}.yaml"), "--server", address)
     say("fusebox", f"$ fusebox apply -f examples/failsafe/specs/{name}.yaml")
     for line in (applied.stdout + applied.stderr).splitlines():
@@ -183,16 +216,36 @@ def run_step(name: str, step: Step, address: str, seed: int, workdir: Path) -> d
         service_b.stop()
     logged = [json.loads(line) for line in service_a.lines if line.startswith("{")]
     messages = [entry["msg"] for entry in logged]
+    retries = [e for e in logged if "delay_ns" in e]
     return {
+        "title": step.title,
         "responses": responses,
         "timeouts": messages.count("Connection timed out"),
-        "retry_delays": [e["delay_ns"] / 1e9 for e in logged if "delay_ns" in e],
+        "retry_delays": [e["delay_ns"] / 1e9 for e in retries],
+        # Per retry, in order: the Retry-After the failed attempt carried (None: none).
+        "retry_after": [e["retry_after_ns"] / 1e9 if "retry_after_ns" in e else None
+                        for e in retries],
         "transitions": [m.removeprefix("circuit breaker state changed from ").replace(" to ", ">")
                         for m in messages if m.startswith("circuit breaker state changed")],
         "fallbacks": messages.count("Fallback executed result"),
         "service_b_statuses": [int(line.split(" - ")[1].split()[0])
                                for line in service_b.lines if " - " in line],
+        "service_b_retry_after": [int(line.rsplit("Retry-After: ", 1)[1].rstrip(")"))
+                                  for line in service_b.lines if "Retry-After: " in line],
     }
+
+
+def retry_after_line(result: dict[str, Any]) -> str | None:
+    """The Retry-After values honoured, in order, for the summary; None without any."""
+    pairs = [(sent, waited) for sent, waited in zip(result["retry_after"], result["retry_delays"],
+                                                     strict=True) if sent is not None]
+    if not pairs:
+        return None
+    shown = [f"{sent:g}s" if sent == waited else f"{sent:g}s (waited {waited:g}s)"
+             for sent, waited in pairs]
+    honoured = sum(1 for sent, waited in pairs if sent == waited)
+    return (f"Retry-After honoured, in order: {', '.join(shown)} "
+            f"({honoured} of {len(pairs)} retries waited exactly what serviceB asked)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,8 +266,9 @@ def main(argv: list[str] | None = None) -> int:
         server = Child("controlplane", serve + (["--store", args.store] if args.store else []))
         try:
             wait_for_server(address, server)
-            for name in names:
-                results[name] = run_step(name, STEPS[name], address, args.seed, workdir)
+            for index, name in enumerate(names, 1):
+                number = f"[{index}/{len(names)}]"
+                results[name] = run_step(name, STEPS[name], number, address, args.seed, workdir)
         finally:
             server.stop()
     for name, result in results.items():
@@ -223,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
                        f"retries {len(result['retry_delays'])}, "
                        f"breaker {' '.join(result['transitions']) or '-'}, "
                        f"fallbacks {result['fallbacks']}")
+        if (line := retry_after_line(result)) is not None:
+            say("summary", f"{name}: {line}")
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     return 0

@@ -4,9 +4,10 @@
 (``FuseboxTransport``): the timeout, retry, circuit breaker and fallback come
 from the control plane's spec for app-id ``service-a`` (target app
 ``service-b``), not from code. It logs JSON lines as the post's slog does:
-``Connection timed out``, ``Retry 1 after delay of 1s``, ``circuit breaker
-state changed from closed to open``, ``Fallback executed result``, and one
-``200: OK`` / ``500: Internal Server Error`` line per request.
+``Connection timed out``, ``Retry 1 after delay of 1s (serviceB sent
+Retry-After: 1)``, ``circuit breaker state changed from closed to open``,
+``Fallback executed result``, and one ``200: OK`` / ``500: Internal Server
+Error`` line per request.
 
 ``--app-retries N`` is the post's own loop around the breaker step: when the
 breaker rejects a call, or serviceB still answers 503, wait ``--app-pause``
@@ -61,8 +62,14 @@ def main() -> int:
         def retried(e: RetryEvent) -> None:
             if is_timeout(e.error):
                 log("INFO", "Connection timed out")
-            log("INFO", f"Retry {e.attempt - 1} after delay of {e.delay:g}s",
-                delay_ns=int(e.delay * 1e9))
+            retry_after = e.outcome.retry_after  # what the failed attempt's response asked for
+            if retry_after is None:
+                log("INFO", f"Retry {e.attempt - 1} after delay of {e.delay:g}s",
+                    delay_ns=int(e.delay * 1e9))
+            else:
+                log("INFO", f"Retry {e.attempt - 1} after delay of {e.delay:g}s "
+                            f"(serviceB sent Retry-After: {retry_after:g})",
+                    delay_ns=int(e.delay * 1e9), retry_after_ns=int(retry_after * 1e9))
 
         @fb.on_state_change
         def changed(e: StateChangeEvent) -> None:

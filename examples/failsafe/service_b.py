@@ -4,17 +4,20 @@
 coin says otherwise:
 
 * ``--fail-rate P``: answer 503 with ``Retry-After: 1`` (the post's ``fail()``);
+  ``--retry-after 2,1`` sends 2, then 1, then 2, ... instead (one value per 503, in turn);
 * ``--sleep-rate P --sleep S``: wait S seconds first (the post's ``sleep()``);
 * ``--delay S``: always wait S seconds first (the timeout step).
 
 ``--seed`` makes the sequence of answers reproducible (requests are served one
-decision at a time, in arrival order). One chi-style log line per request.
+decision at a time, in arrival order). One chi-style log line per request; a
+503's line ends with the ``Retry-After`` it sent.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import random
 import signal
 import sys
@@ -35,6 +38,7 @@ def say(line: str) -> None:
 
 def make_handler(args: argparse.Namespace) -> type[BaseHTTPRequestHandler]:
     coin = random.Random(args.seed)
+    retry_afters = itertools.cycle(args.retry_after)
     coin_lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -43,9 +47,10 @@ def make_handler(args: argparse.Namespace) -> type[BaseHTTPRequestHandler]:
             with coin_lock:  # one decision per request, in order: reproducible
                 fail = coin.random() < args.fail_rate
                 slow = coin.random() < args.sleep_rate
+                retry_after = next(retry_afters) if fail else 0
             if fail:
                 self.send_response(503)
-                self.send_header("Retry-After", str(args.retry_after))
+                self.send_header("Retry-After", str(retry_after))
                 self.send_header("Content-Length", "0")
                 self.end_headers()
             else:
@@ -60,8 +65,9 @@ def make_handler(args: argparse.Namespace) -> type[BaseHTTPRequestHandler]:
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(BODY)
             took = (time.monotonic() - started) * 1000
+            sent = f" (Retry-After: {retry_after})" if fail else ""
             say(f'"GET {self.path} HTTP/1.1" from {self.client_address[0]} - '
-                f"{503 if fail else 200} in {took:.1f}ms")
+                f"{503 if fail else 200} in {took:.1f}ms{sent}")
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -69,12 +75,24 @@ def make_handler(args: argparse.Namespace) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def _seconds_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        message = f"expected whole seconds like 1 or 2,1, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+    if any(value < 0 for value in values):
+        raise argparse.ArgumentTypeError(f"seconds cannot be negative: {text!r}")
+    return values
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="serviceB: slow and unreliable on purpose")
     parser.add_argument("--port", type=int, default=3001)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--fail-rate", type=float, default=0.0)
-    parser.add_argument("--retry-after", type=int, default=1, help="seconds, as the post sends")
+    parser.add_argument("--retry-after", type=_seconds_list, default=[1], metavar="S[,S...]",
+                        help="Retry-After seconds of each 503, in turn (default 1, as the post)")
     parser.add_argument("--sleep-rate", type=float, default=0.0)
     parser.add_argument("--sleep", type=float, default=1.0)
     parser.add_argument("--delay", type=float, default=0.0)

@@ -38,7 +38,27 @@ def steps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     assert "Connection timed out" in done.stdout
     assert "Fallback executed result" in done.stdout
     assert "circuit breaker state changed from closed to open" in done.stdout
-    yield json.loads(Path(summary).read_text())
+    assert "(serviceB sent Retry-After: 2)" in done.stdout
+    result = json.loads(Path(summary).read_text())
+    result["stdout"] = done.stdout
+    yield result
+
+
+def step_lines(stdout: str) -> list[str]:
+    return [line.removeprefix("== step == ") for line in stdout.splitlines()
+            if line.startswith("== step == ")]
+
+
+def test_each_step_says_what_it_demonstrates_and_what_to_look_for(
+        steps: dict[str, Any]) -> None:
+    lines = step_lines(steps["stdout"])
+    names = ["timeout", "retry", "breaker", "fallback", "composition"]
+    headlines = [line for line in lines if not line.startswith("look for: ")]
+    assert [h.split(":")[0] for h in headlines] == [
+        f"[{i}/5] {name}" for i, name in enumerate(names, 1)]
+    # Each headline is followed at once by what to look for.
+    for headline in headlines:
+        assert lines[lines.index(headline) + 1].startswith("look for: ")
 
 
 def statuses(step: dict[str, Any]) -> list[int]:
@@ -71,9 +91,19 @@ def test_retry_step_retries_each_503_after_retry_after(steps: dict[str, Any]) ->
     assert b_503 >= 2  # seed 7 makes serviceB fail, and fail twice in a row
     # Every 503 is either retried or, after maxRetries, answered as a 500.
     assert b_503 == len(step["retry_delays"]) + statuses(step).count(500)
-    # Backoff alone would wait 1s then 2s; serviceB's Retry-After: 1 wins each time.
-    assert set(step["retry_delays"]) == {1.0}
+    # Backoff alone would wait 1s, 2s, 4s; each wait is the Retry-After that
+    # serviceB sent instead (2, then 1, in turn), in the order it sent them.
+    assert step["retry_delays"] == step["retry_after"]
+    assert set(step["retry_after"]) == {1.0, 2.0}
+    assert is_subsequence([int(s) for s in step["retry_after"]], step["service_b_retry_after"])
     assert step["timeouts"] == 0 and step["transitions"] == []
+    honoured = ", ".join(f"{s:g}s" for s in step["retry_after"])
+    assert f"retry: Retry-After honoured, in order: {honoured} " in steps["stdout"]
+
+
+def is_subsequence(items: list[int], sequence: list[int]) -> bool:
+    remaining = iter(sequence)
+    return all(any(item == candidate for candidate in remaining) for item in items)
 
 
 def test_breaker_step_opens_half_opens_and_rejects(steps: dict[str, Any]) -> None:
