@@ -67,6 +67,7 @@ class ClusterSync:
         self._told_local = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stub: agent_pb2_grpc.AgentServiceStub | None = None
+        self._metadata: tuple[tuple[str, str], ...] = ()  # of the session's calls
         self._interest: collections.deque[tuple[bool, BreakerKey]] = collections.deque()
         self._probes: collections.deque[agent_pb2.BreakerOutcomes] = collections.deque()
         self._urgent = asyncio.Event()
@@ -81,9 +82,15 @@ class ClusterSync:
         """The loop the link runs on (where reports are sent and leases asked)."""
         self._loop = loop
 
-    def session_started(self, stub: agent_pb2_grpc.AgentServiceStub) -> agent_pb2.ConnectRequest:
-        """A stream is up: follow the cluster; the interest to send for every live breaker."""
-        self._stub = stub
+    def session_started(
+        self, stub: agent_pb2_grpc.AgentServiceStub, metadata: tuple[tuple[str, str], ...] = (),
+    ) -> agent_pb2.ConnectRequest:
+        """A stream is up: follow the cluster; the interest to send for every live breaker.
+
+        ``stub`` is the session's, for probe leases; ``metadata`` what each of
+        its calls carries (the link's bearer token).
+        """
+        self._stub, self._metadata = stub, metadata
         self._connected = True
         self._told_local = False
         self._sequence = itertools.count(1)
@@ -310,7 +317,7 @@ class ClusterSync:
         )
         try:
             response = await stub.AcquireProbeLease(
-                request, timeout=self.config.probe_lease_timeout
+                request, timeout=self.config.probe_lease_timeout, metadata=self._metadata
             )
         except grpc.aio.AioRpcError as e:
             log.debug("probe lease for %s not answered (%s): deciding locally", key, e.code())

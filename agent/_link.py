@@ -41,7 +41,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -70,29 +70,8 @@ _CHANNEL_OPTIONS = [
 ]
 
 
-class _BearerToken:
-    """Adds ``authorization: Bearer <token>`` to a call's metadata."""
-
-    def __init__(self, token: str) -> None:
-        self._header = f"Bearer {token.strip()}"
-
-    def _details(self, details: Any) -> Any:
-        metadata = grpc.aio.Metadata(*(details.metadata or ()))
-        metadata.add("authorization", self._header)
-        return details._replace(metadata=metadata)
-
-
-# grpc.aio files each interceptor under one call kind only: one class per kind.
-class _UnaryBearerToken(_BearerToken, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self._details(details), request)
-
-
-class _StreamBearerToken(_BearerToken, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
-    async def intercept_stream_stream(
-        self, continuation: Any, details: Any, request_iterator: Any
-    ) -> Any:
-        return await continuation(self._details(details), request_iterator)
+#: The metadata of every call a link makes: (key, value) pairs, as grpc takes them.
+CallMetadata = tuple[tuple[str, str], ...]
 
 
 def default_cache_dir() -> Path:
@@ -123,17 +102,26 @@ class LinkConfig:
     token: str | None = field(default=None, repr=False)  # bearer token of an agent role
 
     def open_channel(self) -> grpc.aio.Channel:
-        """A new channel to the control plane with this config's security."""
-        interceptors = (
-            [_UnaryBearerToken(self.token), _StreamBearerToken(self.token)]
-            if self.token else None
-        )
+        """A new channel to the control plane with this config's transport security."""
         if self.credentials is not None:
             return grpc.aio.secure_channel(self.target, self.credentials,
-                                           options=self.channel_options,
-                                           interceptors=interceptors)
-        return grpc.aio.insecure_channel(self.target, options=self.channel_options,
-                                         interceptors=interceptors)
+                                           options=self.channel_options)
+        return grpc.aio.insecure_channel(self.target, options=self.channel_options)
+
+    def call_metadata(self) -> CallMetadata:
+        """What each call carries: ``authorization: Bearer <token>`` when there is a token.
+
+        Passed on every call the link makes (``Connect``, ``AcquireProbeLease``)
+        rather than added by a client interceptor: grpc.aio's stream-stream
+        interceptor feeds the stream's writes through an async generator that
+        outlives a refused or broken call, and asyncio then logs "Task was
+        destroyed but it is pending" and "aclose(): asynchronous generator is
+        already running" at every reconnect. Call credentials would need TLS;
+        a token over plaintext loopback must keep working.
+        """
+        if not self.token:
+            return ()
+        return (("authorization", f"Bearer {self.token.strip()}"),)
 
     def cluster_config(self) -> ClusterConfig:
         return ClusterConfig(self.report_interval, self.probe_lease_timeout, self.report_limits)
@@ -325,6 +313,7 @@ class _LinkLoop:
         self._fetched = asyncio.Event()
         self._warned_unreachable = False
         self._initial_error = ""  # the last connection error during the initial fetch
+        self._initial_refusal = ""  # the code the server refused this agent with, meanwhile
 
     async def run(self) -> None:
         if self.cluster is not None:
@@ -386,7 +375,9 @@ class _LinkLoop:
         target, timeout = self.config.target, self.config.initial_fetch_timeout
         what = (f"did not answer within {timeout:g}s" if timeout > 0
                 else "not waited for (initial_fetch_timeout=0)")
-        if self._initial_error:
+        if self._initial_refusal:  # it answered: said at once, at ERROR, with the details
+            what = f"refused this agent ({self._initial_refusal})"
+        elif self._initial_error:
             what += f" ({self._initial_error})"
             # This line said it: the next failure is not news (a recovery is, and is logged).
             self._warned_unreachable = True
@@ -449,6 +440,8 @@ class _LinkLoop:
             return
         self._warned_unreachable = True
         if refused:
+            if not self.ready:
+                self._initial_refusal = error.code().name
             # Retrying will not help until the token (or the tokens file) changes.
             log.error("control plane %s refused this agent (%s: %s); check its token",
                       self.config.target, error.code().name, error.details())
@@ -461,9 +454,10 @@ class _LinkLoop:
                         self.config.target, error.code().name)
 
     async def _session(self) -> None:
+        metadata = self.config.call_metadata()
         async with self.config.open_channel() as channel:
             stub = agent_pb2_grpc.AgentServiceStub(channel)
-            call = stub.Connect()
+            call = stub.Connect(metadata=metadata)
             write_lock = asyncio.Lock()
 
             async def send(message: agent_pb2.ConnectRequest) -> None:
@@ -494,7 +488,7 @@ class _LinkLoop:
                             # Follow the cluster before the first policies are
                             # swapped in: a call made right after the swap must
                             # already be reported, not run local-only.
-                            interest = self.cluster.session_started(stub)
+                            interest = self.cluster.session_started(stub, metadata)
                         await send(self._apply(response.snapshot))
                         if self.cluster is not None and interest is not None:
                             await send(interest)

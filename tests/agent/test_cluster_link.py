@@ -51,10 +51,18 @@ class ScriptedAgentService(agent_pb2_grpc.AgentServiceServicer):
         #: What AcquireProbeLease answers; None: hold the call until ``release_leases``.
         self.lease_answer: agent_pb2.AcquireProbeLeaseResponse | None = None
         self.release_leases = threading.Event()
+        #: (RPC, its ``authorization`` metadata or None), call by call.
+        self.authorizations: list[tuple[str, str | None]] = []
         self._lock = threading.Lock()
+
+    def _note_authorization(self, rpc: str, context: grpc.ServicerContext) -> None:
+        value = dict(context.invocation_metadata()).get("authorization")
+        with self._lock:
+            self.authorizations.append((rpc, None if value is None else str(value)))
 
     def Connect(self, request_iterator: Iterator[agent_pb2.ConnectRequest],
                 context: grpc.ServicerContext) -> Iterator[agent_pb2.ConnectResponse]:
+        self._note_authorization("Connect", context)
         threading.Thread(target=self._read, args=(request_iterator,), daemon=True).start()
         with self._lock:
             self.streams += 1
@@ -79,6 +87,7 @@ class ScriptedAgentService(agent_pb2_grpc.AgentServiceServicer):
 
     def AcquireProbeLease(self, request: agent_pb2.AcquireProbeLeaseRequest,
                           context: grpc.ServicerContext) -> agent_pb2.AcquireProbeLeaseResponse:
+        self._note_authorization("AcquireProbeLease", context)
         with self._lock:
             self.lease_requests.append(request)
         if self.lease_answer is None:
@@ -122,12 +131,12 @@ class Driver:
     """A sync Agent or an AsyncAgent behind one blocking-or-awaitable interface."""
 
     def __init__(self, mode: str, port: int, tmp_path: Path,
-                 report_interval: float = 0.005) -> None:
+                 report_interval: float = 0.005, **extra: Any) -> None:
         self.mode = mode
         kwargs: dict[str, Any] = {
             "app_id": "checkout", "server": f"127.0.0.1:{port}",
             "cache_path": tmp_path / "policies.pb", "report_interval": report_interval,
-            "probe_lease_timeout": 0.1, "instance_id": "checkout-1",
+            "probe_lease_timeout": 0.1, "instance_id": "checkout-1", **extra,
         }
         self.fb: Agent | AsyncAgent = (Agent if mode == "sync" else AsyncAgent)(**kwargs)
         self.calls = 0
@@ -223,6 +232,27 @@ async def test_a_granted_lease_runs_the_probe_and_reports_it_under_the_lease(dri
     (lease,) = svc.lease_requests
     assert (BreakerKey.from_proto(lease.key), lease.generation, lease.instance_id) == (
         KEY, 5, "checkout-1")
+    assert {value for _, value in svc.authorizations} == {None}  # no token, no header
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_token_travels_on_the_stream_and_on_every_lease_request(
+    mode: str, service: tuple[ScriptedAgentService, int], tmp_path: Path,
+) -> None:
+    # Plaintext loopback: the token is call metadata, not TLS-only call credentials.
+    svc, port = service
+    d = Driver(mode, port, tmp_path, token=" s3cret\n")
+    await d.start()
+    try:
+        await d.call()
+        svc.lease_answer = agent_pb2.AcquireProbeLeaseResponse(granted=True, lease_id="L1")
+        svc.push(breaker_pb2.BREAKER_STATE_HALF_OPEN, 5)
+        await eventually_async(lambda: d.state() is BreakerState.HALF_OPEN)
+        assert await d.call() == "ok"
+    finally:
+        await d.stop()
+    assert svc.authorizations == [("Connect", "Bearer s3cret"),
+                                  ("AcquireProbeLease", "Bearer s3cret")]
 
 
 async def test_a_denied_lease_rejects_the_call_without_running_it(driven: Any) -> None:
