@@ -14,9 +14,11 @@ from fusebox.controlplane.breakers.model import (
     BreakerEvent,
     BreakerNotFound,
     BreakerSnapshot,
+    BreakerTarget,
     LeaseGrant,
     OutcomeBatch,
     OverrideInfo,
+    TargetOverride,
 )
 from fusebox.controlplane.breakers.store import BreakerStore, open_breaker_store
 
@@ -25,8 +27,10 @@ __all__ = [
     "BreakerNotFound",
     "BreakerSnapshot",
     "BreakerStore",
+    "BreakerTarget",
     "LeaseGrant",
     "OutcomeBatch",
     "OverrideInfo",
+    "TargetOverride",
     "open_breaker_store",
 ]

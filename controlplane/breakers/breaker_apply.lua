@@ -3,7 +3,8 @@
 -- KEYS: 1 state hash, 2 leases hash, 3 partition events stream,
 --       4 partition deadlines zset, 5 recent events list,
 --       6 quorum failing zset, 7 quorum reporting set (quorum policies only),
---       8 partition index set
+--       8 partition index set, 9 partition target overrides hash (read only
+--       when the breaker is created: it starts with its target's override)
 -- ARGV: 1 now ms ('' = Redis TIME; tests only), 2 stream MAXLEN,
 --       3 encoded breaker id, 4 policy name, 5 max_requests, 6 interval ms,
 --       7 timeout ms, 8 interval seconds (text), 9 timeout seconds (text),
@@ -62,11 +63,10 @@ local function quorum_met(q)
 end
 
 local s = load_state(c.state)
+local rule = nil
 if s == nil then
-  s = {id = id, state = 'closed', gen = 0, ov = '', ov_reason = '', ov_exp = -1, ov_by = '',
-       interval = interval}
-  new_window(c, s)
-  redis.call('SADD', KEYS[8], id)
+  s = create_state(c, id, interval, KEYS[8])
+  rule = target_rule(c, KEYS[9], id)
 elseif s.trip ~= trip or s.interval ~= interval or (s.qmin or '') ~= qmin
     or (s.qshare or '') ~= qshare then
   -- Counts gathered under another trip, window or quorum mean nothing to the
@@ -79,15 +79,11 @@ elseif s.trip ~= trip or s.interval ~= interval or (s.qmin or '') ~= qmin
     redis.call('HDEL', c.state, 'qmin', 'qshare')
   end
 end
-s.name, s.max_requests, s.interval, s.timeout = ARGV[4], tonumber(ARGV[5]), interval,
-  tonumber(ARGV[7])
-s.interval_s, s.timeout_s, s.trip = ARGV[8], ARGV[9], trip
-if qmin == '' then
-  s.qmin, s.qshare = nil, nil
-else
-  s.qmin, s.qshare = qmin, qshare
-end
+assign_policy(s, ARGV[4], ARGV[5], interval, ARGV[7], ARGV[8], ARGV[9], trip, qmin, qshare)
 s.updated = c.now
+if rule ~= nil then  -- created under its target's override: it starts with it (frozen)
+  set_override(c, s, rule.ov, rule.reason, rule.exp, rule.by, rule.detail)
+end
 
 if s.ov == '' then  -- an override freezes the machine: outcomes are dropped
   refresh(c, s)

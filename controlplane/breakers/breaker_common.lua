@@ -167,9 +167,77 @@ local function expire_leases(c, s)
   end
 end
 
+-- The context of breaker `id` of the partition whose keys start with `prefix`
+-- (same hash tag, same slot), sharing `c`'s stream, deadlines, time and output.
+local function breaker_context(prefix, id, c)
+  return {state = prefix .. 'state:' .. id, leases = prefix .. 'leases:' .. id,
+          events = c.events, deadlines = c.deadlines, recent = prefix .. 'recent:' .. id,
+          qfail = prefix .. 'qfail:' .. id, qseen = prefix .. 'qseen:' .. id,
+          now = c.now, maxlen = c.maxlen, out = c.out}
+end
+
+-- A breaker seen for the first time: closed, zero counts, generation 0, no
+-- override, listed in the partition's index. The caller sets its policy.
+local function create_state(c, id, interval, index)
+  local s = {id = id, state = 'closed', gen = 0, ov = '', ov_reason = '', ov_exp = -1, ov_by = '',
+             interval = interval}
+  new_window(c, s)
+  redis.call('SADD', index, id)
+  return s
+end
+
+-- The policy fields, as the server sent them (qmin '' = no quorum).
+local function assign_policy(s, name, max_req, interval, timeout, interval_s, timeout_s, trip,
+                             qmin, qshare)
+  s.name, s.max_requests, s.interval, s.timeout = name, tonumber(max_req), interval,
+    tonumber(timeout)
+  s.interval_s, s.timeout_s, s.trip = interval_s, timeout_s, trip
+  if qmin == '' then
+    s.qmin, s.qshare = nil, nil
+  else
+    s.qmin, s.qshare = qmin, qshare
+  end
+end
+
 -- Agents must hear of every change of the override itself (not only of the
 -- effective state): force-closed on a closed breaker still admits an instance
--- whose own breaker is open.
+-- whose own breaker is open. Setting the same override again (a new reason
+-- or expiry) is not an event. `exp` is ms, -1 until cleared.
+local function set_override(c, s, ov, reason, exp, by, detail)
+  local before, had = effective(s), s.ov
+  s.ov, s.ov_reason, s.ov_by, s.ov_exp = ov, reason, by, exp
+  if exp >= 0 then
+    redis.call('ZADD', c.deadlines, exp, 'v|' .. s.id)
+  else
+    redis.call('ZREM', c.deadlines, 'v|' .. s.id)
+  end
+  if had ~= ov then
+    emit(c, s, before, 'override', '', detail)
+  end
+end
+
+-- The encoded target of an encoded breaker id: the id without its last part
+-- (the encoding leaves no '/' inside a part).
+local function target_of(id)
+  return string.match(id, '^(.*)/[^/]*$')
+end
+
+-- The target override in force for breaker `id`, from the partition's copy in
+-- `targetov` (a hash: encoded target -> JSON {ov, reason, exp, by, detail}),
+-- or nil. An expired one is ignored (advance forgets it).
+local function target_rule(c, targetov, id)
+  local raw = redis.call('HGET', targetov, target_of(id))
+  if not raw then
+    return nil
+  end
+  local rule = cjson.decode(raw)
+  rule.exp = tonumber(rule.exp)
+  if rule.exp >= 0 and rule.exp < c.now then
+    return nil
+  end
+  return rule
+end
+
 local function clear_override(c, s, detail)
   local before, had = effective(s), s.ov
   s.ov, s.ov_reason, s.ov_exp, s.ov_by = '', '', -1, ''

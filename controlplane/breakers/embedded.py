@@ -35,9 +35,11 @@ from fusebox.controlplane.breakers.model import (
     BreakerEvent,
     BreakerNotFound,
     BreakerSnapshot,
+    BreakerTarget,
     LeaseGrant,
     OutcomeBatch,
     OverrideInfo,
+    TargetOverride,
 )
 
 __all__ = ["EmbeddedBreakerStore"]
@@ -45,8 +47,9 @@ __all__ = ["EmbeddedBreakerStore"]
 _CLOSED, _OPEN, _HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 _RECENT_PER_BREAKER = 100
 
-# Deadline kinds in the heap.
-_OPEN_ENDS, _OVERRIDE_ENDS, _LEASE_ENDS = "open", "override", "lease"
+# Deadline kinds in the heap (a target override's deadline names it by a key
+# of the target without a method).
+_OPEN_ENDS, _OVERRIDE_ENDS, _LEASE_ENDS, _TARGET_ENDS = "open", "override", "lease", "target"
 
 
 def _new_machine(policy: CircuitBreakerPolicy, now: float) -> BreakerStateMachine:
@@ -97,6 +100,7 @@ class EmbeddedBreakerStore:
     ) -> None:
         self._clock = clock
         self._entries: dict[BreakerKey, _Entry] = {}
+        self._targets: dict[BreakerTarget, TargetOverride] = {}
         self._deadlines: builtins.list[tuple[float, int, str, BreakerKey]] = []
         self._tiebreak = itertools.count()
         self._log: deque[BreakerEvent] = deque(maxlen=events_maxlen)
@@ -116,15 +120,17 @@ class EmbeddedBreakerStore:
 
     def _apply_one(self, batch: OutcomeBatch, now: float) -> builtins.list[BreakerEvent]:
         entry = self._entries.get(batch.key)
+        events: builtins.list[BreakerEvent] = []
         if entry is None:
-            entry = self._entries[batch.key] = _Entry(batch.key, batch.policy, now)
+            entry = self._create(batch.key, batch.policy, now)
+            events = self._adopt(entry, now)  # it starts with its target's override, if any
         else:
             self._replace_policy(entry, batch.policy, now)
         entry.updated_at = now
         if entry.override is not None:
-            return []  # frozen: force-open drops, force-closed/disabled do not count
+            return events  # frozen: force-open drops, force-closed/disabled do not count
         machine = entry.machine
-        events = self._refresh(entry, now)
+        events += self._refresh(entry, now)
         if machine.state is _HALF_OPEN:
             self._expire_leases(entry, now)
             if batch.lease_id not in entry.leases:
@@ -152,6 +158,27 @@ class EmbeddedBreakerStore:
             if machine.state is not _CLOSED:
                 return events + self._drain(entry, instance)
         return events
+
+    def _create(self, key: BreakerKey, policy: CircuitBreakerPolicy, now: float) -> _Entry:
+        entry = self._entries[key] = _Entry(key, policy, now)
+        return entry
+
+    def _target_override(self, key: BreakerKey, now: float) -> TargetOverride | None:
+        """The target override in force for ``key`` (an expired one is ignored)."""
+        found = self._targets.get(BreakerTarget.of(key))
+        if found is None or (found.info.expires_at is not None and found.info.expires_at < now):
+            return None
+        return found
+
+    def _adopt(self, entry: _Entry, now: float) -> builtins.list[BreakerEvent]:
+        """A new breaker takes its target's override, if one is in force."""
+        rule = self._target_override(entry.key, now)
+        if rule is None:
+            return []
+        info = rule.info
+        return self._set_override(
+            entry, info.override, info.reason, info.set_by, info.expires_at, now, rule.detail
+        )
 
     def _replace_policy(self, entry: _Entry, policy: CircuitBreakerPolicy, now: float) -> None:
         old = entry.policy
@@ -205,13 +232,18 @@ class EmbeddedBreakerStore:
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] < now:
             _, _, kind, key = heapq.heappop(deadlines)
+            if kind == _TARGET_ENDS:
+                self._forget_expired(BreakerTarget.of(key), now)
+                continue
             entry = self._entries.get(key)
             if entry is None:
                 continue  # stale deadline
             if kind == _OVERRIDE_ENDS:
                 override = entry.override
                 if override and override.expires_at is not None and override.expires_at < now:
-                    events += self._set_override(entry, None, "override expired", "", None, now)
+                    events += self._set_override(
+                        entry, None, "", "", None, now, "override expired"
+                    )
             elif kind == _OPEN_ENDS:
                 if entry.override is None:
                     events += self._refresh(entry, now)
@@ -246,14 +278,77 @@ class EmbeddedBreakerStore:
         reason: str,
         ttl: float | None,
         set_by: str,
+        policy: CircuitBreakerPolicy | None = None,
     ) -> BreakerSnapshot:
+        now = self._clock()
         entry = self._entries.get(key)
         if entry is None:
-            raise BreakerNotFound(key)
-        now = self._clock()
-        events = self._set_override(entry, override, reason, set_by, ttl, now)
+            if policy is None or override is None:
+                raise BreakerNotFound(key)
+            entry = self._create(key, policy, now)  # an override ahead of use
+        expires_at = now + ttl if ttl else None
+        events = self._set_override(
+            entry, override, reason, set_by, expires_at, now, _detail(reason, set_by)
+        )
         await self._notify(events)
         return self._snapshot(entry, now)
+
+    async def set_target_override(
+        self,
+        target: BreakerTarget,
+        override: BreakerOverride | None,
+        *,
+        reason: str,
+        ttl: float | None,
+        set_by: str,
+    ) -> builtins.list[BreakerSnapshot]:
+        now = self._clock()
+        expires_at = now + ttl if ttl else None
+        detail = _detail(reason, set_by)
+        if override is None:
+            self._targets.pop(target, None)
+        else:
+            info = OverrideInfo(override, reason, expires_at, set_by)
+            self._targets[target] = TargetOverride(target, info, detail)
+            if expires_at is not None:
+                self._schedule(expires_at, _TARGET_ENDS, _target_marker(target))
+        entries = [
+            entry for key, entry in sorted(self._entries.items(), key=lambda i: i[0].encode())
+            if target.covers(key)
+        ]
+        events: builtins.list[BreakerEvent] = []
+        for entry in entries:
+            events += self._set_override(entry, override, reason, set_by, expires_at, now, detail)
+        await self._notify(events)
+        return [self._snapshot(entry, now) for entry in entries]
+
+    async def target_overrides(
+        self, *, namespace: str = "", target: str = ""
+    ) -> builtins.list[TargetOverride]:
+        now = self._clock()
+        return [
+            rule
+            for t, rule in sorted(self._targets.items(), key=lambda i: i[0].encode())
+            if (not namespace or t.namespace == namespace) and (not target or t.target == target)
+            and not (rule.info.expires_at is not None and rule.info.expires_at < now)
+        ]
+
+    async def adopt_target_override(
+        self, key: BreakerKey, policy: CircuitBreakerPolicy
+    ) -> BreakerSnapshot | None:
+        now = self._clock()
+        entry = self._entries.get(key)
+        if entry is None:
+            if self._target_override(key, now) is None:
+                return None
+            entry = self._create(key, policy, now)
+            await self._notify(self._adopt(entry, now))
+        return self._snapshot(entry, now)
+
+    def _forget_expired(self, target: BreakerTarget, now: float) -> None:
+        rule = self._targets.get(target)
+        if rule is not None and rule.info.expires_at is not None and rule.info.expires_at < now:
+            del self._targets[target]
 
     def _set_override(
         self,
@@ -261,8 +356,9 @@ class EmbeddedBreakerStore:
         override: BreakerOverride | None,
         reason: str,
         set_by: str,
-        ttl: float | None,
+        expires_at: float | None,
         now: float,
+        detail: str,
     ) -> builtins.list[BreakerEvent]:
         before = entry.effective_state
         had = None if entry.override is None else entry.override.override
@@ -272,14 +368,12 @@ class EmbeddedBreakerStore:
                 # Its deadline may have been skipped while frozen.
                 self._schedule(entry.machine.expiry, _OPEN_ENDS, entry.key)
         else:
-            expires_at = now + ttl if ttl else None
             entry.override = OverrideInfo(override, reason, expires_at, set_by)
             if expires_at is not None:
                 self._schedule(expires_at, _OVERRIDE_ENDS, entry.key)
         entry.updated_at = now
         if override is had:
             return []  # agents hear of every change of the override itself, no more
-        detail = _detail(reason, set_by)
         return [self._record(entry, before, TransitionCause.OVERRIDE, now, detail=detail)]
 
     async def reset(self, key: BreakerKey, *, reason: str, set_by: str) -> BreakerSnapshot:
@@ -441,6 +535,11 @@ class EmbeddedBreakerStore:
 
 def _detail(reason: str, set_by: str) -> str:
     return f"{reason} (by {set_by})" if set_by else reason
+
+
+def _target_marker(target: BreakerTarget) -> BreakerKey:
+    """The key a target's deadline is filed under in the heap (no method)."""
+    return BreakerKey(target.namespace, target.spec, target.kind, target.target)
 
 
 def _parse_position(text: str) -> int:

@@ -17,16 +17,19 @@ from dataclasses import dataclass
 
 from fusebox.agent.breaker import BreakerOverride, BreakerState, Counts, TransitionCause
 from fusebox.agent.breaker_key import BreakerKey
-from fusebox.agent.policy import CircuitBreakerPolicy
+from fusebox.agent.policy import CircuitBreakerPolicy, TargetKind
+from fusebox.v1 import policy_pb2
 
 __all__ = [
     "FAILING_INSTANCES_SHOWN",
     "BreakerEvent",
     "BreakerNotFound",
     "BreakerSnapshot",
+    "BreakerTarget",
     "LeaseGrant",
     "OutcomeBatch",
     "OverrideInfo",
+    "TargetOverride",
 ]
 
 #: How many failing instance names a snapshot carries (the count is always whole).
@@ -34,7 +37,8 @@ FAILING_INSTANCES_SHOWN = 100
 
 
 class BreakerNotFound(KeyError):
-    """No state exists for this breaker (no agent has reported on it yet)."""
+    """No state exists for this breaker (no agent has reported on it, and no
+    override was set on it ahead of use)."""
 
     def __init__(self, key: BreakerKey) -> None:
         super().__init__(key)
@@ -48,6 +52,63 @@ class BreakerNotFound(KeyError):
 
 
 @dataclass(frozen=True, slots=True)
+class BreakerTarget:
+    """Every breaker of one spec target: a ``BreakerKey`` without its last part.
+
+    That is every method of an app, every actor id of an actor type (and its
+    type-scoped breaker), both directions of a component. A target override
+    (``TargetOverride``) is set on one.
+
+    >>> target = BreakerTarget("default", "resiliency", TargetKind.APP, "order-processor")
+    >>> str(target), target.display_name
+    ('default/resiliency/app/order-processor', 'order-processor:*')
+    >>> target.covers(BreakerKey("default", "resiliency", TargetKind.APP, "order-processor", "x"))
+    True
+    """
+
+    namespace: str
+    spec: str
+    kind: TargetKind
+    target: str
+
+    @classmethod
+    def of(cls, key: BreakerKey) -> BreakerTarget:
+        """The target ``key`` is a breaker of."""
+        return cls(key.namespace, key.spec, key.kind, key.target)
+
+    def covers(self, key: BreakerKey) -> bool:
+        return BreakerTarget.of(key) == self
+
+    def encode(self) -> str:
+        """``BreakerKey.encode()`` of its breakers without the last ``/<method>``:
+        the encoding leaves no ``/`` inside a part, so ``encode() + "/"`` is a
+        prefix of exactly the encoded keys of its breakers."""
+        return BreakerKey(self.namespace, self.spec, self.kind, self.target).encode()[:-1]
+
+    @classmethod
+    def decode(cls, text: str) -> BreakerTarget:
+        """The inverse of ``encode``; ``ValueError`` on anything else."""
+        return cls.of(BreakerKey.decode(text + "/"))
+
+    @property
+    def display_name(self) -> str:
+        """What audit entries and messages call it: ``order-processor:*``,
+        ``cart-*`` (actor type), ``statestore`` (a component's breakers are
+        shown by its name anyway)."""
+        if self.kind is TargetKind.COMPONENT:
+            return self.target
+        return BreakerKey(self.namespace, self.spec, self.kind, self.target, "*").display_name
+
+    def to_proto(self) -> policy_pb2.BreakerKey:
+        """The wire ``BreakerKey`` with no method (how ``SetOverrideRequest`` with
+        ``all_methods`` and ``TargetOverride`` carry a target)."""
+        return BreakerKey(self.namespace, self.spec, self.kind, self.target).to_proto()
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.spec}/{self.kind.value}/{self.target}"
+
+
+@dataclass(frozen=True, slots=True)
 class OverrideInfo:
     """An active override; ``expires_at`` (unix seconds) ``None`` means until cleared."""
 
@@ -55,6 +116,19 @@ class OverrideInfo:
     reason: str
     expires_at: float | None
     set_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class TargetOverride:
+    """An override on every breaker of a target, existing and future, while in force.
+
+    ``detail`` is what the ``OVERRIDE`` event of a breaker created under it
+    says (the reason and who set it, as the events of the breakers it was set on).
+    """
+
+    target: BreakerTarget
+    info: OverrideInfo
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)

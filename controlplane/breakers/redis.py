@@ -12,6 +12,7 @@ every key, so each script touches one slot (Redis Cluster ready)::
     fusebox:{bp<N>}:events         stream: the partition's transitions (XADD MAXLEN ~)
     fusebox:{bp<N>}:deadlines      zset: open timeouts, override and lease expiries
     fusebox:{bp<N>}:index          set: the partition's encoded breaker keys
+    fusebox:{bp<N>}:targetov       hash: target overrides (a copy in every partition)
 
 Every state change happens inside one Lua script (``breaker_*.lua``, each with
 ``breaker_common.lua`` prepended: the state machine), using Redis server time.
@@ -43,9 +44,11 @@ from fusebox.controlplane.breakers.model import (
     BreakerEvent,
     BreakerNotFound,
     BreakerSnapshot,
+    BreakerTarget,
     LeaseGrant,
     OutcomeBatch,
     OverrideInfo,
+    TargetOverride,
 )
 from fusebox.controlplane.breakers.trip_lua import compile_trip_to_lua
 from fusebox.controlplane.redis_client import (
@@ -67,8 +70,9 @@ def _script(name: str) -> str:
     return common + "\n" + package.joinpath(name).read_text()
 
 
-_APPLY, _LEASE, _ADVANCE, _OVERRIDE = (
-    _script(f"breaker_{name}.lua") for name in ("apply", "lease", "advance", "override")
+_APPLY, _LEASE, _ADVANCE, _OVERRIDE, _TARGET = (
+    _script(f"breaker_{name}.lua")
+    for name in ("apply", "lease", "advance", "override", "target")
 )
 
 _UNAVAILABLE_ERRORS = UNAVAILABLE_ERRORS
@@ -86,6 +90,7 @@ class _Keys:
     quorum_failing: str  # touched for quorum policies only
     quorum_reporting: str
     index: str
+    target_overrides: str  # the partition's copy of every target override
 
     @property
     def script_keys(self) -> list[str]:
@@ -93,6 +98,11 @@ class _Keys:
             self.state, self.leases, self.events, self.deadlines, self.recent,
             self.quorum_failing, self.quorum_reporting,
         ]
+
+    @property
+    def creating_keys(self) -> list[str]:
+        """``script_keys`` and the two keys a script that may create the breaker needs."""
+        return [*self.script_keys, self.index, self.target_overrides]
 
 
 class RedisBreakerStore:
@@ -127,6 +137,7 @@ class RedisBreakerStore:
         self._lease_script = self._client.register_script(_LEASE)
         self._advance_script = self._client.register_script(_ADVANCE)
         self._override_script = self._client.register_script(_OVERRIDE)
+        self._target_script = self._client.register_script(_TARGET)
 
     # -- layout ----------------------------------------------------------------
 
@@ -149,6 +160,7 @@ class RedisBreakerStore:
             quorum_failing=f"{prefix}qfail:{encoded}",
             quorum_reporting=f"{prefix}qseen:{encoded}",
             index=f"{prefix}index",
+            target_overrides=f"{prefix}targetov",
         )
 
     def _now_argument(self) -> str:
@@ -169,28 +181,20 @@ class RedisBreakerStore:
         for batch in batches:
             keys = self._keys(batch.key)
             policy = batch.policy
-            quorum = policy.quorum
             args = [
                 now,
                 self._maxlen,
                 batch.key.encode(),
-                policy.name,
-                str(policy.max_requests),
-                str(_ms(policy.interval)),
-                str(_ms(policy.timeout)),
-                repr(float(policy.interval)),
-                repr(float(policy.timeout)),
-                policy.trip,
+                *_policy_arguments(policy),
                 compile_trip_to_lua(policy.trip),
                 batch.instance_id,
                 batch.lease_id,
-                "" if quorum is None else str(quorum.min_instances),
-                "" if quorum is None else repr(float(quorum.min_share)),
+                *_quorum_arguments(policy),
                 str(len(batch.runs)),
                 *(str(run) for run in batch.runs),
                 *batch.run_instances,
             ]
-            calls.append((self._apply_script, [*keys.script_keys, keys.index], args))
+            calls.append((self._apply_script, keys.creating_keys, args))
         with self._translate_errors():
             replies = await run_scripts(self._client, calls)
         return [_event(reply) for answer in replies for reply in answer]
@@ -296,25 +300,87 @@ class RedisBreakerStore:
         reason: str,
         ttl: float | None,
         set_by: str,
+        policy: CircuitBreakerPolicy | None = None,
     ) -> BreakerSnapshot:
         action = "clear" if override is None else _STORED_OVERRIDE[override]
-        ttl_ms = str(max(1, _ms(ttl))) if ttl else ""
-        await self._run_override(key, action, reason, ttl_ms, set_by)
+        if not await self._run_override(key, action, reason, _ttl_ms(ttl), set_by, policy):
+            raise BreakerNotFound(key)
         return await self._get_existing(key)
 
     async def reset(self, key: BreakerKey, *, reason: str, set_by: str) -> BreakerSnapshot:
-        await self._run_override(key, "reset", reason, "", set_by)
+        if not await self._run_override(key, "reset", reason, "", set_by):
+            raise BreakerNotFound(key)
         return await self._get_existing(key)
 
+    async def adopt_target_override(
+        self, key: BreakerKey, policy: CircuitBreakerPolicy
+    ) -> BreakerSnapshot | None:
+        if not await self._run_override(key, "adopt", "", "", "", policy):
+            return None
+        return await self.get(key)
+
     async def _run_override(
-        self, key: BreakerKey, action: str, reason: str, ttl_ms: str, set_by: str
-    ) -> None:
-        detail = f"{reason} (by {set_by})" if set_by else reason
-        args = [self._now_argument(), self._maxlen, action, reason, ttl_ms, set_by, detail]
+        self, key: BreakerKey, action: str, reason: str, ttl_ms: str, set_by: str,
+        policy: CircuitBreakerPolicy | None = None,
+    ) -> bool:
+        """Run ``breaker_override.lua``; False when it found no breaker (nothing done)."""
+        policy_args = (
+            [*_policy_arguments(policy), *_quorum_arguments(policy)] if policy else [""] * 9
+        )
+        args = [self._now_argument(), self._maxlen, action, reason, ttl_ms, set_by,
+                _detail(reason, set_by), key.encode(), *policy_args]
         with self._translate_errors():
-            reply = await self._override_script(self._keys(key).script_keys, args)
-        if reply[0] == "not_found":
-            raise BreakerNotFound(key)
+            reply = await self._override_script(self._keys(key).creating_keys, args)
+        return bool(reply[0] != "not_found")
+
+    async def set_target_override(
+        self,
+        target: BreakerTarget,
+        override: BreakerOverride | None,
+        *,
+        reason: str,
+        ttl: float | None,
+        set_by: str,
+    ) -> builtins.list[BreakerSnapshot]:
+        action = "clear" if override is None else _STORED_OVERRIDE[override]
+        now, ttl_ms, detail = self._now_argument(), _ttl_ms(ttl), _detail(reason, set_by)
+        calls: builtins.list[ScriptCall] = []
+        for partition in range(self._partitions):
+            prefix = self._partition_prefix(partition)
+            calls.append((
+                self._target_script,
+                [f"{prefix}targetov", f"{prefix}index", f"{prefix}events", f"{prefix}deadlines"],
+                [now, self._maxlen, prefix, target.encode(), action, reason, ttl_ms, set_by,
+                 detail],
+            ))
+        with self._translate_errors():
+            await run_scripts(self._client, calls)
+        found = await self.list(namespace=target.namespace, target=target.target)
+        return [s for s in found if target.covers(s.key)]
+
+    async def target_overrides(
+        self, *, namespace: str = "", target: str = ""
+    ) -> builtins.list[TargetOverride]:
+        with self._translate_errors():
+            async with self._client.pipeline(transaction=False) as pipe:
+                for partition in range(self._partitions):
+                    pipe.hgetall(f"{self._partition_prefix(partition)}targetov")
+                copies = await pipe.execute()
+        now_ms = self._now_ms()
+        found: dict[str, TargetOverride] = {}
+        for copy in copies:  # every partition holds the same; the first one read wins
+            for encoded, raw in copy.items():
+                if encoded in found:
+                    continue
+                rule = _target_override(encoded, json.loads(raw), now_ms)
+                if rule is None:
+                    continue
+                if (namespace and rule.target.namespace != namespace) or (
+                    target and rule.target.target != target
+                ):
+                    continue
+                found[encoded] = rule
+        return [found[encoded] for encoded in sorted(found)]
 
     async def _get_existing(self, key: BreakerKey) -> BreakerSnapshot:
         snapshot = await self.get(key)
@@ -446,6 +512,50 @@ _OVERRIDE_FROM_STORED = {stored: override for override, stored in _STORED_OVERRI
 
 def _ms(seconds: float) -> int:
     return round(seconds * 1000)
+
+
+def _ttl_ms(ttl: float | None) -> str:
+    return str(max(1, _ms(ttl))) if ttl else ""
+
+
+def _detail(reason: str, set_by: str) -> str:
+    """An override event's detail (the embedded store writes the same)."""
+    return f"{reason} (by {set_by})" if set_by else reason
+
+
+def _policy_arguments(policy: CircuitBreakerPolicy) -> builtins.list[str]:
+    """name, max_requests, interval and timeout in ms, then as seconds (text), trip."""
+    return [
+        policy.name,
+        str(policy.max_requests),
+        str(_ms(policy.interval)),
+        str(_ms(policy.timeout)),
+        repr(float(policy.interval)),
+        repr(float(policy.timeout)),
+        policy.trip,
+    ]
+
+
+def _quorum_arguments(policy: CircuitBreakerPolicy) -> builtins.list[str]:
+    """min instances and min share (text); both '' without a quorum."""
+    quorum = policy.quorum
+    if quorum is None:
+        return ["", ""]
+    return [str(quorum.min_instances), repr(float(quorum.min_share))]
+
+
+def _target_override(
+    encoded: str, stored: dict[str, str], now_ms: int
+) -> TargetOverride | None:
+    """A partition's copy of a target override, or None once it has expired."""
+    expires_ms = int(stored["exp"])
+    if 0 <= expires_ms < now_ms:
+        return None
+    info = OverrideInfo(
+        _OVERRIDE_FROM_STORED[stored["ov"]], stored["reason"],
+        _optional_seconds(str(expires_ms)), stored["by"],
+    )
+    return TargetOverride(BreakerTarget.decode(encoded), info, stored["detail"])
 
 
 def _optional_seconds(ms: str) -> float | None:

@@ -21,6 +21,10 @@ pass the same behavioural test suite; the semantics they share are in
 - A policy with a quorum (extension) attributes each outcome while closed to
   its instance (``OutcomeBatch.run_instances`` or ``instance_id``); a true
   trip opens only when enough distinct instances of the window failed.
+- An override may be set ahead of use (``set_override`` with a policy creates
+  a breaker that has no state) and on every breaker of a target, existing and
+  future (``set_target_override``): a breaker created while a target override
+  is in force starts with it.
 """
 
 from __future__ import annotations
@@ -35,8 +39,10 @@ from fusebox.agent.policy import CircuitBreakerPolicy
 from fusebox.controlplane.breakers.model import (
     BreakerEvent,
     BreakerSnapshot,
+    BreakerTarget,
     LeaseGrant,
     OutcomeBatch,
+    TargetOverride,
 )
 
 __all__ = ["BreakerStore", "open_breaker_store"]
@@ -82,10 +88,48 @@ class BreakerStore(Protocol):
         reason: str,
         ttl: float | None,
         set_by: str,
+        policy: CircuitBreakerPolicy | None = None,
     ) -> BreakerSnapshot:
         """Set (or, with ``None``, clear) an override; an OVERRIDE event whenever
         the override changes (agents must hear of it even when the effective
-        state stays the same). ``BreakerNotFound`` for an unknown breaker."""
+        state stays the same). A breaker without state is created first (closed,
+        zero counts, ``policy``) when an override is set with a ``policy`` (ahead
+        of use; its target's override, if any, does not apply: this one does);
+        otherwise ``BreakerNotFound``."""
+        ...
+
+    async def set_target_override(
+        self,
+        target: BreakerTarget,
+        override: BreakerOverride | None,
+        *,
+        reason: str,
+        ttl: float | None,
+        set_by: str,
+    ) -> builtins.list[BreakerSnapshot]:
+        """Set (or, with ``None``, clear) the override of every breaker of
+        ``target``: each existing one as ``set_override`` would (the same events,
+        every expiry at ``now + ttl``), and, until cleared or expired, each one
+        created later (by ``apply`` or ``adopt_target_override``), which starts
+        with it (an OVERRIDE event). Clearing also clears the override of every
+        existing breaker of the target. The target's breakers after the change,
+        by encoded key."""
+        ...
+
+    async def target_overrides(
+        self, *, namespace: str = "", target: str = ""
+    ) -> builtins.list[TargetOverride]:
+        """The target overrides in force matching the filters ("": any), by encoded target."""
+        ...
+
+    async def adopt_target_override(
+        self, key: BreakerKey, policy: CircuitBreakerPolicy
+    ) -> BreakerSnapshot | None:
+        """The breaker's state, created now (with ``policy``, under its target's
+        override: an OVERRIDE event) when it has none and a target override is
+        in force for it; ``None`` when it has no state and none is (nothing is
+        created). The server calls it when an agent declares interest in a
+        breaker without state, so that the agent learns the override at once."""
         ...
 
     async def reset(self, key: BreakerKey, *, reason: str, set_by: str) -> BreakerSnapshot:

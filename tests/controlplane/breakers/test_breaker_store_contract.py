@@ -11,10 +11,13 @@ from dataclasses import dataclass
 import pytest
 
 from fusebox.agent.breaker import BreakerOverride, BreakerState, Counts, TransitionCause
-from fusebox.agent.policy import BreakerQuorum, CircuitBreakerPolicy
+from fusebox.agent.breaker_key import BreakerKey
+from fusebox.agent.policy import BreakerQuorum, CircuitBreakerPolicy, TargetKind
 from fusebox.controlplane.breakers import (
     BreakerNotFound,
+    BreakerSnapshot,
     BreakerStore,
+    BreakerTarget,
 )
 from fusebox.controlplane.breakers.embedded import EmbeddedBreakerStore
 from fusebox.controlplane.breakers.redis import RedisBreakerStore
@@ -331,7 +334,199 @@ async def test_override_and_reset_of_an_unknown_breaker_raise_breaker_not_found(
         )
     with pytest.raises(KeyError):
         await home.store.reset(breaker_key(), reason="", set_by="")
+    with pytest.raises(BreakerNotFound):  # a policy creates a breaker only to override it
+        await home.store.set_override(
+            breaker_key(), None, reason="", ttl=None, set_by="", policy=policy()
+        )
     assert await home.store.get(breaker_key()) is None
+
+
+# -- overrides ahead of use, and on every breaker of a target ----------------------------------
+
+APP = BreakerTarget("default", "resiliency", TargetKind.APP, "order-processor")
+
+
+async def force_open_target(home: Home, ttl: float | None = None, reason: str = "maintenance"
+                            ) -> list[BreakerSnapshot]:
+    return await home.store.set_target_override(
+        APP, BreakerOverride.FORCE_OPEN, reason=reason, ttl=ttl, set_by="ops"
+    )
+
+
+async def test_an_override_ahead_of_use_creates_the_breaker_with_the_policy_given(
+    home: Home,
+) -> None:
+    cb = policy("consecutiveFailures >= 2", timeout=10.0)
+    snapshot = await home.store.set_override(
+        breaker_key(), BreakerOverride.FORCE_OPEN, reason="migration", ttl=None, set_by="ops",
+        policy=cb,
+    )
+    assert (snapshot.state, snapshot.generation, snapshot.counts, snapshot.policy) == (
+        OPEN, 1, Counts(), cb
+    )
+    assert snapshot.override is not None and snapshot.override.reason == "migration"
+    assert snapshot.open_until is None  # open by the operator, not waiting to probe
+    [event] = await home.store.recent_events(breaker_key())
+    assert (event.from_state, event.to_state, event.cause) == (
+        CLOSED, OPEN, TransitionCause.OVERRIDE)
+    assert event.detail == "migration (by ops)"
+    assert [s.key for s in await home.store.list()] == [breaker_key()]
+    # The first report brings the agent's policy; its outcomes are dropped (frozen).
+    reported = policy("consecutiveFailures >= 1", timeout=10.0)
+    assert await home.store.apply([batch((-3,), cb=reported)]) == []
+    cleared = await home.store.set_override(breaker_key(), None, reason="", ttl=None, set_by="")
+    assert (cleared.state, cleared.policy, cleared.counts) == (CLOSED, reported, Counts())
+    [trip] = await home.store.apply([batch((-1,), cb=reported)])
+    assert trip.cause is TransitionCause.TRIP
+
+
+async def test_a_target_override_reaches_every_existing_breaker_of_the_target_only(
+    home: Home,
+) -> None:
+    methods = [f"m{i}" for i in range(8)]  # spread over the Redis store's partitions
+    others = [breaker_key("inventory", "stock"),
+              BreakerKey("default", "canary", TargetKind.APP, "order-processor", "m0"),
+              BreakerKey("default", "resiliency", TargetKind.ACTOR, "order-processor", "m0")]
+    await home.store.apply([batch((1,), key=breaker_key(method=m)) for m in methods]
+                           + [batch((1,), key=k) for k in others])
+    position, _ = await home.store.read_events("")
+    snapshots = await force_open_target(home)
+    assert [s.key.method for s in snapshots] == methods
+    assert all(s.state is OPEN and s.generation == 1 for s in snapshots)
+    assert all(s.override is not None and s.override.reason == "maintenance" for s in snapshots)
+    _, events = await home.store.read_events(position)
+    assert sorted(e.key.method for e in events) == methods
+    assert {(e.from_state, e.to_state, e.cause, e.detail) for e in events} == {
+        (CLOSED, OPEN, TransitionCause.OVERRIDE, "maintenance (by ops)")}
+    for key in others:
+        untouched = await home.store.get(key)
+        assert untouched is not None and untouched.override is None
+    if isinstance(home.store, RedisBreakerStore):  # the target's breakers span partitions
+        assert len({home.store.partition_of(breaker_key(method=m)) for m in methods}) > 1
+
+
+async def test_a_breaker_first_seen_under_a_target_override_starts_with_it(home: Home) -> None:
+    assert await force_open_target(home) == []  # no breaker of it yet
+    [listed] = await home.store.target_overrides()
+    assert (listed.target, listed.info.override, listed.info.reason, listed.info.set_by) == (
+        APP, BreakerOverride.FORCE_OPEN, "maintenance", "ops")
+    assert listed.info.expires_at is None
+    cb = policy("consecutiveFailures >= 1")
+    [event] = await home.store.apply([batch((-2,), cb=cb)])
+    assert (event.from_state, event.to_state, event.cause, event.generation) == (
+        CLOSED, OPEN, TransitionCause.OVERRIDE, 1)
+    assert event.detail == "maintenance (by ops)"
+    snapshot = await home.store.get(breaker_key())
+    assert snapshot is not None and snapshot.counts == Counts()  # frozen: nothing counted
+    assert snapshot.override is not None
+    assert snapshot.override.override is BreakerOverride.FORCE_OPEN
+    [trip] = await home.store.apply([batch((-1,), cb=cb, key=breaker_key("inventory"))])
+    assert trip.cause is TransitionCause.TRIP  # another target: no override
+
+
+async def test_adopting_creates_a_breaker_only_under_a_target_override(home: Home) -> None:
+    assert await home.store.adopt_target_override(breaker_key(), policy()) is None
+    assert await home.store.get(breaker_key()) is None
+    await home.store.apply([batch((1,), key=breaker_key(method="used"))])
+    await force_open_target(home)
+    adopted = await home.store.adopt_target_override(breaker_key(), policy())
+    assert adopted is not None
+    assert (adopted.state, adopted.generation, adopted.policy) == (OPEN, 1, policy())
+    again = await home.store.adopt_target_override(breaker_key(), policy())
+    assert again is not None and again.generation == 1  # it exists: nothing more happens
+    await home.store.set_override(breaker_key(method="used"), None, reason="", ttl=None,
+                                  set_by="")
+    kept = await home.store.adopt_target_override(breaker_key(method="used"), policy())
+    assert kept is not None and kept.override is None  # a breaker with state is left as it is
+    other = breaker_key("inventory")
+    assert await home.store.adopt_target_override(other, policy()) is None
+
+
+async def test_a_target_override_with_a_ttl_ends_for_every_breaker_at_once(home: Home) -> None:
+    await home.store.apply([batch((1,), key=breaker_key(method="early"))])
+    [early] = await force_open_target(home, ttl=5.0)
+    assert early.override is not None
+    assert early.override.expires_at == pytest.approx(home.clock.now + 5.0)
+    expiry = home.clock.now + 5.0
+    home.clock.advance(4.0)
+    [created] = await home.store.apply([batch((1,), key=breaker_key(method="late"))])
+    late = await home.store.get(breaker_key(method="late"))
+    assert late is not None and late.override is not None
+    assert late.override.expires_at == pytest.approx(expiry)  # the target's, not 5s more
+    assert created.cause is TransitionCause.OVERRIDE
+    assert await home.store.advance() == []
+    home.clock.advance(1.25)
+    expired = await home.store.advance()
+    assert sorted((e.key.method, e.to_state, e.detail) for e in expired) == [
+        ("early", CLOSED, "override expired"), ("late", CLOSED, "override expired")]
+    assert await home.store.target_overrides() == []
+    assert await home.store.apply([batch((1,), key=breaker_key(method="after"))]) == []
+    after = await home.store.get(breaker_key(method="after"))
+    assert after is not None and after.override is None
+
+
+async def test_clearing_a_target_override_clears_its_breakers_and_spares_later_ones(
+    home: Home,
+) -> None:
+    await home.store.apply([batch((1,), key=breaker_key(method="a"))])
+    await force_open_target(home)
+    await home.store.set_override(breaker_key(method="a"), BreakerOverride.DISABLED,
+                                  reason="one breaker", ttl=None, set_by="ops")
+    await home.store.apply([batch((1,), key=breaker_key(method="b"))])
+    position, _ = await home.store.read_events("")
+    cleared = await home.store.set_target_override(APP, None, reason="done", ttl=None,
+                                                   set_by="ops")
+    assert [(s.key.method, s.state, s.override) for s in cleared] == [
+        ("a", CLOSED, None), ("b", CLOSED, None)]
+    _, events = await home.store.read_events(position)  # ordered within a breaker only
+    assert sorted((e.key.method, e.from_state, e.to_state, e.cause) for e in events) == [
+        ("a", CLOSED, CLOSED, TransitionCause.OVERRIDE),
+        ("b", OPEN, CLOSED, TransitionCause.OVERRIDE)]
+    assert await home.store.target_overrides() == []
+    assert await home.store.apply([batch((1,), key=breaker_key(method="c"))]) == []
+    again = await home.store.set_target_override(APP, None, reason="", ttl=None, set_by="")
+    assert [s.generation for s in again] == [s.generation for s in cleared] + [0]  # no events
+
+
+async def test_operations_on_one_breaker_leave_the_target_override_in_force(home: Home) -> None:
+    await force_open_target(home)
+    await home.store.apply([batch((1,), key=breaker_key(method="a"))])
+    reset = await home.store.reset(breaker_key(method="a"), reason="probe it", set_by="ops")
+    assert (reset.state, reset.override) == (CLOSED, None)
+    [event] = await home.store.apply([batch((1,), key=breaker_key(method="b"))])
+    assert (event.to_state, event.cause) == (OPEN, TransitionCause.OVERRIDE)
+    assert [r.target for r in await home.store.target_overrides()] == [APP]
+
+
+async def test_setting_a_target_override_again_changes_no_state(home: Home) -> None:
+    await home.store.apply([batch((1,))])
+    [first] = await force_open_target(home)
+    [second] = await force_open_target(home, reason="longer maintenance", ttl=60.0)
+    assert second.generation == first.generation == 1  # the same override: no event
+    assert second.override is not None and second.override.reason == "longer maintenance"
+    [listed] = await home.store.target_overrides()
+    assert listed.info.reason == "longer maintenance"
+    assert listed.info.expires_at == pytest.approx(home.clock.now + 60.0)
+    await home.store.set_target_override(APP, BreakerOverride.FORCE_CLOSED, reason="r", ttl=None,
+                                         set_by="ops")
+    closed = await home.store.get(breaker_key())
+    assert closed is not None and (closed.state, closed.generation) == (CLOSED, 2)
+
+
+async def test_target_overrides_are_listed_by_namespace_and_target(home: Home) -> None:
+    prod = BreakerTarget("prod", "resiliency", TargetKind.COMPONENT, "statestore")
+    await force_open_target(home)
+    await home.store.set_target_override(prod, BreakerOverride.DISABLED, reason="r", ttl=None,
+                                         set_by="")
+    assert [r.target for r in await home.store.target_overrides()] == sorted(
+        [APP, prod], key=BreakerTarget.encode)
+    assert [r.target for r in await home.store.target_overrides(namespace="prod")] == [prod]
+    assert [r.target for r in await home.store.target_overrides(target="order-processor")] == [
+        APP]
+    assert await home.store.target_overrides(namespace="prod", target="order-processor") == []
+    component = BreakerKey("prod", "resiliency", TargetKind.COMPONENT, "statestore", "outbound")
+    [event] = await home.store.apply([batch((1,), key=component)])
+    assert (event.to_state, event.cause) == (CLOSED, TransitionCause.OVERRIDE)
 
 
 # -- events and listing ----------------------------------------------------------------
