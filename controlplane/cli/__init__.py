@@ -6,11 +6,13 @@ Example::
     fusebox apply -f resiliency.yaml
     fusebox resolve --app-id checkout
 
-Exit codes: 0 ok, 1 rejected input, 2 usage, 3 server unreachable.
+Exit codes: 0 ok, 1 rejected input, 2 usage, 3 server unreachable, 141 the
+reader of standard output went away (``fusebox breakers list | head -1``).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 from fusebox.agent.extras import DISTRIBUTION
@@ -26,9 +28,22 @@ SERVER_EXTRA_MODULES = frozenset(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one ``fusebox`` command and return its exit code (never raises SystemExit)."""
+    """Run one ``fusebox`` command and return its exit code (never raises SystemExit).
+
+    A reader of standard output that goes away (``| head -1``) stops the
+    command quietly with ``ExitCode.OUTPUT_CLOSED`` (141), as ``cat`` or
+    ``grep`` stopped by SIGPIPE: Python ignores SIGPIPE, so every command's
+    next write (or the final flush) raises ``BrokenPipeError``, handled here once.
+    """
     try:
-        return _run(argv)
+        code = _run(argv)
+        sys.stdout.flush()  # inside the try: a reader gone before the last flush is the same case
+        return code
+    except BrokenPipeError:
+        _discard_stdout()
+        return int(ExitCode.OUTPUT_CLOSED)
+    except KeyboardInterrupt:  # during the last flush
+        return 130
     except ModuleNotFoundError as missing:
         if (missing.name or "").partition(".")[0] not in SERVER_EXTRA_MODULES:
             raise
@@ -55,3 +70,17 @@ def _run(argv: list[str] | None) -> int:
         return int(failure.exit_code)
     except KeyboardInterrupt:
         return 130
+
+
+def _discard_stdout() -> None:
+    """Point standard output at the null device: what is still buffered would
+    otherwise fail again when the interpreter flushes it at exit."""
+    try:
+        fileno = sys.stdout.fileno()
+    except (OSError, ValueError):  # replaced by an object without a descriptor (tests)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fileno)
+    finally:
+        os.close(devnull)

@@ -8,12 +8,14 @@ Two forms are accepted:
 - the display name Dapr prints (``order-processor:orders``, ``cart-42``,
   ``statestore``), matched against the server's list, optionally narrowed by
   ``-n NAMESPACE`` and ``--spec SPEC``. Several matches are an error that lists
-  the candidates' full keys.
+  the candidates' full keys; none is an error that suggests the closest names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+import itertools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from fusebox.agent.breaker_key import BreakerKey
@@ -23,6 +25,9 @@ from fusebox.controlplane.cli._errors import CommandFailed, ExitCode
 from fusebox.v1 import breaker_pb2, policy_pb2
 
 _KIND_NAMES = sorted(kind.value for kind in TargetKind)
+#: How many close names an unknown breaker name suggests at most.
+SUGGESTIONS = 3
+_CLOSE = 0.6  # difflib's cutoff, as in fusebox.agent.trip.did_you_mean
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +98,75 @@ def matching_breakers(
     return sorted(found, key=lambda b: key_path(b.key))
 
 
-def the_one_match(ref: BreakerRef, breakers: Sequence[breaker_pb2.Breaker]) -> breaker_pb2.Breaker:
-    """The single breaker ``ref`` names; ``CommandFailed`` (exit 1) for none or several."""
+def closest_names(word: str, candidates: Iterable[str], n: int = SUGGESTIONS) -> list[str]:
+    """Up to ``n`` candidates close to ``word``, closest first (difflib's ratio, as
+    the spec validator's "did you mean"); one that differs only in case comes first.
+
+    The whole ``/``-separated parts shared by the word and every candidate
+    (``default/myresiliency/app/`` of full keys) are left out of the comparison:
+    they would make any two keys look alike. Equally close names come in order.
+
+    >>> closest_names("order-procesor:orders", ["order-processor:orders", "cart"])
+    ['order-processor:orders']
+    >>> closest_names("default/s/app/order-procesor", ["default/s/app/order-processor",
+    ...                                                "default/s/app/inventory"])
+    ['default/s/app/order-processor']
+    """
+    unique = sorted(set(candidates))
+    same_case = [c for c in unique if c.lower() == word.lower() and c != word]
+    shared = _shared_parts_length([word, *unique])
+    scored = []
+    for candidate in unique:
+        matcher = difflib.SequenceMatcher(None, word[shared:], candidate[shared:])
+        if matcher.ratio() >= _CLOSE:
+            scored.append((-matcher.ratio(), candidate))
+    close = [candidate for _, candidate in sorted(scored)]
+    return (same_case + [c for c in close if c not in same_case])[:n]
+
+
+def _shared_parts_length(texts: Sequence[str]) -> int:
+    """The length of the leading ``/``-separated parts (with their ``/``) all ``texts`` share."""
+    length = 0
+    for parts in itertools.zip_longest(*(text.split("/")[:-1] for text in texts)):
+        if parts[0] is None or any(part != parts[0] for part in parts):
+            break
+        length += len(parts[0]) + 1
+    return length
+
+
+def suggestions(word: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean "a"?)``, `` (did you mean "a", "b" or "c"?)``, or "" when nothing is close.
+
+    >>> suggestions("cart-4", ["cart-42", "cart-43", "statestore"])
+    ' (did you mean "cart-42" or "cart-43"?)'
+    """
+    close = [f'"{name}"' for name in closest_names(word, candidates)]
+    if not close:
+        return ""
+    listed = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} or {close[-1]}"
+    return f" (did you mean {listed}?)"
+
+
+def the_one_match(
+    ref: BreakerRef, breakers: Sequence[breaker_pb2.Breaker], hint: str = ""
+) -> breaker_pb2.Breaker:
+    """The single breaker ``ref`` names; ``CommandFailed`` (exit 1) for none or several.
+
+    None: the message suggests the closest display names among ``breakers``
+    (those in the ref's namespace and spec), then ``hint``.
+    """
     found = matching_breakers(ref, breakers)
     if not found:
-        raise CommandFailed(f"no circuit breaker named {ref.describe()}")
+        candidates = [
+            shown_name(b) for b in breakers
+            if (not ref.namespace or b.key.namespace == ref.namespace)
+            and (not ref.spec or b.key.spec == ref.spec)
+        ]
+        suffix = f"; {hint}" if hint else ""
+        raise CommandFailed(
+            f"no circuit breaker named {ref.describe()}"
+            f"{suggestions(ref.display_name, candidates)}{suffix}"
+        )
     if len(found) > 1:
         raise CommandFailed(
             f"{ref.describe()} matches {len(found)} circuit breakers; "

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import os
 import socket
 import sys
 import time
 
+import grpc
 import yaml
 from google.protobuf.duration_pb2 import Duration
 
@@ -22,6 +22,7 @@ from fusebox.controlplane.cli._breaker_ref import (
     BreakerRef,
     list_request_for,
     parse_breaker_ref,
+    suggestions,
     the_one_match,
 )
 from fusebox.controlplane.cli._breaker_view import (
@@ -38,7 +39,7 @@ from fusebox.controlplane.cli._connection import (
     ClientSecurity,
     server_address,
 )
-from fusebox.controlplane.cli._errors import ExitCode
+from fusebox.controlplane.cli._errors import CommandFailed, ExitCode
 from fusebox.controlplane.cli._output import format_duration, render_json
 from fusebox.v1 import breaker_pb2, policy_pb2
 
@@ -68,11 +69,30 @@ def _ref(args: argparse.Namespace) -> BreakerRef:
     return parse_breaker_ref(args.name, namespace=args.namespace, spec=args.spec)
 
 
-def _resolved_key(client: BreakerServiceClient, ref: BreakerRef) -> policy_pb2.BreakerKey:
-    """The key ``ref`` names: as given, or the one listed breaker its display name matches."""
+def _resolved_key(
+    client: BreakerServiceClient, ref: BreakerRef, hint: str = ""
+) -> policy_pb2.BreakerKey:
+    """The key ``ref`` names: as given, or the one listed breaker its display name
+    matches (``hint`` ends the message when none does)."""
     if ref.key is not None:
         return ref.key
-    return the_one_match(ref, client.list(list_request_for(ref)).breakers).key
+    return the_one_match(ref, client.list(list_request_for(ref)).breakers, hint).key
+
+
+def _with_suggestions(
+    client: BreakerServiceClient, key: policy_pb2.BreakerKey, failure: CommandFailed
+) -> CommandFailed:
+    """``failure``, with the closest existing full keys added when the server
+    found no breaker ``key`` (a full key given on the command line)."""
+    if failure.status is not grpc.StatusCode.NOT_FOUND:
+        return failure
+    try:
+        listed = client.list(breaker_pb2.ListBreakersRequest(namespace=key.namespace)).breakers
+    except CommandFailed:
+        return failure
+    hint = suggestions(key_path(key), [key_path(b.key) for b in listed])
+    return CommandFailed(failure.message + hint, failure.exit_code, failure.details,
+                         failure.status)
 
 
 def _operator() -> str:
@@ -108,8 +128,12 @@ def list_breakers(args: argparse.Namespace) -> int:
 def get_breaker(args: argparse.Namespace) -> int:
     ref = _ref(args)
     with _client(args) as client:
+        key = _resolved_key(client, ref)
         # GetBreaker even after a list: it is the call that promises the transitions.
-        breaker = client.get(breaker_pb2.GetBreakerRequest(key=_resolved_key(client, ref))).breaker
+        try:
+            breaker = client.get(breaker_pb2.GetBreakerRequest(key=key)).breaker
+        except CommandFailed as failure:
+            raise _with_suggestions(client, key, failure) from None
     if args.output == "json":
         print(render_json(breaker_to_json(breaker)))
     elif args.output == "yaml":
@@ -135,12 +159,7 @@ def watch_breakers(args: argparse.Namespace) -> int:
             watcher.run()
         except KeyboardInterrupt:
             return ExitCode.OK  # Ctrl-C is how a watch ends
-        except BrokenPipeError:
-            # The reader went away (`| head`); stop quietly, as `tail -f` does.
-            # Point stdout at /dev/null so the interpreter's final flush does not fail again.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            return ExitCode.OK
+        # A reader gone (`| head -1`) ends it too: main() handles that for every command.
     return ExitCode.OK
 
 
@@ -152,6 +171,11 @@ _OVERRIDES = {
     "disable": BreakerOverride.DISABLED,
     "clear": None,
 }
+# A display name finds only breakers that exist; an override ahead of use names the key.
+_AHEAD_OF_USE_HINT = (
+    "to set an override on a breaker no agent has used yet, name it by its full key "
+    "NAMESPACE/SPEC/KIND/TARGET[/METHOD] (`fusebox resolve --app-id CALLER` shows the spec)"
+)
 _OVERRIDE_VERBS = {
     "open": "forced open",
     "close": "forced closed",
@@ -170,8 +194,14 @@ def set_override(args: argparse.Namespace) -> int:
     if ttl is not None:
         request.ttl.CopyFrom(Duration(seconds=int(ttl), nanos=round((ttl % 1) * 1e9)))
     with _client(args) as client:
-        request.key.CopyFrom(_resolved_key(client, ref))
-        breaker = client.set_override(request, metadata=[(USER_METADATA_KEY, _operator())]).breaker
+        hint = _AHEAD_OF_USE_HINT if _OVERRIDES[args.override] is not None else ""
+        request.key.CopyFrom(_resolved_key(client, ref, hint))
+        try:
+            breaker = client.set_override(
+                request, metadata=[(USER_METADATA_KEY, _operator())]
+            ).breaker
+        except CommandFailed as failure:
+            raise _with_suggestions(client, request.key, failure) from None
     if args.output == "json":
         print(render_json(breaker_to_json(breaker)))
         return ExitCode.OK
@@ -189,7 +219,10 @@ def reset_breaker(args: argparse.Namespace) -> int:
         request = breaker_pb2.ResetBreakerRequest(
             key=_resolved_key(client, ref), reason=args.reason
         )
-        breaker = client.reset(request, metadata=[(USER_METADATA_KEY, _operator())]).breaker
+        try:
+            breaker = client.reset(request, metadata=[(USER_METADATA_KEY, _operator())]).breaker
+        except CommandFailed as failure:
+            raise _with_suggestions(client, request.key, failure) from None
     if args.output == "json":
         print(render_json(breaker_to_json(breaker)))
         return ExitCode.OK

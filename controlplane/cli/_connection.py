@@ -18,6 +18,11 @@ from typing import Any, Self, TypeVar
 import grpc
 from google.protobuf.message import Message
 
+from fusebox.controlplane.cli._address import (
+    ACCEPTED_FORMS,
+    host_problem,
+    parse_server_address,
+)
 from fusebox.controlplane.cli._errors import CommandFailed, ExitCode, exit_code_for_status
 from fusebox.v1 import breaker_pb2, breaker_pb2_grpc, spec_pb2, spec_pb2_grpc
 
@@ -33,8 +38,25 @@ _Response = TypeVar("_Response", bound=Message)
 
 
 def server_address(flag_value: str | None) -> str:
-    """``--server`` if given, else ``$FUSEBOX_SERVER``, else the default local address."""
-    return flag_value or os.environ.get(SERVER_ENV_VAR) or DEFAULT_SERVER
+    """``--server`` if given, else ``$FUSEBOX_SERVER``, else the default local address.
+
+    The value is checked (``_address``): a URL scheme, a missing port or any
+    other form gRPC would only fail on when connecting is a usage error naming
+    where the value came from and what is accepted.
+    """
+    if flag_value:
+        text, source = flag_value, "--server"
+    elif env := os.environ.get(SERVER_ENV_VAR):
+        text, source = env, f"${SERVER_ENV_VAR}"
+    else:
+        return DEFAULT_SERVER
+    try:
+        parse_server_address(text)
+    except ValueError as e:
+        raise CommandFailed(
+            f"{source} {text!r}: {e} (accepted: {ACCEPTED_FORMS})", ExitCode.USAGE
+        ) from None
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,14 +213,15 @@ class _ServiceClient:
         exit_code = exit_code_for_status(code)
         if exit_code is ExitCode.UNREACHABLE:
             return CommandFailed(
-                _unreachable_message(self.address, code, self.timeout, self.security), exit_code
+                _unreachable_message(self.address, code, self.timeout, self.security), exit_code,
+                status=code,
             )
         if code is grpc.StatusCode.UNAUTHENTICATED:
             hint = ("the token was not accepted" if self.security.token
                     else f"pass --token, --token-file or set ${TOKEN_ENV_VAR}")
-            return CommandFailed(f"unauthenticated: {details} ({hint})", exit_code)
+            return CommandFailed(f"unauthenticated: {details} ({hint})", exit_code, status=code)
         if code is grpc.StatusCode.PERMISSION_DENIED:
-            return CommandFailed(f"permission denied: {details}", exit_code)
+            return CommandFailed(f"permission denied: {details}", exit_code, status=code)
         if code is grpc.StatusCode.INVALID_ARGUMENT:
             violations = _violation_lines(err)
             if violations:
@@ -206,8 +229,9 @@ class _ServiceClient:
                     f"rejected: {len(violations)} problem(s) found, nothing was stored",
                     exit_code,
                     violations,
+                    status=code,
                 )
-        return CommandFailed(self._rejection_message(code, details), exit_code)
+        return CommandFailed(self._rejection_message(code, details), exit_code, status=code)
 
     def _rejection_message(self, code: grpc.StatusCode, details: str) -> str:
         return _rejection_message(code, details)
@@ -330,6 +354,13 @@ def _rejection_message(code: grpc.StatusCode, details: str) -> str:
 def _unreachable_message(
     address: str, code: grpc.StatusCode, timeout: float, security: ClientSecurity
 ) -> str:
+    # A name that does not resolve fails like a server that is down; say which.
+    problem = host_problem(address)
+    if problem is not None:
+        return (
+            f"cannot reach the Fusebox server at {address}: {problem}; check the name, "
+            "or give an IP address"
+        )
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         why = f"no answer within {timeout:g}s"
     else:
@@ -337,8 +368,13 @@ def _unreachable_message(
     # A TLS mismatch looks like an unreachable server; say which side to check.
     tls = (" If the server uses TLS, check --tls-ca (and --tls-cert/--tls-key for mTLS)."
            if security.tls else " If the server uses TLS, pass --tls-ca.")
+    try:
+        start_here = parse_server_address(address).is_host_port
+    except ValueError:
+        start_here = False
+    start = (f"Start one with `fusebox serve --listen {address}`, or point"
+             if start_here else "Check that a server listens there, or point")
     return (
         f"cannot reach the Fusebox server at {address} ({why}). "
-        f"Start one with `fusebox serve --listen {address}`, or point --server / "
-        f"{SERVER_ENV_VAR} at a running server.{tls}"
+        f"{start} --server / {SERVER_ENV_VAR} at a running server.{tls}"
     )

@@ -294,6 +294,56 @@ def test_get_unknown_full_key_exits_1_with_the_servers_message(
     assert "error: circuit breaker default/s/app/ghost not found" in capsys.readouterr().err
 
 
+def test_an_unknown_display_name_exits_1_suggesting_the_closest_names(
+    service: tuple[ScriptedBreakers, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    servicer, address = service
+    servicer.breakers = [breaker("order-processor", "orders"), breaker("order-processor", "order"),
+                         breaker("inventory"), breaker("order-processor", "orders", spec="b",
+                                                       namespace="prod")]
+
+    assert run(address, "get", "order-procesor:orders", "-n", "default") == ExitCode.REJECTED
+    err = capsys.readouterr().err
+    assert err == ('error: no circuit breaker named "order-procesor:orders" in namespace '
+                   '"default" (did you mean "order-processor:orders" or '
+                   '"order-processor:order"?)\n')
+    assert run(address, "reset", "ORDER-PROCESSOR:orders", "--reason", "r") == ExitCode.REJECTED
+    assert '(did you mean "order-processor:orders"' in capsys.readouterr().err
+    assert run(address, "get", "nothing-alike") == ExitCode.REJECTED
+    assert capsys.readouterr().err == 'error: no circuit breaker named "nothing-alike"\n'
+
+
+def test_an_override_on_an_unknown_display_name_says_how_to_set_one_ahead_of_use(
+    service: tuple[ScriptedBreakers, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    servicer, address = service
+    servicer.breakers = [breaker("order-processor", "orders")]
+
+    assert run(address, "open", "order-processor:refunds", "--reason", "r") == (
+        ExitCode.REJECTED
+    )
+    err = capsys.readouterr().err
+    assert '(did you mean "order-processor:orders"?); to set an override on a breaker no ' \
+           "agent has used yet, name it by its full key NAMESPACE/SPEC/KIND/TARGET[/METHOD]" in err
+    assert servicer.overrides == []
+
+
+def test_an_unknown_full_key_exits_1_suggesting_the_closest_keys(
+    service: tuple[ScriptedBreakers, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    servicer, address = service
+    servicer.breakers = [breaker("order-processor", "orders"), breaker("inventory")]
+
+    assert run(address, "get", "default/myresiliency/app/order-procesor/orders") == (
+        ExitCode.REJECTED
+    )
+    assert capsys.readouterr().err == (
+        "error: circuit breaker default/myresiliency/app/order-procesor/orders not found "
+        '(did you mean "default/myresiliency/app/order-processor/orders"?)\n'
+    )
+    assert servicer.list_requests[-1].namespace == "default"  # the key's namespace
+
+
 # ---- overrides / reset ----------------------------------------------------------------
 
 
@@ -472,8 +522,9 @@ def test_ctrl_c_ends_a_watch_with_exit_0(
 
     class InterruptingOut(Lines):
         def flush(self) -> None:
-            interrupted.set()
-            raise KeyboardInterrupt
+            if not interrupted.is_set():  # one Ctrl-C, while the watch writes
+                interrupted.set()
+                raise KeyboardInterrupt
 
         def isatty(self) -> bool:
             return False
