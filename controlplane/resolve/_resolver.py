@@ -97,6 +97,16 @@ class _Merged:
         return self.builtin_retries.get(name)
 
 
+def merge_key(spec: ResiliencySpec) -> tuple[str, str]:
+    """The order specs are merged in: the last one wins a policy or target name.
+
+    Dapr merges in the order it loads documents (self-hosted: by file name;
+    Kubernetes: as the operator lists them); Fusebox uses the spec's name, so
+    the result never depends on the order specs were passed or applied in.
+    """
+    return spec.key
+
+
 def resolve_policies(
     specs: Iterable[ResiliencySpec], namespace: str, app_id: str
 ) -> ResolvedPolicies:
@@ -115,7 +125,7 @@ def resolve_policies(
     """
     in_scope = sorted(
         (s for s in specs if s.namespace == namespace and s.applies_to(app_id)),
-        key=lambda s: s.key,
+        key=merge_key,
     )
     for earlier, later in itertools.pairwise(in_scope):
         if earlier.key == later.key:

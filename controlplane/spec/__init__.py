@@ -7,7 +7,7 @@
 
 from fusebox.controlplane.spec.codes import parse_status_codes
 from fusebox.controlplane.spec.durations import parse_duration
-from fusebox.controlplane.spec.errors import SpecValidationError, Violation
+from fusebox.controlplane.spec.errors import Severity, SpecValidationError, Violation
 from fusebox.controlplane.spec.loader import MAX_DEPTH, MAX_NODES, MAX_SPEC_BYTES
 from fusebox.controlplane.spec.model import (
     API_VERSION,
@@ -38,6 +38,7 @@ __all__ = [
     "ComponentTargets",
     "ParsedDocument",
     "ResiliencySpec",
+    "Severity",
     "SpecValidationError",
     "TargetRef",
     "Violation",

@@ -13,8 +13,8 @@ from fusebox.agent.policy import StatusCodes
 from fusebox.agent.trip import did_you_mean
 from fusebox.controlplane.spec.codes import CodeKind, parse_status_codes
 from fusebox.controlplane.spec.durations import parse_duration
-from fusebox.controlplane.spec.errors import Violation
-from fusebox.controlplane.spec.loader import LoadedDocument, Path, render_path
+from fusebox.controlplane.spec.errors import Severity, Violation
+from fusebox.controlplane.spec.loader import LoadedDocument, Path, located
 
 T = TypeVar("T")
 
@@ -39,17 +39,20 @@ def describe(value: object) -> str:
 
 
 class DocumentCheck:
-    """Collects the violations of one document, positioned from its marks."""
+    """Collects the errors and warnings of one document, positioned from its marks."""
 
     def __init__(self, source: str, document: LoadedDocument) -> None:
         self.source = source
         self.document = document
-        self.violations: list[Violation] = []
+        self.violations: list[Violation] = []  # errors
+        self.warnings: list[Violation] = []
 
     def fail(self, path: Path, message: str, *, at_key: bool = False) -> None:
-        position = self.document.position_of(path, key=at_key)
-        self.violations.append(
-            Violation(self.source, position.line, position.column, render_path(path), message)
+        self.violations.append(located(self.source, self.document, path, message, at_key=at_key))
+
+    def warn(self, path: Path, message: str, *, at_key: bool = False) -> None:
+        self.warnings.append(
+            located(self.source, self.document, path, message, Severity.WARNING, at_key=at_key)
         )
 
     # ---- structure ----------------------------------------------------------

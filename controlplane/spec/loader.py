@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from fusebox.controlplane.spec.errors import Violation
+from fusebox.controlplane.spec.errors import Severity, Violation
 
 MAX_SPEC_BYTES = 1024 * 1024
 MAX_DEPTH = 32
@@ -73,6 +73,23 @@ class LoadedDocument:
             if path in self.value_marks:
                 return self.value_marks[path]
         return self.start
+
+
+def located(
+    source: str,
+    document: LoadedDocument | None,
+    path: Path,
+    message: str,
+    severity: Severity = Severity.ERROR,
+    *,
+    at_key: bool = False,
+) -> Violation:
+    """A violation at ``path`` of ``document`` (line 0 when there is no document)."""
+    line = column = 0
+    if document is not None:
+        position = document.position_of(path, key=at_key)
+        line, column = position.line, position.column
+    return Violation(source, line, column, render_path(path), message, severity)
 
 
 class _LimitExceeded(Exception):

@@ -19,6 +19,8 @@ from fusebox.agent.policy import (
     RetryPolicy,
     TimeoutPolicy,
 )
+from fusebox.controlplane.spec.errors import Severity, Violation
+from fusebox.controlplane.spec.loader import LoadedDocument, Path, located
 
 API_VERSION = "dapr.io/v1alpha1"
 KIND = "Resiliency"
@@ -38,7 +40,7 @@ class TargetRef:
     circuit_breaker: str | None = None
     fallback: str | None = None
     circuit_breaker_scope: BreakerScope | None = None  # actors only
-    circuit_breaker_cache_size: int | None = None  # apps/actors
+    circuit_breaker_cache_size: int | None = None  # apps/actors; None: Dapr's default
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +72,30 @@ class ResiliencySpec:
 
 @dataclass(frozen=True, slots=True)
 class ParsedDocument:
-    """One validated document with the text and mapping it came from."""
+    """One validated document with the text and mapping it came from.
+
+    Policy names in targets are kept as written: whether a name is defined is
+    known only with the other documents of the namespace (Dapr's policies are
+    global across documents), so ``fusebox.controlplane.resolve.check_documents``
+    checks them. ``warnings`` are the document's own (a duplicate scope, a
+    target without policies).
+    """
 
     spec: ResiliencySpec
     yaml: str  # the document's own text (one document of a multi-document file)
     document: Mapping[str, Any]  # plain JSON-compatible data as loaded
     digest: str  # sha256 hex of the canonical JSON form of ``document``
+    source: str = "<request>"  # the file name, "<stdin>" or "<request>"
+    warnings: tuple[Violation, ...] = ()
+    marks: LoadedDocument | None = field(default=None, repr=False, compare=False)
+
+    def violation(
+        self,
+        path: Path,
+        message: str,
+        severity: Severity = Severity.ERROR,
+        *,
+        at_key: bool = False,
+    ) -> Violation:
+        """A violation located at ``path`` of this document (its line when known)."""
+        return located(self.source, self.marks, path, message, severity, at_key=at_key)

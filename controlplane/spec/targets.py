@@ -1,7 +1,13 @@
 """``spec.targets``: apps, actors and components, and the policies they name.
 
-A target naming a policy that is not defined is an error here (Dapr ignores
-it silently), with a did-you-mean over the names defined for that kind.
+Policy names are read as written. Dapr's policies are global across the
+documents an app loads, so whether a name is defined is checked with the other
+documents (``fusebox.controlplane.resolve.check_documents``), not here.
+
+A target entry that uses no policy is accepted with a warning: Dapr loads it,
+and its only effect is that the ``Default…`` policies no longer apply to that
+target (``EndpointPolicy`` and its siblings in dapr/dapr
+``pkg/resiliency/resiliency.go`` use an existing entry as it is).
 """
 
 from __future__ import annotations
@@ -23,20 +29,23 @@ COMPONENT_FIELDS = ("outbound", "inbound")
 COMPONENT_DIRECTION_FIELDS = POLICY_REFERENCES
 
 # Which spec.policies section each reference names.
-_SECTION_OF = {
+SECTION_OF: Mapping[str, str] = {
     "timeout": "timeouts",
     "retry": "retries",
     "circuitBreaker": "circuitBreakers",
     "fallback": "fallbacks",
 }
 
+_NO_POLICY = (
+    "Dapr applies no policy to it, not even the Default… ones, as long as the entry exists"
+)
+
 
 class TargetReader:
-    """Reads targets and checks every policy name against the defined ones."""
+    """Reads targets: their fields, and the policy names they use as written."""
 
-    def __init__(self, check: DocumentCheck, defined: Mapping[str, tuple[str, ...]]) -> None:
+    def __init__(self, check: DocumentCheck) -> None:
         self._check = check
-        self._defined = defined  # section name ("retries") -> policy names written
 
     def apps(self, value: Any, path: Path) -> dict[str, TargetRef]:
         result: dict[str, TargetRef] = {}
@@ -74,10 +83,12 @@ class TargetReader:
                 continue
             self._check.known_keys(fields, component_path, COMPONENT_FIELDS)
             if not any(fields.get(d) is not None for d in COMPONENT_FIELDS):
-                self._check.fail(
-                    component_path, "a component target needs 'outbound', 'inbound' or both"
+                self._check.warn(
+                    component_path,
+                    f"this component target sets neither 'outbound' nor 'inbound': {_NO_POLICY}"
+                    " (in either direction); add a direction or remove the entry",
+                    at_key=True,
                 )
-                continue
             directions: dict[str, TargetRef | None] = {}
             for direction in COMPONENT_FIELDS:
                 if fields.get(direction) is not None:
@@ -101,17 +112,18 @@ class TargetReader:
             return None
         mark = len(check.violations)
         check.known_keys(fields, path, allowed)
-        if not any(fields.get(key) is not None for key in POLICY_REFERENCES):
-            check.fail(
-                path,
-                "this target uses no policy; set at least one of "
-                + ", ".join(POLICY_REFERENCES),
-            )
         names = {
-            key: self._reference(fields[key], (*path, key), key)
+            key: self._policy_name(fields[key], (*path, key))
             for key in POLICY_REFERENCES
             if fields.get(key) is not None
         }
+        if not any(fields.get(key) not in (None, "") for key in POLICY_REFERENCES):
+            check.warn(
+                path,
+                f"this target uses no policy: {_NO_POLICY}; set at least one of "
+                + ", ".join(POLICY_REFERENCES) + ", or remove the entry",
+                at_key=True,
+            )
         scope = None
         if fields.get("circuitBreakerScope") is not None:
             text = check.string(fields["circuitBreakerScope"], (*path, "circuitBreakerScope"))
@@ -126,9 +138,15 @@ class TargetReader:
                     )
         cache_size = None
         if fields.get("circuitBreakerCacheSize") is not None:
+            # 0 is "not set" in Dapr (decodeTargets): the default size applies. A
+            # negative size makes Dapr's cache constructor fail, and Dapr then
+            # drops the rest of the document's targets.
             cache_size = check.integer(
-                fields["circuitBreakerCacheSize"], (*path, "circuitBreakerCacheSize"), minimum=1
-            )
+                fields["circuitBreakerCacheSize"], (*path, "circuitBreakerCacheSize"),
+                minimum=0,
+                rule="must be at least 0 (0 or leaving it out means Dapr's default: "
+                     "100 for an app, 5000 for an actor type)",
+            ) or None
         if len(check.violations) > mark:
             return None
         return TargetRef(
@@ -140,18 +158,10 @@ class TargetReader:
             circuit_breaker_cache_size=cache_size,
         )
 
-    def _reference(self, value: Any, path: Path, key: str) -> str | None:
-        name = self._check.string(value, path)
-        if name is None:
+    def _policy_name(self, value: Any, path: Path) -> str | None:
+        """The name as written; "" is "not set", as Dapr reads an empty name."""
+        if value == "":
+            self._check.warn(path, "an empty policy name means no policy here (as in Dapr); "
+                                   "remove the field or name a policy")
             return None
-        section = _SECTION_OF[key]
-        defined = self._defined.get(section, ())
-        if name in defined:
-            return name
-        if defined:
-            hint = did_you_mean(name, defined)
-            listing = f"defined {section}: {', '.join(sorted(defined))}"
-        else:
-            hint, listing = "", f"spec.policies.{section} defines none"
-        self._check.fail(path, f"{key} policy {name!r} is not defined{hint}; {listing}")
-        return None
+        return self._check.string(value, path)

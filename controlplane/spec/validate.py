@@ -2,11 +2,15 @@
 
 Validation is all-or-nothing and complete: every violation of every document
 is collected before ``SpecValidationError`` is raised, so an operator fixes a
-file in one round trip.
+file in one round trip. This is everything one document can tell on its own;
+what needs the other documents of the namespace (is a policy name defined
+somewhere, does another spec take a target over) is
+``fusebox.controlplane.resolve.check_documents``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -16,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from fusebox.controlplane.spec.errors import SpecValidationError, Violation
+from fusebox.controlplane.spec.errors import SpecValidationError, Violation, in_document_order
 from fusebox.controlplane.spec.fields import DocumentCheck, describe
 from fusebox.controlplane.spec.loader import (
     LoadedDocument,
@@ -70,13 +74,16 @@ def parse_documents(text: str, source: str = "<stdin>") -> list[ParsedDocument]:
     """Every ``kind: Resiliency`` document in a (multi-document) YAML text.
 
     Empty documents (a stray ``---``) are skipped. Raises ``SpecValidationError``
-    listing every violation of every document when anything is invalid.
+    listing every error of every document when anything is invalid (and the
+    warnings found beside them); each returned document carries its warnings.
     """
     documents, violations = load_yaml_documents(text, source)
     parsed: list[ParsedDocument] = []
+    warnings: list[Violation] = []
     for document in documents:
-        result, document_violations = _validate(document, source)
+        result, document_violations, document_warnings = _validate(document, source)
         violations.extend(document_violations)
+        warnings.extend(document_warnings)
         if result is not None:
             parsed.append(result)
     if not documents and not violations:
@@ -86,8 +93,7 @@ def parse_documents(text: str, source: str = "<stdin>") -> list[ParsedDocument]:
         )
     violations.extend(_duplicate_names(parsed, documents, source))
     if violations:
-        violations.sort(key=lambda v: (v.line, v.column))
-        raise SpecValidationError(violations)
+        raise SpecValidationError(in_document_order(violations), in_document_order(warnings))
     return parsed
 
 
@@ -104,11 +110,11 @@ def parse_document_mapping(
         message = f"expected a mapping (a {KIND} document), found {describe(candidate)}"
         raise SpecValidationError([Violation(source, 0, 0, "", message)])
     loaded = load_mapping_document(candidate)
-    result, violations = _validate(loaded, source)
+    result, violations, warnings = _validate(loaded, source)
     if violations or result is None:
-        raise SpecValidationError(violations)
+        raise SpecValidationError(violations, warnings)
     text = yaml.safe_dump(result.document, sort_keys=False, allow_unicode=True)
-    return ParsedDocument(result.spec, text, result.document, result.digest)
+    return dataclasses.replace(result, yaml=text)
 
 
 def document_digest(document: Mapping[str, Any]) -> str:
@@ -119,18 +125,23 @@ def document_digest(document: Mapping[str, Any]) -> str:
 
 def _validate(
     document: LoadedDocument, source: str
-) -> tuple[ParsedDocument | None, list[Violation]]:
+) -> tuple[ParsedDocument | None, list[Violation], list[Violation]]:
+    """(the document or None, its errors, its warnings)."""
     check = DocumentCheck(source, document)
     for path, position, message in document.problems:
         check.violations.append(
             Violation(source, position.line, position.column, render_path(path), message)
         )
     if document.broken:
-        return None, check.violations
+        return None, check.violations, check.warnings
     spec = _read_spec(check, document.data)
     if spec is None or check.violations:
-        return None, check.violations
-    return ParsedDocument(spec, document.text, document.data, document_digest(document.data)), []
+        return None, check.violations, check.warnings
+    parsed = ParsedDocument(
+        spec, document.text, document.data, document_digest(document.data),
+        source=source, warnings=tuple(check.warnings), marks=document,
+    )
+    return parsed, [], check.warnings
 
 
 MAX_POLICIES_PER_SPEC = 1000
@@ -169,16 +180,11 @@ def _read_spec(check: DocumentCheck, data: Any) -> ResiliencySpec | None:
     )
     fallbacks = read_fallbacks(check, policies.get("fallbacks"), (*policies_path, "fallbacks"))
 
-    # Targets are checked against every name written, valid or not.
-    defined = {
-        kind: tuple(policies[kind]) if isinstance(policies.get(kind), dict) else ()
-        for kind in POLICY_KINDS
-    }
     targets_path = ("spec", "targets")
     targets = check.mapping(spec.get("targets"), targets_path) or {}
     check.known_keys(targets, targets_path, TARGET_KINDS)
     _check_count(check, targets, targets_path, "targets", MAX_TARGETS_PER_SPEC)
-    reader = TargetReader(check, defined)
+    reader = TargetReader(check)
     apps = reader.apps(targets.get("apps"), (*targets_path, "apps"))
     actors = reader.actors(targets.get("actors"), (*targets_path, "actors"))
     components = reader.components(targets.get("components"), (*targets_path, "components"))
@@ -265,7 +271,12 @@ def _read_scopes(check: DocumentCheck, value: Any) -> tuple[str, ...]:
         if app_id is None:
             continue
         if app_id in scopes:
-            check.fail(("scopes", index), f"app-id {app_id!r} is listed twice")
+            # Dapr only asks whether the app-id is in the list (filterResiliencyConfigs).
+            check.warn(
+                ("scopes", index),
+                f"app-id {app_id!r} is listed twice (first at scopes[{value.index(app_id)}]); "
+                "the repetition changes nothing",
+            )
             continue
         scopes.append(app_id)
     return tuple(scopes)

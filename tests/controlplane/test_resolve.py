@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 from types import MappingProxyType
 
 import pytest
@@ -26,6 +27,7 @@ from fusebox.agent.policy import (
     resolved_to_proto,
 )
 from fusebox.controlplane.resolve import BUILTIN_RETRIES, COMPONENT_TYPES, resolve_policies
+from fusebox.controlplane.spec import parse_documents
 from fusebox.controlplane.spec.model import ComponentTargets, ResiliencySpec, TargetRef
 
 NS = "default"
@@ -616,3 +618,140 @@ def test_targets_are_sorted_explicit_before_defaults_within_a_kind() -> None:
     ]
     assert keys == sorted(keys)
     assert isinstance(resolved, ResolvedPolicies)
+
+
+# ---- documents Dapr accepts, from YAML to what the app enforces -------------------------------
+# Each resolves as daprd's FromConfigurations + EndpointPolicy/ActorPreLockPolicy
+# (dapr/dapr pkg/resiliency/resiliency.go) would.
+
+
+def parsed(*texts: str) -> list[ResiliencySpec]:
+    return [d.spec for text in texts for d in parse_documents(textwrap.dedent(text))]
+
+
+def test_an_app_id_listed_twice_in_scopes_scopes_the_spec_to_it_once() -> None:
+    [twice] = parsed("""\
+        apiVersion: dapr.io/v1alpha1
+        kind: Resiliency
+        metadata: {name: twice}
+        scopes: [checkout, checkout]
+        spec:
+          policies: {timeouts: {fast: 1s}}
+          targets: {apps: {order-processor: {timeout: fast}}}
+        """)
+    checkout = resolve_policies([twice], NS, "checkout").lookup(TargetKind.APP, "order-processor")
+    assert names(checkout) == ("fast", None, None)
+    assert resolve_policies([twice], NS, "other").targets == ()
+
+
+def test_a_status_code_list_with_an_empty_entry_matches_the_codes_it_lists() -> None:
+    [trailing] = parsed("""\
+        apiVersion: dapr.io/v1alpha1
+        kind: Resiliency
+        metadata: {name: codes}
+        spec:
+          policies:
+            retries:
+              r: {matching: {httpStatusCodes: "500,", gRPCStatusCodes: ",14"}}
+          targets: {apps: {order-processor: {retry: r}}}
+        """)
+    target = resolve_policies([trailing], NS, "app").lookup(TargetKind.APP, "order-processor")
+    assert target is not None and target.retry is not None
+    assert str(target.retry.http_status_codes) == "500"
+    assert str(target.retry.grpc_status_codes) == "14"
+
+
+@pytest.mark.parametrize("builtin", sorted(BUILTIN_RETRIES))
+def test_a_target_naming_an_undefined_builtin_gets_daprs_builtin(builtin: str) -> None:
+    [named] = parsed(f"""\
+        apiVersion: dapr.io/v1alpha1
+        kind: Resiliency
+        metadata: {{name: builtin}}
+        spec:
+          targets:
+            apps: {{order-processor: {{retry: {builtin}}}}}
+            actors: {{Cart: {{retry: {builtin}}}}}
+        """)
+    resolved = resolve_policies([named], NS, "app")
+    for kind, target in ((TargetKind.APP, "order-processor"), (TargetKind.ACTOR, "Cart")):
+        found = resolved.lookup(kind, target)
+        assert found is not None and found.retry == BUILTIN_RETRIES[builtin]
+
+
+def test_a_target_naming_a_builtin_another_document_overrides_gets_the_override() -> None:
+    target, override = parsed(
+        """\
+        apiVersion: dapr.io/v1alpha1
+        kind: Resiliency
+        metadata: {name: a-targets}
+        spec: {targets: {apps: {order-processor: {retry: DaprBuiltInServiceRetries}}}}
+        """,
+        """\
+        apiVersion: dapr.io/v1alpha1
+        kind: Resiliency
+        metadata: {name: b-override}
+        spec: {policies: {retries: {DaprBuiltInServiceRetries: {duration: 2s, maxRetries: 1}}}}
+        """,
+    )
+    found = resolve_policies([target, override], NS, "app").lookup(
+        TargetKind.APP, "order-processor"
+    )
+    assert found is not None and found.retry is not None
+    # Dapr raises an override's maxRetries to at least 3.
+    assert (found.retry.duration, found.retry.max_retries) == (2.0, 3)
+
+
+def test_a_cache_size_of_0_resolves_to_daprs_default_sizes() -> None:
+    [zero] = parsed("""\
+        apiVersion: dapr.io/v1alpha1
+        kind: Resiliency
+        metadata: {name: zero}
+        spec:
+          policies: {circuitBreakers: {cb: {}}}
+          targets:
+            apps: {order-processor: {circuitBreaker: cb, circuitBreakerCacheSize: 0}}
+            actors:
+              Cart: {circuitBreaker: cb, circuitBreakerScope: id, circuitBreakerCacheSize: 0}
+        """)
+    resolved = resolve_policies([zero], NS, "app")
+    app = resolved.lookup(TargetKind.APP, "order-processor")
+    actor = resolved.lookup(TargetKind.ACTOR, "Cart")
+    # defaultEndpointCacheSize and defaultActorCacheSize
+    assert app is not None and app.circuit_breaker_cache_size == 100
+    assert actor is not None and actor.circuit_breaker_cache_size == 5000
+
+
+CROSS_TARGETS = """\
+    apiVersion: dapr.io/v1alpha1
+    kind: Resiliency
+    metadata: {name: targets}
+    scopes: [checkout]
+    spec:
+      targets:
+        apps: {order-processor: {retry: retryForever, circuitBreaker: simpleCB}}
+    """
+CROSS_POLICIES = """\
+    apiVersion: dapr.io/v1alpha1
+    kind: Resiliency
+    metadata: {name: policies}
+    spec:
+      policies:
+        retries: {retryForever: {duration: 5s, maxRetries: -1}}
+        circuitBreakers: {simpleCB: {maxRequests: 1, timeout: 5s, trip: consecutiveFailures >= 5}}
+    """
+
+
+def test_a_target_uses_the_policies_another_document_defines() -> None:
+    specs = parsed(CROSS_TARGETS, CROSS_POLICIES)
+    found = resolve_policies(specs, NS, "checkout").lookup(TargetKind.APP, "order-processor")
+    assert names(found) == (None, "retryForever", "simpleCB")
+    # The breaker belongs to the spec of the target entry (its identity), as before.
+    assert found is not None and found.spec_name == "targets"
+
+
+def test_a_policy_from_a_document_outside_the_apps_scope_is_not_used() -> None:
+    scoped_policies = CROSS_POLICIES.replace("    spec:", "    scopes: [someone-else]\n    spec:")
+    specs = parsed(CROSS_TARGETS, scoped_policies)
+    found = resolve_policies(specs, NS, "checkout").lookup(TargetKind.APP, "order-processor")
+    # Dapr never loads the other document for checkout: the names find nothing.
+    assert names(found) == (None, None, None)

@@ -90,6 +90,21 @@ def test_status_codes_parse_into_ranges(
 
 
 @pytest.mark.parametrize(
+    ("text", "same_as"),
+    [
+        ("500,", "500"),
+        (",500", "500"),
+        ("500,,502-504", "500,502-504"),
+        ("+500,+502-+504", "500,502-504"),
+    ],
+)
+def test_status_codes_read_as_daprs_parse_patterns_reads_them(text: str, same_as: str) -> None:
+    # dapr/dapr pkg/resiliency/retry.go parsePatterns skips empty entries, and
+    # strconv.Atoi takes a leading "+".
+    assert parse_status_codes(text, "http") == parse_status_codes(same_as, "http")
+
+
+@pytest.mark.parametrize(
     ("text", "kind", "fragment"),
     [
         ("399-299", "http", "reversed"),
@@ -97,7 +112,8 @@ def test_status_codes_parse_into_ranges(
         ("600", "http", "out of range"),
         ("429, 500", "http", "spaces, which are not allowed"),
         (" 500", "http", "spaces"),
-        ("500,", "http", "empty entry"),
+        (",", "http", "lists no code: Dapr would then match no status code at all"),
+        (",,", "grpc", "lists no code"),
         ("500--504", "http", "not a code or a range"),
         ("5xx", "http", "not a code or a range"),
         ("17", "grpc", "gRPC status codes are 0-16"),

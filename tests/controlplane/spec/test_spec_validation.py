@@ -12,6 +12,7 @@ import pytest
 from fusebox.agent.policy import BackoffKind, BreakerQuorum, BreakerScope, StatusCodes
 from fusebox.controlplane.spec import (
     MAX_SPEC_BYTES,
+    Severity,
     SpecValidationError,
     Violation,
     parse_document_mapping,
@@ -493,28 +494,6 @@ INVALID = [
         _spec("""\
             spec:
               policies:
-                retries: {retryForever: {}}
-              targets:
-                apps:
-                  order-processor: {retry: retryForevr}
-            """),
-        "spec.targets.apps.order-processor.retry", "did you mean 'retryForever'", 10,
-        id="target-names-missing-policy",
-    ),
-    pytest.param(
-        _spec("""\
-            spec:
-              targets:
-                apps:
-                  a: {circuitBreaker: cb}
-            """),
-        "spec.targets.apps.a.circuitBreaker", "spec.policies.circuitBreakers defines none", 8,
-        id="target-names-policy-of-empty-kind",
-    ),
-    pytest.param(
-        _spec("""\
-            spec:
-              policies:
                 circuitBreakers: {cb: {}}
               targets:
                 actors:
@@ -574,17 +553,31 @@ INVALID = [
         id="fallback-header-not-string",
     ),
     pytest.param(
-        _spec("""\
-            spec:
-              targets:
-                apps:
-                  a: {}
-            """),
-        "spec.targets.apps.a", "uses no policy", 8, id="target-without-policies",
-    ),
-    pytest.param(
         HEADER + "scopes: checkout\n", "scopes", "expected a list of app-ids", 5,
         id="scopes-not-a-list",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              policies:
+                retries:
+                  r:
+                    matching: {httpStatusCodes: ","}
+            """),
+        "spec.policies.retries.r.matching.httpStatusCodes", "Dapr would then match no status code",
+        9, id="status-code-list-of-only-commas",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              policies:
+                retries: {r: {}}
+              targets:
+                apps:
+                  a: {retry: r, circuitBreakerCacheSize: -1}
+            """),
+        "spec.targets.apps.a.circuitBreakerCacheSize", "0 or leaving it out means Dapr's default",
+        10, id="negative-cache-size",
     ),
     pytest.param(
         HEADER + "spec:\n  policies:\n    timeouts: {t: !!binary aGk=}\n",
@@ -607,6 +600,140 @@ def test_invalid_spec_is_rejected_with_field_path_message_and_line(
 
 def test_invalid_table_is_large_enough() -> None:
     assert len(INVALID) >= 25
+
+
+def test_every_error_is_an_error_and_every_warning_a_warning() -> None:
+    text = HEADER + "scopes: [a, a]\nspec:\n  policies: {timeouts: {t: 5x}}\n"
+    with pytest.raises(SpecValidationError) as caught:
+        parse_documents(text, "test.yaml")
+    assert [v.severity for v in caught.value.violations] == [Severity.ERROR]
+    [warning] = caught.value.warnings  # found beside the error, reported in the same run
+    assert warning.severity is Severity.WARNING and warning.field_path == "scopes[1]"
+    assert str(warning).startswith("test.yaml:5:13: scopes[1]: warning: app-id 'a' is listed")
+
+
+# ---- accepted because Dapr accepts them -------------------------------------------------
+# (yaml, field path, message fragment, line): each loads in daprd (dapr/dapr
+# pkg/resiliency/resiliency.go), so Fusebox stores it and only warns.
+WARNINGS = [
+    pytest.param(
+        HEADER + "scopes: [checkout, order-processor, checkout]\n",
+        "scopes[2]", "app-id 'checkout' is listed twice (first at scopes[0])", 5,
+        id="duplicate-scope",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              targets:
+                apps:
+                  a: {}
+            """),
+        "spec.targets.apps.a", "not even the Default… ones", 8, id="target-without-policies",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              targets:
+                apps:
+                  a: {circuitBreakerCacheSize: 10}
+            """),
+        "spec.targets.apps.a", "this target uses no policy", 8, id="target-with-only-a-cache-size",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              policies:
+                retries: {r: {}}
+              targets:
+                apps:
+                  a: {retry: r, timeout: ""}
+            """),
+        "spec.targets.apps.a.timeout", "an empty policy name means no policy here", 10,
+        id="empty-policy-name",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              targets:
+                components:
+                  statestore: {}
+            """),
+        "spec.targets.components.statestore", "sets neither 'outbound' nor 'inbound'", 8,
+        id="component-without-direction",
+    ),
+    pytest.param(
+        _spec("""\
+            spec:
+              targets:
+                components:
+                  statestore: {inbound: {}}
+            """),
+        "spec.targets.components.statestore.inbound", "this target uses no policy", 8,
+        id="component-direction-without-policies",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "field_path", "fragment", "line"), WARNINGS)
+def test_suspicious_spec_is_accepted_with_a_warning_at_its_field_path_and_line(
+    text: str, field_path: str, fragment: str, line: int
+) -> None:
+    [document] = parse_documents(text, "test.yaml")
+    [warning] = document.warnings
+    assert (warning.field_path, warning.line, warning.source) == (field_path, line, "test.yaml")
+    assert warning.column >= 1 and warning.severity is Severity.WARNING
+    assert fragment in warning.message
+
+
+def test_duplicate_scope_still_scopes_the_spec_once() -> None:
+    [document] = parse_documents(HEADER + "scopes: [checkout, checkout]\n")
+    assert document.spec.scopes == ("checkout",)
+    assert document.spec.applies_to("checkout") and not document.spec.applies_to("other")
+
+
+def test_empty_entries_of_a_status_code_list_are_skipped_as_dapr_skips_them() -> None:
+    [document] = parse_documents(_spec("""\
+        spec:
+          policies:
+            retries:
+              r:
+                matching: {httpStatusCodes: "500,", gRPCStatusCodes: ",14,,"}
+        """))
+    retry = document.spec.retries["r"]
+    assert retry.http_status_codes == StatusCodes(((500, 500),))
+    assert retry.grpc_status_codes == StatusCodes(((14, 14),))
+    assert document.warnings == ()
+
+
+def test_a_cache_size_of_0_means_daprs_default() -> None:
+    [document] = parse_documents(_spec("""\
+        spec:
+          policies:
+            retries: {r: {}}
+            circuitBreakers: {cb: {}}
+          targets:
+            apps:
+              a: {retry: r, circuitBreakerCacheSize: 0}
+            actors:
+              Cart: {circuitBreaker: cb, circuitBreakerScope: id, circuitBreakerCacheSize: 0}
+        """))
+    assert document.spec.apps["a"].circuit_breaker_cache_size is None
+    assert document.spec.actors["Cart"].circuit_breaker_cache_size is None
+    assert document.warnings == ()
+
+
+def test_a_policy_name_is_kept_as_written_for_the_check_across_documents() -> None:
+    # Dapr's policies are global across documents: whether these names are
+    # defined is for fusebox.controlplane.resolve.check_documents to say.
+    [document] = parse_documents(_spec("""\
+        spec:
+          targets:
+            apps:
+              a: {retry: DaprBuiltInServiceRetries, timeout: definedElsewhere}
+        """))
+    target = document.spec.apps["a"]
+    assert (target.retry, target.timeout) == ("DaprBuiltInServiceRetries", "definedElsewhere")
+    assert document.warnings == ()
 
 
 def test_package_exports_are_sorted_and_importable() -> None:
