@@ -12,6 +12,7 @@ import grpc
 from google.protobuf import json_format, struct_pb2
 
 from fusebox.controlplane.audit import AuditAction
+from fusebox.controlplane.resolve import check_documents
 from fusebox.controlplane.server.engines.policy_hub import PolicyHub
 from fusebox.controlplane.server.logs import log_event
 from fusebox.controlplane.server.security.identity import principal
@@ -24,11 +25,13 @@ from fusebox.controlplane.server.wire_time import timestamp
 from fusebox.controlplane.spec import (
     MAX_SPEC_BYTES,
     ParsedDocument,
+    ResiliencySpec,
     SpecValidationError,
     Violation,
     parse_document_mapping,
     parse_documents,
 )
+from fusebox.controlplane.spec.errors import in_document_order
 from fusebox.controlplane.spec.model import DEFAULT_NAMESPACE
 from fusebox.controlplane.spec_store.base import (
     RevisionAction,
@@ -41,7 +44,7 @@ from fusebox.controlplane.spec_store.base import (
 )
 from fusebox.controlplane.store_errors import StoreUnavailable
 from fusebox.controlplane.wire_enums import REVISION_ACTION_TO_PB
-from fusebox.controlplane.wire_errors import violations_status
+from fusebox.controlplane.wire_errors import violation_to_proto, violations_status
 from fusebox.v1 import spec_pb2, spec_pb2_grpc
 
 log = logging.getLogger("fusebox.server.specs")
@@ -140,36 +143,75 @@ class SpecService(spec_pb2_grpc.SpecServiceServicer):
     def _parse(self, request: spec_pb2.ApplySpecRequest) -> list[ParsedDocument]:
         source = request.source_name or "<request>"
         which = request.WhichOneof("source")
+        if request.files:
+            if which is not None:
+                raise SpecValidationError([Violation(
+                    source, 0, 0, "files", f"`files` cannot be combined with `{which}`"
+                )])
+            return _parse_texts([(f.source_name or "<request>", f.yaml) for f in request.files])
         if which == "yaml":
-            if len(request.yaml.encode()) > MAX_SPEC_BYTES:
-                raise SpecValidationError(
-                    [
-                        Violation(
-                            source, 0, 0, "",
-                            f"spec is larger than the {MAX_SPEC_BYTES} bytes accepted",
-                        )
-                    ]
-                )
-            return parse_documents(request.yaml, source)
+            return _parse_texts([(source, request.yaml)])
         if which == "document":
             document = _integral_numbers(json_format.MessageToDict(request.document))
             return [parse_document_mapping(document, source)]
         raise SpecValidationError(
-            [Violation(source, 0, 0, "source", "one of `yaml` or `document` is required")]
+            [Violation(source, 0, 0, "source", "one of `yaml`, `document` or `files` is required")]
         )
+
+    async def _stored_specs(self, namespaces: set[str]) -> list[ResiliencySpec]:
+        """The specs stored in ``namespaces``: what new documents are checked against."""
+        specs: list[ResiliencySpec] = []
+        for namespace in sorted(namespaces):
+            stored, _ = await self._store.list(namespace)
+            for spec in stored:
+                try:
+                    specs.append(parse_document_mapping(
+                        dict(spec.document), f"{spec.namespace}/{spec.name}@{spec.revision}"
+                    ).spec)
+                except SpecValidationError:
+                    continue  # stored before a stricter validator: the PolicyHub ignores it too
+        return specs
+
+    async def _check(
+        self, documents: list[ParsedDocument], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> list[Violation]:
+        """The warnings of ``documents`` applied together over the stored specs of
+        their namespaces; raises SpecValidationError when there is an error.
+
+        Checked before the write, not atomically with it: a concurrent apply in
+        between is checked against the specs as they were.
+        """
+        namespaces = {d.spec.namespace for d in documents}
+        stored = await self._guard(context, lambda: self._stored_specs(namespaces))
+        found = check_documents(documents, stored)
+        warnings = in_document_order(
+            [*(w for d in documents for w in d.warnings), *(v for v in found if v.is_warning)]
+        )
+        errors = [v for v in found if not v.is_warning]
+        if errors:
+            raise SpecValidationError(errors, warnings)
+        return warnings
+
+    async def _validated(
+        self, request: spec_pb2.ApplySpecRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> tuple[list[ParsedDocument], list[Violation]]:
+        """The documents of an apply and their warnings; aborts on any error."""
+        try:
+            documents = self._parse(request)
+            warnings = await self._check(documents, context) if documents else []
+        except SpecValidationError as e:
+            log_event(log, logging.INFO, "spec rejected", source=_source_names(request),
+                      errors=len(e.violations), warnings=len(e.warnings))
+            await context.abort_with_status(violations_status(e.violations, e.warnings))
+            raise AssertionError("unreachable") from e
+        return documents, warnings
 
     # -- RPCs ----------------------------------------------------------------
 
     async def ApplySpec(
         self, request: spec_pb2.ApplySpecRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> spec_pb2.ApplySpecResponse:
-        try:
-            documents = self._parse(request)
-        except SpecValidationError as e:
-            log_event(log, logging.INFO, "spec rejected", source=request.source_name,
-                      errors=len(e.violations))
-            await context.abort_with_status(violations_status(e.violations))
-            raise AssertionError("unreachable") from e
+        documents, warnings = await self._validated(request, context)
         if not documents:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
                          "no Resiliency document found in the input")
@@ -190,25 +232,29 @@ class SpecService(spec_pb2_grpc.SpecServiceServicer):
             applied = [
                 await self._guard(context, functools.partial(self._dry_run, w)) for w in writes
             ]
-            return spec_pb2.ApplySpecResponse(specs=applied)
+            return spec_pb2.ApplySpecResponse(
+                specs=applied, warnings=[violation_to_proto(w) for w in warnings]
+            )
         before = [await self._guard(context, functools.partial(self._live, w.namespace, w.name))
                   for w in writes]
         results = await self._guard(context, lambda: self._store.apply(writes))
         for r, w, (previous, previous_digest) in zip(results, writes, before, strict=True):
             log_event(log, logging.INFO, "spec applied" if r.changed else "spec unchanged",
-                      namespace=r.namespace, name=r.name, revision=r.revision)
+                      namespace=r.namespace, name=r.name, revision=r.revision,
+                      warnings=len(warnings))
             if r.changed:
                 await self._audit.record(spec_entry(
                     principal(context), AuditAction.SPEC_APPLY, r.namespace, r.name,
                     describe_spec(previous, previous_digest), describe_spec(r.revision, w.digest),
-                    detail=f"source {request.source_name or '<request>'}",
+                    detail=f"source {_source_names(request)}",
                 ))
         return spec_pb2.ApplySpecResponse(
             specs=[
                 spec_pb2.AppliedSpec(namespace=r.namespace, name=r.name, revision=r.revision,
                                      changed=r.changed)
                 for r in results
-            ]
+            ],
+            warnings=[violation_to_proto(w) for w in warnings],
         )
 
     async def _dry_run(self, write: SpecWrite) -> spec_pb2.AppliedSpec:
@@ -306,11 +352,15 @@ class SpecService(spec_pb2_grpc.SpecServiceServicer):
                 f"{what}; revisions with content: {with_content}",
             )
         try:
-            # Re-validate: the old content must still be a valid spec today.
-            parse_document_mapping(dict(target.document), f"{namespace}/{request.name}"
-                                   f"@{target.revision}")
+            # Re-validate: the old content must still be a valid spec today,
+            # with the other documents of the namespace as they are now.
+            restored = parse_document_mapping(
+                dict(target.document), f"{namespace}/{request.name}@{target.revision}"
+            )
+            warnings = await self._check([restored], context)
         except SpecValidationError as e:
-            await context.abort_with_status(violations_status(e.violations))
+            await context.abort_with_status(violations_status(e.violations, e.warnings))
+            raise AssertionError("unreachable") from e
         expected = request.expected_revision if request.HasField("expected_revision") else None
         write = SpecWrite(
             namespace=namespace, name=request.name, yaml=target.yaml, document=target.document,
@@ -332,7 +382,8 @@ class SpecService(spec_pb2_grpc.SpecServiceServicer):
             ))
         return spec_pb2.RollbackSpecResponse(
             spec=spec_pb2.AppliedSpec(namespace=namespace, name=request.name,
-                                      revision=result.revision, changed=result.changed)
+                                      revision=result.revision, changed=result.changed),
+            warnings=[violation_to_proto(w) for w in warnings],
         )
 
     async def ResolvePolicies(
@@ -345,3 +396,35 @@ class SpecService(spec_pb2_grpc.SpecServiceServicer):
             context, lambda: self._hub.resolve(_namespace(request.namespace), request.app_id)
         )
         return spec_pb2.ResolvePoliciesResponse(policies=resolved)
+
+
+def _source_names(request: spec_pb2.ApplySpecRequest) -> str:
+    """What the apply was read from, for logs and the audit log."""
+    if request.files:
+        return ", ".join(f.source_name or "<request>" for f in request.files)
+    return request.source_name or "<request>"
+
+
+def _parse_texts(texts: list[tuple[str, str]]) -> list[ParsedDocument]:
+    """Every document of every (source, YAML text); one SpecValidationError with
+    the errors (and warnings) of all of them when any has an error."""
+    documents: list[ParsedDocument] = []
+    errors: list[Violation] = []
+    warnings: list[Violation] = []
+    for source, text in texts:
+        if len(text.encode()) > MAX_SPEC_BYTES:
+            errors.append(Violation(
+                source, 0, 0, "", f"spec is larger than the {MAX_SPEC_BYTES} bytes accepted"
+            ))
+            continue
+        try:
+            parsed = parse_documents(text, source)
+        except SpecValidationError as e:
+            errors.extend(e.violations)
+            warnings.extend(e.warnings)
+            continue
+        documents.extend(parsed)
+        warnings.extend(w for d in parsed for w in d.warnings)
+    if errors:
+        raise SpecValidationError(errors, warnings)
+    return documents

@@ -27,53 +27,57 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from fusebox.v1 import policy_pb2 as fusebox_dot_v1_dot_policy__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66usebox/v1/spec.proto\x12\nfusebox.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17\x66usebox/v1/policy.proto\"\xb3\x01\n\x04Spec\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x0c\n\x04yaml\x18\x04 \x01(\t\x12)\n\x08\x64ocument\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x64igest\x18\x07 \x01(\t\"\xb3\x01\n\x0cSpecRevision\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12*\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x1a.fusebox.v1.RevisionAction\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x64igest\x18\x04 \x01(\t\x12\x0c\n\x04yaml\x18\x05 \x01(\t\x12\x16\n\x0erolled_back_to\x18\x06 \x01(\x03\"b\n\rSpecViolation\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0c\n\x04line\x18\x02 \x01(\x05\x12\x0e\n\x06\x63olumn\x18\x03 \x01(\x05\x12\x12\n\nfield_path\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"?\n\x0eSpecViolations\x12-\n\nviolations\x18\x01 \x03(\x0b\x32\x19.fusebox.v1.SpecViolation\"\xb5\x01\n\x10\x41pplySpecRequest\x12\x0e\n\x04yaml\x18\x01 \x01(\tH\x00\x12+\n\x08\x64ocument\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructH\x00\x12\x13\n\x0bsource_name\x18\x03 \x01(\t\x12\x1e\n\x11\x65xpected_revision\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12\x0f\n\x07\x64ry_run\x18\x05 \x01(\x08\x42\x08\n\x06sourceB\x14\n\x12_expected_revision\"Q\n\x0b\x41ppliedSpec\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x0f\n\x07\x63hanged\x18\x04 \x01(\x08\";\n\x11\x41pplySpecResponse\x12&\n\x05specs\x18\x01 \x03(\x0b\x32\x17.fusebox.v1.AppliedSpec\"C\n\x0eGetSpecRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x03\"1\n\x0fGetSpecResponse\x12\x1e\n\x04spec\x18\x01 \x01(\x0b\x32\x10.fusebox.v1.Spec\"%\n\x10ListSpecsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\"L\n\x11ListSpecsResponse\x12\x1f\n\x05specs\x18\x01 \x03(\x0b\x32\x10.fusebox.v1.Spec\x12\x16\n\x0estore_revision\x18\x02 \x01(\x03\"j\n\x11\x44\x65leteSpecRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x1e\n\x11\x65xpected_revision\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x14\n\x12_expected_revision\"&\n\x12\x44\x65leteSpecResponse\x12\x10\n\x08revision\x18\x01 \x01(\x03\";\n\x18ListSpecRevisionsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"H\n\x19ListSpecRevisionsResponse\x12+\n\trevisions\x18\x01 \x03(\x0b\x32\x18.fusebox.v1.SpecRevision\"\x81\x01\n\x13RollbackSpecRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bto_revision\x18\x03 \x01(\x03\x12\x1e\n\x11\x65xpected_revision\x18\x04 \x01(\x03H\x00\x88\x01\x01\x42\x14\n\x12_expected_revision\"=\n\x14RollbackSpecResponse\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.fusebox.v1.AppliedSpec\";\n\x16ResolvePoliciesRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\"I\n\x17ResolvePoliciesResponse\x12.\n\x08policies\x18\x01 \x01(\x0b\x32\x1c.fusebox.v1.ResolvedPolicies*\x86\x01\n\x0eRevisionAction\x12\x1f\n\x1bREVISION_ACTION_UNSPECIFIED\x10\x00\x12\x19\n\x15REVISION_ACTION_APPLY\x10\x01\x12\x1a\n\x16REVISION_ACTION_DELETE\x10\x02\x12\x1c\n\x18REVISION_ACTION_ROLLBACK\x10\x03\x32\xc3\x04\n\x0bSpecService\x12H\n\tApplySpec\x12\x1c.fusebox.v1.ApplySpecRequest\x1a\x1d.fusebox.v1.ApplySpecResponse\x12\x42\n\x07GetSpec\x12\x1a.fusebox.v1.GetSpecRequest\x1a\x1b.fusebox.v1.GetSpecResponse\x12H\n\tListSpecs\x12\x1c.fusebox.v1.ListSpecsRequest\x1a\x1d.fusebox.v1.ListSpecsResponse\x12K\n\nDeleteSpec\x12\x1d.fusebox.v1.DeleteSpecRequest\x1a\x1e.fusebox.v1.DeleteSpecResponse\x12`\n\x11ListSpecRevisions\x12$.fusebox.v1.ListSpecRevisionsRequest\x1a%.fusebox.v1.ListSpecRevisionsResponse\x12Q\n\x0cRollbackSpec\x12\x1f.fusebox.v1.RollbackSpecRequest\x1a .fusebox.v1.RollbackSpecResponse\x12Z\n\x0fResolvePolicies\x12\".fusebox.v1.ResolvePoliciesRequest\x1a#.fusebox.v1.ResolvePoliciesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66usebox/v1/spec.proto\x12\nfusebox.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17\x66usebox/v1/policy.proto\"\xb3\x01\n\x04Spec\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x0c\n\x04yaml\x18\x04 \x01(\t\x12)\n\x08\x64ocument\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x64igest\x18\x07 \x01(\t\"\xb3\x01\n\x0cSpecRevision\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12*\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x1a.fusebox.v1.RevisionAction\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x64igest\x18\x04 \x01(\t\x12\x0c\n\x04yaml\x18\x05 \x01(\t\x12\x16\n\x0erolled_back_to\x18\x06 \x01(\x03\"\x93\x01\n\rSpecViolation\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0c\n\x04line\x18\x02 \x01(\x05\x12\x0e\n\x06\x63olumn\x18\x03 \x01(\x05\x12\x12\n\nfield_path\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12/\n\x08severity\x18\x06 \x01(\x0e\x32\x1d.fusebox.v1.ViolationSeverity\"?\n\x0eSpecViolations\x12-\n\nviolations\x18\x01 \x03(\x0b\x32\x19.fusebox.v1.SpecViolation\"-\n\x08SpecFile\x12\x0c\n\x04yaml\x18\x01 \x01(\t\x12\x13\n\x0bsource_name\x18\x02 \x01(\t\"\xda\x01\n\x10\x41pplySpecRequest\x12\x0e\n\x04yaml\x18\x01 \x01(\tH\x00\x12+\n\x08\x64ocument\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructH\x00\x12\x13\n\x0bsource_name\x18\x03 \x01(\t\x12\x1e\n\x11\x65xpected_revision\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12\x0f\n\x07\x64ry_run\x18\x05 \x01(\x08\x12#\n\x05\x66iles\x18\x06 \x03(\x0b\x32\x14.fusebox.v1.SpecFileB\x08\n\x06sourceB\x14\n\x12_expected_revision\"Q\n\x0b\x41ppliedSpec\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x0f\n\x07\x63hanged\x18\x04 \x01(\x08\"h\n\x11\x41pplySpecResponse\x12&\n\x05specs\x18\x01 \x03(\x0b\x32\x17.fusebox.v1.AppliedSpec\x12+\n\x08warnings\x18\x02 \x03(\x0b\x32\x19.fusebox.v1.SpecViolation\"C\n\x0eGetSpecRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x03\"1\n\x0fGetSpecResponse\x12\x1e\n\x04spec\x18\x01 \x01(\x0b\x32\x10.fusebox.v1.Spec\"%\n\x10ListSpecsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\"L\n\x11ListSpecsResponse\x12\x1f\n\x05specs\x18\x01 \x03(\x0b\x32\x10.fusebox.v1.Spec\x12\x16\n\x0estore_revision\x18\x02 \x01(\x03\"j\n\x11\x44\x65leteSpecRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x1e\n\x11\x65xpected_revision\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x14\n\x12_expected_revision\"&\n\x12\x44\x65leteSpecResponse\x12\x10\n\x08revision\x18\x01 \x01(\x03\";\n\x18ListSpecRevisionsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"H\n\x19ListSpecRevisionsResponse\x12+\n\trevisions\x18\x01 \x03(\x0b\x32\x18.fusebox.v1.SpecRevision\"\x81\x01\n\x13RollbackSpecRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bto_revision\x18\x03 \x01(\x03\x12\x1e\n\x11\x65xpected_revision\x18\x04 \x01(\x03H\x00\x88\x01\x01\x42\x14\n\x12_expected_revision\"j\n\x14RollbackSpecResponse\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.fusebox.v1.AppliedSpec\x12+\n\x08warnings\x18\x02 \x03(\x0b\x32\x19.fusebox.v1.SpecViolation\";\n\x16ResolvePoliciesRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\"I\n\x17ResolvePoliciesResponse\x12.\n\x08policies\x18\x01 \x01(\x0b\x32\x1c.fusebox.v1.ResolvedPolicies*\x86\x01\n\x0eRevisionAction\x12\x1f\n\x1bREVISION_ACTION_UNSPECIFIED\x10\x00\x12\x19\n\x15REVISION_ACTION_APPLY\x10\x01\x12\x1a\n\x16REVISION_ACTION_DELETE\x10\x02\x12\x1c\n\x18REVISION_ACTION_ROLLBACK\x10\x03*u\n\x11ViolationSeverity\x12\"\n\x1eVIOLATION_SEVERITY_UNSPECIFIED\x10\x00\x12\x1c\n\x18VIOLATION_SEVERITY_ERROR\x10\x01\x12\x1e\n\x1aVIOLATION_SEVERITY_WARNING\x10\x02\x32\xc3\x04\n\x0bSpecService\x12H\n\tApplySpec\x12\x1c.fusebox.v1.ApplySpecRequest\x1a\x1d.fusebox.v1.ApplySpecResponse\x12\x42\n\x07GetSpec\x12\x1a.fusebox.v1.GetSpecRequest\x1a\x1b.fusebox.v1.GetSpecResponse\x12H\n\tListSpecs\x12\x1c.fusebox.v1.ListSpecsRequest\x1a\x1d.fusebox.v1.ListSpecsResponse\x12K\n\nDeleteSpec\x12\x1d.fusebox.v1.DeleteSpecRequest\x1a\x1e.fusebox.v1.DeleteSpecResponse\x12`\n\x11ListSpecRevisions\x12$.fusebox.v1.ListSpecRevisionsRequest\x1a%.fusebox.v1.ListSpecRevisionsResponse\x12Q\n\x0cRollbackSpec\x12\x1f.fusebox.v1.RollbackSpecRequest\x1a .fusebox.v1.RollbackSpecResponse\x12Z\n\x0fResolvePolicies\x12\".fusebox.v1.ResolvePoliciesRequest\x1a#.fusebox.v1.ResolvePoliciesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fusebox.v1.spec_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REVISIONACTION']._serialized_start=1834
-  _globals['_REVISIONACTION']._serialized_end=1968
+  _globals['_REVISIONACTION']._serialized_start=2058
+  _globals['_REVISIONACTION']._serialized_end=2192
+  _globals['_VIOLATIONSEVERITY']._serialized_start=2194
+  _globals['_VIOLATIONSEVERITY']._serialized_end=2311
   _globals['_SPEC']._serialized_start=126
   _globals['_SPEC']._serialized_end=305
   _globals['_SPECREVISION']._serialized_start=308
   _globals['_SPECREVISION']._serialized_end=487
-  _globals['_SPECVIOLATION']._serialized_start=489
-  _globals['_SPECVIOLATION']._serialized_end=587
-  _globals['_SPECVIOLATIONS']._serialized_start=589
-  _globals['_SPECVIOLATIONS']._serialized_end=652
-  _globals['_APPLYSPECREQUEST']._serialized_start=655
-  _globals['_APPLYSPECREQUEST']._serialized_end=836
-  _globals['_APPLIEDSPEC']._serialized_start=838
-  _globals['_APPLIEDSPEC']._serialized_end=919
-  _globals['_APPLYSPECRESPONSE']._serialized_start=921
-  _globals['_APPLYSPECRESPONSE']._serialized_end=980
-  _globals['_GETSPECREQUEST']._serialized_start=982
-  _globals['_GETSPECREQUEST']._serialized_end=1049
-  _globals['_GETSPECRESPONSE']._serialized_start=1051
-  _globals['_GETSPECRESPONSE']._serialized_end=1100
-  _globals['_LISTSPECSREQUEST']._serialized_start=1102
-  _globals['_LISTSPECSREQUEST']._serialized_end=1139
-  _globals['_LISTSPECSRESPONSE']._serialized_start=1141
-  _globals['_LISTSPECSRESPONSE']._serialized_end=1217
-  _globals['_DELETESPECREQUEST']._serialized_start=1219
-  _globals['_DELETESPECREQUEST']._serialized_end=1325
-  _globals['_DELETESPECRESPONSE']._serialized_start=1327
-  _globals['_DELETESPECRESPONSE']._serialized_end=1365
-  _globals['_LISTSPECREVISIONSREQUEST']._serialized_start=1367
-  _globals['_LISTSPECREVISIONSREQUEST']._serialized_end=1426
-  _globals['_LISTSPECREVISIONSRESPONSE']._serialized_start=1428
-  _globals['_LISTSPECREVISIONSRESPONSE']._serialized_end=1500
-  _globals['_ROLLBACKSPECREQUEST']._serialized_start=1503
-  _globals['_ROLLBACKSPECREQUEST']._serialized_end=1632
-  _globals['_ROLLBACKSPECRESPONSE']._serialized_start=1634
-  _globals['_ROLLBACKSPECRESPONSE']._serialized_end=1695
-  _globals['_RESOLVEPOLICIESREQUEST']._serialized_start=1697
-  _globals['_RESOLVEPOLICIESREQUEST']._serialized_end=1756
-  _globals['_RESOLVEPOLICIESRESPONSE']._serialized_start=1758
-  _globals['_RESOLVEPOLICIESRESPONSE']._serialized_end=1831
-  _globals['_SPECSERVICE']._serialized_start=1971
-  _globals['_SPECSERVICE']._serialized_end=2550
+  _globals['_SPECVIOLATION']._serialized_start=490
+  _globals['_SPECVIOLATION']._serialized_end=637
+  _globals['_SPECVIOLATIONS']._serialized_start=639
+  _globals['_SPECVIOLATIONS']._serialized_end=702
+  _globals['_SPECFILE']._serialized_start=704
+  _globals['_SPECFILE']._serialized_end=749
+  _globals['_APPLYSPECREQUEST']._serialized_start=752
+  _globals['_APPLYSPECREQUEST']._serialized_end=970
+  _globals['_APPLIEDSPEC']._serialized_start=972
+  _globals['_APPLIEDSPEC']._serialized_end=1053
+  _globals['_APPLYSPECRESPONSE']._serialized_start=1055
+  _globals['_APPLYSPECRESPONSE']._serialized_end=1159
+  _globals['_GETSPECREQUEST']._serialized_start=1161
+  _globals['_GETSPECREQUEST']._serialized_end=1228
+  _globals['_GETSPECRESPONSE']._serialized_start=1230
+  _globals['_GETSPECRESPONSE']._serialized_end=1279
+  _globals['_LISTSPECSREQUEST']._serialized_start=1281
+  _globals['_LISTSPECSREQUEST']._serialized_end=1318
+  _globals['_LISTSPECSRESPONSE']._serialized_start=1320
+  _globals['_LISTSPECSRESPONSE']._serialized_end=1396
+  _globals['_DELETESPECREQUEST']._serialized_start=1398
+  _globals['_DELETESPECREQUEST']._serialized_end=1504
+  _globals['_DELETESPECRESPONSE']._serialized_start=1506
+  _globals['_DELETESPECRESPONSE']._serialized_end=1544
+  _globals['_LISTSPECREVISIONSREQUEST']._serialized_start=1546
+  _globals['_LISTSPECREVISIONSREQUEST']._serialized_end=1605
+  _globals['_LISTSPECREVISIONSRESPONSE']._serialized_start=1607
+  _globals['_LISTSPECREVISIONSRESPONSE']._serialized_end=1679
+  _globals['_ROLLBACKSPECREQUEST']._serialized_start=1682
+  _globals['_ROLLBACKSPECREQUEST']._serialized_end=1811
+  _globals['_ROLLBACKSPECRESPONSE']._serialized_start=1813
+  _globals['_ROLLBACKSPECRESPONSE']._serialized_end=1919
+  _globals['_RESOLVEPOLICIESREQUEST']._serialized_start=1921
+  _globals['_RESOLVEPOLICIESREQUEST']._serialized_end=1980
+  _globals['_RESOLVEPOLICIESRESPONSE']._serialized_start=1982
+  _globals['_RESOLVEPOLICIESRESPONSE']._serialized_end=2055
+  _globals['_SPECSERVICE']._serialized_start=2314
+  _globals['_SPECSERVICE']._serialized_end=2893
 # @@protoc_insertion_point(module_scope)

@@ -18,10 +18,19 @@ class RevisionAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REVISION_ACTION_APPLY: _ClassVar[RevisionAction]
     REVISION_ACTION_DELETE: _ClassVar[RevisionAction]
     REVISION_ACTION_ROLLBACK: _ClassVar[RevisionAction]
+
+class ViolationSeverity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VIOLATION_SEVERITY_UNSPECIFIED: _ClassVar[ViolationSeverity]
+    VIOLATION_SEVERITY_ERROR: _ClassVar[ViolationSeverity]
+    VIOLATION_SEVERITY_WARNING: _ClassVar[ViolationSeverity]
 REVISION_ACTION_UNSPECIFIED: RevisionAction
 REVISION_ACTION_APPLY: RevisionAction
 REVISION_ACTION_DELETE: RevisionAction
 REVISION_ACTION_ROLLBACK: RevisionAction
+VIOLATION_SEVERITY_UNSPECIFIED: ViolationSeverity
+VIOLATION_SEVERITY_ERROR: ViolationSeverity
+VIOLATION_SEVERITY_WARNING: ViolationSeverity
 
 class Spec(_message.Message):
     __slots__ = ("namespace", "name", "revision", "yaml", "document", "update_time", "digest")
@@ -58,18 +67,20 @@ class SpecRevision(_message.Message):
     def __init__(self, revision: _Optional[int] = ..., action: _Optional[_Union[RevisionAction, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., digest: _Optional[str] = ..., yaml: _Optional[str] = ..., rolled_back_to: _Optional[int] = ...) -> None: ...
 
 class SpecViolation(_message.Message):
-    __slots__ = ("source", "line", "column", "field_path", "message")
+    __slots__ = ("source", "line", "column", "field_path", "message", "severity")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     LINE_FIELD_NUMBER: _ClassVar[int]
     COLUMN_FIELD_NUMBER: _ClassVar[int]
     FIELD_PATH_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
     source: str
     line: int
     column: int
     field_path: str
     message: str
-    def __init__(self, source: _Optional[str] = ..., line: _Optional[int] = ..., column: _Optional[int] = ..., field_path: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+    severity: ViolationSeverity
+    def __init__(self, source: _Optional[str] = ..., line: _Optional[int] = ..., column: _Optional[int] = ..., field_path: _Optional[str] = ..., message: _Optional[str] = ..., severity: _Optional[_Union[ViolationSeverity, str]] = ...) -> None: ...
 
 class SpecViolations(_message.Message):
     __slots__ = ("violations",)
@@ -77,19 +88,29 @@ class SpecViolations(_message.Message):
     violations: _containers.RepeatedCompositeFieldContainer[SpecViolation]
     def __init__(self, violations: _Optional[_Iterable[_Union[SpecViolation, _Mapping]]] = ...) -> None: ...
 
+class SpecFile(_message.Message):
+    __slots__ = ("yaml", "source_name")
+    YAML_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    yaml: str
+    source_name: str
+    def __init__(self, yaml: _Optional[str] = ..., source_name: _Optional[str] = ...) -> None: ...
+
 class ApplySpecRequest(_message.Message):
-    __slots__ = ("yaml", "document", "source_name", "expected_revision", "dry_run")
+    __slots__ = ("yaml", "document", "source_name", "expected_revision", "dry_run", "files")
     YAML_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_FIELD_NUMBER: _ClassVar[int]
     SOURCE_NAME_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_REVISION_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
     yaml: str
     document: _struct_pb2.Struct
     source_name: str
     expected_revision: int
     dry_run: bool
-    def __init__(self, yaml: _Optional[str] = ..., document: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., source_name: _Optional[str] = ..., expected_revision: _Optional[int] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+    files: _containers.RepeatedCompositeFieldContainer[SpecFile]
+    def __init__(self, yaml: _Optional[str] = ..., document: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., source_name: _Optional[str] = ..., expected_revision: _Optional[int] = ..., dry_run: _Optional[bool] = ..., files: _Optional[_Iterable[_Union[SpecFile, _Mapping]]] = ...) -> None: ...
 
 class AppliedSpec(_message.Message):
     __slots__ = ("namespace", "name", "revision", "changed")
@@ -104,10 +125,12 @@ class AppliedSpec(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., revision: _Optional[int] = ..., changed: _Optional[bool] = ...) -> None: ...
 
 class ApplySpecResponse(_message.Message):
-    __slots__ = ("specs",)
+    __slots__ = ("specs", "warnings")
     SPECS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     specs: _containers.RepeatedCompositeFieldContainer[AppliedSpec]
-    def __init__(self, specs: _Optional[_Iterable[_Union[AppliedSpec, _Mapping]]] = ...) -> None: ...
+    warnings: _containers.RepeatedCompositeFieldContainer[SpecViolation]
+    def __init__(self, specs: _Optional[_Iterable[_Union[AppliedSpec, _Mapping]]] = ..., warnings: _Optional[_Iterable[_Union[SpecViolation, _Mapping]]] = ...) -> None: ...
 
 class GetSpecRequest(_message.Message):
     __slots__ = ("namespace", "name", "revision")
@@ -182,10 +205,12 @@ class RollbackSpecRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., to_revision: _Optional[int] = ..., expected_revision: _Optional[int] = ...) -> None: ...
 
 class RollbackSpecResponse(_message.Message):
-    __slots__ = ("spec",)
+    __slots__ = ("spec", "warnings")
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     spec: AppliedSpec
-    def __init__(self, spec: _Optional[_Union[AppliedSpec, _Mapping]] = ...) -> None: ...
+    warnings: _containers.RepeatedCompositeFieldContainer[SpecViolation]
+    def __init__(self, spec: _Optional[_Union[AppliedSpec, _Mapping]] = ..., warnings: _Optional[_Iterable[_Union[SpecViolation, _Mapping]]] = ...) -> None: ...
 
 class ResolvePoliciesRequest(_message.Message):
     __slots__ = ("namespace", "app_id")

@@ -77,10 +77,13 @@ class SpecServiceServicer:
     """
 
     def ApplySpec(self, request, context):
-        """Validates and stores one or more documents (a multi-document YAML file).
-        All documents are validated first; if any is invalid nothing is stored and
-        the call fails with INVALID_ARGUMENT carrying a SpecViolations detail.
-        A revision mismatch fails with ABORTED and stores nothing.
+        """Validates and stores one or more documents (a multi-document YAML file,
+        or several files applied together). All documents are validated first,
+        together with the stored documents of their namespaces (a target may name
+        a policy another document defines, as in Dapr); if any has an error
+        nothing is stored and the call fails with INVALID_ARGUMENT carrying a
+        SpecViolations detail. Warnings (suspicious but accepted input) come back
+        in the response. A revision mismatch fails with ABORTED and stores nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

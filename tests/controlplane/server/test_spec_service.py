@@ -53,19 +53,34 @@ async def test_reapplying_identical_content_is_a_noop(specs: Stub) -> None:
 
 async def test_invalid_spec_lists_every_error_and_stores_nothing(specs: Stub) -> None:
     bad = SEED.replace("timeout: 5s", "timeout: 5 seconds").replace(
-        "retry: retryForever", "retry: retryForevr"
+        "maxRequests: 1", "maxRequests: -1"
     )
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await apply(specs, bad)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     violations = violations_from_rpc_error(info.value)
-    paths = {v.field_path for v in violations}
-    assert "spec.policies.circuitBreakers.simpleCB.timeout" in paths
-    assert "spec.targets.apps.order-processor.retry" in paths
+    assert {v.field_path for v in violations} == {
+        "spec.policies.circuitBreakers.simpleCB.timeout",
+        "spec.policies.circuitBreakers.simpleCB.maxRequests",
+    }
     assert all(v.source == "resiliency.yaml" and v.line > 0 for v in violations)
-    assert "retryForever" in info.value.details()  # the did-you-mean reaches plain clients
     listed = await specs.ListSpecs(spec_pb2.ListSpecsRequest())
     assert list(listed.specs) == []
+
+
+async def test_policy_names_are_checked_once_every_document_reads(specs: Stub) -> None:
+    # A broken document may define the policies the others name, so names are
+    # checked (across documents) once the documents themselves are valid.
+    typo = SEED.replace("retry: retryForever", "retry: retryForevr")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await apply(specs, typo.replace("timeout: 5s", "timeout: 5 seconds"))
+    [structural] = violations_from_rpc_error(info.value)
+    assert structural.field_path == "spec.policies.circuitBreakers.simpleCB.timeout"
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await apply(specs, typo)
+    [name] = violations_from_rpc_error(info.value)
+    assert (name.field_path, name.line) == ("spec.targets.apps.order-processor.retry", 25)
+    assert "retryForever" in info.value.details()  # the did-you-mean reaches plain clients
 
 
 async def test_multi_document_apply_is_all_or_nothing(specs: Stub) -> None:
@@ -194,3 +209,174 @@ async def test_health_and_reflection(channel: grpc.aio.Channel) -> None:
     await call.done_writing()
     names = {s.name for s in answer.list_services_response.service}
     assert {"fusebox.v1.SpecService", "fusebox.v1.AgentService", "grpc.health.v1.Health"} <= names
+
+
+# ---- documents Dapr accepts: applied, warned about, resolved as daprd would -------------------
+
+HEADER = "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\n"
+TARGETS = HEADER + """\
+metadata: {name: targets}
+spec:
+  targets:
+    apps:
+      order-processor: {retry: retryForever, circuitBreaker: simpleCB}
+"""
+POLICIES = HEADER + """\
+metadata: {name: policies}
+spec:
+  policies:
+    retries:
+      retryForever: {duration: 5s, maxRetries: -1}
+    circuitBreakers:
+      simpleCB: {maxRequests: 1, timeout: 5s, trip: consecutiveFailures >= 5}
+"""
+
+
+async def resolved_target(specs: Stub, app_id: str, name: str) -> policy_pb2.TargetPolicy:
+    resolved = await specs.ResolvePolicies(spec_pb2.ResolvePoliciesRequest(app_id=app_id))
+    (target,) = [t for t in resolved.policies.targets if t.name == name]
+    return target
+
+
+def files(*named: tuple[str, str]) -> list[spec_pb2.SpecFile]:
+    return [spec_pb2.SpecFile(source_name=name, yaml=text) for name, text in named]
+
+
+async def test_files_applied_together_may_name_each_others_policies(specs: Stub) -> None:
+    applied = await specs.ApplySpec(spec_pb2.ApplySpecRequest(
+        files=files(("targets.yaml", TARGETS), ("policies.yaml", POLICIES))
+    ))
+    assert sorted(s.name for s in applied.specs) == ["policies", "targets"]
+    assert list(applied.warnings) == []
+    target = await resolved_target(specs, "checkout", "order-processor")
+    assert (target.retry.name, target.circuit_breaker.name) == ("retryForever", "simpleCB")
+    assert target.spec_name == "targets"
+
+
+async def test_a_target_may_name_a_policy_of_a_stored_document(specs: Stub) -> None:
+    await apply(specs, POLICIES)
+    applied = await apply(specs, TARGETS)
+    assert applied.specs[0].changed and list(applied.warnings) == []
+    target = await resolved_target(specs, "checkout", "order-processor")
+    assert target.retry.max_retries == -1
+
+
+async def test_a_policy_defined_nowhere_is_refused_with_its_line_and_nothing_is_stored(
+    specs: Stub,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await apply(specs, TARGETS)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    violations = violations_from_rpc_error(info.value)
+    assert [(v.field_path, v.line, v.severity) for v in violations] == [
+        ("spec.targets.apps.order-processor.retry", 7, spec_pb2.VIOLATION_SEVERITY_ERROR),
+        ("spec.targets.apps.order-processor.circuitBreaker", 7,
+         spec_pb2.VIOLATION_SEVERITY_ERROR),
+    ]
+    assert "is not defined in any Resiliency document of namespace 'default'" in (
+        violations[0].message
+    )
+    assert list((await specs.ListSpecs(spec_pb2.ListSpecsRequest())).specs) == []
+
+
+async def test_files_applied_together_are_stored_all_or_nothing(specs: Stub) -> None:
+    broken = POLICIES.replace("5s, maxRetries", "5 parsecs, maxRetries")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await specs.ApplySpec(spec_pb2.ApplySpecRequest(
+            files=files(("targets.yaml", TARGETS), ("policies.yaml", broken))
+        ))
+    [violation] = violations_from_rpc_error(info.value)
+    assert (violation.source, violation.line) == ("policies.yaml", 7)
+    assert list((await specs.ListSpecs(spec_pb2.ListSpecsRequest())).specs) == []
+
+
+async def test_warnings_come_back_with_line_and_path_and_the_spec_is_stored(specs: Stub) -> None:
+    twice = SEED.replace("scopes:\n  - checkout\n", "scopes:\n  - checkout\n  - checkout\n")
+    assert twice != SEED
+    for dry_run in (True, False):
+        applied = await apply(specs, twice, dry_run=dry_run)
+        [warning] = applied.warnings
+        assert warning.severity == spec_pb2.VIOLATION_SEVERITY_WARNING
+        assert (warning.source, warning.field_path) == ("resiliency.yaml", "scopes[1]")
+        assert (warning.line, warning.column) == (7, 5)
+        assert "listed twice" in warning.message
+    assert (await specs.GetSpec(spec_pb2.GetSpecRequest(name="myresiliency"))).spec.revision == 1
+    target = await resolved_target(specs, "checkout", "order-processor")
+    assert target.retry.name == "retryForever"
+
+
+async def test_a_refusal_carries_the_warnings_found_beside_the_errors(specs: Stub) -> None:
+    twice = SEED.replace("scopes:\n  - checkout\n", "scopes:\n  - checkout\n  - checkout\n")
+    assert twice != SEED
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await apply(specs, twice.replace("5s", "5 parsecs"))
+    severities = [v.severity for v in violations_from_rpc_error(info.value)]
+    assert severities[-1] == spec_pb2.VIOLATION_SEVERITY_WARNING
+    assert set(severities[:-1]) == {spec_pb2.VIOLATION_SEVERITY_ERROR}
+    assert "listed twice" not in (info.value.details() or "")  # the message lists errors
+
+
+async def test_daprs_other_accepted_documents_apply_and_resolve_as_daprd(specs: Stub) -> None:
+    text = HEADER + """\
+metadata: {name: dapr-accepts}
+spec:
+  policies:
+    retries:
+      codes: {matching: {httpStatusCodes: "500,", gRPCStatusCodes: "14,"}}
+    circuitBreakers:
+      cb: {}
+  targets:
+    apps:
+      order-processor: {retry: codes, circuitBreaker: cb, circuitBreakerCacheSize: 0}
+      payments: {retry: DaprBuiltInServiceRetries}
+    actors:
+      Cart: {circuitBreaker: cb, circuitBreakerScope: id, circuitBreakerCacheSize: 0}
+"""
+    applied = await apply(specs, text)
+    assert list(applied.warnings) == []
+    orders = await resolved_target(specs, "any", "order-processor")
+    assert [(r.first, r.last) for r in orders.retry.http_status_codes] == [(500, 500)]
+    assert [(r.first, r.last) for r in orders.retry.grpc_status_codes] == [(14, 14)]
+    assert orders.circuit_breaker_cache_size == 100
+    cart = await resolved_target(specs, "any", "Cart")
+    assert cart.circuit_breaker_cache_size == 5000
+    payments = await resolved_target(specs, "any", "payments")
+    assert (payments.retry.name, payments.retry.max_retries) == ("DaprBuiltInServiceRetries", 3)
+    assert payments.retry.duration.ToMilliseconds() == 1000
+
+
+async def test_a_target_taken_over_by_a_later_spec_is_a_warning_naming_the_winner(
+    specs: Stub,
+) -> None:
+    later = SEED.replace("name: myresiliency", "name: zz-later").replace(
+        "maxRequests: 1", "maxRequests: 2"
+    )
+    await apply(specs, later)
+    applied = await apply(specs, SEED)
+    by_path = {w.field_path: w for w in applied.warnings}
+    target = by_path["spec.targets.apps.order-processor"]
+    assert target.line == SEED.splitlines().index("      order-processor:") + 1
+    assert "spec default/zz-later (stored) takes it over" in target.message
+    assert "spec default/zz-later (stored) takes it over" in (
+        by_path["spec.policies.circuitBreakers.simpleCB"].message
+    )
+    resolved = await resolved_target(specs, "checkout", "order-processor")
+    assert (resolved.spec_name, resolved.circuit_breaker.max_requests) == ("zz-later", 2)
+
+
+async def test_a_rollback_is_checked_against_the_documents_stored_now(specs: Stub) -> None:
+    await specs.ApplySpec(spec_pb2.ApplySpecRequest(
+        files=files(("targets.yaml", TARGETS), ("policies.yaml", POLICIES))
+    ))
+    await apply(specs, TARGETS.replace("retry: retryForever, ", ""))  # revision 2
+    await specs.DeleteSpec(spec_pb2.DeleteSpecRequest(name="policies"))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await specs.RollbackSpec(spec_pb2.RollbackSpecRequest(name="targets", to_revision=1))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert {v.field_path for v in violations_from_rpc_error(info.value)} == {
+        "spec.targets.apps.order-processor.retry",
+        "spec.targets.apps.order-processor.circuitBreaker",
+    }
+    await apply(specs, POLICIES.replace("name: policies", "name: policies-again"))
+    rolled = await specs.RollbackSpec(spec_pb2.RollbackSpecRequest(name="targets", to_revision=1))
+    assert (rolled.spec.revision, list(rolled.warnings)) == (3, [])
