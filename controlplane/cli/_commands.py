@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from fusebox.controlplane.cli._connection import (
@@ -19,7 +20,7 @@ from fusebox.controlplane.cli._connection import (
     server_address,
 )
 from fusebox.controlplane.cli._errors import CommandFailed, ExitCode
-from fusebox.controlplane.cli._offline import latest_per_spec, parse_sources
+from fusebox.controlplane.cli._offline import check_sources, latest_per_spec
 from fusebox.controlplane.cli._output import (
     applied_line,
     history_table,
@@ -31,18 +32,12 @@ from fusebox.controlplane.cli._output import (
     specs_yaml,
 )
 from fusebox.controlplane.cli._resolved_view import resolved_table, resolved_to_json
-from fusebox.controlplane.cli._sources import read_sources
+from fusebox.controlplane.cli._sources import Source, read_sources
 from fusebox.v1 import policy_pb2, spec_pb2
 
 
 def note(message: str) -> None:
     print(message, file=sys.stderr)
-
-
-def report(failure: CommandFailed, prefix: str = "") -> None:
-    for line in failure.details:
-        print(line, file=sys.stderr)
-    print(f"error: {prefix}{failure.message}", file=sys.stderr)
 
 
 def _client(args: argparse.Namespace) -> SpecServiceClient:
@@ -121,38 +116,52 @@ def apply(args: argparse.Namespace) -> int:
         raise CommandFailed(
             f"--expected-revision needs exactly one file, got {len(sources)}", ExitCode.USAGE
         )
-    failed = False
+    request = apply_request(sources, dry_run=args.dry_run)
+    if args.expected_revision is not None:
+        request.expected_revision = args.expected_revision
     with _client(args) as client:
-        for source in sources:
-            request = spec_pb2.ApplySpecRequest(
-                yaml=source.text, source_name=source.name, dry_run=args.dry_run
-            )
-            if args.expected_revision is not None:
-                request.expected_revision = args.expected_revision
-            try:
-                response = client.apply(request)
-            except CommandFailed as failure:
-                if failure.exit_code is ExitCode.UNREACHABLE:
-                    raise
-                # Like kubectl: report this file and carry on with the others.
-                report(failure, prefix=f"{source.name}: ")
-                failed = True
-                continue
-            for applied in response.specs:
-                print(applied_line(applied, args.dry_run))
-    return ExitCode.REJECTED if failed else ExitCode.OK
+        response = client.apply(request)
+    print_warnings(response.warnings)
+    for applied in response.specs:
+        print(applied_line(applied, args.dry_run))
+    return ExitCode.OK
+
+
+def apply_request(sources: list[Source], dry_run: bool = False) -> spec_pb2.ApplySpecRequest:
+    """One request for every file: they are validated together (a target may
+    name a policy another file defines, as in Dapr) and stored all or nothing."""
+    if len(sources) == 1:  # `yaml` is what servers before `files` understand
+        return spec_pb2.ApplySpecRequest(
+            yaml=sources[0].text, source_name=sources[0].name, dry_run=dry_run
+        )
+    return spec_pb2.ApplySpecRequest(
+        files=[spec_pb2.SpecFile(yaml=s.text, source_name=s.name) for s in sources],
+        dry_run=dry_run,
+    )
+
+
+def print_warnings(warnings: Iterable[spec_pb2.SpecViolation]) -> None:
+    """``FILE:LINE:COL: PATH: warning: MESSAGE`` on stderr, one per line."""
+    from fusebox.controlplane.wire_errors import format_violation
+
+    for warning in warnings:
+        note(format_violation(warning))
 
 
 def validate(args: argparse.Namespace) -> int:
     sources = read_sources(args.filenames, note)
-    documents, problems = parse_sources(sources)
-    for line in problems:
+    checked = check_sources(sources)
+    for line in checked.lines():
         print(line)
-    if problems:
-        note(f"{len(problems)} problem(s) found; fix them before `fusebox apply`")
+    errors, warnings = checked.error_count, checked.warning_count
+    if errors:
+        note(f"{errors} error(s), {warnings} warning(s) found; "
+             "fix the errors before `fusebox apply`")
         return ExitCode.REJECTED
-    for document in documents:
+    for document in checked.documents:
         print(f"{spec_ref(document.spec.namespace, document.spec.name)} valid")
+    if warnings:
+        note(f"{warnings} warning(s): the specs are valid, but have a look")
     return ExitCode.OK
 
 
@@ -211,7 +220,9 @@ def rollback(args: argparse.Namespace) -> int:
     if args.expected_revision is not None:
         request.expected_revision = args.expected_revision
     with _client(args) as client:
-        applied = client.rollback(request).spec
+        response = client.rollback(request)
+    print_warnings(response.warnings)
+    applied = response.spec
     ref = spec_ref(args.namespace, args.name)
     if applied.changed:
         print(f"{ref} rolled back to revision {args.to} (revision {applied.revision})")
@@ -244,10 +255,13 @@ def _resolve_offline(args: argparse.Namespace) -> policy_pb2.ResolvedPolicies:
     from fusebox.agent.policy import resolved_to_proto
     from fusebox.controlplane.resolve import resolve_policies
 
-    documents, problems = parse_sources(read_sources(args.filenames, note))
-    if problems:
-        raise CommandFailed(f"{len(problems)} problem(s) found in the spec files", details=problems)
-    specs = [d.spec for d in latest_per_spec(documents)]
+    checked = check_sources(read_sources(args.filenames, note))
+    if checked.error_count:
+        raise CommandFailed(f"{checked.error_count} error(s) found in the spec files",
+                            details=checked.lines())
+    for line in checked.lines():
+        note(line)  # only warnings: the files resolve as Dapr would load them
+    specs = [d.spec for d in latest_per_spec(checked.documents)]
     return resolved_to_proto(resolve_policies(specs, args.namespace, args.app_id))
 
 
@@ -291,10 +305,12 @@ def _apply_resources(args: argparse.Namespace, server: str, security: ClientSecu
             sources.extend(read_sources([directory], note))
         except CommandFailed as failure:  # a resources dir with only components is fine
             note(f"note: {failure.message}")
+    if not sources:
+        return
     with SpecServiceClient(server, timeout=args.timeout, security=security) as client:
-        for source in sources:
-            response = client.apply(
-                spec_pb2.ApplySpecRequest(yaml=source.text, source_name=source.name)
-            )
-            for applied in response.specs:
-                note(applied_line(applied, False))
+        # Together, as daprd loads a resources directory: one file may name a
+        # policy another defines.
+        response = client.apply(apply_request(sources))
+    print_warnings(response.warnings)
+    for applied in response.specs:
+        note(applied_line(applied, False))

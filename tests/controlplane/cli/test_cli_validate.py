@@ -12,6 +12,7 @@ from fusebox.controlplane.cli import ExitCode, main
 from tests.support.specs import SEED_SPEC
 
 BAD_DURATION_SPEC = SEED_SPEC.replace("maxInterval: 5s", "maxInterval: 5 parsecs")
+BAD_FIELD_SPEC = SEED_SPEC.replace("maxRequests: 1", "maxRequest: 1")
 MISSING_POLICY_SPEC = SEED_SPEC.replace("circuitBreaker: simpleCB", "circuitBreaker: noSuchCB")
 COMPONENT = """\
 apiVersion: dapr.io/v1alpha1
@@ -51,15 +52,47 @@ def test_every_problem_of_every_file_is_reported_in_one_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     first = write(tmp_path / "a.yaml", BAD_DURATION_SPEC)
-    second = write(tmp_path / "b.yaml", MISSING_POLICY_SPEC)
-    valid = write(tmp_path / "c.yaml", SEED_SPEC)
-    assert main(["validate", "-f", first, "-f", valid, "-f", second]) == ExitCode.REJECTED
+    second = write(tmp_path / "b.yaml", BAD_FIELD_SPEC)
+    valid = write(tmp_path / "c.yaml", SEED_SPEC.replace("myresiliency", "other"))
+    assert main(["validate", "-f", second, "-f", valid, "-f", first]) == ExitCode.REJECTED
     captured = capsys.readouterr()
     out = captured.out.splitlines()
-    assert [line.split(":")[0] for line in out] == [first, second]
-    assert "spec.targets.apps.order-processor.circuitBreaker" in out[1]
-    assert "noSuchCB" in out[1]
-    assert "2 problem(s) found" in captured.err
+    assert [line.split(":")[0] for line in out] == [second, first]  # in the order given
+    assert "spec.policies.circuitBreakers.simpleCB.maxRequest" in out[0]
+    assert "did you mean 'maxRequests'" in out[0]
+    assert "2 error(s), 0 warning(s) found" in captured.err
+
+
+def test_a_policy_no_file_defines_is_a_warning_offline_and_exits_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Another Resiliency document, already stored, may define it: validate
+    # cannot know, so it says what it could not check.
+    spec = write(tmp_path / "b.yaml", MISSING_POLICY_SPEC)
+    assert main(["validate", "-f", spec]) == ExitCode.OK
+    captured = capsys.readouterr()
+    warning, valid = captured.out.splitlines()
+    line = MISSING_POLICY_SPEC.splitlines().index("        circuitBreaker: noSuchCB") + 1
+    assert warning == (
+        f"{spec}:{line}:25: spec.targets.apps.order-processor.circuitBreaker: warning: "
+        "circuitBreaker policy 'noSuchCB' is not defined in the files given; it must be defined "
+        "in another Resiliency document of namespace 'default', or apply will refuse it"
+    )
+    assert valid == "resiliency.dapr.io/myresiliency valid"
+    assert "1 warning(s)" in captured.err
+
+
+def test_errors_and_warnings_are_printed_together_in_line_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    both = BAD_DURATION_SPEC.replace("  - checkout\n", "  - checkout\n  - checkout\n")
+    spec = write(tmp_path / "both.yaml", both)
+    assert main(["validate", "-f", spec]) == ExitCode.REJECTED
+    captured = capsys.readouterr()
+    warning, error = captured.out.splitlines()
+    assert warning.startswith(f"{spec}:7:5: scopes[1]: warning: app-id 'checkout' is listed twice")
+    assert error.startswith(f"{spec}:14:22: spec.policies.retries.retryForever.maxInterval: ")
+    assert "1 error(s), 1 warning(s) found" in captured.err
 
 
 def test_directory_skips_component_files_with_a_note(
