@@ -37,7 +37,10 @@ from fusebox.controlplane.spec.targets import SECTION_OF
 
 _KEY_OF = {section: key for key, section in SECTION_OF.items()}
 _TARGET_NOUNS = {"apps": "app target", "actors": "actor target", "components": "component target"}
-_LAST_WINS = "specs are merged in name order and the last one wins, as in Dapr's load order"
+_LAST_WINS = (
+    "specs are merged in the order of their names and the last one wins, as the last "
+    "document Dapr loads wins"
+)
 
 # The apps a spec applies to: a set of app-ids, or None for every app.
 Apps = frozenset[str] | None
@@ -249,7 +252,7 @@ def _targets_taken_over(
             if rivals:
                 yield document.violation(
                     ("spec", "targets", kind, target),
-                    _taken_over(f"{noun} {target!r}", "bound", spec, rivals, origins)
+                    _taken_over(f"{noun} {target!r}", "bound", "entry", spec, rivals, origins)
                     + " (a target entry is replaced whole, never merged field by field)",
                     Severity.WARNING,
                     at_key=True,
@@ -272,8 +275,8 @@ def _policies_taken_over(
             if rivals:
                 yield document.violation(
                     ("spec", "policies", section, name),
-                    _taken_over(f"{key} policy {name!r}", "defined, differently,", spec,
-                                rivals, origins)
+                    _taken_over(f"{key} policy {name!r}", "defined, differently,", "definition",
+                                spec, rivals, origins)
                     + f", for every target naming {name!r} in any document",
                     Severity.WARNING,
                     at_key=True,
@@ -283,6 +286,7 @@ def _policies_taken_over(
 def _taken_over(
     what: str,
     verb: str,
+    thing: str,
     spec: ResiliencySpec,
     rivals: Sequence[ResiliencySpec],
     origins: Mapping[tuple[str, str], str],
@@ -296,7 +300,7 @@ def _taken_over(
         )
     return (
         f"{what} is also {verb} by {_describe_all(rivals, origins)}; for the apps they share, "
-        f"this spec's wins ({_LAST_WINS})"
+        f"this spec's {thing} wins ({_LAST_WINS})"
     )
 
 

@@ -206,10 +206,10 @@ def test_a_target_bound_by_two_specs_warns_both_and_names_the_winner() -> None:
     assert first_target.message == (
         "app target 'order-processor' is also bound by spec default/second (second.yaml); for "
         "the apps they share, spec default/second (second.yaml) takes it over (specs are merged "
-        "in name order and the last one wins, as in Dapr's load order), not this spec (a target "
-        "entry is replaced whole, never merged field by field)"
+        "in the order of their names and the last one wins, as the last document Dapr loads "
+        "wins), not this spec (a target entry is replaced whole, never merged field by field)"
     )
-    assert "this spec's wins" in second_target.message
+    assert "for the apps they share, this spec's entry wins" in second_target.message
 
 
 def test_a_policy_defined_differently_by_two_specs_warns_and_names_the_winner() -> None:
