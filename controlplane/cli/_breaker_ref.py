@@ -9,6 +9,10 @@ Two forms are accepted:
   ``statestore``), matched against the server's list, optionally narrowed by
   ``-n NAMESPACE`` and ``--spec SPEC``. Several matches are an error that lists
   the candidates' full keys; none is an error that suggests the closest names.
+
+With ``--all-methods`` NAME is a target instead (``parse_target_ref``): the
+full key without a method, ``NAMESPACE/SPEC/KIND/TARGET``, or the target's name
+(``order-processor``), found among the breakers and target overrides that exist.
 """
 
 from __future__ import annotations
@@ -77,6 +81,70 @@ def parse_breaker_ref(
     method = parts[4] if len(parts) == 5 else ""
     key = BreakerKey(parts[0], parts[1], TargetKind(parts[2]), parts[3], method)
     return BreakerRef(key=key.to_proto())
+
+
+def parse_target_ref(
+    text: str, namespace: str | None = None, spec: str | None = None
+) -> BreakerRef:
+    """Read NAME given with ``--all-methods``; ``CommandFailed`` (usage) for one
+    that names a single breaker or is malformed. The ref's key has no method.
+
+    >>> parse_target_ref("default/myresiliency/app/order-processor").key.target
+    'order-processor'
+    >>> parse_target_ref("order-processor").display_name
+    'order-processor'
+    """
+    if "/" not in text:
+        if ":" in text:
+            raise CommandFailed(
+                f"with --all-methods, NAME is a target such as 'order-processor' or "
+                f"NAMESPACE/SPEC/KIND/TARGET, not one breaker {text!r}", ExitCode.USAGE,
+            )
+        return parse_breaker_ref(text, namespace=namespace, spec=spec)
+    if len(text.split("/")) == 5:
+        raise CommandFailed(
+            f"with --all-methods, NAME is a target NAMESPACE/SPEC/KIND/TARGET (every method of "
+            f"it), not one breaker {text!r}: leave the method out", ExitCode.USAGE,
+        )
+    return parse_breaker_ref(text, namespace=namespace, spec=spec)
+
+
+def the_one_target(ref: BreakerRef, listed: breaker_pb2.ListBreakersResponse,
+                   hint: str = "") -> policy_pb2.BreakerKey:
+    """The target a plain target name means: the one (namespace, spec, kind) the
+    listed breakers and target overrides of that name share. ``CommandFailed``
+    (exit 1) for none, suggesting the closest target names, or several, listing them."""
+    keys = [b.key for b in listed.breakers] + [r.target for r in listed.target_overrides]
+    wanted = [
+        k for k in keys
+        if (not ref.namespace or k.namespace == ref.namespace)
+        and (not ref.spec or k.spec == ref.spec)
+    ]
+    targets = {_target_key(k).SerializeToString(deterministic=True): _target_key(k)
+               for k in wanted if k.target == ref.display_name}
+    found = sorted(targets.values(), key=_target_path)
+    if not found:
+        suffix = f"; {hint}" if hint else ""
+        raise CommandFailed(
+            f"no circuit breaker of a target named {ref.describe()}"
+            f"{suggestions(ref.display_name, [k.target for k in wanted])}{suffix}"
+        )
+    if len(found) > 1:
+        raise CommandFailed(
+            f"{ref.describe()} is a target of {len(found)} specs or kinds; name one as "
+            "NAMESPACE/SPEC/KIND/TARGET, or narrow with -n/--spec",
+            details=[f"  {_target_path(k)}" for k in found],
+        )
+    return found[0]
+
+
+def _target_key(key: policy_pb2.BreakerKey) -> policy_pb2.BreakerKey:
+    return policy_pb2.BreakerKey(namespace=key.namespace, spec=key.spec, kind=key.kind,
+                                 target=key.target)
+
+
+def _target_path(key: policy_pb2.BreakerKey) -> str:
+    return key_path(_target_key(key))
 
 
 def list_request_for(ref: BreakerRef) -> breaker_pb2.ListBreakersRequest:

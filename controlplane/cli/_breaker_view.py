@@ -217,7 +217,10 @@ def transition_to_json(transition: breaker_pb2.BreakerTransition) -> dict[str, A
 def _override_to_json(breaker: breaker_pb2.Breaker) -> dict[str, Any] | None:
     if not _has_override(breaker):
         return None
-    info = breaker.override
+    return override_info_to_json(breaker.override)
+
+
+def override_info_to_json(info: breaker_pb2.OverrideInfo) -> dict[str, Any]:
     return {
         "override": override_name(info.override),
         "reason": info.reason,
@@ -283,6 +286,46 @@ def event_to_json(event: breaker_pb2.WatchBreakersResponse) -> dict[str, Any]:
             transition_to_json(event.transition) if event.HasField("transition") else None
         ),
     }
+
+
+# ---- target overrides (--all-methods) ------------------------------------------------
+
+TARGET_OVERRIDE_HEADERS = ("TARGET", "OVERRIDE", "REASON", "SET-BY", "EXPIRES")
+TARGET_OVERRIDES_TITLE = "overrides on every method (--all-methods):"
+
+
+def target_path(key: policy_pb2.BreakerKey) -> str:
+    """``NAMESPACE/SPEC/KIND/TARGET``: a target as ``--all-methods`` takes it."""
+    return f"{key.namespace}/{key.spec}/{kind_name(key.kind)}/{key.target}"
+
+
+def target_text(key: policy_pb2.BreakerKey) -> str:
+    """``app "order-processor" (spec default/myresiliency)``."""
+    return f'{kind_name(key.kind)} "{key.target}" (spec {key.namespace}/{key.spec})'
+
+
+def target_override_to_json(rule: breaker_pb2.TargetOverride) -> dict[str, Any]:
+    return {
+        "name": target_path(rule.target),
+        "key": key_to_json(rule.target),
+        "override": override_info_to_json(rule.override),
+    }
+
+
+def target_overrides_table(rules: Sequence[breaker_pb2.TargetOverride], now: float) -> str:
+    """One row per target override, by target; EXPIRES is ``in 1h58m`` or ``-`` (until cleared)."""
+    rows = [
+        (
+            target_path(rule.target),
+            override_name(rule.override.override),
+            rule.override.reason or NONE,
+            rule.override.set_by or NONE,
+            f"in {human_age(max(0.0, _seconds(rule.override.expire_time) - now))}"
+            if _is_set(rule.override.expire_time) else NONE,
+        )
+        for rule in sorted(rules, key=lambda r: target_path(r.target))
+    ]
+    return render_table(TARGET_OVERRIDE_HEADERS, rows)
 
 
 # ---- get ------------------------------------------------------------------------

@@ -22,16 +22,22 @@ from fusebox.controlplane.cli._breaker_ref import (
     BreakerRef,
     list_request_for,
     parse_breaker_ref,
+    parse_target_ref,
     suggestions,
     the_one_match,
+    the_one_target,
 )
 from fusebox.controlplane.cli._breaker_view import (
+    TARGET_OVERRIDES_TITLE,
     breaker_details,
     breaker_to_json,
     breakers_table,
     key_path,
     shown_name,
     state_name,
+    target_override_to_json,
+    target_overrides_table,
+    target_text,
 )
 from fusebox.controlplane.cli._breaker_watch import BreakerWatcher, JsonLinesSink, LiveTableSink
 from fusebox.controlplane.cli._connection import (
@@ -113,15 +119,26 @@ def list_breakers(args: argparse.Namespace) -> int:
         state=STATE_CHOICES[args.state] if args.state else breaker_pb2.BREAKER_STATE_UNSPECIFIED,
     )
     with _client(args) as client:
-        breakers = list(client.list(request).breakers)
+        listed = client.list(request)
+    breakers, rules = list(listed.breakers), list(listed.target_overrides)
+    now = time.time()
     if args.output == "json":
         ordered = sorted(breakers, key=lambda b: key_path(b.key))
-        print(render_json({"breakers": [breaker_to_json(b) for b in ordered]}))
-    elif not breakers:
+        print(render_json({
+            "breakers": [breaker_to_json(b) for b in ordered],
+            "targetOverrides": [target_override_to_json(r) for r in rules],
+        }))
+        return ExitCode.OK
+    if breakers:
+        print(breakers_table(breakers, now=now))
+    else:
         where = "any namespace" if args.all_namespaces else f'namespace "{args.namespace}"'
         _note(f"no circuit breakers found in {where}")
-    else:
-        print(breakers_table(breakers, now=time.time()))
+    if rules:
+        if breakers:
+            print()
+        print(TARGET_OVERRIDES_TITLE)
+        print(target_overrides_table(rules, now=now))
     return ExitCode.OK
 
 
@@ -176,6 +193,10 @@ _AHEAD_OF_USE_HINT = (
     "to set an override on a breaker no agent has used yet, name it by its full key "
     "NAMESPACE/SPEC/KIND/TARGET[/METHOD] (`fusebox resolve --app-id CALLER` shows the spec)"
 )
+_TARGET_AHEAD_OF_USE_HINT = (
+    "to set it before any agent uses a breaker of the target, name the target by its full "
+    "key NAMESPACE/SPEC/KIND/TARGET (`fusebox resolve --app-id CALLER` shows the spec)"
+)
 _OVERRIDE_VERBS = {
     "open": "forced open",
     "close": "forced closed",
@@ -184,15 +205,25 @@ _OVERRIDE_VERBS = {
 }
 
 
-def set_override(args: argparse.Namespace) -> int:
-    """``open``/``close``/``disable``/``clear``: which one is ``args.override``."""
-    ref = _ref(args)
+def _override_request(args: argparse.Namespace) -> breaker_pb2.SetOverrideRequest:
     request = breaker_pb2.SetOverrideRequest(
-        override=OVERRIDE_TO_PB[_OVERRIDES[args.override]], reason=args.reason or ""
+        override=OVERRIDE_TO_PB[_OVERRIDES[args.override]], reason=args.reason or "",
+        all_methods=args.all_methods,
     )
     ttl: float | None = getattr(args, "ttl", None)
     if ttl is not None:
         request.ttl.CopyFrom(Duration(seconds=int(ttl), nanos=round((ttl % 1) * 1e9)))
+    return request
+
+
+def set_override(args: argparse.Namespace) -> int:
+    """``open``/``close``/``disable``/``clear``: which one is ``args.override``;
+    with ``--all-methods``, of every breaker of a target."""
+    if args.all_methods:
+        return _set_target_override(args)
+    ref = _ref(args)
+    request = _override_request(args)
+    ttl: float | None = getattr(args, "ttl", None)
     with _client(args) as client:
         hint = _AHEAD_OF_USE_HINT if _OVERRIDES[args.override] is not None else ""
         request.key.CopyFrom(_resolved_key(client, ref, hint))
@@ -210,6 +241,37 @@ def set_override(args: argparse.Namespace) -> int:
         f'circuit breaker "{shown_name(breaker)}" {_OVERRIDE_VERBS[args.override]}{for_how_long} '
         f"(state {state_name(breaker.state)}, generation {breaker.generation})"
     )
+    return ExitCode.OK
+
+
+def _set_target_override(args: argparse.Namespace) -> int:
+    ref = parse_target_ref(args.name, namespace=args.namespace, spec=args.spec)
+    request = _override_request(args)
+    ttl: float | None = getattr(args, "ttl", None)
+    with _client(args) as client:
+        if ref.key is not None:
+            request.key.CopyFrom(ref.key)
+        else:
+            hint = _TARGET_AHEAD_OF_USE_HINT if _OVERRIDES[args.override] is not None else ""
+            request.key.CopyFrom(the_one_target(ref, client.list(list_request_for(ref)), hint))
+        response = client.set_override(request, metadata=[(USER_METADATA_KEY, _operator())])
+    breakers = sorted(response.breakers, key=lambda b: key_path(b.key))
+    if args.output == "json":
+        rule = response.target_override if response.HasField("target_override") else None
+        print(render_json({
+            "breakers": [breaker_to_json(b) for b in breakers],
+            "targetOverride": None if rule is None else target_override_to_json(rule),
+        }))
+        return ExitCode.OK
+    names = f" ({', '.join(shown_name(b) for b in breakers)})" if breakers else ""
+    existing = f"{len(breakers)} existing{names}"
+    what = f"every circuit breaker of {target_text(request.key)}"
+    if _OVERRIDES[args.override] is None:
+        print(f"{what}: override cleared on {existing}")
+    else:
+        for_how_long = f" for {format_duration(ttl)}" if ttl is not None else ""
+        print(f"{what} {_OVERRIDE_VERBS[args.override]}{for_how_long}: {existing}, "
+              "and every one first used later")
     return ExitCode.OK
 
 

@@ -339,13 +339,19 @@ def _add_breaker_commands(
 
     overrides = {
         "open": "force the breaker open: every call fails fast",
-        "close": "force the breaker closed: every call passes, outcomes still counted",
+        "close": "force the breaker closed: every call passes, outcomes not counted",
         "disable": "no breaker at all: every call passes, nothing counted",
         "clear": "remove the override; the state machine decides again",
     }
     for action, help_text in overrides.items():
         override = actions.add_parser(action, parents=[client], help=help_text)
         _add_breaker_ref(override)
+        override.add_argument(
+            "--all-methods", action="store_true",
+            help="NAME is a target (order-processor, or NAMESPACE/SPEC/KIND/TARGET): every "
+            "breaker of it, those that exist and those first used later (every method of an "
+            "app, every actor id, both directions of a component)",
+        )
         override.add_argument(
             "--reason", type=_reason, required=action != "clear", help="why (recorded)"
         )

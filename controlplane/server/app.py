@@ -152,7 +152,7 @@ class FuseboxServer:
             AgentService(self.hub, self.breakers, lease_ttl=self.config.lease_ttl)
         ),))
         breaker_pb2_grpc.add_BreakerServiceServicer_to_server(
-            BreakerService(self.breaker_store, audit), server
+            BreakerService(self.breaker_store, audit, specs=self.hub.specs), server
         )
         registry_pb2_grpc.add_RegistryServiceServicer_to_server(
             RegistryService(self.instance_registry), server

@@ -215,13 +215,31 @@ class BreakerHub:
         self.budget.know(snapshot.key for snapshot in await self.store.list())
 
     async def send_current_state(self, session: AgentSession, keys: Iterable[BreakerKey]) -> None:
-        """Answer an interest: the breakers' cluster state, where they have one."""
+        """Answer an interest: the breakers' cluster state, where they have one.
+
+        A breaker without state that a target override covers (an operator's
+        override of every method, set before this agent used it) is created
+        under it first, so the agent holds the override before its first
+        report is even applied (docs/breaker-state.md).
+        """
         now = self._clock()
         for key in keys:
             snapshot = await self.store.get(key)
+            if snapshot is None:
+                snapshot = await self._adopt_target_override(session, key)
             if snapshot is not None:
                 self._generations[key] = snapshot.generation
                 session.offer_update(key, update_from_snapshot(snapshot, now))
+
+    async def _adopt_target_override(
+        self, session: AgentSession, key: BreakerKey
+    ) -> BreakerSnapshot | None:
+        """``key``'s state created under its target's override, if one is in force;
+        only for a breaker the agent's policies define, within its target's budget."""
+        policy = breaker_policy_for(session.policies, key)
+        if policy is None or not self.budget.admit(key):
+            return None
+        return await self.store.adopt_target_override(key, policy)
 
     def tell_mode(self, mode: agent_pb2.BreakerMode, reason: str) -> None:
         message = agent_pb2.ConnectResponse(mode=agent_pb2.ModeChange(mode=mode, reason=reason))

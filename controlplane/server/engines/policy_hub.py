@@ -82,6 +82,11 @@ class PolicyHub:
     def _specs(self, stored: Iterable[StoredSpec]) -> list[ResiliencySpec]:
         return [p for p in (self._parse(s) for s in stored) if p is not None]
 
+    async def specs(self, namespace: str) -> list[ResiliencySpec]:
+        """The specs stored in ``namespace``, parsed (those no longer valid left out)."""
+        stored, _ = await self._store.list(namespace)
+        return self._specs(stored)
+
     async def resolve(self, namespace: str, app_id: str) -> tuple[policy_pb2.ResolvedPolicies, int]:
         stored, store_revision = await self._store.list(namespace)
         resolved = resolve_policies(self._specs(stored), namespace, app_id)

@@ -12,7 +12,7 @@ import logging
 
 from fusebox.agent.breaker_key import BreakerKey
 from fusebox.controlplane.audit.model import AuditAction, AuditEntry, AuditStore, AuditTargetKind
-from fusebox.controlplane.breakers.model import BreakerSnapshot
+from fusebox.controlplane.breakers.model import BreakerSnapshot, BreakerTarget, TargetOverride
 from fusebox.controlplane.server.logs import log_event
 from fusebox.controlplane.store_errors import StoreUnavailable
 
@@ -21,7 +21,9 @@ __all__ = [
     "breaker_entry",
     "describe_breaker",
     "describe_spec",
+    "describe_target_override",
     "spec_entry",
+    "target_override_entry",
 ]
 
 log = logging.getLogger("fusebox.server.audit")
@@ -49,6 +51,14 @@ def describe_breaker(snapshot: BreakerSnapshot | None) -> str:
     return text
 
 
+def describe_target_override(rule: TargetOverride | None) -> str:
+    """``"override force-open (maintenance) on every breaker"``, or ``"none"``."""
+    if rule is None:
+        return "none"
+    reason = f" ({rule.info.reason})" if rule.info.reason else ""
+    return f"override {rule.info.override.value}{reason} on every breaker"
+
+
 def spec_entry(
     actor: str, action: AuditAction, namespace: str, name: str, previous: str, current: str,
     detail: str = "",
@@ -68,6 +78,19 @@ def breaker_entry(
         actor=actor, action=action, target_kind=AuditTargetKind.BREAKER,
         namespace=key.namespace, target=key.display_name, target_key=key.encode(),
         previous=describe_breaker(previous), current=describe_breaker(current), detail=detail,
+    )
+
+
+def target_override_entry(
+    actor: str, target: BreakerTarget, previous: TargetOverride | None,
+    current: TargetOverride | None, detail: str = "",
+) -> AuditEntry:
+    """A ``breaker-override`` of every breaker of a target (``order-processor:*``)."""
+    return AuditEntry(
+        actor=actor, action=AuditAction.BREAKER_OVERRIDE, target_kind=AuditTargetKind.BREAKER,
+        namespace=target.namespace, target=target.display_name, target_key=target.encode(),
+        previous=describe_target_override(previous), current=describe_target_override(current),
+        detail=detail,
     )
 
 

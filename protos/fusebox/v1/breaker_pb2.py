@@ -27,19 +27,19 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from fusebox.v1 import policy_pb2 as fusebox_dot_v1_dot_policy__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66usebox/v1/breaker.proto\x12\nfusebox.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17\x66usebox/v1/policy.proto\"\x8f\x01\n\rBreakerCounts\x12\x10\n\x08requests\x18\x01 \x01(\x04\x12\x17\n\x0ftotal_successes\x18\x02 \x01(\x04\x12\x16\n\x0etotal_failures\x18\x03 \x01(\x04\x12\x1d\n\x15\x63onsecutive_successes\x18\x04 \x01(\x04\x12\x1c\n\x14\x63onsecutive_failures\x18\x05 \x01(\x04\"\xfc\x01\n\x11\x42reakerTransition\x12,\n\nfrom_state\x18\x01 \x01(\x0e\x32\x18.fusebox.v1.BreakerState\x12*\n\x08to_state\x18\x02 \x01(\x0e\x32\x18.fusebox.v1.BreakerState\x12*\n\x05\x63\x61use\x18\x03 \x01(\x0e\x32\x1b.fusebox.v1.TransitionCause\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ngeneration\x18\x05 \x01(\x04\x12\x13\n\x0binstance_id\x18\x06 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\"\x8e\x01\n\x0cOverrideInfo\x12-\n\x08override\x18\x01 \x01(\x0e\x32\x1b.fusebox.v1.BreakerOverride\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06set_by\x18\x04 \x01(\t\"\xe9\x03\n\x07\x42reaker\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.fusebox.v1.BreakerKey\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.fusebox.v1.BreakerState\x12)\n\x06\x63ounts\x18\x04 \x01(\x0b\x32\x19.fusebox.v1.BreakerCounts\x12\x12\n\ngeneration\x18\x05 \x01(\x04\x12.\n\nopen_until\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x08override\x18\x07 \x01(\x0b\x32\x18.fusebox.v1.OverrideInfo\x12\x30\n\x06policy\x18\x08 \x01(\x0b\x32 .fusebox.v1.CircuitBreakerPolicy\x12\x39\n\x12recent_transitions\x18\t \x03(\x0b\x32\x1d.fusebox.v1.BreakerTransition\x12\x15\n\ractive_leases\x18\n \x01(\r\x12\x19\n\x11\x66\x61iling_instances\x18\x0b \x03(\t\x12\x1e\n\x16\x66\x61iling_instance_count\x18\x0c \x01(\r\x12 \n\x18reporting_instance_count\x18\r \x01(\r\"a\n\x13ListBreakersRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.fusebox.v1.BreakerState\"=\n\x14ListBreakersResponse\x12%\n\x08\x62reakers\x18\x01 \x03(\x0b\x32\x13.fusebox.v1.Breaker\"8\n\x11GetBreakerRequest\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.fusebox.v1.BreakerKey\":\n\x12GetBreakerResponse\x12$\n\x07\x62reaker\x18\x01 \x01(\x0b\x32\x13.fusebox.v1.Breaker\"P\n\x14WatchBreakersRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\x15\n\rfrom_revision\x18\x03 \x01(\t\"\x94\x01\n\x15WatchBreakersResponse\x12\x10\n\x08revision\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\x08\x12$\n\x07\x62reaker\x18\x03 \x01(\x0b\x32\x13.fusebox.v1.Breaker\x12\x31\n\ntransition\x18\x04 \x01(\x0b\x32\x1d.fusebox.v1.BreakerTransition\"\xa0\x01\n\x12SetOverrideRequest\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.fusebox.v1.BreakerKey\x12-\n\x08override\x18\x02 \x01(\x0e\x32\x1b.fusebox.v1.BreakerOverride\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\";\n\x13SetOverrideResponse\x12$\n\x07\x62reaker\x18\x01 \x01(\x0b\x32\x13.fusebox.v1.Breaker\"J\n\x13ResetBreakerRequest\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.fusebox.v1.BreakerKey\x12\x0e\n\x06reason\x18\x02 \x01(\t\"<\n\x14ResetBreakerResponse\x12$\n\x07\x62reaker\x18\x01 \x01(\x0b\x32\x13.fusebox.v1.Breaker*|\n\x0c\x42reakerState\x12\x1d\n\x19\x42REAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42REAKER_STATE_CLOSED\x10\x01\x12\x16\n\x12\x42REAKER_STATE_OPEN\x10\x02\x12\x1b\n\x17\x42REAKER_STATE_HALF_OPEN\x10\x03*\x96\x01\n\x0f\x42reakerOverride\x12 \n\x1c\x42REAKER_OVERRIDE_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x42REAKER_OVERRIDE_FORCE_OPEN\x10\x01\x12!\n\x1d\x42REAKER_OVERRIDE_FORCE_CLOSED\x10\x02\x12\x1d\n\x19\x42REAKER_OVERRIDE_DISABLED\x10\x03*\x93\x02\n\x0fTransitionCause\x12 \n\x1cTRANSITION_CAUSE_UNSPECIFIED\x10\x00\x12\x19\n\x15TRANSITION_CAUSE_TRIP\x10\x01\x12\x1c\n\x18TRANSITION_CAUSE_TIMEOUT\x10\x02\x12\"\n\x1eTRANSITION_CAUSE_PROBE_SUCCESS\x10\x03\x12\"\n\x1eTRANSITION_CAUSE_PROBE_FAILURE\x10\x04\x12\x1d\n\x19TRANSITION_CAUSE_OVERRIDE\x10\x05\x12\x1a\n\x16TRANSITION_CAUSE_RESET\x10\x06\x12\"\n\x1eTRANSITION_CAUSE_POLICY_CHANGE\x10\x07\x32\xab\x03\n\x0e\x42reakerService\x12Q\n\x0cListBreakers\x12\x1f.fusebox.v1.ListBreakersRequest\x1a .fusebox.v1.ListBreakersResponse\x12K\n\nGetBreaker\x12\x1d.fusebox.v1.GetBreakerRequest\x1a\x1e.fusebox.v1.GetBreakerResponse\x12V\n\rWatchBreakers\x12 .fusebox.v1.WatchBreakersRequest\x1a!.fusebox.v1.WatchBreakersResponse0\x01\x12N\n\x0bSetOverride\x12\x1e.fusebox.v1.SetOverrideRequest\x1a\x1f.fusebox.v1.SetOverrideResponse\x12Q\n\x0cResetBreaker\x12\x1f.fusebox.v1.ResetBreakerRequest\x1a .fusebox.v1.ResetBreakerResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66usebox/v1/breaker.proto\x12\nfusebox.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17\x66usebox/v1/policy.proto\"\x8f\x01\n\rBreakerCounts\x12\x10\n\x08requests\x18\x01 \x01(\x04\x12\x17\n\x0ftotal_successes\x18\x02 \x01(\x04\x12\x16\n\x0etotal_failures\x18\x03 \x01(\x04\x12\x1d\n\x15\x63onsecutive_successes\x18\x04 \x01(\x04\x12\x1c\n\x14\x63onsecutive_failures\x18\x05 \x01(\x04\"\xfc\x01\n\x11\x42reakerTransition\x12,\n\nfrom_state\x18\x01 \x01(\x0e\x32\x18.fusebox.v1.BreakerState\x12*\n\x08to_state\x18\x02 \x01(\x0e\x32\x18.fusebox.v1.BreakerState\x12*\n\x05\x63\x61use\x18\x03 \x01(\x0e\x32\x1b.fusebox.v1.TransitionCause\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ngeneration\x18\x05 \x01(\x04\x12\x13\n\x0binstance_id\x18\x06 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\"\x8e\x01\n\x0cOverrideInfo\x12-\n\x08override\x18\x01 \x01(\x0e\x32\x1b.fusebox.v1.BreakerOverride\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06set_by\x18\x04 \x01(\t\"\xe9\x03\n\x07\x42reaker\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.fusebox.v1.BreakerKey\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.fusebox.v1.BreakerState\x12)\n\x06\x63ounts\x18\x04 \x01(\x0b\x32\x19.fusebox.v1.BreakerCounts\x12\x12\n\ngeneration\x18\x05 \x01(\x04\x12.\n\nopen_until\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x08override\x18\x07 \x01(\x0b\x32\x18.fusebox.v1.OverrideInfo\x12\x30\n\x06policy\x18\x08 \x01(\x0b\x32 .fusebox.v1.CircuitBreakerPolicy\x12\x39\n\x12recent_transitions\x18\t \x03(\x0b\x32\x1d.fusebox.v1.BreakerTransition\x12\x15\n\ractive_leases\x18\n \x01(\r\x12\x19\n\x11\x66\x61iling_instances\x18\x0b \x03(\t\x12\x1e\n\x16\x66\x61iling_instance_count\x18\x0c \x01(\r\x12 \n\x18reporting_instance_count\x18\r \x01(\r\"a\n\x13ListBreakersRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.fusebox.v1.BreakerState\"s\n\x14ListBreakersResponse\x12%\n\x08\x62reakers\x18\x01 \x03(\x0b\x32\x13.fusebox.v1.Breaker\x12\x34\n\x10target_overrides\x18\x02 \x03(\x0b\x32\x1a.fusebox.v1.TargetOverride\"d\n\x0eTargetOverride\x12&\n\x06target\x18\x01 \x01(\x0b\x32\x16.fusebox.v1.BreakerKey\x12*\n\x08override\x18\x02 \x01(\x0b\x32\x18.fusebox.v1.OverrideInfo\"8\n\x11GetBreakerRequest\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.fusebox.v1.BreakerKey\":\n\x12GetBreakerResponse\x12$\n\x07\x62reaker\x18\x01 \x01(\x0b\x32\x13.fusebox.v1.Breaker\"P\n\x14WatchBreakersRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\x15\n\rfrom_revision\x18\x03 \x01(\t\"\x94\x01\n\x15WatchBreakersResponse\x12\x10\n\x08revision\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\x08\x12$\n\x07\x62reaker\x18\x03 \x01(\x0b\x32\x13.fusebox.v1.Breaker\x12\x31\n\ntransition\x18\x04 \x01(\x0b\x32\x1d.fusebox.v1.BreakerTransition\"\xb5\x01\n\x12SetOverrideRequest\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.fusebox.v1.BreakerKey\x12-\n\x08override\x18\x02 \x01(\x0e\x32\x1b.fusebox.v1.BreakerOverride\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0b\x61ll_methods\x18\x05 \x01(\x08\"\x97\x01\n\x13SetOverrideResponse\x12$\n\x07\x62reaker\x18\x01 \x01(\x0b\x32\x13.fusebox.v1.Breaker\x12\x33\n\x0ftarget_override\x18\x02 \x01(\x0b\x32\x1a.fusebox.v1.TargetOverride\x12%\n\x08\x62reakers\x18\x03 \x03(\x0b\x32\x13.fusebox.v1.Breaker\"J\n\x13ResetBreakerRequest\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.fusebox.v1.BreakerKey\x12\x0e\n\x06reason\x18\x02 \x01(\t\"<\n\x14ResetBreakerResponse\x12$\n\x07\x62reaker\x18\x01 \x01(\x0b\x32\x13.fusebox.v1.Breaker*|\n\x0c\x42reakerState\x12\x1d\n\x19\x42REAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42REAKER_STATE_CLOSED\x10\x01\x12\x16\n\x12\x42REAKER_STATE_OPEN\x10\x02\x12\x1b\n\x17\x42REAKER_STATE_HALF_OPEN\x10\x03*\x96\x01\n\x0f\x42reakerOverride\x12 \n\x1c\x42REAKER_OVERRIDE_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x42REAKER_OVERRIDE_FORCE_OPEN\x10\x01\x12!\n\x1d\x42REAKER_OVERRIDE_FORCE_CLOSED\x10\x02\x12\x1d\n\x19\x42REAKER_OVERRIDE_DISABLED\x10\x03*\x93\x02\n\x0fTransitionCause\x12 \n\x1cTRANSITION_CAUSE_UNSPECIFIED\x10\x00\x12\x19\n\x15TRANSITION_CAUSE_TRIP\x10\x01\x12\x1c\n\x18TRANSITION_CAUSE_TIMEOUT\x10\x02\x12\"\n\x1eTRANSITION_CAUSE_PROBE_SUCCESS\x10\x03\x12\"\n\x1eTRANSITION_CAUSE_PROBE_FAILURE\x10\x04\x12\x1d\n\x19TRANSITION_CAUSE_OVERRIDE\x10\x05\x12\x1a\n\x16TRANSITION_CAUSE_RESET\x10\x06\x12\"\n\x1eTRANSITION_CAUSE_POLICY_CHANGE\x10\x07\x32\xab\x03\n\x0e\x42reakerService\x12Q\n\x0cListBreakers\x12\x1f.fusebox.v1.ListBreakersRequest\x1a .fusebox.v1.ListBreakersResponse\x12K\n\nGetBreaker\x12\x1d.fusebox.v1.GetBreakerRequest\x1a\x1e.fusebox.v1.GetBreakerResponse\x12V\n\rWatchBreakers\x12 .fusebox.v1.WatchBreakersRequest\x1a!.fusebox.v1.WatchBreakersResponse0\x01\x12N\n\x0bSetOverride\x12\x1e.fusebox.v1.SetOverrideRequest\x1a\x1f.fusebox.v1.SetOverrideResponse\x12Q\n\x0cResetBreaker\x12\x1f.fusebox.v1.ResetBreakerRequest\x1a .fusebox.v1.ResetBreakerResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fusebox.v1.breaker_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BREAKERSTATE']._serialized_start=2043
-  _globals['_BREAKERSTATE']._serialized_end=2167
-  _globals['_BREAKEROVERRIDE']._serialized_start=2170
-  _globals['_BREAKEROVERRIDE']._serialized_end=2320
-  _globals['_TRANSITIONCAUSE']._serialized_start=2323
-  _globals['_TRANSITIONCAUSE']._serialized_end=2598
+  _globals['_BREAKERSTATE']._serialized_start=2313
+  _globals['_BREAKERSTATE']._serialized_end=2437
+  _globals['_BREAKEROVERRIDE']._serialized_start=2440
+  _globals['_BREAKEROVERRIDE']._serialized_end=2590
+  _globals['_TRANSITIONCAUSE']._serialized_start=2593
+  _globals['_TRANSITIONCAUSE']._serialized_end=2868
   _globals['_BREAKERCOUNTS']._serialized_start=131
   _globals['_BREAKERCOUNTS']._serialized_end=274
   _globals['_BREAKERTRANSITION']._serialized_start=277
@@ -51,23 +51,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTBREAKERSREQUEST']._serialized_start=1168
   _globals['_LISTBREAKERSREQUEST']._serialized_end=1265
   _globals['_LISTBREAKERSRESPONSE']._serialized_start=1267
-  _globals['_LISTBREAKERSRESPONSE']._serialized_end=1328
-  _globals['_GETBREAKERREQUEST']._serialized_start=1330
-  _globals['_GETBREAKERREQUEST']._serialized_end=1386
-  _globals['_GETBREAKERRESPONSE']._serialized_start=1388
-  _globals['_GETBREAKERRESPONSE']._serialized_end=1446
-  _globals['_WATCHBREAKERSREQUEST']._serialized_start=1448
-  _globals['_WATCHBREAKERSREQUEST']._serialized_end=1528
-  _globals['_WATCHBREAKERSRESPONSE']._serialized_start=1531
-  _globals['_WATCHBREAKERSRESPONSE']._serialized_end=1679
-  _globals['_SETOVERRIDEREQUEST']._serialized_start=1682
-  _globals['_SETOVERRIDEREQUEST']._serialized_end=1842
-  _globals['_SETOVERRIDERESPONSE']._serialized_start=1844
-  _globals['_SETOVERRIDERESPONSE']._serialized_end=1903
-  _globals['_RESETBREAKERREQUEST']._serialized_start=1905
-  _globals['_RESETBREAKERREQUEST']._serialized_end=1979
-  _globals['_RESETBREAKERRESPONSE']._serialized_start=1981
-  _globals['_RESETBREAKERRESPONSE']._serialized_end=2041
-  _globals['_BREAKERSERVICE']._serialized_start=2601
-  _globals['_BREAKERSERVICE']._serialized_end=3028
+  _globals['_LISTBREAKERSRESPONSE']._serialized_end=1382
+  _globals['_TARGETOVERRIDE']._serialized_start=1384
+  _globals['_TARGETOVERRIDE']._serialized_end=1484
+  _globals['_GETBREAKERREQUEST']._serialized_start=1486
+  _globals['_GETBREAKERREQUEST']._serialized_end=1542
+  _globals['_GETBREAKERRESPONSE']._serialized_start=1544
+  _globals['_GETBREAKERRESPONSE']._serialized_end=1602
+  _globals['_WATCHBREAKERSREQUEST']._serialized_start=1604
+  _globals['_WATCHBREAKERSREQUEST']._serialized_end=1684
+  _globals['_WATCHBREAKERSRESPONSE']._serialized_start=1687
+  _globals['_WATCHBREAKERSRESPONSE']._serialized_end=1835
+  _globals['_SETOVERRIDEREQUEST']._serialized_start=1838
+  _globals['_SETOVERRIDEREQUEST']._serialized_end=2019
+  _globals['_SETOVERRIDERESPONSE']._serialized_start=2022
+  _globals['_SETOVERRIDERESPONSE']._serialized_end=2173
+  _globals['_RESETBREAKERREQUEST']._serialized_start=2175
+  _globals['_RESETBREAKERREQUEST']._serialized_end=2249
+  _globals['_RESETBREAKERRESPONSE']._serialized_start=2251
+  _globals['_RESETBREAKERRESPONSE']._serialized_end=2311
+  _globals['_BREAKERSERVICE']._serialized_start=2871
+  _globals['_BREAKERSERVICE']._serialized_end=3298
 # @@protoc_insertion_point(module_scope)

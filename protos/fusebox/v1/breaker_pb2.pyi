@@ -138,10 +138,20 @@ class ListBreakersRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., app_id: _Optional[str] = ..., state: _Optional[_Union[BreakerState, str]] = ...) -> None: ...
 
 class ListBreakersResponse(_message.Message):
-    __slots__ = ("breakers",)
+    __slots__ = ("breakers", "target_overrides")
     BREAKERS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_OVERRIDES_FIELD_NUMBER: _ClassVar[int]
     breakers: _containers.RepeatedCompositeFieldContainer[Breaker]
-    def __init__(self, breakers: _Optional[_Iterable[_Union[Breaker, _Mapping]]] = ...) -> None: ...
+    target_overrides: _containers.RepeatedCompositeFieldContainer[TargetOverride]
+    def __init__(self, breakers: _Optional[_Iterable[_Union[Breaker, _Mapping]]] = ..., target_overrides: _Optional[_Iterable[_Union[TargetOverride, _Mapping]]] = ...) -> None: ...
+
+class TargetOverride(_message.Message):
+    __slots__ = ("target", "override")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    OVERRIDE_FIELD_NUMBER: _ClassVar[int]
+    target: _policy_pb2.BreakerKey
+    override: OverrideInfo
+    def __init__(self, target: _Optional[_Union[_policy_pb2.BreakerKey, _Mapping]] = ..., override: _Optional[_Union[OverrideInfo, _Mapping]] = ...) -> None: ...
 
 class GetBreakerRequest(_message.Message):
     __slots__ = ("key",)
@@ -178,22 +188,28 @@ class WatchBreakersResponse(_message.Message):
     def __init__(self, revision: _Optional[str] = ..., snapshot: _Optional[bool] = ..., breaker: _Optional[_Union[Breaker, _Mapping]] = ..., transition: _Optional[_Union[BreakerTransition, _Mapping]] = ...) -> None: ...
 
 class SetOverrideRequest(_message.Message):
-    __slots__ = ("key", "override", "reason", "ttl")
+    __slots__ = ("key", "override", "reason", "ttl", "all_methods")
     KEY_FIELD_NUMBER: _ClassVar[int]
     OVERRIDE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     TTL_FIELD_NUMBER: _ClassVar[int]
+    ALL_METHODS_FIELD_NUMBER: _ClassVar[int]
     key: _policy_pb2.BreakerKey
     override: BreakerOverride
     reason: str
     ttl: _duration_pb2.Duration
-    def __init__(self, key: _Optional[_Union[_policy_pb2.BreakerKey, _Mapping]] = ..., override: _Optional[_Union[BreakerOverride, str]] = ..., reason: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    all_methods: bool
+    def __init__(self, key: _Optional[_Union[_policy_pb2.BreakerKey, _Mapping]] = ..., override: _Optional[_Union[BreakerOverride, str]] = ..., reason: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., all_methods: _Optional[bool] = ...) -> None: ...
 
 class SetOverrideResponse(_message.Message):
-    __slots__ = ("breaker",)
+    __slots__ = ("breaker", "target_override", "breakers")
     BREAKER_FIELD_NUMBER: _ClassVar[int]
+    TARGET_OVERRIDE_FIELD_NUMBER: _ClassVar[int]
+    BREAKERS_FIELD_NUMBER: _ClassVar[int]
     breaker: Breaker
-    def __init__(self, breaker: _Optional[_Union[Breaker, _Mapping]] = ...) -> None: ...
+    target_override: TargetOverride
+    breakers: _containers.RepeatedCompositeFieldContainer[Breaker]
+    def __init__(self, breaker: _Optional[_Union[Breaker, _Mapping]] = ..., target_override: _Optional[_Union[TargetOverride, _Mapping]] = ..., breakers: _Optional[_Iterable[_Union[Breaker, _Mapping]]] = ...) -> None: ...
 
 class ResetBreakerRequest(_message.Message):
     __slots__ = ("key", "reason")

@@ -87,7 +87,10 @@ class BreakerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SetOverride(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Sets or clears an override on one breaker (created when it has no state
+        yet and a stored spec binds it: an override ahead of use), or with
+        `all_methods` on every breaker of a target, existing and future.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -62,6 +62,7 @@ class WatchScript:
 @dataclass
 class ScriptedBreakers(breaker_pb2_grpc.BreakerServiceServicer):  # type: ignore[misc]
     breakers: list[breaker_pb2.Breaker] = field(default_factory=list)
+    target_overrides: list[breaker_pb2.TargetOverride] = field(default_factory=list)
     watches: list[WatchScript] = field(default_factory=list)
     list_requests: list[breaker_pb2.ListBreakersRequest] = field(default_factory=list)
     watch_requests: list[breaker_pb2.WatchBreakersRequest] = field(default_factory=list)
@@ -88,7 +89,12 @@ class ScriptedBreakers(breaker_pb2_grpc.BreakerServiceServicer):  # type: ignore
                 if request.namespace in ("", b.key.namespace)
                 and request.app_id in ("", b.key.target)
                 and request.state in (breaker_pb2.BREAKER_STATE_UNSPECIFIED, b.state)
-            ]
+            ],
+            target_overrides=[
+                r for r in self.target_overrides
+                if request.namespace in ("", r.target.namespace)
+                and request.app_id in ("", r.target.target)
+            ],
         )
 
     def GetBreaker(
@@ -99,6 +105,18 @@ class ScriptedBreakers(breaker_pb2_grpc.BreakerServiceServicer):  # type: ignore
     def SetOverride(
         self, request: breaker_pb2.SetOverrideRequest, context: grpc.ServicerContext
     ) -> object:
+        if request.all_methods:  # every breaker of the target
+            self.overrides.append((request, dict(context.invocation_metadata())))
+            of_target = [b for b in self.breakers if (b.key.namespace, b.key.spec, b.key.kind,
+                         b.key.target) == (request.key.namespace, request.key.spec,
+                                           request.key.kind, request.key.target)]
+            for b in of_target:
+                b.override.override = request.override
+            response = breaker_pb2.SetOverrideResponse(breakers=of_target)
+            if request.override:
+                response.target_override.target.CopyFrom(request.key)
+                response.target_override.override.override = request.override
+            return response
         found = self._find(request.key, context)
         self.overrides.append((request, dict(context.invocation_metadata())))
         found.override.override = request.override
@@ -413,6 +431,124 @@ def test_refused_reset_exits_1_with_the_servers_reason(
     servicer.breakers = [breaker("inventory")]
     assert run(address, "reset", "inventory", "--reason", "refuse") == ExitCode.REJECTED
     assert "error: failed precondition: breaker is disabled" in capsys.readouterr().err
+
+
+# ---- every method (--all-methods) -------------------------------------------------
+
+
+def target_override(target: str, reason: str = "maintenance") -> breaker_pb2.TargetOverride:
+    return breaker_pb2.TargetOverride(
+        target=breaker(target).key,
+        override=breaker_pb2.OverrideInfo(override=breaker_pb2.BREAKER_OVERRIDE_FORCE_OPEN,
+                                          reason=reason, set_by="alice@ops"),
+    )
+
+
+def test_all_methods_by_target_name_sends_the_target_and_names_its_breakers(
+    service: tuple[ScriptedBreakers, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    servicer, address = service
+    servicer.breakers = [breaker("order-processor", "orders"), breaker("order-processor", "pay"),
+                         breaker("inventory")]
+
+    assert run(address, "open", "order-processor", "--all-methods", "--reason", "maintenance",
+               "--ttl", "2h") == 0
+
+    [(request, _)] = servicer.overrides
+    assert request.all_methods
+    assert request.key == breaker("order-processor").key  # the target: no method
+    assert (request.override, request.ttl.ToSeconds()) == (
+        breaker_pb2.BREAKER_OVERRIDE_FORCE_OPEN, 7200)
+    assert capsys.readouterr().out == (
+        'every circuit breaker of app "order-processor" (spec default/myresiliency) forced '
+        "open for 2h: 2 existing (order-processor:orders, order-processor:pay), and every one "
+        "first used later\n"
+    )
+
+
+def test_all_methods_by_full_target_key_needs_no_breaker_and_clears_as_json(
+    service: tuple[ScriptedBreakers, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    servicer, address = service
+    assert run(address, "open", "default/myresiliency/app/inventory", "--all-methods",
+               "--reason", "r") == 0
+    assert servicer.list_requests == []  # a full key needs no lookup
+    assert capsys.readouterr().out == (
+        'every circuit breaker of app "inventory" (spec default/myresiliency) forced open: '
+        "0 existing, and every one first used later\n"
+    )
+    servicer.target_overrides = [target_override("inventory")]
+    assert run(address, "clear", "inventory", "--all-methods", "-o", "json") == 0
+    assert json.loads(capsys.readouterr().out) == {"breakers": [], "targetOverride": None}
+    assert servicer.overrides[-1][0].override == breaker_pb2.BREAKER_OVERRIDE_UNSPECIFIED
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("order-processor:orders", "not one breaker 'order-processor:orders'"),
+        ("default/myresiliency/app/order-processor/orders", "leave the method out"),
+    ],
+)
+def test_all_methods_with_one_breaker_named_exits_2(
+    name: str, says: str, service: tuple[ScriptedBreakers, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    servicer, address = service
+    assert run(address, "open", name, "--all-methods", "--reason", "r") == ExitCode.USAGE
+    assert says in capsys.readouterr().err
+    assert servicer.overrides == []
+
+
+def test_all_methods_on_an_unknown_or_ambiguous_target_name_exits_1(
+    service: tuple[ScriptedBreakers, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    servicer, address = service
+    servicer.breakers = [breaker("order-processor", "orders"),
+                         breaker("order-processor", "orders", spec="canary")]
+
+    assert run(address, "open", "order-procesor", "--all-methods", "--reason", "r") == 1
+    err = capsys.readouterr().err
+    assert 'no circuit breaker of a target named "order-procesor" (did you mean ' \
+           '"order-processor"?); to set it before any agent uses a breaker of the target, ' \
+           "name the target by its full key NAMESPACE/SPEC/KIND/TARGET" in err
+    assert run(address, "open", "order-processor", "--all-methods", "--reason", "r") == 1
+    err = capsys.readouterr().err
+    assert "default/canary/app/order-processor\n" in err
+    assert "default/myresiliency/app/order-processor\n" in err
+    assert "is a target of 2 specs or kinds" in err
+    assert servicer.overrides == []
+    assert run(address, "open", "order-processor", "--spec", "canary", "--all-methods",
+               "--reason", "r") == 0
+
+
+def test_list_shows_target_overrides_under_the_table_and_in_json(
+    service: tuple[ScriptedBreakers, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    servicer, address = service
+    servicer.breakers = [breaker("order-processor", "orders")]
+    servicer.target_overrides = [target_override("inventory", reason="db migration")]
+
+    assert run(address, "list") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2:4] == ["", "overrides on every method (--all-methods):"]
+    assert lines[4].split() == ["TARGET", "OVERRIDE", "REASON", "SET-BY", "EXPIRES"]
+    assert lines[5].split() == ["default/myresiliency/app/inventory", "force-open", "db",
+                                "migration", "alice@ops", "-"]
+    assert run(address, "list", "-o", "json") == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["targetOverrides"] == [{
+        "name": "default/myresiliency/app/inventory",
+        "key": {"namespace": "default", "spec": "myresiliency", "kind": "app",
+                "target": "inventory", "method": ""},
+        "override": {"override": "force-open", "reason": "db migration", "expireTime": None,
+                     "setBy": "alice@ops"},
+    }]
+    servicer.breakers = []
+    assert run(address, "list") == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[0] == "overrides on every method (--all-methods):"
+    assert 'no circuit breakers found in namespace "default"' in captured.err
 
 
 # ---- watch --------------------------------------------------------------------------
