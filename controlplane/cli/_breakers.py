@@ -197,6 +197,7 @@ _TARGET_AHEAD_OF_USE_HINT = (
     "to set it before any agent uses a breaker of the target, name the target by its full "
     "key NAMESPACE/SPEC/KIND/TARGET (`fusebox resolve --app-id CALLER` shows the spec)"
 )
+_NAMES_SHOWN = 5  # breakers named in the text answer to --all-methods (-o json has them all)
 _OVERRIDE_VERBS = {
     "open": "forced open",
     "close": "forced closed",
@@ -263,8 +264,10 @@ def _set_target_override(args: argparse.Namespace) -> int:
             "targetOverride": None if rule is None else target_override_to_json(rule),
         }))
         return ExitCode.OK
-    names = f" ({', '.join(shown_name(b) for b in breakers)})" if breakers else ""
-    existing = f"{len(breakers)} existing{names}"
+    shown = [shown_name(b) for b in breakers[:_NAMES_SHOWN]]
+    if len(breakers) > _NAMES_SHOWN:
+        shown.append(f"and {len(breakers) - _NAMES_SHOWN} more")
+    existing = f"{len(breakers)} existing" + (f" ({', '.join(shown)})" if shown else "")
     what = f"every circuit breaker of {target_text(request.key)}"
     if _OVERRIDES[args.override] is None:
         print(f"{what}: override cleared on {existing}")

@@ -466,6 +466,17 @@ def test_all_methods_by_target_name_sends_the_target_and_names_its_breakers(
     )
 
 
+def test_all_methods_names_the_first_five_breakers_and_counts_the_others(
+    service: tuple[ScriptedBreakers, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    servicer, address = service
+    servicer.breakers = [breaker("bulk", f"m{i}") for i in range(7)]
+    assert run(address, "disable", "bulk", "--all-methods", "--reason", "r") == 0
+    assert "7 existing (bulk:m0, bulk:m1, bulk:m2, bulk:m3, bulk:m4, and 2 more)" in (
+        capsys.readouterr().out
+    )
+
+
 def test_all_methods_by_full_target_key_needs_no_breaker_and_clears_as_json(
     service: tuple[ScriptedBreakers, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
