@@ -13,6 +13,7 @@ table                  enum                                              proto e
 ``AUDIT_ACTION``       ``fusebox.controlplane.audit.AuditAction``        ``AuditAction``
 ``AUDIT_TARGET_KIND``  ``fusebox.controlplane.audit.AuditTargetKind``    ``AuditTargetKind``
 ``REVISION_ACTION``    ``fusebox.controlplane.spec_store.RevisionAction``  ``RevisionAction``
+``SEVERITY``           ``fusebox.controlplane.spec.Severity``            ``ViolationSeverity``
 =====================  ================================================  =====================
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from fusebox.controlplane.audit.model import AuditAction, AuditTargetKind
+from fusebox.controlplane.spec import Severity
 from fusebox.controlplane.spec_store.base import RevisionAction
 from fusebox.v1 import audit_pb2, spec_pb2
 
@@ -31,6 +33,8 @@ __all__ = [
     "AUDIT_TARGET_KIND_TO_PB",
     "REVISION_ACTION_FROM_PB",
     "REVISION_ACTION_TO_PB",
+    "SEVERITY_FROM_PB",
+    "SEVERITY_TO_PB",
 ]
 
 AUDIT_ACTION_TO_PB: Mapping[AuditAction, audit_pb2.AuditAction] = {
@@ -54,3 +58,13 @@ REVISION_ACTION_TO_PB: Mapping[RevisionAction, spec_pb2.RevisionAction] = {
     RevisionAction.ROLLBACK: spec_pb2.REVISION_ACTION_ROLLBACK,
 }
 REVISION_ACTION_FROM_PB = {wire: action for action, wire in REVISION_ACTION_TO_PB.items()}
+
+SEVERITY_TO_PB: Mapping[Severity, spec_pb2.ViolationSeverity] = {
+    Severity.ERROR: spec_pb2.VIOLATION_SEVERITY_ERROR,
+    Severity.WARNING: spec_pb2.VIOLATION_SEVERITY_WARNING,
+}
+# UNSPECIFIED is an error: what every violation sent before severities existed was.
+SEVERITY_FROM_PB: Mapping[spec_pb2.ViolationSeverity, Severity] = {
+    spec_pb2.VIOLATION_SEVERITY_UNSPECIFIED: Severity.ERROR,
+    **{pb: severity for severity, pb in SEVERITY_TO_PB.items()},
+}

@@ -14,7 +14,7 @@ of a warning.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 import grpc
 from google.protobuf import any_pb2
@@ -22,19 +22,11 @@ from google.rpc import code_pb2, status_pb2
 from grpc_status import rpc_status
 
 from fusebox.controlplane.spec import Severity, Violation
+from fusebox.controlplane.wire_enums import SEVERITY_FROM_PB, SEVERITY_TO_PB
 from fusebox.v1 import spec_pb2
 
 MAX_LISTED_IN_MESSAGE = 20
 
-SEVERITY_TO_PB: Mapping[Severity, spec_pb2.ViolationSeverity] = {
-    Severity.ERROR: spec_pb2.VIOLATION_SEVERITY_ERROR,
-    Severity.WARNING: spec_pb2.VIOLATION_SEVERITY_WARNING,
-}
-# UNSPECIFIED is an error: what every violation sent before severities existed was.
-SEVERITY_FROM_PB: Mapping[spec_pb2.ViolationSeverity, Severity] = {
-    spec_pb2.VIOLATION_SEVERITY_UNSPECIFIED: Severity.ERROR,
-    **{pb: severity for severity, pb in SEVERITY_TO_PB.items()},
-}
 
 
 def violation_to_proto(v: Violation) -> spec_pb2.SpecViolation:

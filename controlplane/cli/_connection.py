@@ -225,8 +225,9 @@ class _ServiceClient:
         if code is grpc.StatusCode.INVALID_ARGUMENT:
             violations = _violation_lines(err)
             if violations:
+                errors = sum(1 for line in violations if ": warning: " not in line)
                 return CommandFailed(
-                    f"rejected: {len(violations)} problem(s) found, nothing was stored",
+                    f"rejected: {errors} error(s) found, nothing was stored",
                     exit_code,
                     violations,
                     status=code,
