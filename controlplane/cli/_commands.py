@@ -282,7 +282,10 @@ def run(args: argparse.Namespace) -> int:
     from fusebox.controlplane.spec_store import default_data_dir
 
     security = ClientSecurity.from_args(args)
-    server = args.server or os.environ.get(SERVER_ENV_VAR) or None
+    # Checked like every command's --server (a scheme or a missing port is a usage
+    # error); without one, the local control plane is started on demand.
+    server = (server_address(args.server)
+              if args.server or os.environ.get(SERVER_ENV_VAR) else None)
     data_dir = default_data_dir()
     if server is None:
         server = ensure_local_control_plane(data_dir)

@@ -78,6 +78,17 @@ def test_a_malformed_fusebox_server_variable_is_named_as_the_culprit(
     )
 
 
+def test_fusebox_run_checks_its_server_like_every_command(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--server", "http://fusebox.internal:50051", "run", "--app-id", "checkout",
+            "--", "true"]
+    assert main(argv) == ExitCode.USAGE
+    assert "error: --server 'http://fusebox.internal:50051': a URL scheme" in (
+        capsys.readouterr().err
+    )
+
+
 def test_a_host_that_does_not_resolve_exits_3_saying_so(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
