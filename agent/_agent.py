@@ -48,6 +48,7 @@ from fusebox.agent.events import (
     StatsCounter,
     TargetStats,
     logger,
+    start_telemetry,
 )
 from fusebox.agent.policy import BreakerScope, Direction, ResolvedPolicies, TargetKind, TargetPolicy
 
@@ -116,6 +117,7 @@ class _Core:
         tls_key: str | os.PathLike[str] | bytes | None = None,
         token: str | None = None,
         credentials: Any = None,
+        meter_provider: Any = None,
     ) -> None:
         # Transport security of the server link (docs/security.md): ``tls_ca``
         # (PEM path or bytes) verifies the server, ``tls_cert`` + ``tls_key`` add
@@ -159,6 +161,9 @@ class _Core:
         self._link: Any = None
         self._snapshot = _Snapshot(None)
         self._ready = self._ready_type()
+        # OpenTelemetry metrics and trace events when its API is installed (the otel
+        # extra); ``meter_provider``: instead of the global one. Nothing on the call path.
+        self._telemetry = start_telemetry(self, meter_provider)
         if policies is not None:
             self.set_policies(policies)
 

@@ -61,7 +61,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import fusebox.agent.testing as _testing
 from fusebox.agent._backoff import RetrySchedule
@@ -81,6 +81,29 @@ from fusebox.agent.classify import (
 from fusebox.agent.clock import SYSTEM_CLOCK, Clock
 from fusebox.agent.events import EventHooks, FallbackEvent, RetryEvent, StatsCounter
 from fusebox.agent.policy import FallbackPolicy, RetryPolicy
+
+
+class CallTracing(Protocol):
+    """What ``fusebox.agent.telemetry`` adds to a call's trace (see ``tracing``)."""
+
+    def recording_span(self) -> Any:
+        """The recording span of the running context, or None."""
+
+    def attempt(self, retrying: RetryContext, number: int, success: bool,
+                delay: float | None) -> None:
+        """Attempt ``number`` of a call that failed at least once has ended."""
+
+    def fallback(self, retrying: RetryContext) -> None:
+        """The fallback answered the call."""
+
+    def rejected_flat(self, plan: CallPlan) -> None:
+        """The breaker rejected a flat call."""
+
+
+#: Set by ``fusebox.agent.telemetry`` when it is imported (the OpenTelemetry API is
+#: installed); None otherwise. Read only once a call has failed: a call whose first
+#: attempt succeeds never looks at it (docs/observability.md, "Traces").
+tracing: CallTracing | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +293,8 @@ def settle(plan: CallPlan, token: int | None, result: Any, retrying: RetryContex
                 breaker.release(token, outcome.success)  # type: ignore[union-attr]
             if outcome.success:
                 plan.succeeded()
+                if retrying is not None:
+                    retrying.succeeded()
                 raise error
     else:
         error = None
@@ -279,6 +304,8 @@ def settle(plan: CallPlan, token: int | None, result: Any, retrying: RetryContex
             breaker.release(token, outcome.success)  # type: ignore[union-attr]  # token: has one
         if outcome.success:
             plan.succeeded()
+            if retrying is not None:  # the one check a first attempt's success pays
+                retrying.succeeded()
             return None
     if retrying is None:
         retrying = RetryContext(plan, start)
@@ -300,7 +327,7 @@ class RetryContext:
     """
 
     __slots__ = ("attempts", "error", "fell_back", "outcome", "permanent", "plan", "result",
-                 "schedule", "start")
+                 "schedule", "span", "start")
 
     def __init__(self, plan: CallPlan, start: float) -> None:
         self.plan = plan
@@ -312,14 +339,28 @@ class RetryContext:
         self.error: BaseException | None
         self.outcome: Outcome
         self.permanent: bool
+        #: The caller's recording span (OpenTelemetry), which gets an event per attempt.
+        self.span: Any = None if tracing is None else tracing.recording_span()
 
     def failed(self, result: Any, error: BaseException | None, outcome: Outcome,
                permanent: bool) -> None:
         """Record the last attempt's failure (``permanent``: never retried)."""
         self.result, self.error, self.outcome, self.permanent = result, error, outcome, permanent
 
+    def succeeded(self) -> None:
+        """The last attempt succeeded (after a failed one)."""
+        if self.span is not None:
+            tracing.attempt(self, self.attempts, True, None)  # type: ignore[union-attr]
+
     def next_delay(self) -> float | None:
         """Seconds until the next attempt, announced; None: no more attempts."""
+        number = self.attempts
+        delay = self._next_delay()
+        if self.span is not None:
+            tracing.attempt(self, number, False, delay)  # type: ignore[union-attr]
+        return delay
+
+    def _next_delay(self) -> float | None:
         plan, outcome = self.plan, self.outcome
         retry = plan.retry
         if self.permanent or retry is None or not retry_matches(retry, outcome):
@@ -359,6 +400,8 @@ class RetryContext:
         if policy is not None and fallback_matches(policy, outcome):
             plan.stats.fallback()
             self.fell_back = True
+            if self.span is not None:
+                tracing.fallback(self)  # type: ignore[union-attr]
             plan.hooks.emit_fallback(FallbackEvent(plan.target, policy.name, error, outcome))
             if plan.fallback_fn is not None:
                 return plan.fallback_fn(CallFailure(plan.target, error, self.result, outcome))
@@ -460,6 +503,8 @@ def rejected_flat(plan: CallPlan) -> None:
     """The breaker rejected a flat call: a rejection and a failure."""
     plan.stats.rejected()
     plan.failed()
+    if tracing is not None:
+        tracing.rejected_flat(plan)
 
 
 def lease_flat_sync(plan: CallPlan) -> int:

@@ -303,7 +303,11 @@ class _LinkLoop:
         #: Where the policies in force came from (what the agent held before: static or none).
         self.source = source
         self.connected = False
+        # Snapshot counters (fusebox.agent.telemetry reads them; the link loop alone writes).
         self.snapshots_applied = 0
+        self.snapshots_nacked = 0
+        #: The store revision of the last snapshot applied (0: none from the server yet).
+        self.revision = 0
         #: The initial fetch is over: a snapshot was applied, or its deadline passed.
         self.ready = False
         #: Set by the host when it closes the link: no new session is started.
@@ -534,6 +538,7 @@ class _LinkLoop:
         except (ValueError, KeyError) as e:
             log.warning("policy snapshot %s rejected, keeping the previous policies: %s",
                         digest, e)
+            self.snapshots_nacked += 1
             return agent_pb2.ConnectRequest(
                 policy_ack=agent_pb2.PolicyAck(digest=digest, accepted=False, error=str(e))
             )
@@ -548,6 +553,7 @@ class _LinkLoop:
         self.source = PolicySource.SERVER
         self._keep_on_disk(snapshot.policies, control_plane_id)
         self.snapshots_applied += 1
+        self.revision = snapshot.store_revision
         self.on_synced()
         self._set_ready()
         ack = agent_pb2.PolicyAck(digest=digest, accepted=True)
@@ -613,6 +619,12 @@ class _Host(Generic[_Event]):
     @property
     def connected(self) -> bool:
         return self._loop.connected
+
+    @property
+    def snapshot_counts(self) -> tuple[int, int, int]:
+        """Snapshots applied and NACKed by this link, and the revision applied last."""
+        loop = self._loop
+        return loop.snapshots_applied, loop.snapshots_nacked, loop.revision
 
     @property
     def source(self) -> PolicySource:

@@ -1,4 +1,9 @@
-"""What the agent tells the world: Dapr-worded log lines, event hooks and counters."""
+"""What the agent tells the world: Dapr-worded log lines, event hooks and counters.
+
+With the OpenTelemetry API installed (the ``otel`` extra), ``start_telemetry``
+also exports the counters as metrics and puts retried attempts on the caller's
+trace (``fusebox.agent.telemetry``, imported only then).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from fusebox.agent.breaker import BreakerState, TransitionCause
@@ -190,3 +196,34 @@ def _decimal(value: int, unit: int) -> str:
         return str(whole)
     digits = len(str(unit)) - 1
     return f"{whole}.{str(frac).rjust(digits, '0').rstrip('0')}"
+
+
+#: ``fusebox.agent.telemetry`` once looked for: the module, or None without the OTel API.
+_telemetry_module: ModuleType | None = None
+_telemetry_looked_for = False
+
+
+def start_telemetry(agent: Any, meter_provider: Any = None) -> Any:
+    """Register ``agent`` with ``fusebox.agent.telemetry``; None without the OTel API.
+
+    The module is looked for once per process: an agent made without the extra
+    pays one failed import, the next ones nothing. ``meter_provider`` without
+    the API installed is an error that names the extra.
+    """
+    global _telemetry_module, _telemetry_looked_for
+    if not _telemetry_looked_for:
+        try:
+            import fusebox.agent.telemetry as telemetry
+        except ModuleNotFoundError as missing:  # opentelemetry-api is the optional extra
+            if not (missing.name or "").startswith("opentelemetry"):
+                raise
+        else:
+            _telemetry_module = telemetry
+        _telemetry_looked_for = True
+    if _telemetry_module is None:
+        if meter_provider is not None:
+            from fusebox.agent.extras import missing_extra
+
+            raise missing_extra("opentelemetry-api", "otel", "meter_provider=")
+        return None
+    return _telemetry_module.register(agent, meter_provider)
