@@ -9,6 +9,13 @@ Modes: breakers follow the cluster (hold a fleet view beside their own
 per-instance machine) while the Connect stream is up and the server has not
 said ``ModeChange{LOCAL}``; otherwise only their own machine decides. Each
 mode change is logged once.
+
+Every ``BreakerUpdate`` taken in while following is acknowledged
+(``BreakerAck{key, generation}``), so the server can measure how long a
+transition takes to reach the last agent holding the breaker. Acks are not
+written one per update: they are queued (the newest generation per breaker)
+and sent as one ``BreakerAcks`` message by the flusher, which an ack wakes
+``ClusterConfig.ack_delay`` later so that a burst of updates shares one message.
 """
 
 from __future__ import annotations
@@ -49,6 +56,8 @@ class ClusterConfig:
     report_interval: float = 0.01  # seconds between two flushes of accumulated outcomes
     probe_lease_timeout: float = 0.1  # deadline of an AcquireProbeLease call
     limits: ReportLimits = field(default_factory=ReportLimits)
+    #: Seconds an update's ack waits for the next ones before the flusher sends them.
+    ack_delay: float = 0.002
 
 
 class ClusterSync:
@@ -70,6 +79,9 @@ class ClusterSync:
         self._metadata: tuple[tuple[str, str], ...] = ()  # of the session's calls
         self._interest: collections.deque[tuple[bool, BreakerKey]] = collections.deque()
         self._probes: collections.deque[agent_pb2.BreakerOutcomes] = collections.deque()
+        #: Updates applied and not acknowledged yet: the newest generation per breaker.
+        self._acks: dict[BreakerKey, int] = {}
+        self._ack_timer: asyncio.TimerHandle | None = None
         self._urgent = asyncio.Event()
         self._wake_pending = False
         self._sequence: Iterator[int] = itertools.count(1)
@@ -110,10 +122,16 @@ class ClusterSync:
                             "disconnected from the control plane", quiet=closing)
         self._probes.clear()
         self._interest.clear()
+        self._acks.clear()  # the next stream's server sends its own updates
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
 
     def full_interest(self) -> agent_pb2.ConnectRequest:
         keys = [b.key.to_proto() for b in self._registry.breakers() if b.key is not None]
-        return agent_pb2.ConnectRequest(interest=agent_pb2.BreakerInterest(add=keys))
+        return agent_pb2.ConnectRequest(
+            interest=agent_pb2.BreakerInterest(add=keys, acks_updates=True)
+        )
 
     def on_response(self, response: agent_pb2.ConnectResponse) -> agent_pb2.ConnectRequest | None:
         """Handle a breaker message from the server; maybe a message to send back."""
@@ -127,7 +145,13 @@ class ClusterSync:
         return None
 
     def on_update(self, update: agent_pb2.BreakerUpdate) -> bool:
-        """Adopt a ``BreakerUpdate`` at once; False when it applies to nothing here."""
+        """Adopt a ``BreakerUpdate`` at once; False when it applies to nothing here.
+
+        An update taken in by a breaker this agent holds is acknowledged, also
+        when the breaker held that generation already (a repeat, or an older
+        update overtaken by an interest answer): the ack says "this agent holds
+        ``generation`` or newer", which is true either way.
+        """
         if not self.following:
             return False
         key = BreakerKey.try_from_proto(update.key)
@@ -141,10 +165,26 @@ class ClusterSync:
             update.open_remaining.ToNanoseconds() / 1e9
             if update.HasField("open_remaining") else None
         )
-        return breaker.apply_fleet(
+        applied = breaker.apply_fleet(
             state, update.generation, remaining, OVERRIDE_FROM_PB.get(update.override),
             CAUSE_FROM_PB.get(update.cause),
         )
+        self._queue_ack(key, update.generation)
+        return applied
+
+    def _queue_ack(self, key: BreakerKey, generation: int) -> None:
+        """Ack ``generation`` of ``key`` with the flush ``ack_delay`` from the first
+        ack queued (on the link's loop, where updates are read)."""
+        self._acks.pop(key, None)  # the newest update of a breaker is acked last
+        self._acks[key] = generation
+        loop = self._loop
+        if self._ack_timer is None and loop is not None:
+            self._ack_timer = loop.call_later(self.config.ack_delay, self._acks_due)
+
+    def _acks_due(self) -> None:
+        self._ack_timer = None
+        if self._acks:
+            self.wake_here()
 
     def on_mode(self, change: agent_pb2.ModeChange) -> agent_pb2.ConnectRequest | None:
         reason = change.reason or "told by the control plane"
@@ -211,26 +251,28 @@ class ClusterSync:
 
     def has_pending(self) -> bool:
         """Whether a flush now would send anything (interest, probes or outcomes)."""
-        if self._interest or self._probes:
+        if self._interest or self._probes or self._acks:
             return True
         return any(b.outcomes.pending() for b in self._registry.breakers())
 
     def take_messages(self) -> list[agent_pb2.ConnectRequest]:
-        """What is due now: interest changes first, then outcome reports, in order."""
+        """What is due now: interest changes first, then acks, then outcome reports,
+        in order."""
         messages: list[agent_pb2.ConnectRequest] = []
         interest = self._take_interest()
         if interest is not None:
             messages.append(agent_pb2.ConnectRequest(interest=interest))
+        limits = self.config.limits
+        messages.extend(self._take_acks(limits.max_breakers))
         entries: list[agent_pb2.BreakerOutcomes] = []
         while self._probes:
             entries.append(self._probes.popleft())
-        limits = self.config.limits
         for breaker in self._registry.breakers():
             if breaker.key is None or not breaker.outcomes.pending():
                 continue
-            runs = breaker.take_outcomes()
-            if runs:
-                entries.extend(outcome_entries(breaker.key.to_proto(), runs, limits))
+            runs, rejected = breaker.take_outcomes()
+            if runs or rejected:
+                entries.extend(outcome_entries(breaker.key.to_proto(), runs, limits, rejected))
         for report in pack_reports(entries, limits, self._sequence):
             messages.append(agent_pb2.ConnectRequest(report=report))
         return messages
@@ -335,7 +377,19 @@ class ClusterSync:
         return agent_pb2.BreakerInterest(
             add=[k.to_proto() for k, added in last.items() if added],
             remove=[k.to_proto() for k, added in last.items() if not added],
+            acks_updates=True,
         )
+
+    def _take_acks(self, per_message: int) -> list[agent_pb2.ConnectRequest]:
+        """The queued acks as ``BreakerAcks`` messages of at most ``per_message``."""
+        if not self._acks:
+            return []
+        acks = [agent_pb2.BreakerAck(key=key.to_proto(), generation=generation)
+                for key, generation in self._acks.items()]
+        self._acks.clear()
+        return [agent_pb2.ConnectRequest(breaker_acks=agent_pb2.BreakerAcks(
+                    acks=acks[i:i + per_message]))
+                for i in range(0, len(acks), per_message)]
 
     def _set_following(self, following: bool, reason: str, *, quiet: bool = False) -> None:
         following = following and self._connected and not self._told_local

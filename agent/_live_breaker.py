@@ -20,6 +20,10 @@ with its outcome, so the server can drop outcomes of an older generation)
 and the local generation (so ``local`` ignores outcomes of a window that
 ended meanwhile): ``fleet_generation << 32 | local_generation``. Half-open
 probes holding a fleet lease get negative tokens instead.
+
+While reporting, every call refused is counted in ``outcomes.rejected``
+(under the lock, on the refusing paths only: the closed fast path is never
+one), and reported with the next flush for the server's per-target rates.
 """
 
 from __future__ import annotations
@@ -170,10 +174,14 @@ class Breaker:
                 if not local.pending:
                     if generation is not None:
                         return self._token_base | generation
+                    if self.reporting:
+                        self.outcomes.rejected += 1
                     raise BreakerOpenError(self.name, local.state.value)
                 token = None if generation is None else self._token_base | generation
             else:
                 token = self._admit(self._now())
+            if token is None and self.reporting:
+                self.outcomes.rejected += 1
             state = self.state
             changes = self._settle()
         finally:
@@ -403,9 +411,12 @@ class Breaker:
                 self.apply_fleet(answer.state, answer.generation, None, self.override)
             if answer.state is CLOSED:  # the fleet closed meanwhile: an ordinary call
                 try:
-                    return self.acquire()
+                    return self.acquire()  # counts its own rejection
                 except ProbeLeaseRequired:
                     pass
+            with self._lock:
+                if self.reporting:
+                    self.outcomes.rejected += 1
             raise BreakerOpenError(self.name, (answer.state or HALF_OPEN).value)
         with self._lock:
             now = self._now()
@@ -428,6 +439,8 @@ class Breaker:
                     token = -next(_probe_tokens)
                     self._leases[token] = (answer.lease_id, self._token_base >> _LOCAL_BITS,
                                            generation)
+            if token is None and self.reporting:
+                self.outcomes.rejected += 1
             state = self.state
             changes = self._settle()
         if changes:
@@ -473,13 +486,15 @@ class Breaker:
         return [StateChangeEvent(self.name, before, after, generation,
                                  cause or TransitionCause.EXTERNAL, origin)]
 
-    def take_outcomes(self) -> list[CodeRun]:
-        """The outcomes to report now, oldest first (the link's flusher)."""
+    def take_outcomes(self) -> tuple[list[CodeRun], int]:
+        """The outcomes to report now, oldest first, and the number of calls
+        rejected since the last take (the link's flusher)."""
         with self._lock:
+            outcomes = self.outcomes
             if not self.reporting:
-                self.outcomes.clear()  # went local or refused meanwhile: dropped
-                return []
-            return self.outcomes.drain()
+                outcomes.clear()  # went local or refused meanwhile: dropped
+                return [], 0
+            return outcomes.drain(), outcomes.drain_rejected()
 
     def _report(self, code: int) -> None:
         with self._lock:

@@ -13,6 +13,11 @@ call:
   ``add``-ed under the breaker's lock, after the counted successes are folded
   in as one run, so the order of outcomes is kept.
 
+Calls the breaker *rejected* are only counted (``rejected``, under the
+breaker's lock, on the rejection paths, which are never the closed fast
+path): they never ran, so they have no place in the runs, and the server only
+sums them per target.
+
 The link's flusher ``drain``-s each accumulator (under the breaker's lock,
 once per flush, never on a call path) and packs what it found into
 ``OutcomeReport`` messages:
@@ -22,7 +27,9 @@ once per flush, never on a call path) and packs what it found into
   -n failures), in completion order;
 * an entry holds at most ``max_runs`` runs; longer sequences continue in the
   next entry, and a message holds at most ``max_breakers`` entries; longer
-  reports continue in the next message. Splitting never reorders outcomes.
+  reports continue in the next message. Splitting never reorders outcomes;
+* the rejections counted since the last flush ride on the breaker's last
+  entry (``rejected``), or on an entry of their own with no runs.
 
 >>> run_lengths([True, True, False, True])
 [2, -1, 1]
@@ -62,13 +69,15 @@ class OutcomeAccumulator:
     breaker's lock.
     """
 
-    __slots__ = ("_code", "_counter", "_runs", "_seen", "success")
+    __slots__ = ("_code", "_counter", "_runs", "_seen", "rejected", "success")
 
     def __init__(self, capacity: int = ACCUMULATOR_CAPACITY) -> None:
         self._runs: collections.deque[list[int]] = collections.deque(maxlen=capacity)
         self._counter: itertools.count[int] | None = None
         self._code = 0
         self._seen = 0
+        #: Calls rejected since the last drain (bumped under the breaker's lock).
+        self.rejected = 0
         self.success: tuple[int, Callable[[], int]] | None = None
 
     def count_successes(self, generation: int | None) -> None:
@@ -99,7 +108,9 @@ class OutcomeAccumulator:
     def pending(self) -> bool:
         """Whether a drain now would find anything (callable without the lock)."""
         counter = self._counter
-        return bool(self._runs) or (counter is not None and counted(counter) > self._seen)
+        return bool(self._runs) or self.rejected > 0 or (
+            counter is not None and counted(counter) > self._seen
+        )
 
     def drain(self) -> list[CodeRun]:
         """Remove and return the runs, oldest first."""
@@ -107,9 +118,15 @@ class OutcomeAccumulator:
         popleft = self._runs.popleft
         return [(run[0], run[1]) for run in (popleft() for _ in range(len(self._runs)))]
 
+    def drain_rejected(self) -> int:
+        """Remove and return the count of rejected calls."""
+        rejected, self.rejected = self.rejected, 0
+        return rejected
+
     def clear(self) -> None:
         self.fold()
         self._runs.clear()
+        self.rejected = 0
 
     def _append(self, code: int, count: int) -> None:
         runs = self._runs
@@ -149,9 +166,27 @@ class ReportLimits:
 
 
 def outcome_entries(
+    key: policy_pb2.BreakerKey, runs: Sequence[CodeRun], limits: ReportLimits,
+    rejected: int = 0,
+) -> list[agent_pb2.BreakerOutcomes]:
+    """The entries reporting ``runs`` (from ``OutcomeAccumulator.drain``) and
+    ``rejected`` calls for ``key``.
+
+    The rejections ride on the last entry; with no runs they get an entry of
+    their own (no runs, generation 0: the server only counts them).
+    """
+    entries = _run_entries(key, runs, limits)
+    if rejected > 0:
+        if entries:
+            entries[-1].rejected = rejected
+        else:
+            entries.append(agent_pb2.BreakerOutcomes(key=key, rejected=rejected))
+    return entries
+
+
+def _run_entries(
     key: policy_pb2.BreakerKey, runs: Sequence[CodeRun], limits: ReportLimits
 ) -> list[agent_pb2.BreakerOutcomes]:
-    """The entries reporting ``runs`` (from ``OutcomeAccumulator.drain``) for ``key``."""
     entries: list[agent_pb2.BreakerOutcomes] = []
     signed: list[int] = []
     generation = None

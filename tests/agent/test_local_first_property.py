@@ -155,7 +155,7 @@ class Link:
         for breaker in self.breakers:
             assert breaker.key is not None
             key = breaker.key
-            for entry in outcome_entries(breaker.key.to_proto(), breaker.take_outcomes(),
+            for entry in outcome_entries(breaker.key.to_proto(), breaker.take_outcomes()[0],
                                          ReportLimits()):
                 if entry.generation >= self.server.generation(key):
                     batches.append(OutcomeBatch(key, breaker.policy, tuple(entry.runs),

@@ -119,3 +119,27 @@ def test_reports_hold_at_most_max_breakers_entries_and_number_their_sequence() -
 def test_limits_below_one_are_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         ReportLimits(max_runs=0)
+
+
+def test_rejections_ride_on_the_last_entry_of_the_breaker() -> None:
+    codes = [outcome_code(4, True), outcome_code(5, False)]
+    entries = outcome_entries(KEY, runs_of(codes), ReportLimits(), rejected=3)
+    assert [(e.generation, list(e.runs), e.rejected) for e in entries] == [
+        (4, [1], 0), (5, [-1], 3)]
+
+
+def test_rejections_without_outcomes_get_an_entry_with_no_runs() -> None:
+    (entry,) = outcome_entries(KEY, [], ReportLimits(), rejected=2)
+    assert entry.key == KEY and list(entry.runs) == [] and entry.rejected == 2
+    assert outcome_entries(KEY, [], ReportLimits()) == []
+
+
+def test_the_accumulator_counts_rejections_until_drained_or_cleared() -> None:
+    acc = OutcomeAccumulator()
+    assert not acc.pending()
+    acc.rejected += 2
+    assert acc.pending() and acc.drain() == []
+    assert acc.drain_rejected() == 2 and acc.drain_rejected() == 0 and not acc.pending()
+    acc.rejected += 1
+    acc.clear()
+    assert acc.drain_rejected() == 0

@@ -23,16 +23,18 @@ BREAKER_MODE_LOCAL: BreakerMode
 BREAKER_MODE_CLUSTER: BreakerMode
 
 class ConnectRequest(_message.Message):
-    __slots__ = ("hello", "policy_ack", "report", "interest")
+    __slots__ = ("hello", "policy_ack", "report", "interest", "breaker_acks")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     POLICY_ACK_FIELD_NUMBER: _ClassVar[int]
     REPORT_FIELD_NUMBER: _ClassVar[int]
     INTEREST_FIELD_NUMBER: _ClassVar[int]
+    BREAKER_ACKS_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     policy_ack: PolicyAck
     report: OutcomeReport
     interest: BreakerInterest
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., policy_ack: _Optional[_Union[PolicyAck, _Mapping]] = ..., report: _Optional[_Union[OutcomeReport, _Mapping]] = ..., interest: _Optional[_Union[BreakerInterest, _Mapping]] = ...) -> None: ...
+    breaker_acks: BreakerAcks
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., policy_ack: _Optional[_Union[PolicyAck, _Mapping]] = ..., report: _Optional[_Union[OutcomeReport, _Mapping]] = ..., interest: _Optional[_Union[BreakerInterest, _Mapping]] = ..., breaker_acks: _Optional[_Union[BreakerAcks, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("namespace", "app_id", "instance_id", "last_policy_digest", "agent_version")
@@ -59,16 +61,18 @@ class PolicyAck(_message.Message):
     def __init__(self, digest: _Optional[str] = ..., accepted: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class BreakerOutcomes(_message.Message):
-    __slots__ = ("key", "runs", "generation", "lease_id")
+    __slots__ = ("key", "runs", "generation", "lease_id", "rejected")
     KEY_FIELD_NUMBER: _ClassVar[int]
     RUNS_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
     key: _policy_pb2.BreakerKey
     runs: _containers.RepeatedScalarFieldContainer[int]
     generation: int
     lease_id: str
-    def __init__(self, key: _Optional[_Union[_policy_pb2.BreakerKey, _Mapping]] = ..., runs: _Optional[_Iterable[int]] = ..., generation: _Optional[int] = ..., lease_id: _Optional[str] = ...) -> None: ...
+    rejected: int
+    def __init__(self, key: _Optional[_Union[_policy_pb2.BreakerKey, _Mapping]] = ..., runs: _Optional[_Iterable[int]] = ..., generation: _Optional[int] = ..., lease_id: _Optional[str] = ..., rejected: _Optional[int] = ...) -> None: ...
 
 class OutcomeReport(_message.Message):
     __slots__ = ("breakers", "sequence")
@@ -79,12 +83,28 @@ class OutcomeReport(_message.Message):
     def __init__(self, breakers: _Optional[_Iterable[_Union[BreakerOutcomes, _Mapping]]] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class BreakerInterest(_message.Message):
-    __slots__ = ("add", "remove")
+    __slots__ = ("add", "remove", "acks_updates")
     ADD_FIELD_NUMBER: _ClassVar[int]
     REMOVE_FIELD_NUMBER: _ClassVar[int]
+    ACKS_UPDATES_FIELD_NUMBER: _ClassVar[int]
     add: _containers.RepeatedCompositeFieldContainer[_policy_pb2.BreakerKey]
     remove: _containers.RepeatedCompositeFieldContainer[_policy_pb2.BreakerKey]
-    def __init__(self, add: _Optional[_Iterable[_Union[_policy_pb2.BreakerKey, _Mapping]]] = ..., remove: _Optional[_Iterable[_Union[_policy_pb2.BreakerKey, _Mapping]]] = ...) -> None: ...
+    acks_updates: bool
+    def __init__(self, add: _Optional[_Iterable[_Union[_policy_pb2.BreakerKey, _Mapping]]] = ..., remove: _Optional[_Iterable[_Union[_policy_pb2.BreakerKey, _Mapping]]] = ..., acks_updates: _Optional[bool] = ...) -> None: ...
+
+class BreakerAck(_message.Message):
+    __slots__ = ("key", "generation")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    key: _policy_pb2.BreakerKey
+    generation: int
+    def __init__(self, key: _Optional[_Union[_policy_pb2.BreakerKey, _Mapping]] = ..., generation: _Optional[int] = ...) -> None: ...
+
+class BreakerAcks(_message.Message):
+    __slots__ = ("acks",)
+    ACKS_FIELD_NUMBER: _ClassVar[int]
+    acks: _containers.RepeatedCompositeFieldContainer[BreakerAck]
+    def __init__(self, acks: _Optional[_Iterable[_Union[BreakerAck, _Mapping]]] = ...) -> None: ...
 
 class ConnectResponse(_message.Message):
     __slots__ = ("snapshot", "breaker_update", "mode", "report_rejected")
