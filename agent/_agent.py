@@ -12,7 +12,7 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, Self, TypeVar
 
 import fusebox.agent.testing as _testing
 from fusebox.agent._cluster_port import ProbeLeaseRequired
@@ -582,6 +582,27 @@ class _AgentBase(_Core, Generic[H]):
     """
 
     _handle_type: type[H]
+
+    @classmethod
+    def from_env(cls, *, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+        """An agent configured by the ``FUSEBOX_*`` variables (docs/deploy.md).
+
+        ``FUSEBOX_APP_ID`` (required), ``FUSEBOX_SERVER`` (default
+        ``127.0.0.1:50051``), ``FUSEBOX_NAMESPACE``, ``FUSEBOX_INSTANCE_ID``,
+        ``FUSEBOX_TOKEN`` or ``FUSEBOX_TOKEN_FILE``, ``FUSEBOX_TLS_CA``,
+        ``FUSEBOX_TLS_CERT`` + ``FUSEBOX_TLS_KEY``, ``FUSEBOX_INITIAL_FETCH_TIMEOUT``;
+        ``FUSEBOX_CACHE_DIR`` as for every agent. Keyword ``overrides`` win over
+        the environment (their variables are not read) and take any other
+        constructor keyword (``fallbacks=``, ``classifier=``, ...). A bad value
+        raises ``fusebox.agent.environment.EnvironmentConfigError`` (a
+        ``ValueError``) naming the variable and what it accepts.
+
+        >>> with Agent.from_env(fallbacks={"cached": cached_orders}) as fb:  # doctest: +SKIP
+        ...     fb.app("order-processor", method="orders").call(post_order, order)
+        """
+        from fusebox.agent.environment import agent_keywords
+
+        return cls(**agent_keywords(environ, **overrides))
 
     def app(self, app_id: str, *, method: str | None = None,
             classifier: Classifier | None = None) -> H:

@@ -7,6 +7,7 @@ Handlers print results to stdout and notes to stderr, and raise
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -281,23 +282,31 @@ def run(args: argparse.Namespace) -> int:
                             ExitCode.USAGE) from None
     from fusebox.controlplane.spec_store import default_data_dir
 
-    security = ClientSecurity.from_args(args)
     # Checked like every command's --server (a scheme or a missing port is a usage
     # error); without one, the local control plane is started on demand.
     server = (server_address(args.server)
               if args.server or os.environ.get(SERVER_ENV_VAR) else None)
+    # The flags, else the FUSEBOX_* variables, as the agent's from_env reads them.
+    token = args.token
+    if args.token_file:
+        token = ClientSecurity.from_args(args).token
+    try:
+        options = SidecarOptions.from_flags(
+            command=command_after_dashes(args.command), app_id=args.app_id,
+            namespace=args.namespace, server=server, token=token, tls_ca=args.tls_ca,
+            tls_cert=args.tls_cert, tls_key=args.tls_key, app_port=args.app_port,
+            dapr_http_port=args.dapr_http_port,
+        )
+    except ValueError as e:
+        raise CommandFailed(str(e), ExitCode.USAGE) from None
     data_dir = default_data_dir()
-    if server is None:
-        server = ensure_local_control_plane(data_dir)
-        note(f"using the local control plane at {server} (data in {data_dir})")
+    if options.server is None:
+        options = dataclasses.replace(options, server=ensure_local_control_plane(data_dir))
+        note(f"using the local control plane at {options.server} (data in {data_dir})")
+    assert options.server is not None
     if args.resources_path:
-        _apply_resources(args, server, security)
-    options = SidecarOptions(
-        app_id=args.app_id, command=command_after_dashes(args.command), app_port=args.app_port,
-        dapr_http_port=args.dapr_http_port, server=server, namespace=args.namespace,
-        token=security.token, tls_ca=security.tls_ca, tls_cert=security.tls_cert,
-        tls_key=security.tls_key,
-    )
+        _apply_resources(args, options.server, ClientSecurity(
+            options.tls_ca, options.tls_cert, options.tls_key, options.token))
     return run_sidecar(options, data_dir)
 
 

@@ -230,7 +230,8 @@ def _add_run_command(
         "DAPR_HTTP_PORT set. Without --server, a local control plane is started on demand "
         "(docs/sidecar.md).",
     )
-    run.add_argument("--app-id", required=True, metavar="APP_ID")
+    # Not required here: $FUSEBOX_APP_ID may give it (the FUSEBOX_* contract, docs/deploy.md).
+    run.add_argument("--app-id", metavar="APP_ID", help="the app's id (default: $FUSEBOX_APP_ID)")
     run.add_argument("--app-port", type=int, metavar="PORT",
                      help="where the app listens (registered so other apps can call it)")
     run.add_argument("--dapr-http-port", type=int, metavar="PORT",
@@ -238,7 +239,9 @@ def _add_run_command(
     run.add_argument("--resources-path", "--components-path", dest="resources_path",
                      action="append", metavar="DIR",
                      help="apply the Resiliency YAML files found here (others are skipped)")
-    _add_namespace(run)
+    run.add_argument("-n", "--namespace",
+                     help=f"namespace of the app (default: $FUSEBOX_NAMESPACE or "
+                     f"{DEFAULT_NAMESPACE})")
     run.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
     run.set_defaults(handler=_commands.run)
 

@@ -9,11 +9,12 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fusebox.agent import AsyncAgent
+from fusebox.agent.environment import APP_ID, AgentEnvironment
 from fusebox.agent.tls import channel_credentials
 from fusebox.controlplane.sidecar._discovery import (
     DEFAULT_LEASE_TTL,
@@ -30,6 +31,7 @@ log = logging.getLogger("fusebox.sidecar")
 DEFAULT_DAPR_HTTP_PORT = 3500
 PROXY_HOST = "127.0.0.1"
 APP_HOST = "127.0.0.1"
+INITIAL_FETCH_TIMEOUT = 3.0  # the agent's default, unless $FUSEBOX_INITIAL_FETCH_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +44,60 @@ class SidecarOptions:
     dapr_http_port: int | None = None  # None: 3500, or a free port when 3500 is taken
     server: str | None = None  # None: the local control plane, started on demand
     namespace: str = "default"
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
     lease_ttl: float = DEFAULT_LEASE_TTL
+    instance_id: str | None = None  # None: the agent's (hostname-pid-random)
+    initial_fetch_timeout: float = INITIAL_FETCH_TIMEOUT
+
+    @classmethod
+    def from_flags(
+        cls,
+        *,
+        command: tuple[str, ...],
+        app_id: str | None = None,
+        namespace: str | None = None,
+        server: str | None = None,
+        token: str | None = None,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        app_port: int | None = None,
+        dapr_http_port: int | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> SidecarOptions:
+        """The flags given (``None``: not given), else the ``FUSEBOX_*`` variables.
+
+        Read by ``fusebox.agent.environment`` as ``AsyncAgent.from_env`` reads
+        them (docs/deploy.md): ``FUSEBOX_APP_ID``, ``FUSEBOX_NAMESPACE``,
+        ``FUSEBOX_TOKEN``/``FUSEBOX_TOKEN_FILE``, ``FUSEBOX_TLS_*``,
+        ``FUSEBOX_INSTANCE_ID``, ``FUSEBOX_INITIAL_FETCH_TIMEOUT``.
+        ``server`` is taken as given: the CLI checks ``--server`` and
+        ``$FUSEBOX_SERVER`` itself (None: the local control plane).
+        Raises ``EnvironmentConfigError`` (a ``ValueError``) for a bad variable,
+        and ``ValueError`` when neither ``app_id`` nor ``FUSEBOX_APP_ID`` is set.
+        """
+        flags = {"app_id": app_id, "namespace": namespace, "token": token, "tls_ca": tls_ca,
+                 "tls_cert": tls_cert, "tls_key": tls_key}
+        given = {keyword for keyword, value in flags.items() if value is not None}
+        env = AgentEnvironment.read(environ, skip={"server", *given})
+        app = app_id or env.app_id
+        if not app:
+            raise ValueError(f"give --app-id, or set {APP_ID.name}")
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together: give both for mTLS, or neither")
+        certificate = (tls_cert, tls_key) if tls_cert is not None else (env.tls_cert, env.tls_key)
+        return cls(
+            app_id=app, command=command, app_port=app_port, dapr_http_port=dapr_http_port,
+            server=server, namespace=namespace or env.namespace or "default",
+            token=token or env.token, tls_ca=tls_ca or env.tls_ca,
+            tls_cert=certificate[0], tls_key=certificate[1],
+            instance_id=env.instance_id,
+            initial_fetch_timeout=(INITIAL_FETCH_TIMEOUT if env.initial_fetch_timeout is None
+                                   else env.initial_fetch_timeout),
+        )
 
 
 def say(message: str) -> None:
@@ -91,7 +142,8 @@ async def run_sidecar(options: SidecarOptions) -> int:
         credentials = channel_credentials(options.tls_ca, options.tls_cert, options.tls_key)
     agent = AsyncAgent(app_id=options.app_id, server=options.server,
                        namespace=options.namespace, token=options.token,
-                       credentials=credentials)
+                       credentials=credentials, instance_id=options.instance_id,
+                       initial_fetch_timeout=options.initial_fetch_timeout)
     connection = RegistryConnection(options.server or "", options.namespace, options.token,
                                     credentials)
     await agent.start()
