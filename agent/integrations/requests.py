@@ -6,6 +6,10 @@
 >>> session.mount("http://", FuseboxAdapter(fb, app="order-processor"))  # doctest: +SKIP
 >>> session.post("http://order-processor:8080/orders", json=order)  # doctest: +SKIP
 
+``FuseboxSession(fb, app=...)`` guards one level up, around ``Session.send``:
+with OpenTelemetry's requests instrumentation, one client span per attempt
+(docs/observability.md).
+
 Target method: by default the URL path without its leading slash (Dapr's
 method name: ``orders`` for ``/orders``); ``method=`` fixes it or derives it
 from the ``PreparedRequest``; ``app=`` likewise.
@@ -15,6 +19,7 @@ Requires ``requests`` (``pip install 'fusebox-resilience[integrations]'``).
 
 from __future__ import annotations
 
+import contextvars
 import http
 import io
 from collections.abc import Callable, Iterable, Mapping
@@ -34,14 +39,15 @@ from fusebox.agent.integrations import (
 from fusebox.agent.policy import FallbackResponse
 
 try:
-    from requests import PreparedRequest, Response
+    from requests import PreparedRequest, Response, Session
     from requests.adapters import HTTPAdapter
     from requests.structures import CaseInsensitiveDict
     from requests.utils import get_encoding_from_headers, rewind_body
 except ModuleNotFoundError as missing:  # the optional dependency, with the extra to install
     raise missing_extra("requests", "integrations", __name__) from missing
 
-__all__ = ["FuseboxAdapter", "classify_response", "response_from_fallback", "url_path_method"]
+__all__ = ["FuseboxAdapter", "FuseboxSession", "classify_response", "response_from_fallback",
+           "url_path_method"]
 
 RequestName = str | Callable[[PreparedRequest], str]
 
@@ -139,40 +145,95 @@ class FuseboxAdapter(HTTPAdapter):
         proxies: Mapping[str, str] | None = None,
     ) -> Response:
         """Send ``request`` as one guarded call; see the class docstring."""
-        app = _choose(self.app, request)
-        assert app is not None
-        target = self.fb.app(app, method=_choose(self.method, request) or None,
-                             classifier=self.classifier)
-        _make_body_replayable(request)
-        ledger: _AttemptLedger[Response] = _AttemptLedger()
 
-        def attempt() -> Response:
-            number, stale = ledger.begin()
-            if stale is not None:
-                stale.close()  # the agent retries: release the failed response's connection
-            if number > 1 and isinstance(getattr(request, "_body_position", None), int):
-                rewind_body(request)
-            response = HTTPAdapter.send(
-                self, request, stream=stream, timeout=_tighten(timeout), verify=verify,
-                cert=cert, proxies=proxies,
-            )
-            if not ledger.keep(number, response):
-                response.close()  # an abandoned attempt finished after its caller moved on
-            return response
+        def send_once(attempt_timeout: Any) -> Response:
+            return HTTPAdapter.send(self, request, stream=stream, timeout=attempt_timeout,
+                                    verify=verify, cert=cert, proxies=proxies)
 
-        result = _call_releasing(target, attempt, ledger)
-        return self._as_response(result, request)
+        return _send_guarded(self.fb, self.app, self.method, self.classifier, request,
+                             send_once, timeout, self)
 
-    def _as_response(self, result: object, request: PreparedRequest) -> Response:
-        if isinstance(result, Response):
-            return result
-        if isinstance(result, FallbackResponse):
-            return response_from_fallback(result, request, self)
-        raise TypeError(
-            f"a fallback for {request.method} {request.url} returned {type(result).__name__};"
-            " the requests integration needs a requests.Response or a FallbackResponse"
-        )
 
+class FuseboxSession(Session):
+    """A ``requests.Session`` whose every request is one guarded call, each attempt a
+    whole ``Session.send``.
+
+    Same arguments and behaviour as ``FuseboxAdapter`` (``fb``, ``app``,
+    ``method``, ``classifier``), one level up: the retry loop runs *around*
+    ``Session.send``, so OpenTelemetry's requests instrumentation (which wraps
+    ``Session.send``) makes one client span per attempt, the retries' carrying
+    the attempt's place, while with the adapter its one span covers every
+    attempt. Redirects are followed inside an attempt, as ``Session.send``
+    does; cookies and response hooks apply to each attempt.
+
+    >>> session = FuseboxSession(fb, app="order-processor")  # doctest: +SKIP
+    >>> session.post("http://order-processor:8080/orders", json=order)  # doctest: +SKIP
+    """
+
+    def __init__(self, fb: Agent | AsyncAgent, *, app: RequestName,
+                 method: RequestName | None = None, classifier: Classifier | None = None) -> None:
+        super().__init__()
+        self.fb = fb
+        self.app = app
+        self.method: RequestName = url_path_method if method is None else method
+        self.classifier = classifier or classify_response
+
+    def send(self, request: PreparedRequest, **kwargs: Any) -> Response:
+        """Send ``request`` as one guarded call (a redirect hop inside an attempt: as is)."""
+        if _in_attempt.get():  # Session.send following a redirect of the running attempt
+            return Session.send(self, request, **kwargs)
+        timeout = kwargs.pop("timeout", None)
+
+        def send_once(attempt_timeout: Any) -> Response:
+            entered = _in_attempt.set(True)
+            try:
+                # Session.send as the class has it now: instrumented, when it is.
+                return Session.send(self, request, timeout=attempt_timeout, **kwargs)
+            finally:
+                _in_attempt.reset(entered)
+
+        return _send_guarded(self.fb, self.app, self.method, self.classifier, request,
+                             send_once, timeout, None)
+
+
+#: Set while a ``FuseboxSession`` attempt runs ``Session.send`` (which re-enters ``send``
+#: for redirects): those hops are part of the attempt.
+_in_attempt: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "fusebox_requests_attempt", default=False)
+
+
+def _send_guarded(
+    fb: Agent | AsyncAgent, app: RequestName, method: RequestName,
+    classifier: Classifier, request: PreparedRequest,
+    send_once: Callable[[Any], Response], timeout: Any, adapter: HTTPAdapter | None,
+) -> Response:
+    """One guarded call whose attempts are ``send_once(attempt_timeout)``."""
+    app_id = _choose(app, request)
+    assert app_id is not None
+    target = fb.app(app_id, method=_choose(method, request) or None, classifier=classifier)
+    _make_body_replayable(request)
+    ledger: _AttemptLedger[Response] = _AttemptLedger()
+
+    def attempt() -> Response:
+        number, stale = ledger.begin()
+        if stale is not None:
+            stale.close()  # the agent retries: release the failed response's connection
+        if number > 1 and isinstance(getattr(request, "_body_position", None), int):
+            rewind_body(request)
+        response = send_once(_tighten(timeout))
+        if not ledger.keep(number, response):
+            response.close()  # an abandoned attempt finished after its caller moved on
+        return response
+
+    result = _call_releasing(target, attempt, ledger)
+    if isinstance(result, Response):
+        return result
+    if isinstance(result, FallbackResponse):
+        return response_from_fallback(result, request, adapter)
+    raise TypeError(
+        f"a fallback for {request.method} {request.url} returned {type(result).__name__};"
+        " the requests integration needs a requests.Response or a FallbackResponse"
+    )
 
 
 def _tighten(timeout: Any) -> Any:
