@@ -13,7 +13,10 @@ One run measures, side by side (issue 3, "Speed"):
    (issue 12), ``@protect`` <= 1/5.
 3. the same on asyncio (``AsyncAgent``; pybreaker via ``calling()``; tenacity
    on an ``async def``).
-4. zero network I/O per call: both agents linked to a real control plane, the
+4. with the otel extra (issue 15): the same hot paths by agents made as without
+   the extra, with the OpenTelemetry API and no SDK (a no-op meter), and with an
+   SDK meter and reader. Target: no-op meter / no extra <= 1.10.
+5. zero network I/O per call: both agents linked to a real control plane, the
    messages they send counted on the wire (see ``bench.link_traffic``).
 
 Ratios use the best repeat of each variant (the least disturbed by other load,
@@ -35,7 +38,7 @@ from importlib import metadata
 from typing import Any
 
 from bench import hot_path, link_traffic
-from bench.hot_path import Comparison
+from bench.hot_path import Comparison, TelemetrySection
 from bench.link_traffic import LinkReport, LinkSection
 from bench.timing import Budget, Measurement
 
@@ -56,7 +59,8 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     versions = {}
-    for package in ("grpcio", "protobuf", "pybreaker", "tenacity"):
+    for package in ("grpcio", "protobuf", "pybreaker", "tenacity", "opentelemetry-api",
+                    "opentelemetry-sdk"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -76,6 +80,7 @@ def run(budget: Budget, batches: tuple[int, ...], with_link: bool) -> dict[str, 
     started = time.perf_counter()
     sync_results, sync_comparisons = hot_path.sync_section(budget)
     async_results, async_comparisons = hot_path.async_section(budget, sync_results)
+    telemetry = hot_path.telemetry_section(budget)
     links = link_traffic.run(batches) if with_link else None
     return {
         "machine": machine(),
@@ -83,7 +88,8 @@ def run(budget: Budget, batches: tuple[int, ...], with_link: bool) -> dict[str, 
                    "repeats": budget.repeats, "max_loops": budget.max_loops},
         "sync": sync_results,
         "async": async_results,
-        "comparisons": sync_comparisons + async_comparisons,
+        "comparisons": sync_comparisons + async_comparisons + telemetry.comparisons,
+        "telemetry": telemetry,
         "links": links,
         "seconds": time.perf_counter() - started,
     }
@@ -99,6 +105,7 @@ def as_json(report: dict[str, Any]) -> str:
             "sync": [m.as_dict() for m in report["sync"]],
             "async": [m.as_dict() for m in report["async"]],
         },
+        "telemetry": report["telemetry"].as_dict(),
         "comparisons": [c.as_dict() for c in comparisons],
         "network": None if links is None else links.as_dict(),
         "all_targets_passed": all_passed(report),
@@ -132,6 +139,15 @@ def as_text(report: dict[str, Any]) -> str:
     ]
     for title, results in (("sync", report["sync"]), ("async", report["async"])):
         lines += _measurement_table(title, results)
+    telemetry: TelemetrySection = report["telemetry"]
+    if telemetry.skipped:
+        lines += [f"with the otel extra: skipped, {telemetry.skipped}", ""]
+    for title, results in (("sync, with the otel extra", telemetry.sync),
+                           ("async, with the otel extra", telemetry.asyncio)):
+        if results:
+            lines += _measurement_table(title, results, baseline=False)
+    if telemetry.sdk_checked:
+        lines += [f"  {telemetry.sdk_checked}", ""]
     lines.append("targets (ratio of best ns/call; ratio of medians in brackets)")
     for c in report["comparisons"]:
         lines.append(f"  {_verdict(c.passed)}  {c.title:<50} {c.ratio_best:6.3f} "
@@ -148,13 +164,16 @@ def as_text(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _measurement_table(title: str, results: list[Measurement]) -> list[str]:
-    bare = results[0]  # each section starts with its bare baseline
-    lines = [f"{title:<48} {'best ns':>9} {'median ns':>10} {'overhead':>9} {'loops':>9}"]
+def _measurement_table(title: str, results: list[Measurement],
+                       baseline: bool = True) -> list[str]:
+    """Each result; with ``baseline``, the overhead over the first one (the bare call)."""
+    bare = results[0]
+    overhead_title = "overhead" if baseline else ""
+    lines = [f"{title:<48} {'best ns':>9} {'median ns':>10} {overhead_title:>9} {'loops':>9}"]
     for r in results:
-        overhead = r.best_ns - bare.best_ns
+        overhead = f"{r.best_ns - bare.best_ns:9.0f}" if baseline else " " * 9
         lines.append(f"  {r.label:<46} {r.best_ns:9.0f} {r.median_ns:10.0f} "
-                     f"{overhead:9.0f} {r.loops:9d}")
+                     f"{overhead} {r.loops:9d}")
     return [*lines, ""]
 
 

@@ -1,4 +1,5 @@
-"""The success path of a guarded call: the agent against pybreaker and tenacity.
+"""The success path of a guarded call: the agent against pybreaker and tenacity,
+and the agent without and with the otel extra (``telemetry_section``).
 
 Every contender guards the same trivial callable (returns an int), with
 equivalent policies:
@@ -251,3 +252,154 @@ def _check_guarded(fb: Agent | AsyncAgent, targets: list[str]) -> None:
         ):
             raise RuntimeError(f"benchmark invalid: target {name!r} has breaker {state} and "
                                f"counters {counters}; expected guarded successful calls")
+
+
+# -- with the otel extra (issue 15, "Speed") ---------------------------------------------
+
+#: The hot path with the OpenTelemetry API and no SDK (a no-op meter) may cost at most this
+#: many times the hot path without the extra.
+NOOP_METER_TARGET = 1.10
+
+TELEMETRY_VARIANTS = (
+    ("none", "no otel extra"),
+    ("noop", "otel API, no-op meter"),
+    ("sdk", "otel SDK meter"),
+)
+
+
+@dataclass
+class TelemetrySection:
+    """The hot path without and with the otel extra; ``skipped`` says why it did not run."""
+
+    sync: list[Measurement]
+    asyncio: list[Measurement]
+    comparisons: list[Comparison]
+    skipped: str = ""
+    sdk_checked: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sync": [m.as_dict() for m in self.sync],
+                "async": [m.as_dict() for m in self.asyncio],
+                "comparisons": [c.as_dict() for c in self.comparisons],
+                "skipped": self.skipped, "sdk_checked": self.sdk_checked}
+
+
+def _telemetry_agents(kind: type[Agent] | type[AsyncAgent]) -> tuple[dict[str, Any], Any]:
+    """One agent per variant (same policies); and the SDK reader (None: no SDK installed).
+
+    ``none`` is made as without the extra: the agent's look for
+    ``fusebox.agent.telemetry`` is answered "not installed", so it registers no
+    instrument and no hook, exactly as in a process without opentelemetry-api. (The
+    first-attempt success path measured here never reads anything else of it.)
+    ``noop`` registers with the global meter provider, the API's proxy: no SDK is set
+    in this process. ``sdk`` registers with an SDK ``MeterProvider`` and an in-memory
+    reader, collected once after timing to prove it saw the calls.
+    """
+    from fusebox.agent import events
+
+    saved = events._telemetry_module, events._telemetry_looked_for
+    events._telemetry_module, events._telemetry_looked_for = None, True
+    try:
+        agents: dict[str, Any] = {"none": kind(app_id=APP_ID, policies=static_policies())}
+    finally:
+        events._telemetry_module, events._telemetry_looked_for = saved
+    agents["noop"] = kind(app_id=APP_ID, policies=static_policies())
+    reader = None
+    try:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    except ImportError:
+        return agents, None
+    reader = InMemoryMetricReader()
+    agents["sdk"] = kind(app_id=APP_ID, policies=static_policies(),
+                         meter_provider=MeterProvider(metric_readers=[reader]))
+    return agents, reader
+
+
+def _sdk_saw(reader: Any, fb: Agent | AsyncAgent) -> str:
+    """What the SDK reader collected of ``fb``'s calls, checked against ``fb.stats()``."""
+    data = reader.get_metrics_data()
+    calls = {}
+    for rm in data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                if metric.name == "fusebox.resiliency.calls":
+                    for p in metric.data.data_points:
+                        if p.attributes.get("outcome") == "success":
+                            calls[p.attributes["target"]] = p.value
+    stats = fb.stats()
+    expected = {f"app_{name.split(':')[0]}": s.successes for name, s in stats.items()}
+    if calls != expected:
+        raise RuntimeError(f"benchmark invalid: the SDK collected {calls}, the agent counted "
+                           f"{expected}")
+    return ", ".join(f"{k} {v:,}" for k, v in sorted(calls.items()))
+
+
+def telemetry_section(budget: Budget) -> TelemetrySection:
+    """The sync and async hot paths (breaker; retry + breaker) in the three variants."""
+    try:
+        import opentelemetry.metrics  # noqa: F401
+    except ImportError:
+        return TelemetrySection([], [], [], skipped="opentelemetry-api is not installed "
+                                "(pip install 'fusebox-resilience[otel]')")
+    sync_agents, sync_reader = _telemetry_agents(Agent)
+    variants: list[Variant] = []
+    for name, label in TELEMETRY_VARIANTS:
+        if name not in sync_agents:
+            continue
+        fb = sync_agents[name]
+        namespace = {"fn": work, "target": fb.app(BREAKER_APP, method=BREAKER_METHOD),
+                     "retry_target": fb.app(RETRY_APP, method=RETRY_METHOD)}
+        variants += [
+            Variant(f"otel_{name}_call", f"breaker .call, {label}",
+                    sync_loop("target.call(fn)", namespace)),
+            Variant(f"otel_{name}_retry", f"retry+breaker .call, {label}",
+                    sync_loop("retry_target.call(fn)", namespace)),
+        ]
+    loop = asyncio.new_event_loop()
+    async_agents, async_reader = _telemetry_agents(AsyncAgent)
+    async_variants: list[Variant] = []
+    for name, label in TELEMETRY_VARIANTS:
+        if name not in async_agents:
+            continue
+        afb = async_agents[name]
+        namespace = {"fn": async_work, "target": afb.app(BREAKER_APP, method=BREAKER_METHOD),
+                     "retry_target": afb.app(RETRY_APP, method=RETRY_METHOD)}
+        async_variants += [
+            Variant(f"async_otel_{name}_call", f"breaker .call, {label}",
+                    async_loop("target.call(fn)", namespace, loop)),
+            Variant(f"async_otel_{name}_retry", f"retry+breaker .call, {label}",
+                    async_loop("retry_target.call(fn)", namespace, loop)),
+        ]
+    try:
+        sync_results = measure(variants, budget)
+        async_results = measure(async_variants, budget)
+        for agents in (sync_agents, async_agents):
+            for fb in agents.values():
+                _check_guarded(fb, [f"{BREAKER_APP}:{BREAKER_METHOD}",
+                                    f"{RETRY_APP}:{RETRY_METHOD}"])
+        checked = []
+        for reader, agents in ((sync_reader, sync_agents), (async_reader, async_agents)):
+            if reader is not None:
+                checked.append(_sdk_saw(reader, agents["sdk"]))
+    finally:
+        for fb in sync_agents.values():
+            fb.close()
+        for afb in async_agents.values():
+            loop.run_until_complete(afb.aclose())
+        loop.close()
+    comparisons = []
+    for flavour, results, prefix in (("sync", sync_results, "otel_"),
+                                     ("async", async_results, "async_otel_")):
+        for path, suffix in (("breaker", "call"), ("retry+breaker", "retry")):
+            comparisons.append(compare(
+                results, f"{flavour} {path}: no-op meter vs no extra", f"{prefix}noop_{suffix}",
+                f"{prefix}none_{suffix}", NOOP_METER_TARGET, inclusive=True))
+            if any(m.name == f"{prefix}sdk_{suffix}" for m in results):
+                comparisons.append(compare(
+                    results, f"{flavour} {path}: SDK meter vs no extra",
+                    f"{prefix}sdk_{suffix}", f"{prefix}none_{suffix}", None))
+    sdk_checked = ("" if not checked else
+                   "the SDK reader collected the calls the agents counted:\n    sync "
+                   + "\n    async ".join(checked))
+    return TelemetrySection(sync_results, async_results, comparisons, sdk_checked=sdk_checked)
