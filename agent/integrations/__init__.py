@@ -4,13 +4,15 @@ Each integration plugs into its client's own extension point and sends every
 request through a Fusebox target (``fb.app(app_id, method=...)``), so the
 target's timeout, retry, circuit breaker and fallback policies apply::
 
-    from fusebox.agent.integrations.requests import FuseboxAdapter
+    from fusebox.agent.integrations.requests import FuseboxAdapter, FuseboxSession
     from fusebox.agent.integrations.httpx import AsyncFuseboxTransport, FuseboxTransport
     from fusebox.agent.integrations.grpc import fusebox_aio_interceptors, fusebox_interceptors
 
 ``requests`` and ``httpx`` are optional (``pip install 'fusebox-resilience[integrations]'``);
 importing ``agent`` or this package never imports them. See
-``docs/integrations.md``.
+``docs/integrations.md``. None makes spans: beside OpenTelemetry's client
+instrumentations, each attempt gets the instrumentation's one client span where
+it runs inside the retry loop (``docs/observability.md`` has the wiring).
 
 This module holds the pieces the integrations share; none of it is public.
 """

@@ -12,7 +12,8 @@ import requests
 
 from fusebox.agent import Agent, BreakerOpenError
 from fusebox.agent.classify import Outcome
-from fusebox.agent.integrations.requests import FuseboxAdapter
+from fusebox.agent.events import TargetStats
+from fusebox.agent.integrations.requests import FuseboxAdapter, FuseboxSession
 from fusebox.agent.policy import (
     CircuitBreakerPolicy,
     FallbackPolicy,
@@ -203,3 +204,53 @@ def test_a_user_classifier_replaces_dapr_status_rule(
     server.script(503)
     assert client.session.get(f"{server.url}/orders").status_code == 503
     assert len(server.hits) == 1
+
+
+# -- FuseboxSession: the same guard one level up, around Session.send --------------------
+
+
+@pytest.fixture
+def session_of() -> Iterator[Any]:
+    made: list[tuple[Agent, FuseboxSession]] = []
+
+    def make(**target: Any) -> FuseboxSession:
+        fb = Agent(app_id="checkout", policies=policies(app_target(**target)),
+                   clock=ManualClock())
+        session = FuseboxSession(fb, app="order-processor")
+        made.append((fb, session))
+        return session
+
+    yield make
+    for fb, session in made:
+        session.close()
+        fb.close()
+
+
+@pytest.mark.timeout(20)
+def test_a_fusebox_session_retries_a_503_and_answers_with_the_fallback(
+    session_of: Any, server: ScriptedHTTPServer
+) -> None:
+    session = session_of(retry=retry(max_retries=2))
+    server.script(503, 503, 200)
+    assert session.get(f"{server.url}/orders").status_code == 200
+    assert len(server.hits) == 3
+    fallback = FallbackPolicy("static", response=FallbackResponse(200, body=b"cached"))
+    session = session_of(retry=retry(max_retries=1), fallback=fallback)
+    server.script(500)
+    response = session.post(f"{server.url}/orders", data=b"order")
+    assert (response.status_code, response.content) == (200, b"cached")
+    assert [h.body for h in server.hits[3:]] == [b"order", b"order"]
+    stats = session.fb.stats()["order-processor:orders"]
+    assert (stats.calls, stats.retries, stats.fallbacks) == (1, 1, 1)
+
+
+@pytest.mark.timeout(20)
+def test_a_redirect_followed_inside_a_fusebox_session_attempt_is_not_another_guarded_call(
+    session_of: Any, server: ScriptedHTTPServer
+) -> None:
+    session = session_of(retry=retry(max_retries=2))
+    server.script(Reply(302, headers={"Location": "/moved"}), 200)
+    response = session.get(f"{server.url}/orders")
+    assert response.status_code == 200
+    assert [h.path for h in server.hits] == ["/orders", "/moved"]
+    assert session.fb.stats() == {"order-processor:orders": TargetStats(1, 1)}
