@@ -43,9 +43,10 @@ never duplicated.
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +56,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from fusebox.agent import _executor
 from fusebox.agent._errors import BreakerOpenError, PolicyTimeoutError
 from fusebox.agent.breaker import BreakerState
-from fusebox.agent.events import StateChangeEvent, TargetStats
+from fusebox.agent.events import StateChangeEvent, TargetStats, logger
 from fusebox.agent.policy import TargetKind, TargetPolicy
 
 if TYPE_CHECKING:
@@ -449,6 +450,24 @@ def _call_attributes(plan: CallPlan) -> dict[str, Any]:
     return attributes
 
 
+def _never_raises(method: Callable[..., None]) -> Callable[..., None]:
+    """Observers never break the call they observe: a failure here is logged, once per kind."""
+
+    @functools.wraps(method)
+    def guarded(*args: Any) -> None:
+        try:
+            method(*args)
+        except Exception:
+            if method.__name__ not in _failed:
+                _failed.add(method.__name__)
+                logger.exception("fusebox telemetry: recording %s failed", method.__name__)
+
+    return guarded
+
+
+_failed: set[str] = set()
+
+
 class _CallTracing:
     """``_executor.CallTracing``: attempts and fallbacks as events on the caller's span."""
 
@@ -456,6 +475,7 @@ class _CallTracing:
         span = trace.get_current_span()
         return span if span.is_recording() else None
 
+    @_never_raises
     def attempt(self, retrying: RetryContext, number: int, success: bool,
                 delay: float | None) -> None:
         plan = retrying.plan
@@ -487,6 +507,7 @@ class _CallTracing:
             attributes["fusebox.breaker.state"] = plan.breaker.state.value
         retrying.span.add_event("fusebox.attempt", attributes)
 
+    @_never_raises
     def fallback(self, retrying: RetryContext) -> None:
         plan = retrying.plan
         attributes = _call_attributes(plan)
@@ -494,6 +515,7 @@ class _CallTracing:
             "function" if plan.fallback_fn is not None else "response")
         retrying.span.add_event("fusebox.fallback", attributes)
 
+    @_never_raises
     def rejected_flat(self, plan: CallPlan) -> None:
         span = self.recording_span()
         if span is None:
