@@ -17,7 +17,8 @@ class ServerConfig:
     health_interval: float = 1.0  # seconds between store pings
     shutdown_grace: float = 5.0  # seconds in-flight RPCs get on SIGTERM
     breaker_store_url: str | None = None  # None: follow store_url (Redis) or in memory
-    metrics_listen: str | None = None  # host:port for the Prometheus /metrics endpoint
+    metrics_listen: str | None = None  # host:port for /metrics, /healthz and /readyz
+    convergence_deadline: float = 30.0  # seconds a change waits for agents' acks (metrics)
     report_tick: float = 0.005  # seconds: how long reports are merged before one apply
     lease_ttl: float = 2.0  # seconds a half-open probe lease lives unless reported
     tls_cert: Path | None = None  # PEM certificate chain: serve TLS (with tls_key)

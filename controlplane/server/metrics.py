@@ -1,25 +1,60 @@
-"""Prometheus metrics of one server replica (`--metrics-listen`).
+"""Prometheus metrics of one server replica (`--metrics-listen`; every metric
+is listed in docs/observability.md, "Server").
 
 Each server owns its registry, so several servers in one process (tests) do
 not collide. Breaker state follows Dapr's `dapr_resiliency_cb_state`: one
-series per breaker and state, 1 for the current state and 0 for the others.
+series per breaker and state, 1 for the current state and 0 for the others;
+`fusebox_resiliency_loaded` follows `dapr_resiliency_loaded`, counted over the
+agents connected here.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from fusebox.agent.breaker import BreakerState
 from fusebox.controlplane.breakers.model import BreakerEvent
 
 _BREAKER_LABELS = ("namespace", "spec", "kind", "target", "method", "name")
+#: A transition should reach every agent in tens of milliseconds; a snapshot
+#: may take longer (agents re-create their policies), hence the seconds too.
+CONVERGENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                       5.0, 10.0, 30.0)
+
+#: (namespace, name, agents): one spec and how many agents here hold it.
+LoadedSpec = tuple[str, str, int]
+
+
+class _ResiliencyLoaded(Collector):
+    """``fusebox_resiliency_loaded``, read at scrape time from the policy hub."""
+
+    def __init__(self, loaded: Callable[[], Iterable[LoadedSpec]]) -> None:
+        self._loaded = loaded
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "fusebox_resiliency_loaded",
+            "Agents connected to this replica whose accepted policies have this spec in "
+            "scope (as dapr_resiliency_loaded, per spec); 0 for a stored spec no agent "
+            "here holds.",
+            labels=("namespace", "name"),
+        )
+        for namespace, name, agents in self._loaded():
+            family.add_metric((namespace, name), float(agents))
+        yield family
 
 
 class Metrics:
-    def __init__(self, connected_agents: Callable[[], int] = lambda: 0) -> None:
+    def __init__(
+        self,
+        connected_agents: Callable[[], int] = lambda: 0,
+        loaded_specs: Callable[[], Iterable[LoadedSpec]] = lambda: (),
+    ) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.breaker_state = Gauge(
@@ -61,6 +96,47 @@ class Metrics:
         agents = Gauge("fusebox_connected_agents", "Agents connected to this replica.",
                        registry=r)
         agents.set_function(lambda: float(connected_agents()))
+        r.register(_ResiliencyLoaded(loaded_specs))
+        self.target_calls = Counter(
+            "fusebox_target_calls",
+            "Breaker-guarded calls reported by agents, per calling app and target (methods "
+            "and instances summed): outcome success, failure, or rejected (by an open "
+            "breaker, not run).",
+            ["namespace", "app_id", "spec", "kind", "target", "outcome"], registry=r,
+        )
+        self.breaker_convergence = Histogram(
+            "fusebox_breaker_convergence_seconds",
+            "From a breaker transition to the last agent holding the breaker (connected "
+            "here, when the update was pushed) acknowledging it (as Istio's "
+            "pilot_proxy_convergence_time).",
+            ["to_state"], buckets=CONVERGENCE_BUCKETS, registry=r,
+        )
+        self.policy_convergence = Histogram(
+            "fusebox_policy_convergence_seconds",
+            "From this replica seeing a spec change to the last agent it offered the new "
+            "policy snapshot to acknowledging it (PolicyAck).",
+            buckets=CONVERGENCE_BUCKETS, registry=r,
+        )
+        self.convergence_unfinished = Counter(
+            "fusebox_convergence_unfinished",
+            "Changes whose convergence was not observed: reason expired (not every agent "
+            "answered within the deadline), nacked (an agent refused the snapshot), "
+            "abandoned (every agent waited for disconnected first).",
+            ["kind", "reason"], registry=r,
+        )
+        self.convergence_pending = Gauge(
+            "fusebox_convergence_pending",
+            "Changes this replica is waiting for agents to acknowledge.",
+            ["kind"], registry=r,
+        )
+
+    def watch_pending(self, kind: str, pending: Callable[[], int]) -> None:
+        """Read ``fusebox_convergence_pending{kind}`` from ``pending`` at scrape time."""
+        self.convergence_pending.labels(kind).set_function(lambda: float(pending()))
+
+    def unfinished(self, kind: str) -> Callable[[str], None]:
+        """What a convergence tracker of ``kind`` calls for a change it drops."""
+        return lambda reason: self.convergence_unfinished.labels(kind, reason).inc()
 
     def observe_transition(self, event: BreakerEvent, now: float | None = None) -> None:
         i = event.key
@@ -73,11 +149,3 @@ class Metrics:
             event.from_state.value, event.to_state.value, event.cause.value
         ).inc()
         self.push_latency.observe(max(0.0, (now or time.time()) - event.at))
-
-    def serve(self, listen: str) -> int:
-        """Expose /metrics over HTTP on ``listen`` (host:port); returns the port."""
-        host, _, port = listen.rpartition(":")
-        server, _thread = start_http_server(int(port), addr=host or "127.0.0.1",
-                                            registry=self.registry)
-        bound: int = server.server_port
-        return bound

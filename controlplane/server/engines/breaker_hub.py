@@ -14,6 +14,11 @@ Rounds are paced by the tick only while reports carry nothing but successes: a
 report with a failure or a probe outcome (which can change a decision) starts
 a round at once, or right after the round in flight.
 
+Agents acknowledge the updates they apply (``BreakerAcks``): the time from a
+transition to the last holder's ack is the breaker's convergence
+(``engines/convergence.py``). Reports also feed the per-target call tallies
+(``engines/call_tally.py``), rejected calls included.
+
 Redis load therefore follows busy breakers x tick rate, not the number of
 agents. When the breaker store is unreachable, agents are told to go local
 (ModeChange) and get the cluster state again when it comes back.
@@ -36,6 +41,11 @@ from fusebox.agent.wire_enums import CAUSE_TO_PB, OVERRIDE_TO_PB, STATE_TO_PB
 from fusebox.controlplane.breakers.model import BreakerEvent, BreakerSnapshot, OutcomeBatch
 from fusebox.controlplane.breakers.store import BreakerStore
 from fusebox.controlplane.server.engines.breaker_policy import breaker_policy_for
+from fusebox.controlplane.server.engines.call_tally import CallTallies, CallTally
+from fusebox.controlplane.server.engines.convergence import (
+    DEFAULT_DEADLINE,
+    ConvergenceTracker,
+)
 from fusebox.controlplane.server.engines.policy_hub import PolicyHub
 from fusebox.controlplane.server.engines.report_limits import (
     DEFAULT_MAX_BREAKERS_PER_TARGET,
@@ -56,6 +66,7 @@ log = logging.getLogger("fusebox.server.breakers")
 MAX_RUNS_PER_REPORT = 4096  # per breaker per message; agents split longer sequences
 MAX_BREAKERS_PER_REPORT = 1024
 MAX_PUSHED_REMEMBERED = 10_000  # stream ids of pushed transitions (see _first_sighting)
+MAX_ACKS_PER_MESSAGE = 1024  # agents send at most one per breaker they hold, in batches
 
 def _set_remaining(
     update: agent_pb2.BreakerUpdate, state: BreakerState, open_until: float | None, now: float
@@ -152,6 +163,7 @@ class BreakerHub:
         report_burst: int = DEFAULT_REPORT_BURST,
         max_breakers_per_target: int = DEFAULT_MAX_BREAKERS_PER_TARGET,
         monotonic: Callable[[], float] = time.monotonic,
+        convergence_deadline: float = DEFAULT_DEADLINE,
     ) -> None:
         self.store = store
         self._policies = policies
@@ -184,6 +196,15 @@ class BreakerHub:
         #: store that lost its state (generations restart) is followed.
         self._generations: dict[BreakerKey, int] = {}
         self.budget = BreakerBudget(max_breakers_per_target)
+        self.tallies = CallTallies(metrics.target_calls)
+        #: Transitions waiting for their holders' acks (key, generation).
+        self.convergence: ConvergenceTracker[BreakerKey, int] = ConvergenceTracker(
+            ordered=True, unfinished=metrics.unfinished("breaker"),
+            deadline=convergence_deadline, clock=clock, monotonic=monotonic,
+        )
+        metrics.watch_pending("breaker", lambda: self.convergence.pending)
+        self._converged = {state: metrics.breaker_convergence.labels(state.value).observe
+                           for state in BreakerState}
 
     # -- sessions ---------------------------------------------------------------
 
@@ -198,6 +219,7 @@ class BreakerHub:
         return added
 
     def remove_interest(self, session: AgentSession, keys: Iterable[BreakerKey]) -> None:
+        keys = list(keys)
         for key in keys:
             session.interest.discard(key)
             holders = self._interest.get(key)
@@ -205,10 +227,24 @@ class BreakerHub:
                 holders.discard(session)
                 if not holders:
                     del self._interest[key]
+        self.convergence.forget(session, keys)
 
     def drop_session(self, session: AgentSession) -> None:
         self.remove_interest(session, list(session.interest))
+        self.convergence.forget(session)
         self._buckets.pop(session, None)
+
+    def acked(self, session: AgentSession, acks: agent_pb2.BreakerAcks) -> None:
+        """The agent applied these updates (or holds a newer generation)."""
+        if len(acks.acks) > MAX_ACKS_PER_MESSAGE:
+            raise ReportError(f"breaker_acks: {len(acks.acks)} acks in one message, at most "
+                              f"{MAX_ACKS_PER_MESSAGE} accepted")
+        if not self.convergence.pending:
+            return
+        for ack in acks.acks:
+            key = BreakerKey.try_from_proto(ack.key)
+            if key is not None:
+                self.convergence.answered(session, key, ack.generation)
 
     async def load_budget(self) -> None:
         """Count the breakers the store already holds against their targets' budgets."""
@@ -285,19 +321,30 @@ class BreakerHub:
                 found = known[fields] = self._lookup(session, k)
             if found is None:
                 continue  # refused (told once per key and policy snapshot)
-            key, policy = found
+            key, policy, tally = found
             runs = tuple(entry.runs)
             if 0 in runs:
                 runs = tuple(r for r in runs if r != 0)
+            if entry.rejected:
+                tally.rejected += entry.rejected
+                if not tally.dirty:
+                    self.tallies.touched(tally)
             if not runs:
                 continue
+            # Calls happened whatever becomes of their outcomes below (stale, over
+            # budget): the target's tally counts them all.
+            total, net = sum(map(abs, runs)), sum(runs)
+            tally.successes += (total + net) >> 1
+            tally.failures += (total - net) >> 1
+            if not tally.dirty:
+                self.tallies.touched(tally)
             if not self.budget.admit(key):
                 self._reject(session, entry.key,
                              f"target {key.target!r} of spec {key.namespace}/{key.spec} already "
                              f"has {self.budget.max_per_target} breakers (the server's limit per "
                              f"target); {key.display_name} stays local to the agent")
                 continue
-            outcomes = sum(map(abs, runs))
+            outcomes = total
             self._outcomes_seen += outcomes
             if not entry.lease_id and entry.generation < self._generations.get(key, 0):
                 # Calls admitted before a transition the agent had not yet heard
@@ -320,8 +367,9 @@ class BreakerHub:
 
     def _lookup(
         self, session: AgentSession, wire_key: policy_pb2.BreakerKey
-    ) -> tuple[BreakerKey, CircuitBreakerPolicy] | None:
-        """The breaker and policy a report key names, or None (and ReportRejected)."""
+    ) -> tuple[BreakerKey, CircuitBreakerPolicy, CallTally] | None:
+        """The breaker, policy and call tally a report key names, or None (and
+        ReportRejected)."""
         try:
             key = BreakerKey.from_proto(wire_key)
         except ValueError as e:
@@ -334,7 +382,7 @@ class BreakerHub:
                          f"policies of app {session.app_id!r} (spec {key.namespace}/"
                          f"{key.spec})")
             return None
-        return key, policy
+        return key, policy, self.tallies.tally(session, key)
 
     def _reject(self, session: AgentSession, key: policy_pb2.BreakerKey, reason: str) -> None:
         self._metrics.reports_rejected.inc()
@@ -350,6 +398,7 @@ class BreakerHub:
         self._metrics.reports_ingested.inc(self._reports_seen)
         self._metrics.outcomes_stale.inc(self._outcomes_stale)
         self._outcomes_seen = self._reports_seen = self._outcomes_stale = 0
+        self.tallies.flush()
         pending, self._pending = self._pending, {}
         probes, self._probes = self._probes, []
         batches = list(probes)
@@ -498,6 +547,9 @@ class BreakerHub:
             serialized = update_from_event(event, now)
         for session in list(holders):
             session.offer_update(event.key, serialized)
+        self.convergence.offered(event.key, event.generation, event.at,
+                                 (s for s in holders if s.acks_updates),
+                                 self._converged[event.to_state])
 
     async def _recover(self) -> None:
         self.available = True

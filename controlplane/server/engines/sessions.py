@@ -12,12 +12,17 @@ from __future__ import annotations
 import asyncio
 import collections
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fusebox.agent.breaker_key import BreakerKey
 from fusebox.agent.policy import CircuitBreakerPolicy, ResolvedPolicies, resolved_from_proto
 from fusebox.v1 import agent_pb2, policy_pb2
 
+if TYPE_CHECKING:
+    from fusebox.controlplane.server.engines.call_tally import CallTally
+
 AppKey = tuple[str, str]  # (namespace, app_id)
+SpecKey = tuple[str, str]  # (namespace, name)
 Outgoing = agent_pb2.ConnectResponse | bytes
 
 MAX_CONTROL_MESSAGES = 256
@@ -26,19 +31,26 @@ MAX_INTEREST = 10_000  # breakers one agent may hold (its LRU bounds are far low
 
 @dataclass(frozen=True, slots=True)
 class PreparedSnapshot:
-    """One app's policy snapshot, decoded and serialized once for all its sessions."""
+    """One app's policy snapshot, decoded and serialized once for all its sessions.
+
+    ``specs``: the specs in scope for the app when it was resolved (what an
+    agent that accepts it has loaded, as Dapr's ``resiliency_loaded`` counts).
+    """
 
     digest: str
     resolved: ResolvedPolicies
     serialized: bytes
+    specs: frozenset[SpecKey] = frozenset()
 
     @classmethod
     def build(cls, policies: policy_pb2.ResolvedPolicies, store_revision: int,
-              control_plane_id: str = "") -> PreparedSnapshot:
+              control_plane_id: str = "", specs: frozenset[SpecKey] = frozenset(),
+              ) -> PreparedSnapshot:
         message = agent_pb2.ConnectResponse(snapshot=agent_pb2.PolicySnapshot(
             policies=policies, store_revision=store_revision, control_plane_id=control_plane_id,
         ))
-        return cls(policies.digest, resolved_from_proto(policies), message.SerializeToString())
+        return cls(policies.digest, resolved_from_proto(policies), message.SerializeToString(),
+                   specs)
 
 
 class AgentSession:
@@ -51,11 +63,20 @@ class AgentSession:
         #: The policies last sent, decoded: what reports and leases are checked against.
         self.policies: ResolvedPolicies | None = None
         #: Report keys already looked up against ``policies`` (the ingest hot path):
-        #: wire key fields -> (breaker key, its policy), or None for a refused key.
-        self.breaker_policies: dict[tuple[str, str, int, str, str],
-                                    tuple[BreakerKey, CircuitBreakerPolicy] | None] = {}
+        #: wire key fields -> (breaker key, its policy, its target's call tally), or
+        #: None for a refused key.
+        self.breaker_policies: dict[
+            tuple[str, str, int, str, str],
+            tuple[BreakerKey, CircuitBreakerPolicy, CallTally] | None,
+        ] = {}
         self.interest: set[BreakerKey] = set()
         self.rejected_keys: set[BreakerKey] = set()
+        #: The agent answers the breaker updates it applies (BreakerInterest.acks_updates).
+        self.acks_updates = False
+        #: The specs of the last snapshot the agent accepted (see PreparedSnapshot).
+        self.loaded_specs: frozenset[SpecKey] = frozenset()
+        #: The snapshot last written to the stream (what a PolicyAck answers).
+        self.sent_snapshot: PreparedSnapshot | None = None
         self.closed = False
         self._snapshot: PreparedSnapshot | None = None
         self._updates: dict[BreakerKey, bytes] = {}
@@ -68,15 +89,18 @@ class AgentSession:
 
     def offer_snapshot(
         self, snapshot: PreparedSnapshot | policy_pb2.ResolvedPolicies, store_revision: int = 0
-    ) -> None:
+    ) -> bool:
+        """Queue ``snapshot`` (replacing an unsent one); False when the agent was
+        sent these policies already and nothing else is queued."""
         if not isinstance(snapshot, PreparedSnapshot):
             snapshot = PreparedSnapshot.build(snapshot, store_revision)
         if snapshot.digest == self.sent_digest and self._snapshot is None:
-            return
+            return False
         self._snapshot = snapshot
         self.policies = snapshot.resolved
         self.breaker_policies.clear()  # answers computed from the previous policies
         self._wake.set()
+        return True
 
     def offer_update(self, key: BreakerKey, serialized: bytes) -> None:
         """Queue a breaker update; an unsent older one for the same breaker is replaced."""
@@ -104,6 +128,7 @@ class AgentSession:
             if self._snapshot is not None:
                 snapshot, self._snapshot = self._snapshot, None
                 self.sent_digest = snapshot.digest
+                self.sent_snapshot = snapshot
                 return snapshot.serialized
             if self._control:
                 return self._control.popleft()

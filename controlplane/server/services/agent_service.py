@@ -110,6 +110,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 kind = request.WhichOneof("message")
                 if kind == "report":
                     self._breakers.ingest(session, request.report)
+                elif kind == "breaker_acks":
+                    self._breakers.acked(session, request.breaker_acks)
                 elif kind == "interest":
                     await self._on_interest(session, request.interest)
                 elif kind == "policy_ack":
@@ -134,6 +136,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     async def _on_interest(
         self, session: AgentSession, interest: agent_pb2.BreakerInterest
     ) -> None:
+        if interest.acks_updates:
+            session.acks_updates = True
         added = []
         for key in interest.add:
             try:
@@ -188,6 +192,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         )
 
     def _on_ack(self, session: AgentSession, ack: agent_pb2.PolicyAck) -> None:
+        self._hub.acked(session, ack.digest, ack.accepted)
         if ack.accepted:
             session.acked_digest = ack.digest
             log_event(log, logging.DEBUG, "policies acked", app_id=session.app_id,
