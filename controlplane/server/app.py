@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from types import TracebackType
 
 import grpc
@@ -23,6 +24,7 @@ from fusebox.controlplane.server.engines.instance_registry import (
     open_instance_registry,
 )
 from fusebox.controlplane.server.engines.policy_hub import PolicyHub
+from fusebox.controlplane.server.http_endpoints import HttpEndpoints
 from fusebox.controlplane.server.logs import configure_logging, log_event
 from fusebox.controlplane.server.metrics import Metrics
 from fusebox.controlplane.server.security.auth import AuthInterceptor
@@ -87,6 +89,9 @@ def agent_service_handler(servicer: AgentService) -> grpc.GenericRpcHandler:
     )
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 STOP_TASKS_SECONDS = 2.0
+HEARTBEAT_SECONDS = 1.0  # the event loop proves it turns (/healthz); changes expire
+#: /healthz fails when the event loop has not turned for this long (a stuck process).
+LIVENESS_STALL_SECONDS = 10.0
 
 
 class FuseboxServer:
@@ -119,16 +124,25 @@ class FuseboxServer:
         self.instance_registry = instance_registry if instance_registry is not None else (
             open_instance_registry(config.store_url)
         )
-        self.hub = PolicyHub(self.store)
-        self.metrics = Metrics(connected_agents=lambda: self.hub.session_count)
+        self.metrics = Metrics(connected_agents=lambda: self.hub.session_count,
+                               loaded_specs=lambda: self.hub.loaded_specs())
+        self.hub = PolicyHub(self.store, self.metrics,
+                             convergence_deadline=config.convergence_deadline)
         self.breakers = BreakerHub(self.breaker_store, self.hub, self.metrics,
-                                   tick=config.report_tick)
+                                   tick=config.report_tick,
+                                   convergence_deadline=config.convergence_deadline)
         self.health = HealthServicer()
+        self.http = HttpEndpoints(self.metrics.registry, alive=self._liveness,
+                                  ready=self._readiness)
         self.metrics_port = 0
         self.port = 0
         self._server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._serving: bool | None = None
+        #: Why the stores are not ready ("" while they answer); read by /readyz.
+        self._store_problem = "starting: the stores have not been checked yet"
+        self._stopping = False
+        self._heartbeat = time.monotonic()
 
     async def start(self) -> None:
         server = grpc.aio.server(
@@ -178,9 +192,10 @@ class FuseboxServer:
             asyncio.create_task(self.breakers.run_aggregator(), name="breaker-aggregator"),
             asyncio.create_task(self.breakers.run_advancer(), name="breaker-advancer"),
             asyncio.create_task(self.breakers.run_propagator(), name="breaker-propagator"),
+            asyncio.create_task(self._beat(), name="heartbeat"),
         ]
         if self.config.metrics_listen:
-            self.metrics_port = self.metrics.serve(self.config.metrics_listen)
+            self.metrics_port = self.http.start(self.config.metrics_listen)
         host = self.config.listen.rsplit(":", 1)[0]
         control_plane_id = ""
         with contextlib.suppress(StoreUnavailable):  # read again when the store is back
@@ -213,14 +228,18 @@ class FuseboxServer:
         return self.tokens.reload()
 
     async def _check_store(self) -> None:
+        which = "spec store"
         try:
             await self.store.ping()
+            which = "breaker store"
             await self.breaker_store.ping()
             serving = True
+            self._store_problem = ""
         except StoreUnavailable as e:
             serving = False
+            self._store_problem = f"{which} unavailable: {e}"
             if self._serving is not False:
-                log_event(log, logging.ERROR, "spec store unavailable", error=str(e))
+                log_event(log, logging.ERROR, f"{which} unavailable", error=str(e))
         if serving != self._serving:
             status = (
                 health_pb2.HealthCheckResponse.SERVING
@@ -240,7 +259,31 @@ class FuseboxServer:
             await asyncio.sleep(self.config.health_interval)
             await self._check_store()
 
+    async def _beat(self) -> None:
+        """Prove the event loop turns (/healthz) and drop changes past their deadline."""
+        while True:
+            self._heartbeat = time.monotonic()
+            self.hub.convergence.expire()
+            self.breakers.convergence.expire()
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    def _liveness(self) -> str | None:
+        """/healthz: None while the process serves (called from the HTTP thread)."""
+        stalled = time.monotonic() - self._heartbeat
+        if stalled > LIVENESS_STALL_SECONDS:
+            return f"event loop stalled: no heartbeat for {stalled:.0f}s"
+        return None
+
+    def _readiness(self) -> str | None:
+        """/readyz: None when the stores answer and gRPC serves, else why not."""
+        if self._stopping:
+            return "shutting down"
+        if self._server is None:
+            return "starting: the gRPC server is not serving yet"
+        return self._store_problem or None
+
     async def stop(self) -> None:
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
         if self._tasks:
@@ -264,6 +307,7 @@ class FuseboxServer:
                 await asyncio.wait_for(closing.close(), STOP_TASKS_SECONDS)
             except TimeoutError:
                 log_event(log, logging.WARNING, "store did not close in time")
+        await asyncio.to_thread(self.http.stop)
         log_event(log, logging.INFO, "control plane stopped")
 
     async def __aenter__(self) -> FuseboxServer:
