@@ -62,11 +62,18 @@ STOP_RETRY_SECONDS = 1.0  # a link not stopped by a cancel within this gets anot
 OnPolicies = Callable[[ResolvedPolicies, PolicySource], None]
 _Event = TypeVar("_Event", threading.Event, asyncio.Event)
 
-_CHANNEL_OPTIONS = [
+#: One connection per agent (pick_first: the Connect stream and the probe leases must
+#: reach the same replica, which grants leases only to instances it holds), to an
+#: address picked at random among those the target resolves to, so a fleet spreads
+#: over the replicas whatever order DNS or an ``ipv4:`` list gives (docs/deploy.md).
+SERVICE_CONFIG = '{"loadBalancingConfig": [{"pick_first": {"shuffleAddressList": true}}]}'
+
+_CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+    ("grpc.service_config", SERVICE_CONFIG),
 ]
 
 
@@ -94,7 +101,8 @@ class LinkConfig:
     initial_fetch_timeout: float = 3.0
     reconnect_initial: float = 0.1
     reconnect_max: float = 5.0
-    channel_options: list[tuple[str, int]] = field(default_factory=lambda: list(_CHANNEL_OPTIONS))
+    channel_options: list[tuple[str, int | str]] = field(
+        default_factory=lambda: list(_CHANNEL_OPTIONS))
     report_interval: float = 0.01  # seconds between outcome reports (cluster mode)
     probe_lease_timeout: float = 0.1  # deadline of a half-open probe lease request
     report_limits: ReportLimits = field(default_factory=ReportLimits)

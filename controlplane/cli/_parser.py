@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     serve.add_argument(
         "--metrics-listen", metavar="HOST:PORT",
-        help="serve Prometheus metrics on http://HOST:PORT/metrics (default: off)",
+        help="serve HTTP on HOST:PORT: /metrics (Prometheus), /healthz (alive) and "
+             "/readyz (stores reachable, serving) (default: off)",
     )
     serve.add_argument(
         "--breaker-store", metavar="URL",

@@ -4,7 +4,7 @@ is listed in docs/observability.md, "Server").
 Each server owns its registry, so several servers in one process (tests) do
 not collide. Breaker state follows Dapr's `dapr_resiliency_cb_state`: one
 series per breaker and state, 1 for the current state and 0 for the others;
-`fusebox_resiliency_loaded` follows `dapr_resiliency_loaded`, counted over the
+`fusebox_fleet_resiliency_loaded` follows `dapr_resiliency_loaded`, counted over the
 agents connected here.
 """
 
@@ -31,14 +31,14 @@ LoadedSpec = tuple[str, str, int]
 
 
 class _ResiliencyLoaded(Collector):
-    """``fusebox_resiliency_loaded``, read at scrape time from the policy hub."""
+    """``fusebox_fleet_resiliency_loaded``, read at scrape time from the policy hub."""
 
     def __init__(self, loaded: Callable[[], Iterable[LoadedSpec]]) -> None:
         self._loaded = loaded
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
-            "fusebox_resiliency_loaded",
+            "fusebox_fleet_resiliency_loaded",
             "Agents connected to this replica whose accepted policies have this spec in "
             "scope (as dapr_resiliency_loaded, per spec); 0 for a stored spec no agent "
             "here holds.",
@@ -58,7 +58,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.breaker_state = Gauge(
-            "fusebox_resiliency_cb_state",
+            "fusebox_fleet_cb_state",
             "Circuit breaker state: 1 for the current state, 0 for the others "
             "(as dapr_resiliency_cb_state).",
             [*_BREAKER_LABELS, "status"], registry=r,

@@ -94,7 +94,7 @@ def test_a_trip_and_a_spec_change_are_observed_once_each_when_every_agent_acked(
         for agent in agents:
             agent.wait_for(lambda ev: sum(e["event"] == "call" for e in ev) >= 5, DEADLINE,
                            "calls before the trip")
-        eventually(lambda: total(scrape(port), "fusebox_resiliency_loaded",
+        eventually(lambda: total(scrape(port), "fusebox_fleet_resiliency_loaded",
                                  'name="fleet"') == 3, deadline=DEADLINE,
                    what="the spec loaded by the three agents")
 
@@ -119,7 +119,7 @@ def test_a_trip_and_a_spec_change_are_observed_once_each_when_every_agent_acked(
         samples = scrape(port)
         assert total(samples, "fusebox_convergence_pending") == 0
         assert total(samples, "fusebox_convergence_unfinished_total") == 0
-        assert total(samples, "fusebox_resiliency_loaded", 'name="fleet"') == 3
+        assert total(samples, "fusebox_fleet_resiliency_loaded", 'name="fleet"') == 3
         checkout = ('app_id="checkout"', 'spec="fleet"', 'target="upstream"')
         eventually(lambda: total(scrape(port), "fusebox_target_calls_total", *checkout,
                                  'outcome="rejected"') > 0, deadline=DEADLINE,

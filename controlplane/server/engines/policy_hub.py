@@ -114,7 +114,7 @@ class PolicyHub:
 
     def loaded_specs(self) -> list[LoadedSpec]:
         """Every live spec, and every spec an agent here still holds, with the
-        number of agents here that hold it (``fusebox_resiliency_loaded``)."""
+        number of agents here that hold it (``fusebox_fleet_resiliency_loaded``)."""
         loaded = dict(self._loaded)  # one C-level copy: safe from the metrics thread
         keys = sorted(self._live | loaded.keys())
         return [(namespace, name, loaded.get((namespace, name), 0)) for namespace, name in keys]

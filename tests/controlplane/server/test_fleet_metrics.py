@@ -163,7 +163,7 @@ async def succeed() -> None:
 
 def loaded(server: FuseboxServer, name: str, namespace: str = "default") -> float | None:
     return server.metrics.registry.get_sample_value(
-        "fusebox_resiliency_loaded", {"namespace": namespace, "name": name})
+        "fusebox_fleet_resiliency_loaded", {"namespace": namespace, "name": name})
 
 
 # -- calls per target ---------------------------------------------------------------------

@@ -62,7 +62,7 @@ async def test_metrics_show_breaker_state_outcomes_and_agents(tmp_path: Path) ->
                         await asyncio.sleep(0.01)
             text = await asyncio.to_thread(scrape, server.metrics_port)
     assert "fusebox_connected_agents 1.0" in text
-    assert ('fusebox_resiliency_cb_state{kind="app",method="charge",name="payments:charge",'
+    assert ('fusebox_fleet_cb_state{kind="app",method="charge",name="payments:charge",'
             'namespace="default",spec="metered",status="open",target="payments"} 1.0') in text
     assert 'fusebox_breaker_transitions_total{cause="trip",from_state="closed",to_state="open"}' \
         in text
