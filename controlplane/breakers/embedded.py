@@ -15,6 +15,7 @@ import builtins
 import contextlib
 import heapq
 import itertools
+import secrets
 import time
 import uuid
 from collections import deque
@@ -105,6 +106,8 @@ class EmbeddedBreakerStore:
         self._tiebreak = itertools.count()
         self._log: deque[BreakerEvent] = deque(maxlen=events_maxlen)
         self._sequence = 0  # stream id of the newest event
+        #: Names this store's stream in positions (``<sequence>@<epoch>``).
+        self._epoch = secrets.token_hex(4)
         self._appended: asyncio.Condition | None = None
 
     # -- reports and leases ------------------------------------------------------
@@ -400,7 +403,7 @@ class EmbeddedBreakerStore:
     async def read_events(
         self, after: str, *, block: float = 0.0, count: int = 1000
     ) -> tuple[str, builtins.list[BreakerEvent]]:
-        start = self._sequence if after == "" else _parse_position(after)
+        start = self._sequence if after == "" else _parse_position(after)[0]
         events = self._events_after(start, count)
         if not events and block > 0:
             condition = self._condition()
@@ -410,7 +413,21 @@ class EmbeddedBreakerStore:
                         condition.wait_for(lambda: self._sequence > start), block
                     )
             events = self._events_after(start, count)
-        return (events[-1].stream_id if events else str(start)), events
+        return (events[-1].position if events else self._position(start)), events
+
+    async def resumable(self, position: str) -> bool:
+        oldest = self._sequence - len(self._log)  # every event after it is still held
+        if position == "0":
+            return oldest == 0
+        try:
+            sequence, epoch = _parse_position(position)
+        except ValueError:
+            return False
+        # Sequence numbers start again at 1 in a new process: the epoch tells them apart.
+        return epoch == self._epoch and oldest <= sequence <= self._sequence
+
+    def _position(self, sequence: int) -> str:
+        return f"{sequence}@{self._epoch}"
 
     async def ping(self) -> None:
         return None
@@ -481,7 +498,8 @@ class EmbeddedBreakerStore:
             instance_id=instance_id,
             detail=detail,
             open_until=open_until,
-            stream_id=str(self._sequence),
+            stream_id=self._position(self._sequence),
+            position=self._position(self._sequence),
         )
         entry.recent.append(event)
         self._log.append(event)
@@ -542,9 +560,11 @@ def _target_marker(target: BreakerTarget) -> BreakerKey:
     return BreakerKey(target.namespace, target.spec, target.kind, target.target)
 
 
-def _parse_position(text: str) -> int:
+def _parse_position(text: str) -> tuple[int, str]:
+    """``<sequence>@<epoch>`` (or a bare sequence, as "0") as (sequence, epoch)."""
+    number, _, epoch = text.partition("@")
     try:
-        position = int(text)
+        position = int(number)
     except ValueError:
         raise ValueError(
             f"invalid event position {text!r}: expected '', '0' or a position returned "
@@ -552,4 +572,4 @@ def _parse_position(text: str) -> int:
         ) from None
     if position < 0:
         raise ValueError(f"invalid event position {text!r}: must not be negative")
-    return position
+    return position, epoch

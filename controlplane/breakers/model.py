@@ -145,6 +145,9 @@ class BreakerEvent:
     detail: str = ""  # e.g. the override reason
     open_until: float | None = None  # unix seconds, when to_state is open by the machine
     stream_id: str = ""  # position in the stream ("" before it is written)
+    #: Where a reader resumes to get the events after this one (``read_events`` sets it;
+    #: a store with several streams needs more than ``stream_id`` for that).
+    position: str = ""
 
 
 @dataclass(frozen=True, slots=True)

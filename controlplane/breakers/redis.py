@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import dataclasses
 import json
 import time
 import uuid
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 
 from fusebox.agent.breaker import BreakerOverride, BreakerState, Counts, TransitionCause
@@ -410,13 +412,39 @@ class RedisBreakerStore:
                     dict(zip(streams, positions, strict=True)), count=count, block=block_ms
                 )
         index = {stream: i for i, stream in enumerate(streams)}
-        entries: list[tuple[tuple[int, int], BreakerEvent]] = []
+        entries: list[tuple[tuple[int, int], int, BreakerEvent]] = []
         for stream, stream_entries in _streams(response):
             for entry_id, fields in stream_entries:
-                positions[index[stream]] = entry_id
-                entries.append((_order(entry_id), _event_from_fields(entry_id, fields)))
-        entries.sort(key=lambda pair: pair[0])
-        return ",".join(positions), [event for _, event in entries]
+                entries.append((_order(entry_id), index[stream],
+                                _event_from_fields(entry_id, fields)))
+        entries.sort(key=lambda entry: entry[0])
+        # Each event's position: every partition at its last entry up to this event.
+        # A partition's entries come in order, so nothing after that point is skipped.
+        events = []
+        for _, partition, event in entries:
+            positions[partition] = event.stream_id
+            events.append(dataclasses.replace(event, position=",".join(positions)))
+        return ",".join(positions), events
+
+    async def resumable(self, position: str) -> bool:
+        streams = [f"{self._partition_prefix(p)}events" for p in range(self._partitions)]
+        positions = ([_EMPTY_STREAM] * len(streams) if position == "0"
+                     else position.split(","))
+        if len(positions) != len(streams) or not all(_valid_stream_id(p) for p in positions):
+            return False
+        with self._translate_errors():
+            async with self._client.pipeline(transaction=False) as pipe:
+                for stream in streams:
+                    pipe.xinfo_stream(stream)
+                infos = await pipe.execute(raise_on_error=False)
+        for stream_position, info in zip(positions, infos, strict=True):
+            if isinstance(info, redis.exceptions.ResponseError):  # no such stream (yet)
+                info = {}
+            elif isinstance(info, BaseException):
+                raise info
+            if not _partition_resumable(_order(stream_position), info):
+                return False
+        return True
 
     async def _read_each_partition(
         self,
@@ -680,6 +708,25 @@ def _streams(response: Any) -> Iterator[tuple[str, Any]]:
 def _order(stream_id: str) -> tuple[int, int]:
     ms, _, sequence = stream_id.partition("-")
     return int(ms), int(sequence or 0)
+
+
+def _partition_resumable(position: tuple[int, int], info: dict[str, Any]) -> bool:
+    """Whether a partition's stream (its XINFO STREAM reply; {} when it does not
+    exist) still holds every entry after ``position``."""
+    if not info:
+        return position == (0, 0)  # none was ever read here, none was lost
+    if position > _order(str(info["last-generated-id"])):
+        return False  # beyond this stream's end: another stream's position
+    first_entry = info.get("first-entry")
+    first = _order(str(first_entry[0])) if first_entry else None
+    deleted_id = info.get("max-deleted-entry-id")
+    if deleted_id is None:  # Redis before 7.0 does not say what was trimmed
+        return first is None or position >= first
+    deleted = _order(str(deleted_id))
+    # Held (at or after the first entry), or exactly where trimming stopped. A
+    # position between the two was never an entry of this stream (it was flushed
+    # and recreated).
+    return position == deleted or (position > deleted and (first is None or position >= first))
 
 
 def _valid_stream_id(text: str) -> bool:

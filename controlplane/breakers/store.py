@@ -144,7 +144,18 @@ class BreakerStore(Protocol):
         self, after: str, *, block: float = 0.0, count: int = 1000
     ) -> tuple[str, builtins.list[BreakerEvent]]:
         """Events after position ``after`` ("" = from now, "0" = from the start) and
-        the position to resume from. Waits up to ``block`` seconds for one."""
+        the position to resume from. Waits up to ``block`` seconds for one. Each
+        event's ``position`` is where to resume to get the events after it."""
+        ...
+
+    async def resumable(self, position: str) -> bool:
+        """Whether ``read_events(position)`` would return every event after ``position``.
+
+        False for a position this store never gave (another store, one that
+        restarted, a malformed one, one beyond its newest event) and for one
+        whose following events were trimmed from the stream: a reader that
+        cannot resume must start again from a snapshot.
+        """
         ...
 
     async def ping(self) -> None:

@@ -101,6 +101,8 @@ class BreakerWatcher:
                 for event in self._client.watch(request):
                     received = True
                     failures = 0
+                    if not event.HasField("breaker"):
+                        continue  # a marker this client did not ask for (``synced``)
                     # Snapshot events carry the position the snapshot was taken
                     # at; resuming there after a break mid-snapshot would skip the
                     # breakers not sent yet, so only live events move the resume point.

@@ -134,9 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-format", choices=("text", "json"), default="text")
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     serve.add_argument(
-        "--metrics-listen", metavar="HOST:PORT",
-        help="serve HTTP on HOST:PORT: /metrics (Prometheus), /healthz (alive) and "
-             "/readyz (stores reachable, serving) (default: off)",
+        "--http-listen", "--metrics-listen", dest="http_listen", metavar="HOST:PORT",
+        help="serve HTTP on HOST:PORT: /metrics (Prometheus), /healthz (alive), "
+             "/readyz (stores reachable, serving) and, with --console, the console "
+             "(default: off; --metrics-listen is the old name)",
+    )
+    serve.add_argument(
+        "--console", action="store_true",
+        help="serve the operator's web console at /console/ on the HTTP port "
+             "(default port 127.0.0.1:8686; see docs/console.md)",
     )
     serve.add_argument(
         "--breaker-store", metavar="URL",

@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -17,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from fusebox.controlplane.audit import AuditStore, open_audit_store
 from fusebox.controlplane.breakers.store import BreakerStore, open_breaker_store
-from fusebox.controlplane.server.config import ServerConfig
+from fusebox.controlplane.server.config import ServerConfig, is_loopback
 from fusebox.controlplane.server.engines.breaker_hub import BreakerHub
 from fusebox.controlplane.server.engines.instance_registry import (
     InstanceRegistry,
@@ -50,6 +51,9 @@ from fusebox.v1 import (
     spec_pb2,
     spec_pb2_grpc,
 )
+
+if TYPE_CHECKING:
+    from fusebox.controlplane.console.routes import ConsoleSite
 
 log = logging.getLogger("fusebox.server")
 
@@ -134,7 +138,13 @@ class FuseboxServer:
         self.health = HealthServicer()
         self.http = HttpEndpoints(self.metrics.registry, alive=self._liveness,
                                   ready=self._readiness)
-        self.metrics_port = 0
+        self.http_port = 0
+        self.auth = AuthInterceptor(self.tokens, self._instance_owner)
+        #: The servicers the gRPC server runs (the console calls the same ones).
+        self.spec_service: SpecService | None = None
+        self.breaker_service: BreakerService | None = None
+        self.audit_service: AuditService | None = None
+        self.console: ConsoleSite | None = None
         self.port = 0
         self._server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -146,7 +156,7 @@ class FuseboxServer:
 
     async def start(self) -> None:
         server = grpc.aio.server(
-            interceptors=(AuthInterceptor(self.tokens, self._instance_owner),),
+            interceptors=(self.auth,),
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -158,16 +168,15 @@ class FuseboxServer:
             ]
         )
         audit = AuditRecorder(self.audit_store)
-        spec_pb2_grpc.add_SpecServiceServicer_to_server(
-            SpecService(self.store, self.hub, audit), server
-        )
-        audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditService(self.audit_store), server)
+        self.spec_service = SpecService(self.store, self.hub, audit)
+        spec_pb2_grpc.add_SpecServiceServicer_to_server(self.spec_service, server)
+        self.audit_service = AuditService(self.audit_store)
+        audit_pb2_grpc.add_AuditServiceServicer_to_server(self.audit_service, server)
         server.add_generic_rpc_handlers((agent_service_handler(
             AgentService(self.hub, self.breakers, lease_ttl=self.config.lease_ttl)
         ),))
-        breaker_pb2_grpc.add_BreakerServiceServicer_to_server(
-            BreakerService(self.breaker_store, audit, specs=self.hub.specs), server
-        )
+        self.breaker_service = BreakerService(self.breaker_store, audit, specs=self.hub.specs)
+        breaker_pb2_grpc.add_BreakerServiceServicer_to_server(self.breaker_service, server)
         registry_pb2_grpc.add_RegistryServiceServicer_to_server(
             RegistryService(self.instance_registry), server
         )
@@ -194,8 +203,7 @@ class FuseboxServer:
             asyncio.create_task(self.breakers.run_propagator(), name="breaker-propagator"),
             asyncio.create_task(self._beat(), name="heartbeat"),
         ]
-        if self.config.metrics_listen:
-            self.metrics_port = self.http.start(self.config.metrics_listen)
+        await self._start_http()
         host = self.config.listen.rsplit(":", 1)[0]
         control_plane_id = ""
         with contextlib.suppress(StoreUnavailable):  # read again when the store is back
@@ -203,6 +211,35 @@ class FuseboxServer:
         log_event(log, logging.INFO, "control plane serving", listen=f"{host}:{self.port}",
                   store=self.config.store_url or "embedded",
                   control_plane_id=control_plane_id or "unknown (store unavailable)")
+
+    async def _start_http(self) -> None:
+        listen = self.config.effective_http_listen()
+        if listen is None:
+            return
+        if not self.config.console:
+            self.http_port = await self.http.start(listen)
+            return
+        self.console = self._console_site()
+        self.http_port = await self.http.start(listen, mounts=(self.console.mount,),
+                                               not_found_hint=" (and the console at /console/)")
+        host = listen.rsplit(":", 1)[0] or "127.0.0.1"
+        log_event(log, logging.INFO, "console serving",
+                  url=f"http://{host}:{self.http_port}/console/")
+        if not is_loopback(listen):
+            log_event(log, logging.WARNING, "console on a non-loopback address: bearer tokens "
+                      "cross plain HTTP", listen=listen,
+                      hint="listen on loopback and port-forward (ssh -L, kubectl port-forward), "
+                           "or put a TLS-terminating proxy in front")
+
+    def _console_site(self) -> ConsoleSite:
+        # Imported here: without --console nothing of the console is loaded.
+        from fusebox.controlplane.console.gateway import ConsoleGateway
+        from fusebox.controlplane.console.routes import ConsoleSite
+
+        assert self.spec_service and self.breaker_service and self.audit_service
+        return ConsoleSite(ConsoleGateway(self.auth, specs=self.spec_service,
+                                          breakers=self.breaker_service,
+                                          audit=self.audit_service))
 
     def _bind(self, server: grpc.aio.Server) -> int:
         config = self.config
@@ -268,7 +305,7 @@ class FuseboxServer:
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
     def _liveness(self) -> str | None:
-        """/healthz: None while the process serves (called from the HTTP thread)."""
+        """/healthz: None while the process serves (a loop that turns too rarely fails it)."""
         stalled = time.monotonic() - self._heartbeat
         if stalled > LIVENESS_STALL_SECONDS:
             return f"event loop stalled: no heartbeat for {stalled:.0f}s"
@@ -284,6 +321,8 @@ class FuseboxServer:
 
     async def stop(self) -> None:
         self._stopping = True
+        if self.console is not None:
+            await self.console.close()  # the pages' feeds end before the stores close
         for task in self._tasks:
             task.cancel()
         if self._tasks:
@@ -307,7 +346,7 @@ class FuseboxServer:
                 await asyncio.wait_for(closing.close(), STOP_TASKS_SECONDS)
             except TimeoutError:
                 log_event(log, logging.WARNING, "store did not close in time")
-        await asyncio.to_thread(self.http.stop)
+        await self.http.stop()
         log_event(log, logging.INFO, "control plane stopped")
 
     async def __aenter__(self) -> FuseboxServer:

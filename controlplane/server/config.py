@@ -6,6 +6,9 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
+#: Where ``--console`` without ``--http-listen`` serves (loopback, like every default).
+DEFAULT_CONSOLE_LISTEN = "127.0.0.1:8686"
+
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
@@ -17,7 +20,8 @@ class ServerConfig:
     health_interval: float = 1.0  # seconds between store pings
     shutdown_grace: float = 5.0  # seconds in-flight RPCs get on SIGTERM
     breaker_store_url: str | None = None  # None: follow store_url (Redis) or in memory
-    metrics_listen: str | None = None  # host:port for /metrics, /healthz and /readyz
+    http_listen: str | None = None  # host:port for /metrics, /healthz, /readyz (and the console)
+    console: bool = False  # serve the operator's console on the HTTP port (docs/console.md)
     convergence_deadline: float = 30.0  # seconds a change waits for agents' acks (metrics)
     report_tick: float = 0.005  # seconds: how long reports are merged before one apply
     lease_ttl: float = 2.0  # seconds a half-open probe lease lives unless reported
@@ -26,6 +30,12 @@ class ServerConfig:
     tls_client_ca: Path | None = None  # PEM CA: require client certificates (mTLS)
     tokens_file: Path | None = None  # bearer tokens and roles (server.security.tokens)
     insecure: bool = False  # allow a non-loopback listen address without authentication
+
+    def effective_http_listen(self) -> str | None:
+        """The HTTP port's address: the one given, else the console's default, else none."""
+        if self.http_listen is None and self.console:
+            return DEFAULT_CONSOLE_LISTEN
+        return self.http_listen
 
     def effective_breaker_store_url(self) -> str | None:
         if self.breaker_store_url is not None:

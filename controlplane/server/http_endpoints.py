@@ -1,118 +1,141 @@
-"""The server's HTTP port (`--metrics-listen`): /metrics, /healthz, /readyz.
+"""The server's HTTP port (`--http-listen`): /metrics, /healthz, /readyz (and the console).
 
-* ``/metrics``: the replica's Prometheus registry (prometheus_client's WSGI
-  app: content negotiation, gzip, ``name[]`` filters);
+* ``/metrics``: the replica's Prometheus registry, as prometheus_client's own
+  handlers serve it (content negotiation, gzip when accepted, ``name[]`` filters);
 * ``/healthz``: liveness, 200 while the process serves (its event loop turns);
 * ``/readyz``: readiness, 200 when the stores answer and the gRPC server is
   serving, else 503 with the reason as a short text body;
+* with ``--console``, ``/console/...`` (``fusebox.controlplane.console``) and a
+  redirect from ``/`` to it;
 * anything else: 404.
 
-Served by the standard library's ``wsgiref`` in a thread of its own, as
-prometheus_client's ``start_http_server`` does, so a busy or stuck event loop
-cannot delay a probe, and the server extra needs no HTTP framework
-(aiohttp stays in the sidecar extra). The probes read plain attributes the
-event loop keeps current; they never touch the stores themselves.
+Served by aiohttp on the server's own event loop. One HTTP stack for
+everything: the console's live feed streams breaker transitions from the same
+loop that produces them, which a server in a thread of its own could only do
+through a queue between loops. A stuck event loop now fails the liveness probe
+by not answering it, which is what a liveness probe is for; /healthz still
+reports a loop that turns too rarely to keep its heartbeat. The probes read
+plain attributes the event loop keeps current; they never touch the stores.
 """
 
 from __future__ import annotations
 
-import socket
-import threading
-from collections.abc import Callable, Iterable
-from socketserver import ThreadingMixIn
-from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+import gzip
+import logging
+from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 #: None when fine, else why not (the body of a 503).
 Probe = Callable[[], str | None]
-StartResponse = Callable[..., Any]
+#: Adds routes (and middlewares) to the port's application before it starts.
+Mount = Callable[[web.Application], None]
 
-_TEXT = (("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store"))
+_NOT_FOUND = "not found: this port serves /metrics, /healthz and /readyz"
+_NO_STORE = {"Cache-Control": "no-store"}
+_PROBE_METHODS = ("GET", "HEAD")
+_MAX_BODY_BYTES = 1024 * 1024  # nothing on this port takes more (the console's RPCs)
 
-
-def _text(start_response: StartResponse, status: str, text: str, *extra: tuple[str, str],
-          head: bool = False) -> list[bytes]:
-    body = text.encode()
-    # A fresh header list each time: wsgiref adds to the list it is given.
-    start_response(status, [*_TEXT, *extra, ("Content-Length", str(len(body)))])
-    return [] if head else [body]
-
-
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True  # requests in flight never hold the process at exit
+# aiohttp logs every request at INFO: probes every few seconds would flood the log.
+logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        """Probes every few seconds would flood the server's log."""
-
-
-def split_listen(listen: str) -> tuple[str, int]:
+def split_listen(listen: str, flag: str = "--http-listen") -> tuple[str, int]:
     """``host:port``, ``[v6]:port`` or ``:port`` (loopback) as (host, port)."""
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit():
-        raise ValueError(f"--metrics-listen {listen!r}: expected HOST:PORT")
+        raise ValueError(f"{flag} {listen!r}: expected HOST:PORT")
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+def text_response(status: int, text: str, *, head: bool = False,
+                  headers: dict[str, str] | None = None) -> web.Response:
+    """A short plain-text answer that no cache keeps."""
+    response = web.Response(status=status, text=text, content_type="text/plain",
+                            charset="utf-8", headers={**_NO_STORE, **(headers or {})})
+    if head:
+        # HEAD: the length of the body GET would send, and no body.
+        response.body = b""
+        response.headers["Content-Length"] = str(len(text.encode()))
+    return response
+
+
 class HttpEndpoints:
-    """The HTTP port of one server replica; ``start`` it, ``stop`` it (blocking)."""
+    """The HTTP port of one server replica; ``await start(listen)``, ``await stop()``.
+
+    ``mounts`` add routes before the port opens (the console's, when enabled).
+    """
 
     def __init__(self, registry: CollectorRegistry, *, alive: Probe, ready: Probe) -> None:
-        self._metrics = make_wsgi_app(registry)
+        self._registry = registry
         self._alive, self._ready = alive, ready
-        self._server: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._not_found = f"{_NOT_FOUND}\n"
+        self._runner: web.AppRunner | None = None
 
-    def app(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        """The WSGI application (also usable on its own, e.g. in tests)."""
-        path = environ.get("PATH_INFO", "")
-        if path == "/metrics":
-            body: Iterable[bytes] = self._metrics(environ, start_response)
-            return body
-        if path == "/healthz":
-            return self._probe(environ, start_response, self._alive(), "ok")
-        if path == "/readyz":
-            return self._probe(environ, start_response, self._ready(), "ready")
-        return _text(start_response, "404 Not Found",
-                     "not found: this port serves /metrics, /healthz and /readyz\n")
+    def application(self, mounts: tuple[Mount, ...] = ()) -> web.Application:
+        """The aiohttp application, with the routes ``mounts`` add (tried before the 404)."""
+        app = web.Application(client_max_size=_MAX_BODY_BYTES)
+        app.router.add_route("*", "/metrics", self._metrics)
+        app.router.add_route("*", "/healthz", self._healthz)
+        app.router.add_route("*", "/readyz", self._readyz)
+        for mount in mounts:
+            mount(app)
+        app.router.add_route("*", "/{tail:.*}", self._unknown)
+        return app
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        names = request.query.getall("name[]", [])
+        body = encoder(self._registry.restricted_registry(names) if names else self._registry)
+        headers = {"Content-Type": content_type}
+        if gzip_accepted(request.headers.get("Accept-Encoding", "")):
+            body = gzip.compress(body)
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=body, headers=headers)
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return self._probe(request, self._alive(), "ok")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        return self._probe(request, self._ready(), "ready")
 
     @staticmethod
-    def _probe(environ: dict[str, Any], start_response: StartResponse, problem: str | None,
-               fine: str) -> list[bytes]:
-        method = environ.get("REQUEST_METHOD", "GET")
-        if method not in ("GET", "HEAD"):
-            return _text(start_response, "405 Method Not Allowed",
-                         f"method {method} not allowed: use GET or HEAD\n", ("Allow", "GET, HEAD"))
+    def _probe(request: web.Request, problem: str | None, fine: str) -> web.Response:
+        if request.method not in _PROBE_METHODS:
+            return text_response(405, f"method {request.method} not allowed: use GET or HEAD\n",
+                                 headers={"Allow": ", ".join(_PROBE_METHODS)})
+        head = request.method == "HEAD"
         if problem is None:
-            return _text(start_response, "200 OK", f"{fine}\n", head=method == "HEAD")
-        return _text(start_response, "503 Service Unavailable", f"{problem}\n",
-                     head=method == "HEAD")
+            return text_response(200, f"{fine}\n", head=head)
+        return text_response(503, f"{problem}\n", head=head)
 
-    def start(self, listen: str) -> int:
-        """Listen on ``listen`` (host:port) and serve in a thread; the bound port."""
+    async def _unknown(self, request: web.Request) -> web.Response:
+        return text_response(404, self._not_found)
+
+    async def start(self, listen: str, *, mounts: tuple[Mount, ...] = (),
+                    not_found_hint: str = "") -> int:
+        """Listen on ``listen`` (host:port) on the running loop; the bound port."""
         host, port = split_listen(listen)
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                    flags=socket.AI_PASSIVE)[0][0]
-        server_class = type("_Server", (_ThreadingServer,), {"address_family": family})
-        server: WSGIServer = server_class((host, port), _QuietHandler)
-        server.set_app(self.app)
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="fusebox-http", daemon=True)
-        self._thread.start()
-        bound: int = server.server_port
+        self._not_found = f"{_NOT_FOUND}{not_found_hint}\n"
+        # Handler cancellation: a client that goes away ends its handler, so a
+        # console feed stops watching as soon as its page is closed.
+        runner = web.AppRunner(self.application(mounts), access_log=None, handle_signals=False,
+                               shutdown_timeout=1.0, handler_cancellation=True)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as e:
+            await runner.cleanup()
+            raise OSError(f"cannot listen on {listen} (HTTP): {e.strerror or e}") from e
+        self._runner = runner
+        bound: int = runner.addresses[0][1]  # port 0 asks the system for one
         return bound
 
-    def stop(self) -> None:
-        """Stop serving and close the port (blocks up to the poll interval)."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-            self._thread = None
+    async def stop(self) -> None:
+        """Close the port; streams still open (the console's feed) are ended."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()

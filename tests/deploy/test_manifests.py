@@ -147,7 +147,7 @@ def test_several_replicas_roll_one_at_a_time_without_losing_one() -> None:
 
 def test_the_probes_are_the_http_health_paths_on_the_metrics_port() -> None:
     spec = container("Deployment", "fusebox")
-    metrics_port = int(serve_args().metrics_listen.rsplit(":", 1)[1])
+    metrics_port = int(serve_args().http_listen.rsplit(":", 1)[1])
     ports = {p["name"]: p["containerPort"] for p in spec["ports"]}
     assert ports["metrics"] == metrics_port
     assert ports["grpc"] == int(serve_args().listen.rsplit(":", 1)[1])

@@ -226,21 +226,26 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method: str = details.method
         if handler is None or method.lstrip("/").split("/", 1)[0] in OPEN_SERVICES:
             return handler
-        return _guarded(handler, method, self)
+        return guarded(handler, method, self)
+
+    async def identify(self, context: Context) -> Identity:
+        """Who the caller is (any role), or abort with UNAUTHENTICATED.
+
+        Without tokens, whoever the caller claims to be (``claimed_name``), no role.
+        """
+        if self._tokens is None:
+            return Identity(claimed_name(context))
+        return await self._authenticate(context)
 
     async def admit(self, context: Context, method: str) -> Identity:
         """The caller's identity, or abort with UNAUTHENTICATED / PERMISSION_DENIED."""
-        if self._tokens is None:
-            identity = Identity(claimed_name(context))
-        else:
-            identity = await self._authenticate(context)
-            assert identity.role is not None
-            if not role_allows(identity.role, method):
-                log_event(log, logging.WARNING, "permission denied", caller=identity.name,
-                          role=identity.role.value, method=method)
-                await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                    f"role {identity.role.value} (token {identity.name!r}) may "
-                                    f"not call {method.lstrip('/')}")
+        identity = await self.identify(context)
+        if identity.role is not None and not role_allows(identity.role, method):
+            log_event(log, logging.WARNING, "permission denied", caller=identity.name,
+                      role=identity.role.value, method=method)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"role {identity.role.value} (token {identity.name!r}) may "
+                                f"not call {method.lstrip('/')}")
         # Each RPC runs in its own task, so the variable is private to this call.
         _CURRENT.set(identity)
         return identity
@@ -286,9 +291,14 @@ async def _responses(result: Any) -> AsyncIterator[Any]:
         await _maybe_await(result)
 
 
-def _guarded(handler: grpc.RpcMethodHandler, method: str,
-             auth: AuthInterceptor) -> grpc.RpcMethodHandler:
-    """``handler`` with ``auth.admit`` (and the agent scope check) run first."""
+def guarded(handler: grpc.RpcMethodHandler, method: str,
+            auth: AuthInterceptor) -> grpc.RpcMethodHandler:
+    """``handler`` with ``auth.admit`` (and the agent scope check) run first.
+
+    The interceptor wraps every RPC with it; the console's gateway
+    (``fusebox.controlplane.console``) calls servicers in-process through it, so
+    both paths share one check.
+    """
     codec = {"request_deserializer": handler.request_deserializer,
              "response_serializer": handler.response_serializer}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
 import grpc
@@ -323,6 +323,11 @@ class BreakerService(breaker_pb2_grpc.BreakerServiceServicer):
         sent). When the queue stays full for ``watch_stall`` seconds the watch
         is ended with RESOURCE_EXHAUSTED; the client may resume from the last
         revision it got.
+
+        A ``from_revision`` the store cannot resume from (``resumable``: a
+        restarted embedded store, trimmed events, a foreign position) gets a
+        fresh snapshot instead, never a silent gap. With ``mark_synced`` a
+        breaker-less ``synced`` message says when the client's view is current.
         """
         def wanted(key: BreakerKey) -> bool:
             return ((not request.namespace or key.namespace == request.namespace)
@@ -345,7 +350,7 @@ class BreakerService(breaker_pb2_grpc.BreakerServiceServicer):
                     breaker = (breaker_to_pb(current) if current is not None
                                else breaker_pb2.Breaker(key=event.key.to_proto()))
                     message = breaker_pb2.WatchBreakersResponse(
-                        revision=event.stream_id or position, breaker=breaker,
+                        revision=event.position or position, breaker=breaker,
                         transition=transition_to_proto(event),
                     )
                     try:
@@ -358,6 +363,13 @@ class BreakerService(breaker_pb2_grpc.BreakerServiceServicer):
         sent = request.from_revision
         try:
             position = request.from_revision
+            if position and not await self._store.resumable(position):
+                # A restarted store, trimmed events, a position from elsewhere:
+                # resuming would miss transitions, so the client gets a snapshot.
+                log_event(log, logging.INFO, "breaker watch cannot resume: sending a snapshot",
+                          from_revision=position, peer=context.peer())
+                position = ""
+            resumed = bool(position)
             snapshots: list[BreakerSnapshot] = []
             if not position:
                 # Snapshot first, from a stream position taken before it: no gap.
@@ -366,11 +378,13 @@ class BreakerService(breaker_pb2_grpc.BreakerServiceServicer):
                     namespace=request.namespace, target=request.app_id
                 )
             follower = asyncio.create_task(follow(position))
-            for snapshot in snapshots:
-                if not await _write_unless(context, breaker_pb2.WatchBreakersResponse(
-                    revision=position, snapshot=True, breaker=breaker_to_pb(snapshot)
-                ), overflow):
-                    break
+            snapshot_sent = await _write_all(context, (breaker_pb2.WatchBreakersResponse(
+                revision=position, snapshot=True, breaker=breaker_to_pb(snapshot)
+            ) for snapshot in snapshots), overflow)
+            if snapshot_sent and request.mark_synced:
+                await _write_unless(context, breaker_pb2.WatchBreakersResponse(
+                    revision=position, snapshot=not resumed, synced=True,
+                ), overflow)
             sent = position
             while not overflow.is_set():
                 waiting = asyncio.ensure_future(backlog.get())
@@ -408,6 +422,16 @@ def _override_detail(reason: str, ttl: float) -> str:
     if ttl:
         detail += f"{'; ' if detail else ''}ttl {ttl:g}s"
     return detail
+
+
+async def _write_all(context: grpc.aio.ServicerContext[Any, Any],
+                     messages: Iterable[breaker_pb2.WatchBreakersResponse],
+                     overflow: asyncio.Event) -> bool:
+    """Write every message; False if ``overflow`` stopped the writes first."""
+    for message in messages:
+        if not await _write_unless(context, message, overflow):
+            return False
+    return True
 
 
 async def _write_unless(context: grpc.aio.ServicerContext[Any, Any],

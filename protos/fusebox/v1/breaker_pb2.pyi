@@ -166,26 +166,30 @@ class GetBreakerResponse(_message.Message):
     def __init__(self, breaker: _Optional[_Union[Breaker, _Mapping]] = ...) -> None: ...
 
 class WatchBreakersRequest(_message.Message):
-    __slots__ = ("namespace", "app_id", "from_revision")
+    __slots__ = ("namespace", "app_id", "from_revision", "mark_synced")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     APP_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_REVISION_FIELD_NUMBER: _ClassVar[int]
+    MARK_SYNCED_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     app_id: str
     from_revision: str
-    def __init__(self, namespace: _Optional[str] = ..., app_id: _Optional[str] = ..., from_revision: _Optional[str] = ...) -> None: ...
+    mark_synced: bool
+    def __init__(self, namespace: _Optional[str] = ..., app_id: _Optional[str] = ..., from_revision: _Optional[str] = ..., mark_synced: _Optional[bool] = ...) -> None: ...
 
 class WatchBreakersResponse(_message.Message):
-    __slots__ = ("revision", "snapshot", "breaker", "transition")
+    __slots__ = ("revision", "snapshot", "breaker", "transition", "synced")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     BREAKER_FIELD_NUMBER: _ClassVar[int]
     TRANSITION_FIELD_NUMBER: _ClassVar[int]
+    SYNCED_FIELD_NUMBER: _ClassVar[int]
     revision: str
     snapshot: bool
     breaker: Breaker
     transition: BreakerTransition
-    def __init__(self, revision: _Optional[str] = ..., snapshot: _Optional[bool] = ..., breaker: _Optional[_Union[Breaker, _Mapping]] = ..., transition: _Optional[_Union[BreakerTransition, _Mapping]] = ...) -> None: ...
+    synced: bool
+    def __init__(self, revision: _Optional[str] = ..., snapshot: _Optional[bool] = ..., breaker: _Optional[_Union[Breaker, _Mapping]] = ..., transition: _Optional[_Union[BreakerTransition, _Mapping]] = ..., synced: _Optional[bool] = ...) -> None: ...
 
 class SetOverrideRequest(_message.Message):
     __slots__ = ("key", "override", "reason", "ttl", "all_methods")

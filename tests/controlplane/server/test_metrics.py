@@ -37,7 +37,7 @@ def scrape(port: int) -> str:
 
 async def test_metrics_show_breaker_state_outcomes_and_agents(tmp_path: Path) -> None:
     config = ServerConfig(listen="127.0.0.1:0", store_url="memory://",
-                          metrics_listen="127.0.0.1:0")
+                          http_listen="127.0.0.1:0")
     async with FuseboxServer(config) as server:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             await spec_pb2_grpc.SpecServiceStub(channel).ApplySpec(
@@ -60,7 +60,7 @@ async def test_metrics_show_breaker_state_outcomes_and_agents(tmp_path: Path) ->
                         break
                     except ConnectionError:
                         await asyncio.sleep(0.01)
-            text = await asyncio.to_thread(scrape, server.metrics_port)
+            text = await asyncio.to_thread(scrape, server.http_port)
     assert "fusebox_connected_agents 1.0" in text
     assert ('fusebox_fleet_cb_state{kind="app",method="charge",name="payments:charge",'
             'namespace="default",spec="metered",status="open",target="payments"} 1.0') in text
