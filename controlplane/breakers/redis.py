@@ -718,15 +718,15 @@ def _partition_resumable(position: tuple[int, int], info: dict[str, Any]) -> boo
     if position > _order(str(info["last-generated-id"])):
         return False  # beyond this stream's end: another stream's position
     first_entry = info.get("first-entry")
-    first = _order(str(first_entry[0])) if first_entry else None
-    deleted_id = info.get("max-deleted-entry-id")
-    if deleted_id is None:  # Redis before 7.0 does not say what was trimmed
-        return first is None or position >= first
-    deleted = _order(str(deleted_id))
-    # Held (at or after the first entry), or exactly where trimming stopped. A
-    # position between the two was never an entry of this stream (it was flushed
-    # and recreated).
-    return position == deleted or (position > deleted and (first is None or position >= first))
+    if first_entry and position >= _order(str(first_entry[0])):
+        return True  # the entry is held, and so is every one after it
+    if not first_entry:  # empty: only a reader already at its end lost nothing
+        return position == _order(str(info["last-generated-id"]))
+    # Before the first entry held: fine only for a reader that saw the stream
+    # empty, when nothing was ever trimmed (Redis 7 counts what was added). Else
+    # trimmed entries, or a stream flushed and created again, lie in between.
+    never_trimmed = info.get("entries-added") == info.get("length")
+    return position == (0, 0) and never_trimmed
 
 
 def _valid_stream_id(text: str) -> bool:

@@ -565,6 +565,40 @@ async def test_invalid_event_position_is_a_value_error(home: Home) -> None:
         await home.store.read_events("not-a-position")
 
 
+async def trip_several(home: Home, count: int) -> None:
+    """``count`` breakers tripped, one event each (spread over the Redis partitions)."""
+    cb = policy("consecutiveFailures >= 1", timeout=30.0)
+    for i in range(count):
+        await home.store.apply([batch((-1,), key=breaker_key("checkout", f"m{i}"), cb=cb)])
+
+
+async def test_each_events_position_resumes_right_after_it(home: Home) -> None:
+    start, _ = await home.store.read_events("")
+    await trip_several(home, 8)
+    _, events = await home.store.read_events(start)
+    assert len(events) == 8
+    for i, event in enumerate(events):
+        assert await home.store.resumable(event.position)
+        _, rest = await home.store.read_events(event.position)
+        assert [e.key for e in rest] == [e.key for e in events[i + 1:]]
+
+
+async def test_positions_the_store_gave_are_resumable(home: Home) -> None:
+    start, _ = await home.store.read_events("")
+    assert await home.store.resumable(start)
+    assert await home.store.resumable("0")  # nothing trimmed yet
+    await trip_open(home)
+    later, _ = await home.store.read_events(start)
+    assert await home.store.resumable(start)
+    assert await home.store.resumable(later)
+
+
+@pytest.mark.parametrize("position", ["not-a-position", "", "1,2,3", "-1"])
+async def test_a_malformed_position_is_not_resumable(home: Home, position: str) -> None:
+    await trip_open(home)
+    assert not await home.store.resumable(position)
+
+
 async def test_list_filters_by_namespace_target_and_state(home: Home) -> None:
     a = breaker_key("checkout", "pay")
     b = breaker_key("checkout", "")
