@@ -28,15 +28,15 @@ from fusebox.v1 import breaker_pb2 as fusebox_dot_v1_dot_breaker__pb2
 from fusebox.v1 import policy_pb2 as fusebox_dot_v1_dot_policy__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66usebox/v1/agent.proto\x12\nfusebox.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18\x66usebox/v1/breaker.proto\x1a\x17\x66usebox/v1/policy.proto\"\xfb\x01\n\x0e\x43onnectRequest\x12\"\n\x05hello\x18\x01 \x01(\x0b\x32\x11.fusebox.v1.HelloH\x00\x12+\n\npolicy_ack\x18\x02 \x01(\x0b\x32\x15.fusebox.v1.PolicyAckH\x00\x12+\n\x06report\x18\x03 \x01(\x0b\x32\x19.fusebox.v1.OutcomeReportH\x00\x12/\n\x08interest\x18\x04 \x01(\x0b\x32\x1b.fusebox.v1.BreakerInterestH\x00\x12/\n\x0c\x62reaker_acks\x18\x05 \x01(\x0b\x32\x17.fusebox.v1.BreakerAcksH\x00\x42\t\n\x07message\"r\n\x05Hello\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\x13\n\x0binstance_id\x18\x03 \x01(\t\x12\x1a\n\x12last_policy_digest\x18\x04 \x01(\t\x12\x15\n\ragent_version\x18\x05 \x01(\t\"<\n\tPolicyAck\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"|\n\x0f\x42reakerOutcomes\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.fusebox.v1.BreakerKey\x12\x0c\n\x04runs\x18\x02 \x03(\x11\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12\x10\n\x08lease_id\x18\x04 \x01(\t\x12\x10\n\x08rejected\x18\x05 \x01(\x04\"P\n\rOutcomeReport\x12-\n\x08\x62reakers\x18\x01 \x03(\x0b\x32\x1b.fusebox.v1.BreakerOutcomes\x12\x10\n\x08sequence\x18\x02 \x01(\x04\"t\n\x0f\x42reakerInterest\x12#\n\x03\x61\x64\x64\x18\x01 \x03(\x0b\x32\x16.fusebox.v1.BreakerKey\x12&\n\x06remove\x18\x02 \x03(\x0b\x32\x16.fusebox.v1.BreakerKey\x12\x14\n\x0c\x61\x63ks_updates\x18\x03 \x01(\x08\"E\n\nBreakerAck\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.fusebox.v1.BreakerKey\x12\x12\n\ngeneration\x18\x02 \x01(\x04\"3\n\x0b\x42reakerAcks\x12$\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32\x16.fusebox.v1.BreakerAck\"\xe0\x01\n\x0f\x43onnectResponse\x12.\n\x08snapshot\x18\x01 \x01(\x0b\x32\x1a.fusebox.v1.PolicySnapshotH\x00\x12\x33\n\x0e\x62reaker_update\x18\x02 \x01(\x0b\x32\x19.fusebox.v1.BreakerUpdateH\x00\x12&\n\x04mode\x18\x03 \x01(\x0b\x32\x16.fusebox.v1.ModeChangeH\x00\x12\x35\n\x0freport_rejected\x18\x04 \x01(\x0b\x32\x1a.fusebox.v1.ReportRejectedH\x00\x42\t\n\x07message\"r\n\x0ePolicySnapshot\x12.\n\x08policies\x18\x01 \x01(\x0b\x32\x1c.fusebox.v1.ResolvedPolicies\x12\x16\n\x0estore_revision\x18\x02 \x01(\x03\x12\x18\n\x10\x63ontrol_plane_id\x18\x03 \x01(\t\"\xa9\x02\n\rBreakerUpdate\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.fusebox.v1.BreakerKey\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.fusebox.v1.BreakerState\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12\x31\n\x0eopen_remaining\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12-\n\x08override\x18\x05 \x01(\x0e\x32\x1b.fusebox.v1.BreakerOverride\x12*\n\x05\x63\x61use\x18\x06 \x01(\x0e\x32\x1b.fusebox.v1.TransitionCause\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"C\n\nModeChange\x12%\n\x04mode\x18\x01 \x01(\x0e\x32\x17.fusebox.v1.BreakerMode\x12\x0e\n\x06reason\x18\x02 \x01(\t\"E\n\x0eReportRejected\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.fusebox.v1.BreakerKey\x12\x0e\n\x06reason\x18\x02 \x01(\t\"h\n\x18\x41\x63quireProbeLeaseRequest\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12#\n\x03key\x18\x02 \x01(\x0b\x32\x16.fusebox.v1.BreakerKey\x12\x12\n\ngeneration\x18\x03 \x01(\x04\"\xa3\x01\n\x19\x41\x63quireProbeLeaseResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x18.fusebox.v1.BreakerState\x12\x12\n\ngeneration\x18\x05 \x01(\x04\"\xbd\x01\n\x0e\x43\x61\x63hedPolicies\x12\x18\n\x10\x63ontrol_plane_id\x18\x01 \x01(\t\x12\x0e\n\x06server\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x04 \x01(\t\x12.\n\nwritten_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x08policies\x18\x06 \x01(\x0b\x32\x1c.fusebox.v1.ResolvedPolicies*]\n\x0b\x42reakerMode\x12\x1c\n\x18\x42REAKER_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x42REAKER_MODE_LOCAL\x10\x01\x12\x18\n\x14\x42REAKER_MODE_CLUSTER\x10\x02\x32\xb8\x01\n\x0c\x41gentService\x12\x46\n\x07\x43onnect\x12\x1a.fusebox.v1.ConnectRequest\x1a\x1b.fusebox.v1.ConnectResponse(\x01\x30\x01\x12`\n\x11\x41\x63quireProbeLease\x12$.fusebox.v1.AcquireProbeLeaseRequest\x1a%.fusebox.v1.AcquireProbeLeaseResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66usebox/v1/agent.proto\x12\nfusebox.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18\x66usebox/v1/breaker.proto\x1a\x17\x66usebox/v1/policy.proto\"\xfb\x01\n\x0e\x43onnectRequest\x12\"\n\x05hello\x18\x01 \x01(\x0b\x32\x11.fusebox.v1.HelloH\x00\x12+\n\npolicy_ack\x18\x02 \x01(\x0b\x32\x15.fusebox.v1.PolicyAckH\x00\x12+\n\x06report\x18\x03 \x01(\x0b\x32\x19.fusebox.v1.OutcomeReportH\x00\x12/\n\x08interest\x18\x04 \x01(\x0b\x32\x1b.fusebox.v1.BreakerInterestH\x00\x12/\n\x0c\x62reaker_acks\x18\x05 \x01(\x0b\x32\x17.fusebox.v1.BreakerAcksH\x00\x42\t\n\x07message\"r\n\x05Hello\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\x13\n\x0binstance_id\x18\x03 \x01(\t\x12\x1a\n\x12last_policy_digest\x18\x04 \x01(\t\x12\x15\n\ragent_version\x18\x05 \x01(\t\"<\n\tPolicyAck\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"|\n\x0f\x42reakerOutcomes\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.fusebox.v1.BreakerKey\x12\x0c\n\x04runs\x18\x02 \x03(\x11\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12\x10\n\x08lease_id\x18\x04 \x01(\t\x12\x10\n\x08rejected\x18\x05 \x01(\x04\"\xaa\x01\n\rOutcomeReport\x12-\n\x08\x62reakers\x18\x01 \x03(\x0b\x32\x1b.fusebox.v1.BreakerOutcomes\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12(\n\x07\x62udgets\x18\x03 \x03(\x0b\x32\x17.fusebox.v1.BudgetUsage\x12.\n\nshare_acks\x18\x04 \x03(\x0b\x32\x1a.fusebox.v1.BudgetShareAck\"\x99\x01\n\x0b\x42udgetUsage\x12\"\n\x03key\x18\x01 \x01(\x0b\x32\x15.fusebox.v1.BudgetKey\x12+\n\x08interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x61\x64mitted\x18\x03 \x01(\x04\x12\x0f\n\x07refused\x18\x04 \x01(\x04\x12\x16\n\x0e\x66irst_attempts\x18\x05 \x01(\x04\"H\n\x0e\x42udgetShareAck\x12\"\n\x03key\x18\x01 \x01(\x0b\x32\x15.fusebox.v1.BudgetKey\x12\x12\n\ngeneration\x18\x02 \x01(\x04\"t\n\x0f\x42reakerInterest\x12#\n\x03\x61\x64\x64\x18\x01 \x03(\x0b\x32\x16.fusebox.v1.BreakerKey\x12&\n\x06remove\x18\x02 \x03(\x0b\x32\x16.fusebox.v1.BreakerKey\x12\x14\n\x0c\x61\x63ks_updates\x18\x03 \x01(\x08\"E\n\nBreakerAck\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.fusebox.v1.BreakerKey\x12\x12\n\ngeneration\x18\x02 \x01(\x04\"3\n\x0b\x42reakerAcks\x12$\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32\x16.fusebox.v1.BreakerAck\"\x93\x02\n\x0f\x43onnectResponse\x12.\n\x08snapshot\x18\x01 \x01(\x0b\x32\x1a.fusebox.v1.PolicySnapshotH\x00\x12\x33\n\x0e\x62reaker_update\x18\x02 \x01(\x0b\x32\x19.fusebox.v1.BreakerUpdateH\x00\x12&\n\x04mode\x18\x03 \x01(\x0b\x32\x16.fusebox.v1.ModeChangeH\x00\x12\x35\n\x0freport_rejected\x18\x04 \x01(\x0b\x32\x1a.fusebox.v1.ReportRejectedH\x00\x12\x31\n\rbudget_shares\x18\x05 \x01(\x0b\x32\x18.fusebox.v1.BudgetSharesH\x00\x42\t\n\x07message\"r\n\x0ePolicySnapshot\x12.\n\x08policies\x18\x01 \x01(\x0b\x32\x1c.fusebox.v1.ResolvedPolicies\x12\x16\n\x0estore_revision\x18\x02 \x01(\x03\x12\x18\n\x10\x63ontrol_plane_id\x18\x03 \x01(\t\"\xa9\x02\n\rBreakerUpdate\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.fusebox.v1.BreakerKey\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.fusebox.v1.BreakerState\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12\x31\n\x0eopen_remaining\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12-\n\x08override\x18\x05 \x01(\x0e\x32\x1b.fusebox.v1.BreakerOverride\x12*\n\x05\x63\x61use\x18\x06 \x01(\x0e\x32\x1b.fusebox.v1.TransitionCause\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"7\n\x0c\x42udgetShares\x12\'\n\x06shares\x18\x01 \x03(\x0b\x32\x17.fusebox.v1.BudgetShare\"\x92\x01\n\x0b\x42udgetShare\x12\"\n\x03key\x18\x01 \x01(\x0b\x32\x15.fusebox.v1.BudgetKey\x12\r\n\x05share\x18\x02 \x01(\x01\x12\x12\n\nfleet_size\x18\x03 \x01(\r\x12(\n\x05lease\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\ngeneration\x18\x05 \x01(\x04\"C\n\nModeChange\x12%\n\x04mode\x18\x01 \x01(\x0e\x32\x17.fusebox.v1.BreakerMode\x12\x0e\n\x06reason\x18\x02 \x01(\t\"E\n\x0eReportRejected\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.fusebox.v1.BreakerKey\x12\x0e\n\x06reason\x18\x02 \x01(\t\"h\n\x18\x41\x63quireProbeLeaseRequest\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12#\n\x03key\x18\x02 \x01(\x0b\x32\x16.fusebox.v1.BreakerKey\x12\x12\n\ngeneration\x18\x03 \x01(\x04\"\xa3\x01\n\x19\x41\x63quireProbeLeaseResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x18.fusebox.v1.BreakerState\x12\x12\n\ngeneration\x18\x05 \x01(\x04\"\xbd\x01\n\x0e\x43\x61\x63hedPolicies\x12\x18\n\x10\x63ontrol_plane_id\x18\x01 \x01(\t\x12\x0e\n\x06server\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x04 \x01(\t\x12.\n\nwritten_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x08policies\x18\x06 \x01(\x0b\x32\x1c.fusebox.v1.ResolvedPolicies*]\n\x0b\x42reakerMode\x12\x1c\n\x18\x42REAKER_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x42REAKER_MODE_LOCAL\x10\x01\x12\x18\n\x14\x42REAKER_MODE_CLUSTER\x10\x02\x32\xb8\x01\n\x0c\x41gentService\x12\x46\n\x07\x43onnect\x12\x1a.fusebox.v1.ConnectRequest\x1a\x1b.fusebox.v1.ConnectResponse(\x01\x30\x01\x12`\n\x11\x41\x63quireProbeLease\x12$.fusebox.v1.AcquireProbeLeaseRequest\x1a%.fusebox.v1.AcquireProbeLeaseResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fusebox.v1.agent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BREAKERMODE']._serialized_start=2283
-  _globals['_BREAKERMODE']._serialized_end=2376
+  _globals['_BREAKERMODE']._serialized_start=2861
+  _globals['_BREAKERMODE']._serialized_end=2954
   _globals['_CONNECTREQUEST']._serialized_start=155
   _globals['_CONNECTREQUEST']._serialized_end=406
   _globals['_HELLO']._serialized_start=408
@@ -45,30 +45,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_POLICYACK']._serialized_end=584
   _globals['_BREAKEROUTCOMES']._serialized_start=586
   _globals['_BREAKEROUTCOMES']._serialized_end=710
-  _globals['_OUTCOMEREPORT']._serialized_start=712
-  _globals['_OUTCOMEREPORT']._serialized_end=792
-  _globals['_BREAKERINTEREST']._serialized_start=794
-  _globals['_BREAKERINTEREST']._serialized_end=910
-  _globals['_BREAKERACK']._serialized_start=912
-  _globals['_BREAKERACK']._serialized_end=981
-  _globals['_BREAKERACKS']._serialized_start=983
-  _globals['_BREAKERACKS']._serialized_end=1034
-  _globals['_CONNECTRESPONSE']._serialized_start=1037
-  _globals['_CONNECTRESPONSE']._serialized_end=1261
-  _globals['_POLICYSNAPSHOT']._serialized_start=1263
-  _globals['_POLICYSNAPSHOT']._serialized_end=1377
-  _globals['_BREAKERUPDATE']._serialized_start=1380
-  _globals['_BREAKERUPDATE']._serialized_end=1677
-  _globals['_MODECHANGE']._serialized_start=1679
-  _globals['_MODECHANGE']._serialized_end=1746
-  _globals['_REPORTREJECTED']._serialized_start=1748
-  _globals['_REPORTREJECTED']._serialized_end=1817
-  _globals['_ACQUIREPROBELEASEREQUEST']._serialized_start=1819
-  _globals['_ACQUIREPROBELEASEREQUEST']._serialized_end=1923
-  _globals['_ACQUIREPROBELEASERESPONSE']._serialized_start=1926
-  _globals['_ACQUIREPROBELEASERESPONSE']._serialized_end=2089
-  _globals['_CACHEDPOLICIES']._serialized_start=2092
-  _globals['_CACHEDPOLICIES']._serialized_end=2281
-  _globals['_AGENTSERVICE']._serialized_start=2379
-  _globals['_AGENTSERVICE']._serialized_end=2563
+  _globals['_OUTCOMEREPORT']._serialized_start=713
+  _globals['_OUTCOMEREPORT']._serialized_end=883
+  _globals['_BUDGETUSAGE']._serialized_start=886
+  _globals['_BUDGETUSAGE']._serialized_end=1039
+  _globals['_BUDGETSHAREACK']._serialized_start=1041
+  _globals['_BUDGETSHAREACK']._serialized_end=1113
+  _globals['_BREAKERINTEREST']._serialized_start=1115
+  _globals['_BREAKERINTEREST']._serialized_end=1231
+  _globals['_BREAKERACK']._serialized_start=1233
+  _globals['_BREAKERACK']._serialized_end=1302
+  _globals['_BREAKERACKS']._serialized_start=1304
+  _globals['_BREAKERACKS']._serialized_end=1355
+  _globals['_CONNECTRESPONSE']._serialized_start=1358
+  _globals['_CONNECTRESPONSE']._serialized_end=1633
+  _globals['_POLICYSNAPSHOT']._serialized_start=1635
+  _globals['_POLICYSNAPSHOT']._serialized_end=1749
+  _globals['_BREAKERUPDATE']._serialized_start=1752
+  _globals['_BREAKERUPDATE']._serialized_end=2049
+  _globals['_BUDGETSHARES']._serialized_start=2051
+  _globals['_BUDGETSHARES']._serialized_end=2106
+  _globals['_BUDGETSHARE']._serialized_start=2109
+  _globals['_BUDGETSHARE']._serialized_end=2255
+  _globals['_MODECHANGE']._serialized_start=2257
+  _globals['_MODECHANGE']._serialized_end=2324
+  _globals['_REPORTREJECTED']._serialized_start=2326
+  _globals['_REPORTREJECTED']._serialized_end=2395
+  _globals['_ACQUIREPROBELEASEREQUEST']._serialized_start=2397
+  _globals['_ACQUIREPROBELEASEREQUEST']._serialized_end=2501
+  _globals['_ACQUIREPROBELEASERESPONSE']._serialized_start=2504
+  _globals['_ACQUIREPROBELEASERESPONSE']._serialized_end=2667
+  _globals['_CACHEDPOLICIES']._serialized_start=2670
+  _globals['_CACHEDPOLICIES']._serialized_end=2859
+  _globals['_AGENTSERVICE']._serialized_start=2957
+  _globals['_AGENTSERVICE']._serialized_end=3141
 # @@protoc_insertion_point(module_scope)

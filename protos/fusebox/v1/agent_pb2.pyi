@@ -75,12 +75,38 @@ class BreakerOutcomes(_message.Message):
     def __init__(self, key: _Optional[_Union[_policy_pb2.BreakerKey, _Mapping]] = ..., runs: _Optional[_Iterable[int]] = ..., generation: _Optional[int] = ..., lease_id: _Optional[str] = ..., rejected: _Optional[int] = ...) -> None: ...
 
 class OutcomeReport(_message.Message):
-    __slots__ = ("breakers", "sequence")
+    __slots__ = ("breakers", "sequence", "budgets", "share_acks")
     BREAKERS_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    BUDGETS_FIELD_NUMBER: _ClassVar[int]
+    SHARE_ACKS_FIELD_NUMBER: _ClassVar[int]
     breakers: _containers.RepeatedCompositeFieldContainer[BreakerOutcomes]
     sequence: int
-    def __init__(self, breakers: _Optional[_Iterable[_Union[BreakerOutcomes, _Mapping]]] = ..., sequence: _Optional[int] = ...) -> None: ...
+    budgets: _containers.RepeatedCompositeFieldContainer[BudgetUsage]
+    share_acks: _containers.RepeatedCompositeFieldContainer[BudgetShareAck]
+    def __init__(self, breakers: _Optional[_Iterable[_Union[BreakerOutcomes, _Mapping]]] = ..., sequence: _Optional[int] = ..., budgets: _Optional[_Iterable[_Union[BudgetUsage, _Mapping]]] = ..., share_acks: _Optional[_Iterable[_Union[BudgetShareAck, _Mapping]]] = ...) -> None: ...
+
+class BudgetUsage(_message.Message):
+    __slots__ = ("key", "interval", "admitted", "refused", "first_attempts")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    ADMITTED_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    FIRST_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    key: _policy_pb2.BudgetKey
+    interval: _duration_pb2.Duration
+    admitted: int
+    refused: int
+    first_attempts: int
+    def __init__(self, key: _Optional[_Union[_policy_pb2.BudgetKey, _Mapping]] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., admitted: _Optional[int] = ..., refused: _Optional[int] = ..., first_attempts: _Optional[int] = ...) -> None: ...
+
+class BudgetShareAck(_message.Message):
+    __slots__ = ("key", "generation")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    key: _policy_pb2.BudgetKey
+    generation: int
+    def __init__(self, key: _Optional[_Union[_policy_pb2.BudgetKey, _Mapping]] = ..., generation: _Optional[int] = ...) -> None: ...
 
 class BreakerInterest(_message.Message):
     __slots__ = ("add", "remove", "acks_updates")
@@ -107,16 +133,18 @@ class BreakerAcks(_message.Message):
     def __init__(self, acks: _Optional[_Iterable[_Union[BreakerAck, _Mapping]]] = ...) -> None: ...
 
 class ConnectResponse(_message.Message):
-    __slots__ = ("snapshot", "breaker_update", "mode", "report_rejected")
+    __slots__ = ("snapshot", "breaker_update", "mode", "report_rejected", "budget_shares")
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     BREAKER_UPDATE_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     REPORT_REJECTED_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_SHARES_FIELD_NUMBER: _ClassVar[int]
     snapshot: PolicySnapshot
     breaker_update: BreakerUpdate
     mode: ModeChange
     report_rejected: ReportRejected
-    def __init__(self, snapshot: _Optional[_Union[PolicySnapshot, _Mapping]] = ..., breaker_update: _Optional[_Union[BreakerUpdate, _Mapping]] = ..., mode: _Optional[_Union[ModeChange, _Mapping]] = ..., report_rejected: _Optional[_Union[ReportRejected, _Mapping]] = ...) -> None: ...
+    budget_shares: BudgetShares
+    def __init__(self, snapshot: _Optional[_Union[PolicySnapshot, _Mapping]] = ..., breaker_update: _Optional[_Union[BreakerUpdate, _Mapping]] = ..., mode: _Optional[_Union[ModeChange, _Mapping]] = ..., report_rejected: _Optional[_Union[ReportRejected, _Mapping]] = ..., budget_shares: _Optional[_Union[BudgetShares, _Mapping]] = ...) -> None: ...
 
 class PolicySnapshot(_message.Message):
     __slots__ = ("policies", "store_revision", "control_plane_id")
@@ -145,6 +173,26 @@ class BreakerUpdate(_message.Message):
     cause: _breaker_pb2.TransitionCause
     time: _timestamp_pb2.Timestamp
     def __init__(self, key: _Optional[_Union[_policy_pb2.BreakerKey, _Mapping]] = ..., state: _Optional[_Union[_breaker_pb2.BreakerState, str]] = ..., generation: _Optional[int] = ..., open_remaining: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., override: _Optional[_Union[_breaker_pb2.BreakerOverride, str]] = ..., cause: _Optional[_Union[_breaker_pb2.TransitionCause, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class BudgetShares(_message.Message):
+    __slots__ = ("shares",)
+    SHARES_FIELD_NUMBER: _ClassVar[int]
+    shares: _containers.RepeatedCompositeFieldContainer[BudgetShare]
+    def __init__(self, shares: _Optional[_Iterable[_Union[BudgetShare, _Mapping]]] = ...) -> None: ...
+
+class BudgetShare(_message.Message):
+    __slots__ = ("key", "share", "fleet_size", "lease", "generation")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    FLEET_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LEASE_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    key: _policy_pb2.BudgetKey
+    share: float
+    fleet_size: int
+    lease: _duration_pb2.Duration
+    generation: int
+    def __init__(self, key: _Optional[_Union[_policy_pb2.BudgetKey, _Mapping]] = ..., share: _Optional[float] = ..., fleet_size: _Optional[int] = ..., lease: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., generation: _Optional[int] = ...) -> None: ...
 
 class ModeChange(_message.Message):
     __slots__ = ("mode", "reason")

@@ -35,6 +35,24 @@ class CircuitBreakerScope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CIRCUIT_BREAKER_SCOPE_ID: _ClassVar[CircuitBreakerScope]
     CIRCUIT_BREAKER_SCOPE_TYPE: _ClassVar[CircuitBreakerScope]
     CIRCUIT_BREAKER_SCOPE_BOTH: _ClassVar[CircuitBreakerScope]
+
+class RateLimitScope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RATE_LIMIT_SCOPE_UNSPECIFIED: _ClassVar[RateLimitScope]
+    RATE_LIMIT_SCOPE_APP: _ClassVar[RateLimitScope]
+    RATE_LIMIT_SCOPE_FLEET: _ClassVar[RateLimitScope]
+
+class WhenExceeded(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WHEN_EXCEEDED_UNSPECIFIED: _ClassVar[WhenExceeded]
+    WHEN_EXCEEDED_REJECT: _ClassVar[WhenExceeded]
+    WHEN_EXCEEDED_WAIT: _ClassVar[WhenExceeded]
+
+class BudgetKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BUDGET_KIND_UNSPECIFIED: _ClassVar[BudgetKind]
+    BUDGET_KIND_RATE_LIMIT: _ClassVar[BudgetKind]
+    BUDGET_KIND_RETRY_BUDGET: _ClassVar[BudgetKind]
 TARGET_KIND_UNSPECIFIED: TargetKind
 TARGET_KIND_APP: TargetKind
 TARGET_KIND_ACTOR: TargetKind
@@ -49,6 +67,15 @@ CIRCUIT_BREAKER_SCOPE_UNSPECIFIED: CircuitBreakerScope
 CIRCUIT_BREAKER_SCOPE_ID: CircuitBreakerScope
 CIRCUIT_BREAKER_SCOPE_TYPE: CircuitBreakerScope
 CIRCUIT_BREAKER_SCOPE_BOTH: CircuitBreakerScope
+RATE_LIMIT_SCOPE_UNSPECIFIED: RateLimitScope
+RATE_LIMIT_SCOPE_APP: RateLimitScope
+RATE_LIMIT_SCOPE_FLEET: RateLimitScope
+WHEN_EXCEEDED_UNSPECIFIED: WhenExceeded
+WHEN_EXCEEDED_REJECT: WhenExceeded
+WHEN_EXCEEDED_WAIT: WhenExceeded
+BUDGET_KIND_UNSPECIFIED: BudgetKind
+BUDGET_KIND_RATE_LIMIT: BudgetKind
+BUDGET_KIND_RETRY_BUDGET: BudgetKind
 
 class StatusCodeRange(_message.Message):
     __slots__ = ("first", "last")
@@ -149,8 +176,40 @@ class FallbackPolicy(_message.Message):
     grpc_status_codes: _containers.RepeatedCompositeFieldContainer[StatusCodeRange]
     def __init__(self, name: _Optional[str] = ..., response: _Optional[_Union[FallbackResponse, _Mapping]] = ..., function: _Optional[str] = ..., http_status_codes: _Optional[_Iterable[_Union[StatusCodeRange, _Mapping]]] = ..., grpc_status_codes: _Optional[_Iterable[_Union[StatusCodeRange, _Mapping]]] = ...) -> None: ...
 
+class RateLimitPolicy(_message.Message):
+    __slots__ = ("name", "limit", "period", "burst", "scope", "when_exceeded", "max_wait", "count_retries")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    BURST_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    WHEN_EXCEEDED_FIELD_NUMBER: _ClassVar[int]
+    MAX_WAIT_FIELD_NUMBER: _ClassVar[int]
+    COUNT_RETRIES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    limit: int
+    period: _duration_pb2.Duration
+    burst: int
+    scope: RateLimitScope
+    when_exceeded: WhenExceeded
+    max_wait: _duration_pb2.Duration
+    count_retries: bool
+    def __init__(self, name: _Optional[str] = ..., limit: _Optional[int] = ..., period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., burst: _Optional[int] = ..., scope: _Optional[_Union[RateLimitScope, str]] = ..., when_exceeded: _Optional[_Union[WhenExceeded, str]] = ..., max_wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., count_retries: _Optional[bool] = ...) -> None: ...
+
+class RetryBudgetPolicy(_message.Message):
+    __slots__ = ("name", "ratio", "window", "min_retries_per_second")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RATIO_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    MIN_RETRIES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    ratio: float
+    window: _duration_pb2.Duration
+    min_retries_per_second: float
+    def __init__(self, name: _Optional[str] = ..., ratio: _Optional[float] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., min_retries_per_second: _Optional[float] = ...) -> None: ...
+
 class TargetPolicy(_message.Message):
-    __slots__ = ("kind", "name", "direction", "component_type", "is_default", "timeout", "retry", "circuit_breaker", "fallback", "circuit_breaker_scope", "circuit_breaker_cache_size", "spec_namespace", "spec_name")
+    __slots__ = ("kind", "name", "direction", "component_type", "is_default", "timeout", "retry", "circuit_breaker", "fallback", "circuit_breaker_scope", "circuit_breaker_cache_size", "spec_namespace", "spec_name", "rate_limit", "retry_budget")
     KIND_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
@@ -164,6 +223,8 @@ class TargetPolicy(_message.Message):
     CIRCUIT_BREAKER_CACHE_SIZE_FIELD_NUMBER: _ClassVar[int]
     SPEC_NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     SPEC_NAME_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    RETRY_BUDGET_FIELD_NUMBER: _ClassVar[int]
     kind: TargetKind
     name: str
     direction: ComponentDirection
@@ -177,7 +238,9 @@ class TargetPolicy(_message.Message):
     circuit_breaker_cache_size: int
     spec_namespace: str
     spec_name: str
-    def __init__(self, kind: _Optional[_Union[TargetKind, str]] = ..., name: _Optional[str] = ..., direction: _Optional[_Union[ComponentDirection, str]] = ..., component_type: _Optional[str] = ..., is_default: _Optional[bool] = ..., timeout: _Optional[_Union[TimeoutPolicy, _Mapping]] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., circuit_breaker: _Optional[_Union[CircuitBreakerPolicy, _Mapping]] = ..., fallback: _Optional[_Union[FallbackPolicy, _Mapping]] = ..., circuit_breaker_scope: _Optional[_Union[CircuitBreakerScope, str]] = ..., circuit_breaker_cache_size: _Optional[int] = ..., spec_namespace: _Optional[str] = ..., spec_name: _Optional[str] = ...) -> None: ...
+    rate_limit: RateLimitPolicy
+    retry_budget: RetryBudgetPolicy
+    def __init__(self, kind: _Optional[_Union[TargetKind, str]] = ..., name: _Optional[str] = ..., direction: _Optional[_Union[ComponentDirection, str]] = ..., component_type: _Optional[str] = ..., is_default: _Optional[bool] = ..., timeout: _Optional[_Union[TimeoutPolicy, _Mapping]] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., circuit_breaker: _Optional[_Union[CircuitBreakerPolicy, _Mapping]] = ..., fallback: _Optional[_Union[FallbackPolicy, _Mapping]] = ..., circuit_breaker_scope: _Optional[_Union[CircuitBreakerScope, str]] = ..., circuit_breaker_cache_size: _Optional[int] = ..., spec_namespace: _Optional[str] = ..., spec_name: _Optional[str] = ..., rate_limit: _Optional[_Union[RateLimitPolicy, _Mapping]] = ..., retry_budget: _Optional[_Union[RetryBudgetPolicy, _Mapping]] = ...) -> None: ...
 
 class ResolvedPolicies(_message.Message):
     __slots__ = ("namespace", "app_id", "digest", "targets", "builtin_retries")
@@ -213,3 +276,21 @@ class BreakerKey(_message.Message):
     target: str
     method: str
     def __init__(self, namespace: _Optional[str] = ..., spec: _Optional[str] = ..., kind: _Optional[_Union[TargetKind, str]] = ..., target: _Optional[str] = ..., method: _Optional[str] = ...) -> None: ...
+
+class BudgetKey(_message.Message):
+    __slots__ = ("namespace", "spec", "kind", "target_kind", "target", "direction", "app_id")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TARGET_KIND_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    spec: str
+    kind: BudgetKind
+    target_kind: TargetKind
+    target: str
+    direction: ComponentDirection
+    app_id: str
+    def __init__(self, namespace: _Optional[str] = ..., spec: _Optional[str] = ..., kind: _Optional[_Union[BudgetKind, str]] = ..., target_kind: _Optional[_Union[TargetKind, str]] = ..., target: _Optional[str] = ..., direction: _Optional[_Union[ComponentDirection, str]] = ..., app_id: _Optional[str] = ...) -> None: ...
