@@ -1,7 +1,7 @@
 # The two commands of the README:
 #   make run    set up, then serve the control plane on its embedded default store
 #   make test   set up, then run the whole test suite
-.PHONY: setup run test lint protos check-protos check-wheel bench bench-cluster bench-trip bench-shared
+.PHONY: setup run test lint protos check-protos check-wheel bench bench-cluster bench-trip bench-shared screenshots
 
 VENV := .venv/bin
 LISTEN ?= 127.0.0.1:50051
@@ -20,6 +20,10 @@ lint: setup
 	$(VENV)/ruff check agent controlplane tests bench scripts examples
 	$(VENV)/mypy
 	$(VENV)/python scripts/gen_protos.py --check
+
+# The console's screenshots in docs/console.md come from its browser tests.
+screenshots: setup
+	FUSEBOX_SCREENSHOTS=docs/img/console $(VENV)/python -m pytest tests/browser -p no:cacheprovider
 
 protos: setup
 	$(VENV)/python scripts/gen_protos.py

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Idempotent setup: redis-server (apt, when missing), a virtualenv in .venv and
-# the package with every extra. Re-running it is cheap: pip runs again only
-# when pyproject.toml changed.
+# Idempotent setup: redis-server, chromium and chromium-driver (apt, when missing), a
+# virtualenv in .venv and the package with every extra. Re-running it is cheap: pip
+# runs again only when pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,17 @@ if ! command -v redis-server >/dev/null 2>&1; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq redis-server >/dev/null
   # Debian starts a system redis on 6379; Fusebox's tests start their own.
+fi
+
+# The console's browser tests (tests/browser) drive Debian's chromium through Debian's
+# chromedriver; Selenium Manager never downloads either.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  echo "bootstrap: installing chromium and chromium-driver with apt-get" >&2
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends \
+    chromium chromium-driver >/dev/null
 fi
 
 python=${PYTHON:-python3}

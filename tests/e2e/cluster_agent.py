@@ -41,6 +41,7 @@ def main() -> int:
     parser.add_argument("--log-calls", action="store_true")
     parser.add_argument("--cache-path", required=True)
     parser.add_argument("--instance-id", default=None)
+    parser.add_argument("--token", default=None, help="bearer token (a server with a tokens file)")
     # Generous by default: on a loaded test machine a lease answer can take longer
     # than the library's 100 ms, and the local fallback would then probe too.
     parser.add_argument("--probe-lease-timeout", type=float, default=2.0)
@@ -55,7 +56,7 @@ def main() -> int:
             return bytes(response.read())
 
     with Agent(app_id=args.app_id, server=args.server, cache_path=args.cache_path,
-               instance_id=args.instance_id,
+               instance_id=args.instance_id, token=args.token,
                probe_lease_timeout=args.probe_lease_timeout) as fb:
         def on_state_change(e: StateChangeEvent) -> None:
             emit(event="state", breaker=e.breaker, to=str(e.to_state), origin=e.origin.value,
