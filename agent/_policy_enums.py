@@ -30,3 +30,24 @@ class BreakerScope(enum.Enum):
     ID = "id"
     TYPE = "type"
     BOTH = "both"
+
+
+class RateLimitScope(enum.Enum):
+    """Who shares a rate limit: the calling app's instances, or every caller's."""
+
+    APP = "app"
+    FLEET = "fleet"
+
+
+class WhenExceeded(enum.Enum):
+    """What a call over its rate limit gets: refused at once, or a bounded wait."""
+
+    REJECT = "reject"
+    WAIT = "wait"
+
+
+class BudgetKind(enum.Enum):
+    """The two kinds of fleet budget (part of a ``BudgetKey``)."""
+
+    RATE_LIMIT = "rate-limit"
+    RETRY_BUDGET = "retry-budget"

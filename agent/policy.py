@@ -19,7 +19,9 @@ from google.protobuf.duration_pb2 import Duration
 from fusebox.agent._policy_enums import BackoffKind as BackoffKind
 from fusebox.agent._policy_enums import BreakerScope as BreakerScope
 from fusebox.agent._policy_enums import Direction as Direction
+from fusebox.agent._policy_enums import RateLimitScope as RateLimitScope
 from fusebox.agent._policy_enums import TargetKind as TargetKind
+from fusebox.agent._policy_enums import WhenExceeded as WhenExceeded
 from fusebox.agent.wire_enums import (
     BACKOFF_FROM_PB,
     BACKOFF_TO_PB,
@@ -27,8 +29,12 @@ from fusebox.agent.wire_enums import (
     BREAKER_SCOPE_TO_PB,
     DIRECTION_FROM_PB,
     DIRECTION_TO_PB,
+    RATE_LIMIT_SCOPE_FROM_PB,
+    RATE_LIMIT_SCOPE_TO_PB,
     TARGET_KIND_FROM_PB,
     TARGET_KIND_TO_PB,
+    WHEN_EXCEEDED_FROM_PB,
+    WHEN_EXCEEDED_TO_PB,
 )
 from fusebox.v1 import policy_pb2 as pb
 
@@ -120,6 +126,42 @@ class FallbackPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimitPolicy:
+    """Extension: at most ``limit`` calls per ``period`` to a target, fleet-wide.
+
+    Each agent enforces its share with a token bucket of the fleet's rate and
+    ``burst`` times its share (docs/budgets.md).
+
+    >>> RateLimitPolicy("orders", limit=200, period=1.0).burst  # defaults to the limit
+    200
+    """
+
+    name: str
+    limit: int
+    period: float = 1.0  # seconds
+    burst: int = 0  # the fleet's bucket depth; 0 (not given): ``limit``
+    scope: RateLimitScope = RateLimitScope.APP
+    when_exceeded: WhenExceeded = WhenExceeded.REJECT
+    max_wait: float = 1.0  # seconds; WAIT only
+    count_retries: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.burst:
+            object.__setattr__(self, "burst", self.limit)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryBudgetPolicy:
+    """Extension: retries at most ``ratio`` of first attempts over ``window``,
+    plus ``min_retries_per_second`` for the whole fleet (docs/budgets.md)."""
+
+    name: str
+    ratio: float = 0.2
+    window: float = 10.0  # seconds
+    min_retries_per_second: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class TargetPolicy:
     """Policies bound to one target, or to a default slot (``is_default``)."""
 
@@ -136,6 +178,8 @@ class TargetPolicy:
     circuit_breaker_cache_size: int = DEFAULT_CACHE_SIZE
     spec_namespace: str = ""  # the spec that defined it: part of a breaker's identity
     spec_name: str = ""
+    rate_limit: RateLimitPolicy | None = None  # extension; never in a default slot
+    retry_budget: RetryBudgetPolicy | None = None  # extension; never in a default slot
 
 
 def _frozen_map(m: Mapping[str, RetryPolicy] | None = None) -> Mapping[str, RetryPolicy]:
@@ -269,6 +313,62 @@ def breaker_from_proto(m: pb.CircuitBreakerPolicy) -> CircuitBreakerPolicy:
     )
 
 
+def rate_limit_to_proto(p: RateLimitPolicy) -> pb.RateLimitPolicy:
+    return pb.RateLimitPolicy(
+        name=p.name,
+        limit=p.limit,
+        period=_duration(p.period),
+        burst=p.burst,
+        scope=RATE_LIMIT_SCOPE_TO_PB[p.scope],
+        when_exceeded=WHEN_EXCEEDED_TO_PB[p.when_exceeded],
+        max_wait=_duration(p.max_wait),
+        count_retries=p.count_retries,
+    )
+
+
+def rate_limit_from_proto(m: pb.RateLimitPolicy) -> RateLimitPolicy:
+    """Raises ValueError on a policy this agent cannot enforce (a newer peer's values)."""
+    scope = RATE_LIMIT_SCOPE_FROM_PB.get(m.scope)
+    when_exceeded = WHEN_EXCEEDED_FROM_PB.get(m.when_exceeded)
+    period = _seconds(m.period)
+    if scope is None or when_exceeded is None or m.limit < 1 or period <= 0:
+        raise ValueError(f"rate limit {m.name!r}: scope {m.scope}, whenExceeded "
+                         f"{m.when_exceeded}, limit {m.limit}, period {period}s: not enforceable")
+    return RateLimitPolicy(
+        name=m.name,
+        limit=m.limit,
+        period=period,
+        burst=m.burst,
+        scope=scope,
+        when_exceeded=when_exceeded,
+        max_wait=_seconds(m.max_wait),
+        count_retries=m.count_retries,
+    )
+
+
+def retry_budget_to_proto(p: RetryBudgetPolicy) -> pb.RetryBudgetPolicy:
+    return pb.RetryBudgetPolicy(
+        name=p.name,
+        ratio=p.ratio,
+        window=_duration(p.window),
+        min_retries_per_second=p.min_retries_per_second,
+    )
+
+
+def retry_budget_from_proto(m: pb.RetryBudgetPolicy) -> RetryBudgetPolicy:
+    """Raises ValueError on a budget this agent cannot enforce."""
+    window = _seconds(m.window)
+    if not 0 < m.ratio <= 1 or window <= 0 or m.min_retries_per_second < 0:
+        raise ValueError(f"retry budget {m.name!r}: ratio {m.ratio}, window {window}s, "
+                         f"minRetriesPerSecond {m.min_retries_per_second}: not enforceable")
+    return RetryBudgetPolicy(
+        name=m.name,
+        ratio=m.ratio,
+        window=window,
+        min_retries_per_second=m.min_retries_per_second,
+    )
+
+
 def _fallback_to_proto(p: FallbackPolicy) -> pb.FallbackPolicy:
     m = pb.FallbackPolicy(
         name=p.name,
@@ -326,6 +426,10 @@ def target_to_proto(t: TargetPolicy) -> pb.TargetPolicy:
         m.circuit_breaker.CopyFrom(breaker_to_proto(t.circuit_breaker))
     if t.fallback is not None:
         m.fallback.CopyFrom(_fallback_to_proto(t.fallback))
+    if t.rate_limit is not None:
+        m.rate_limit.CopyFrom(rate_limit_to_proto(t.rate_limit))
+    if t.retry_budget is not None:
+        m.retry_budget.CopyFrom(retry_budget_to_proto(t.retry_budget))
     return m
 
 
@@ -350,6 +454,10 @@ def target_from_proto(m: pb.TargetPolicy) -> TargetPolicy:
         circuit_breaker_cache_size=m.circuit_breaker_cache_size or DEFAULT_CACHE_SIZE,
         spec_namespace=m.spec_namespace,
         spec_name=m.spec_name,
+        rate_limit=rate_limit_from_proto(m.rate_limit) if m.HasField("rate_limit") else None,
+        retry_budget=(
+            retry_budget_from_proto(m.retry_budget) if m.HasField("retry_budget") else None
+        ),
     )
 
 

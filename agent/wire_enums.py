@@ -17,6 +17,9 @@ table                       enum                                  proto enum
 ``DIRECTION``               ``fusebox.agent.policy.Direction``           ``ComponentDirection``
 ``BACKOFF``                 ``fusebox.agent.policy.BackoffKind``         ``BackoffKind``
 ``BREAKER_SCOPE``           ``fusebox.agent.policy.BreakerScope``        ``CircuitBreakerScope``
+``RATE_LIMIT_SCOPE``        ``fusebox.agent.policy.RateLimitScope``      ``RateLimitScope``
+``WHEN_EXCEEDED``           ``fusebox.agent.policy.WhenExceeded``        ``WhenExceeded``
+``BUDGET_KIND``             ``fusebox.agent.budget.BudgetKind``          ``BudgetKind``
 ==========================  ====================================  ==========================
 
 ``TransitionCause.EXTERNAL`` has no wire value: it is the agent's own word for
@@ -30,7 +33,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TypeVar
 
-from fusebox.agent._policy_enums import BackoffKind, BreakerScope, Direction, TargetKind
+from fusebox.agent._policy_enums import (
+    BackoffKind,
+    BreakerScope,
+    BudgetKind,
+    Direction,
+    RateLimitScope,
+    TargetKind,
+    WhenExceeded,
+)
 from fusebox.agent.breaker import BreakerOverride, BreakerState, TransitionCause
 from fusebox.v1 import breaker_pb2, policy_pb2
 
@@ -39,16 +50,22 @@ __all__ = [
     "BACKOFF_TO_PB",
     "BREAKER_SCOPE_FROM_PB",
     "BREAKER_SCOPE_TO_PB",
+    "BUDGET_KIND_FROM_PB",
+    "BUDGET_KIND_TO_PB",
     "CAUSE_FROM_PB",
     "CAUSE_TO_PB",
     "DIRECTION_FROM_PB",
     "DIRECTION_TO_PB",
     "OVERRIDE_FROM_PB",
     "OVERRIDE_TO_PB",
+    "RATE_LIMIT_SCOPE_FROM_PB",
+    "RATE_LIMIT_SCOPE_TO_PB",
     "STATE_FROM_PB",
     "STATE_TO_PB",
     "TARGET_KIND_FROM_PB",
     "TARGET_KIND_TO_PB",
+    "WHEN_EXCEEDED_FROM_PB",
+    "WHEN_EXCEEDED_TO_PB",
 ]
 
 _Member = TypeVar("_Member")
@@ -112,3 +129,21 @@ BREAKER_SCOPE_TO_PB: Mapping[BreakerScope | None, policy_pb2.CircuitBreakerScope
     BreakerScope.BOTH: policy_pb2.CIRCUIT_BREAKER_SCOPE_BOTH,
 }
 BREAKER_SCOPE_FROM_PB = _inverse(BREAKER_SCOPE_TO_PB)
+
+RATE_LIMIT_SCOPE_TO_PB: Mapping[RateLimitScope, policy_pb2.RateLimitScope] = {
+    RateLimitScope.APP: policy_pb2.RATE_LIMIT_SCOPE_APP,
+    RateLimitScope.FLEET: policy_pb2.RATE_LIMIT_SCOPE_FLEET,
+}
+RATE_LIMIT_SCOPE_FROM_PB = _inverse(RATE_LIMIT_SCOPE_TO_PB)
+
+WHEN_EXCEEDED_TO_PB: Mapping[WhenExceeded, policy_pb2.WhenExceeded] = {
+    WhenExceeded.REJECT: policy_pb2.WHEN_EXCEEDED_REJECT,
+    WhenExceeded.WAIT: policy_pb2.WHEN_EXCEEDED_WAIT,
+}
+WHEN_EXCEEDED_FROM_PB = _inverse(WHEN_EXCEEDED_TO_PB)
+
+BUDGET_KIND_TO_PB: Mapping[BudgetKind, policy_pb2.BudgetKind] = {
+    BudgetKind.RATE_LIMIT: policy_pb2.BUDGET_KIND_RATE_LIMIT,
+    BudgetKind.RETRY_BUDGET: policy_pb2.BUDGET_KIND_RETRY_BUDGET,
+}
+BUDGET_KIND_FROM_PB = _inverse(BUDGET_KIND_TO_PB)

@@ -95,6 +95,8 @@ def _references(spec: ResiliencySpec) -> Iterator[_Reference]:
             ("retry", ref.retry),
             ("circuitBreaker", ref.circuit_breaker),
             ("fallback", ref.fallback),
+            ("rateLimit", ref.rate_limit),
+            ("retryBudget", ref.retry_budget),
         ):
             if name is not None:
                 yield _Reference((*path, key), key, SECTION_OF[key], name)
@@ -116,6 +118,8 @@ def _policies(spec: ResiliencySpec, section: str) -> Mapping[str, object]:
         "retries": spec.retries,
         "circuitBreakers": spec.circuit_breakers,
         "fallbacks": spec.fallbacks,
+        "rateLimits": spec.rate_limits,
+        "retryBudgets": spec.retry_budgets,
     }[section]
 
 

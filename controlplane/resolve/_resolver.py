@@ -21,7 +21,9 @@ from fusebox.agent.policy import (
     CircuitBreakerPolicy,
     Direction,
     FallbackPolicy,
+    RateLimitPolicy,
     ResolvedPolicies,
+    RetryBudgetPolicy,
     RetryPolicy,
     TargetKind,
     TargetPolicy,
@@ -63,6 +65,8 @@ class _Merged:
     retries: dict[str, _Sourced[RetryPolicy]] = field(default_factory=dict)
     circuit_breakers: dict[str, _Sourced[CircuitBreakerPolicy]] = field(default_factory=dict)
     fallbacks: dict[str, _Sourced[FallbackPolicy]] = field(default_factory=dict)
+    rate_limits: dict[str, _Sourced[RateLimitPolicy]] = field(default_factory=dict)
+    retry_budgets: dict[str, _Sourced[RetryBudgetPolicy]] = field(default_factory=dict)
     apps: dict[str, _Sourced[TargetRef]] = field(default_factory=dict)
     actors: dict[str, _Sourced[TargetRef]] = field(default_factory=dict)
     components: dict[str, _Sourced[ComponentTargets]] = field(default_factory=dict)
@@ -76,6 +80,8 @@ class _Merged:
         put(self.timeouts, spec.timeouts)
         put(self.circuit_breakers, spec.circuit_breakers)
         put(self.fallbacks, spec.fallbacks)
+        put(self.rate_limits, spec.rate_limits)
+        put(self.retry_budgets, spec.retry_budgets)
         put(self.apps, spec.apps)
         put(self.actors, spec.actors)
         # A component entry replaces both directions at once, as in Dapr.
@@ -203,6 +209,9 @@ def _bind(
         circuit_breaker_cache_size=names.circuit_breaker_cache_size or default_cache_size,
         spec_namespace=ref.spec_namespace,
         spec_name=ref.spec_name,
+        # Extensions with no Default… names (as fallbacks): only an entry binds them.
+        rate_limit=pick(merged.rate_limits, names.rate_limit),
+        retry_budget=pick(merged.retry_budgets, names.retry_budget),
     )
 
 

@@ -16,6 +16,8 @@ from fusebox.agent.policy import (
     BreakerScope,
     CircuitBreakerPolicy,
     FallbackPolicy,
+    RateLimitPolicy,
+    RetryBudgetPolicy,
     RetryPolicy,
     TimeoutPolicy,
 )
@@ -41,6 +43,8 @@ class TargetRef:
     fallback: str | None = None
     circuit_breaker_scope: BreakerScope | None = None  # actors only
     circuit_breaker_cache_size: int | None = None  # apps/actors; None: Dapr's default
+    rate_limit: str | None = None  # extension
+    retry_budget: str | None = None  # extension
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +62,8 @@ class ResiliencySpec:
     retries: Mapping[str, RetryPolicy] = field(default_factory=_empty)
     circuit_breakers: Mapping[str, CircuitBreakerPolicy] = field(default_factory=_empty)
     fallbacks: Mapping[str, FallbackPolicy] = field(default_factory=_empty)
+    rate_limits: Mapping[str, RateLimitPolicy] = field(default_factory=_empty)
+    retry_budgets: Mapping[str, RetryBudgetPolicy] = field(default_factory=_empty)
     apps: Mapping[str, TargetRef] = field(default_factory=_empty)
     actors: Mapping[str, TargetRef] = field(default_factory=_empty)
     components: Mapping[str, ComponentTargets] = field(default_factory=_empty)

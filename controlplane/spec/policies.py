@@ -1,5 +1,8 @@
 """``spec.policies``: timeouts, retries, circuit breakers and (extension) fallbacks.
 
+The fleet budgets (extensions ``rateLimits`` and ``retryBudgets``) are read
+by ``fusebox.controlplane.spec.budgets`` with the same helpers.
+
 Each reader returns the policies that are valid; invalid ones are left out
 after their violations are recorded (the whole document is rejected anyway,
 and targets are checked against the *names* written, so one bad policy does
@@ -8,8 +11,8 @@ not also produce "unknown policy" errors).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from fusebox.agent.policy import (
     DEFAULT_TRIP,
@@ -26,7 +29,11 @@ from fusebox.agent.trip import TripError, did_you_mean, parse_trip
 from fusebox.controlplane.spec.fields import UINT32_MAX, DocumentCheck, describe
 from fusebox.controlplane.spec.loader import Path
 
-POLICY_KINDS = ("timeouts", "retries", "circuitBreakers", "fallbacks")
+POLICY_KINDS = (
+    "timeouts", "retries", "circuitBreakers", "fallbacks",
+    # Fusebox extensions (fleet budgets, docs/budgets.md):
+    "rateLimits", "retryBudgets",
+)
 
 RETRY_FIELDS = (
     "policy",
@@ -59,11 +66,29 @@ DEFAULT_BREAKER_TIMEOUT = 60.0
 
 
 def _named_entries(check: DocumentCheck, value: Any, path: Path) -> Mapping[str, Any]:
+    """A policy section: its entries by name (none, after a violation, if it is not a mapping)."""
     section = check.mapping(value, path, "a mapping of policy names to policies")
     return section or {}
 
 
-def _failed_since(check: DocumentCheck, mark: int) -> bool:
+P = TypeVar("P")
+
+
+def read_named(
+    check: DocumentCheck, value: Any, path: Path,
+    read_one: Callable[[DocumentCheck, str, Any, Path], P | None],
+) -> dict[str, P]:
+    """Every valid policy of a section, read by ``read_one(check, name, raw, path)``."""
+    result: dict[str, P] = {}
+    for name, raw in _named_entries(check, value, path).items():
+        policy = read_one(check, name, raw, (*path, name))
+        if policy is not None:
+            result[name] = policy
+    return result
+
+
+def failed_since(check: DocumentCheck, mark: int) -> bool:
+    """Whether a violation was recorded since ``mark`` (``len(check.violations)`` then)."""
     return len(check.violations) > mark
 
 
@@ -94,12 +119,7 @@ def read_matching(
 
 
 def read_retries(check: DocumentCheck, value: Any, path: Path) -> dict[str, RetryPolicy]:
-    result: dict[str, RetryPolicy] = {}
-    for name, raw in _named_entries(check, value, path).items():
-        policy = _read_retry(check, name, raw, (*path, name))
-        if policy is not None:
-            result[name] = policy
-    return result
+    return read_named(check, value, path, _read_retry)
 
 
 def _read_retry(check: DocumentCheck, name: str, raw: Any, path: Path) -> RetryPolicy | None:
@@ -178,7 +198,7 @@ def _read_retry(check: DocumentCheck, name: str, raw: Any, path: Path) -> RetryP
         http, grpc = read_matching(check, fields["matching"], (*path, "matching"))
         options["http_status_codes"], options["grpc_status_codes"] = http, grpc
 
-    if _failed_since(check, mark):
+    if failed_since(check, mark):
         return None
     return RetryPolicy(name=name, **{k: v for k, v in options.items() if v is not None})
 
@@ -186,12 +206,7 @@ def _read_retry(check: DocumentCheck, name: str, raw: Any, path: Path) -> RetryP
 def read_circuit_breakers(
     check: DocumentCheck, value: Any, path: Path
 ) -> dict[str, CircuitBreakerPolicy]:
-    result: dict[str, CircuitBreakerPolicy] = {}
-    for name, raw in _named_entries(check, value, path).items():
-        policy = _read_breaker(check, name, raw, (*path, name))
-        if policy is not None:
-            result[name] = policy
-    return result
+    return read_named(check, value, path, _read_breaker)
 
 
 def _read_breaker(
@@ -236,7 +251,7 @@ def _read_breaker(
     quorum = None
     if "quorum" in fields:
         quorum = _read_quorum(check, fields["quorum"], (*path, "quorum"))
-    if _failed_since(check, mark) or max_requests is None or interval is None or timeout is None:
+    if failed_since(check, mark) or max_requests is None or interval is None or timeout is None:
         return None
     return CircuitBreakerPolicy(
         name=name,
@@ -256,7 +271,7 @@ def _read_quorum(check: DocumentCheck, value: Any, path: Path) -> BreakerQuorum 
     mark = len(check.violations)
     check.known_keys(fields, path, QUORUM_FIELDS)
     if not any(fields.get(key) is not None for key in QUORUM_FIELDS):
-        if _failed_since(check, mark):
+        if failed_since(check, mark):
             return None  # a misspelt field: its did-you-mean says it all
         check.fail(
             path,
@@ -289,12 +304,7 @@ def _read_quorum(check: DocumentCheck, value: Any, path: Path) -> BreakerQuorum 
 
 
 def read_fallbacks(check: DocumentCheck, value: Any, path: Path) -> dict[str, FallbackPolicy]:
-    result: dict[str, FallbackPolicy] = {}
-    for name, raw in _named_entries(check, value, path).items():
-        policy = _read_fallback(check, name, raw, (*path, name))
-        if policy is not None:
-            result[name] = policy
-    return result
+    return read_named(check, value, path, _read_fallback)
 
 
 def _read_fallback(check: DocumentCheck, name: str, raw: Any, path: Path) -> FallbackPolicy | None:
@@ -319,7 +329,7 @@ def _read_fallback(check: DocumentCheck, name: str, raw: Any, path: Path) -> Fal
         if function is not None and any(ch.isspace() for ch in function):
             check.fail((*path, "function"), f"function name {function!r} contains spaces")
     http, grpc = read_matching(check, fields.get("matching"), (*path, "matching"))
-    if _failed_since(check, mark):
+    if failed_since(check, mark):
         return None
     return FallbackPolicy(
         name=name,

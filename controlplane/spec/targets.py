@@ -22,7 +22,11 @@ from fusebox.controlplane.spec.loader import Path
 from fusebox.controlplane.spec.model import ComponentTargets, TargetRef
 
 TARGET_KINDS = ("apps", "actors", "components")
-POLICY_REFERENCES = ("timeout", "retry", "circuitBreaker", "fallback")
+POLICY_REFERENCES = (
+    "timeout", "retry", "circuitBreaker", "fallback",
+    # Fusebox extensions (fleet budgets, docs/budgets.md):
+    "rateLimit", "retryBudget",
+)
 APP_FIELDS = (*POLICY_REFERENCES, "circuitBreakerCacheSize")
 ACTOR_FIELDS = (*POLICY_REFERENCES, "circuitBreakerScope", "circuitBreakerCacheSize")
 COMPONENT_FIELDS = ("outbound", "inbound")
@@ -34,6 +38,8 @@ SECTION_OF: Mapping[str, str] = {
     "retry": "retries",
     "circuitBreaker": "circuitBreakers",
     "fallback": "fallbacks",
+    "rateLimit": "rateLimits",
+    "retryBudget": "retryBudgets",
 }
 
 _NO_POLICY = (
@@ -147,6 +153,12 @@ class TargetReader:
                 rule="must be at least 0 (0 or leaving it out means Dapr's default: "
                      "100 for an app, 5000 for an actor type)",
             ) or None
+        if names.get("retryBudget") is not None and names.get("retry") is None:
+            check.warn(
+                (*path, "retryBudget"),
+                f"retry budget {names['retryBudget']!r} has no effect on this target: it "
+                "names no retry policy, so no call is ever retried; add a retry or remove it",
+            )
         if len(check.violations) > mark:
             return None
         return TargetRef(
@@ -156,6 +168,8 @@ class TargetReader:
             fallback=names.get("fallback"),
             circuit_breaker_scope=scope,
             circuit_breaker_cache_size=cache_size,
+            rate_limit=names.get("rateLimit"),
+            retry_budget=names.get("retryBudget"),
         )
 
     def _policy_name(self, value: Any, path: Path) -> str | None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from fusebox.controlplane.spec.budgets import read_rate_limits, read_retry_budgets
 from fusebox.controlplane.spec.errors import SpecValidationError, Violation, in_document_order
 from fusebox.controlplane.spec.fields import DocumentCheck, describe
 from fusebox.controlplane.spec.loader import (
@@ -179,6 +180,12 @@ def _read_spec(check: DocumentCheck, data: Any) -> ResiliencySpec | None:
         check, policies.get("circuitBreakers"), (*policies_path, "circuitBreakers")
     )
     fallbacks = read_fallbacks(check, policies.get("fallbacks"), (*policies_path, "fallbacks"))
+    rate_limits = read_rate_limits(
+        check, policies.get("rateLimits"), (*policies_path, "rateLimits")
+    )
+    retry_budgets = read_retry_budgets(
+        check, policies.get("retryBudgets"), (*policies_path, "retryBudgets")
+    )
 
     targets_path = ("spec", "targets")
     targets = check.mapping(spec.get("targets"), targets_path) or {}
@@ -199,6 +206,8 @@ def _read_spec(check: DocumentCheck, data: Any) -> ResiliencySpec | None:
         retries=MappingProxyType(retries),
         circuit_breakers=MappingProxyType(breakers),
         fallbacks=MappingProxyType(fallbacks),
+        rate_limits=MappingProxyType(rate_limits),
+        retry_budgets=MappingProxyType(retry_budgets),
         apps=MappingProxyType(apps),
         actors=MappingProxyType(actors),
         components=MappingProxyType(components),

@@ -11,7 +11,15 @@ from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
 from fusebox.agent import wire_enums
 from fusebox.agent.breaker import BreakerOverride, BreakerState, TransitionCause
-from fusebox.agent.policy import BackoffKind, BreakerScope, Direction, TargetKind
+from fusebox.agent.budget import BudgetKind
+from fusebox.agent.policy import (
+    BackoffKind,
+    BreakerScope,
+    Direction,
+    RateLimitScope,
+    TargetKind,
+    WhenExceeded,
+)
 from fusebox.controlplane import wire_enums as server_wire_enums
 from fusebox.controlplane.audit import AuditAction, AuditTargetKind
 from fusebox.controlplane.spec_store.base import RevisionAction
@@ -34,6 +42,12 @@ TABLES: list[tuple[type[enum.Enum], Mapping[Any, int], Mapping[int, Any], EnumTy
      policy_pb2.BackoffKind, frozenset()),
     (BreakerScope, wire_enums.BREAKER_SCOPE_TO_PB, wire_enums.BREAKER_SCOPE_FROM_PB,
      policy_pb2.CircuitBreakerScope, frozenset()),
+    (RateLimitScope, wire_enums.RATE_LIMIT_SCOPE_TO_PB, wire_enums.RATE_LIMIT_SCOPE_FROM_PB,
+     policy_pb2.RateLimitScope, frozenset()),
+    (WhenExceeded, wire_enums.WHEN_EXCEEDED_TO_PB, wire_enums.WHEN_EXCEEDED_FROM_PB,
+     policy_pb2.WhenExceeded, frozenset()),
+    (BudgetKind, wire_enums.BUDGET_KIND_TO_PB, wire_enums.BUDGET_KIND_FROM_PB,
+     policy_pb2.BudgetKind, frozenset()),
     (AuditAction, server_wire_enums.AUDIT_ACTION_TO_PB, server_wire_enums.AUDIT_ACTION_FROM_PB,
      audit_pb2.AuditAction, frozenset()),
     (AuditTargetKind, server_wire_enums.AUDIT_TARGET_KIND_TO_PB,

@@ -583,6 +583,152 @@ INVALID = [
         HEADER + "spec:\n  policies:\n    timeouts: {t: !!binary aGk=}\n",
         "", "!!binary is not supported", 7, id="unsupported-yaml-type",
     ),
+    # Fleet budgets (extension; tests/controlplane/spec/test_spec_budgets.py has the rest).
+    pytest.param(_spec("""\
+        spec:
+          policies:
+            rateLimits: {l: {period: 1s}}
+        """), "spec.policies.rateLimits.l.limit", "'limit' is required", 7, id="limit-missing"),
+    pytest.param(_spec("""\
+        spec:
+          policies:
+            rateLimits:
+              l: {limit: 0}
+        """), "spec.policies.rateLimits.l.limit", "from 1 to 4294967295", 8, id="limit-zero"),
+    pytest.param(_spec("""\
+        spec:
+          policies:
+            rateLimits:
+              l: {limit: 1.5}
+        """), "spec.policies.rateLimits.l.limit", "expected an integer", 8, id="limit-float"),
+    pytest.param(_spec("""\
+        spec:
+          policies:
+            rateLimits:
+              l: {limit: 5, period: 0}
+        """), "spec.policies.rateLimits.l.period", "period must be greater than zero", 8,
+        id="period-zero"),
+    pytest.param(_spec("""\
+        spec:
+          policies:
+            rateLimits:
+              l: {limit: 5, period: 5x}
+        """), "spec.policies.rateLimits.l.period", "unknown unit 'x'", 8, id="period-bad-unit"),
+    pytest.param(_spec("""\
+        spec:
+          policies:
+            rateLimits:
+              l: {limit: 5, burst: -1}
+        """), "spec.policies.rateLimits.l.burst", "calls at once after a quiet spell", 8,
+        id="burst-negative"),
+    pytest.param(_spec("""\
+        spec:
+          policies:
+            rateLimits:
+              l: {limit: 5, scope: cluster}
+        """), "spec.policies.rateLimits.l.scope", "accepted: app, fleet", 8, id="scope-unknown"),
+    pytest.param(_spec("""\
+        spec:
+          policies:
+            rateLimits:
+              l: {limit: 5, whenExceeded: wiat}
+        """), "spec.policies.rateLimits.l.whenExceeded", "did you mean 'wait'", 8,
+        id="when-exceeded-typo"),
+    pytest.param(_spec("""\
+        spec:
+          policies:
+            rateLimits:
+              l: {limit: 5, maxWait: 1s}
+        """), "spec.policies.rateLimits.l.maxWait", "applies only to whenExceeded: wait", 8,
+        id="max-wait-without-wait"),
+    pytest.param(_spec("""\
+        spec:
+          policies:
+            rateLimits:
+              l: {limit: 5, whenExceeded: wait, maxWait: "0"}
+        """), "spec.policies.rateLimits.l.maxWait", "maxWait must be greater than zero", 8,
+        id="max-wait-zero"),
+    pytest.param(_spec("""\
+        spec:
+          policies:
+            rateLimits:
+              l: {limit: 5, countRetries: "yes"}
+        """), "spec.policies.rateLimits.l.countRetries", "expected true or false", 8,
+        id="count-retries-not-boolean"),
+    pytest.param(_spec("""\
+        spec:
+          policies:
+            rateLimits:
+              l: {limit: 5, burts: 2}
+        """), "spec.policies.rateLimits.l.burts", "did you mean 'burst'", 8,
+        id="rate-limit-unknown-field"),
+    pytest.param(_spec("""\
+        spec:
+          policies:
+            rateLimits: {l: 5}
+        """), "spec.policies.rateLimits.l", "expected a rate limit policy", 7,
+        id="rate-limit-not-a-mapping"),
+    pytest.param(_spec("""\
+        spec:
+          policies:
+            retryBudgets:
+              b: {ratio: 0}
+        """), "spec.policies.retryBudgets.b.ratio", "must be above 0 and at most 1", 8,
+        id="ratio-zero"),
+    pytest.param(_spec("""\
+        spec:
+          policies:
+            retryBudgets:
+              b: {ratio: 1.5}
+        """), "spec.policies.retryBudgets.b.ratio", "ratio 1.5 must be above 0", 8,
+        id="ratio-above-one"),
+    pytest.param(_spec("""\
+        spec:
+          policies:
+            retryBudgets:
+              b: {ratio: "20%"}
+        """), "spec.policies.retryBudgets.b.ratio", "expected a number", 8, id="ratio-string"),
+    pytest.param(_spec("""\
+        spec:
+          policies:
+            retryBudgets:
+              b: {window: 0s}
+        """), "spec.policies.retryBudgets.b.window", "window must be greater than zero", 8,
+        id="window-zero"),
+    pytest.param(_spec("""\
+        spec:
+          policies:
+            retryBudgets:
+              b: {minRetriesPerSecond: -1}
+        """), "spec.policies.retryBudgets.b.minRetriesPerSecond", "must be 0 or more", 8,
+        id="floor-negative"),
+    pytest.param(_spec("""\
+        spec:
+          policies:
+            retryBudgets:
+              b: {minRetriesPerSec: 1}
+        """), "spec.policies.retryBudgets.b.minRetriesPerSec",
+        "did you mean 'minRetriesPerSecond'", 8, id="retry-budget-unknown-field"),
+    pytest.param(_spec("""\
+        spec:
+          policies:
+            rateLimit: {}
+        """), "spec.policies.rateLimit", "did you mean 'rateLimits'", 7,
+        id="policy-kind-typo"),
+    pytest.param(_spec("""\
+        spec:
+          targets:
+            apps:
+              a: {ratelimit: l}
+        """), "spec.targets.apps.a.ratelimit", "did you mean 'rateLimit'", 8,
+        id="target-reference-typo"),
+    pytest.param(_spec("""\
+        spec:
+          targets:
+            apps:
+              a: {rateLimit: 5}
+        """), "spec.targets.apps.a.rateLimit", "expected a string", 8,
+        id="target-reference-not-a-name"),
 ]
 
 
