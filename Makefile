@@ -93,3 +93,9 @@ bench-scale: setup
 
 soak: setup
 	$(VENV)/python -m bench.soak --minutes $(SOAK_MINUTES)
+
+# The console's live feed (issue 16): 1,000 breakers, a transition every 10 ms, and the
+# server's CPU with 0, 1, 10 and 50 connected pages side by side (~1-2 minutes).
+.PHONY: bench-console
+bench-console: setup
+	$(VENV)/python -m bench.console_feed

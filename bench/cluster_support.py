@@ -123,7 +123,8 @@ class ServeProcess:
     """``python -m fusebox.controlplane.cli serve``: one control-plane replica."""
 
     def __init__(self, cleanup: Cleanup, *, store_url: str | None = None, name: str = "serve",
-                 log_level: str = "warning", cpus: set[int] | None = None) -> None:
+                 log_level: str = "warning", cpus: set[int] | None = None,
+                 extra_args: Sequence[str] = ()) -> None:
         self.port = free_port()
         self.metrics_port = free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -133,6 +134,7 @@ class ServeProcess:
                 "--log-level", log_level, "--metrics-listen", f"127.0.0.1:{self.metrics_port}"]
         if store_url:
             argv += ["--store", store_url]
+        argv += extra_args
         with self.log.open("ab") as log_file:
             self.process = spawn(argv, stdout=log_file, stderr=subprocess.STDOUT)
         cleanup.push(lambda: stop_process(self.process))

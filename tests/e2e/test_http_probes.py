@@ -1,6 +1,7 @@
 """A real `fusebox serve` on Redis: /readyz follows Redis, /healthz stays up.
 
-The server process serves its HTTP port (`--metrics-listen`); a real
+The server process serves its HTTP port (`--metrics-listen`, the old name of
+`--http-listen`, still accepted); a real
 redis-server is stopped and started again on the same port. While Redis is
 down the replica is alive (200 on /healthz) but not ready (503 on /readyz,
 saying which store is unreachable); once Redis answers it is ready again.
