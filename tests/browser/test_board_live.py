@@ -170,7 +170,10 @@ def test_the_board_reads_at_a_glance_in_both_themes(
                           what="the board shown")
                 page.screenshot(f"board-{theme}")
             page.testid("density-toggle").click()
+            size = page.driver.get_window_size()
+            page.driver.set_window_size(1920, 1200)  # a wall screen
             page.screenshot("board-wall")
+            page.driver.set_window_size(size["width"], size["height"])
             page.testid("density-toggle").click()
             page.testid("theme-toggle").click()
         finally:

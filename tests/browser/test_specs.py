@@ -47,6 +47,8 @@ def test_revisions_diff_and_rollback_by_role(
     assert any('"payments"' in line for line in added), added
     assert any("consecutiveFailures >= 3" in line for line in removed), removed
     assert not any("apiVersion" in line for line in added + removed)
+    page.driver.execute_script("arguments[0].scrollIntoView({block: 'end'})",
+                               page.testid("spec-diff"))
     page.screenshot("spec-diff")
 
     # An operator may not roll back: the buttons say so and the server refuses.

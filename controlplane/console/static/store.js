@@ -7,6 +7,15 @@ import { keyPath, num } from "./format.js";
 
 const REFRESH_MS = 5000;
 
+/** Whether two copies of a breaker would render the same (what the board and page show). */
+function sameShown(a, b) {
+  const fields = (x) => [x.generation, x.state, x.openUntil, x.activeLeases, x.failingInstanceCount,
+    x.reportingInstanceCount, (x.failingInstances ?? []).join("\u0000"),
+    x.override?.override, x.override?.reason, x.override?.expireTime, x.override?.setBy,
+    ...Object.values(x.counts ?? {})].join("\u0001");
+  return fields(a) === fields(b);
+}
+
 export class BreakerStore {
   constructor() {
     this.breakers = new Map(); // key path -> Breaker (proto3 JSON)
@@ -37,7 +46,8 @@ export class BreakerStore {
     const held = this.breakers.get(id);
     if (!force && held && num(held.generation) > num(breaker.generation)) return;
     this.breakers.set(id, breaker);
-    this.changed(id);
+    // The periodic list repeats most breakers unchanged: those cost no DOM work.
+    if (!held || !sameShown(held, breaker)) this.changed(id);
   }
 
   changed(id) {
