@@ -10,11 +10,18 @@ What a service needs is here. The rest lives in named modules:
 ``fusebox.agent.classify`` (outcome classifiers), ``fusebox.agent.clock``,
 ``fusebox.agent.policy`` (the policy model), ``fusebox.agent.breaker`` (the
 state machine), ``fusebox.agent.trip`` (trip expressions) and
-``fusebox.agent.breaker_key`` (a breaker's identity).
+``fusebox.agent.breaker_key`` (a breaker's identity) and
+``fusebox.agent.budget`` (a fleet budget's identity and shares).
 """
 
 from fusebox.agent._agent import Agent, AsyncAgent, AsyncTarget, Target
-from fusebox.agent._errors import BreakerOpenError, FuseboxError, PolicyError, PolicyTimeoutError
+from fusebox.agent._errors import (
+    BreakerOpenError,
+    FuseboxError,
+    PolicyError,
+    PolicyTimeoutError,
+    RateLimitedError,
+)
 from fusebox.agent._executor import AttemptDeadline, CallFailure, current_attempt_deadline
 from fusebox.agent._policy_source import PolicySource
 from fusebox.agent.breaker import BreakerState
@@ -33,6 +40,7 @@ __all__ = [
     "PolicyError",
     "PolicySource",
     "PolicyTimeoutError",
+    "RateLimitedError",
     "ResolvedPolicies",
     "Target",
     "current_attempt_deadline",

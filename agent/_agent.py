@@ -15,6 +15,7 @@ from types import MappingProxyType, TracebackType
 from typing import Any, Final, Generic, Self, TypeVar
 
 import fusebox.agent.testing as _testing
+from fusebox.agent._budgets import BudgetRegistry
 from fusebox.agent._cluster_port import ProbeLeaseRequired
 from fusebox.agent._errors import BreakerOpenError, PolicyError
 from fusebox.agent._executor import (
@@ -38,6 +39,7 @@ from fusebox.agent.breaker_key import (
     app_breaker_key,
     component_breaker_key,
 )
+from fusebox.agent.budget import BudgetKind, budget_key
 from fusebox.agent.classify import Classifier, default_classifier
 from fusebox.agent.clock import SYSTEM_CLOCK, Clock
 from fusebox.agent.events import (
@@ -150,6 +152,7 @@ class _Core:
         self._classifier = classifier or default_classifier
         self._hooks = EventHooks()
         self._registry = BreakerRegistry(self._clock, self._hooks, on_evict=self._republish)
+        self._budgets = BudgetRegistry(self._clock, app_id)
         self._timeouts = TimeoutPool(timeout_workers)
         self._fallbacks: dict[str, Callable[..., Any]] = dict(fallbacks or {})
         self._trip_cache: dict[str, TripFunction] = {}
@@ -216,6 +219,7 @@ class _Core:
         with self._lock:
             self._snapshot = self._validate(resolved, self._fallbacks, source)
             self._registry.retain(resolved.targets)
+            self._budgets.retain(resolved.targets)
 
     def register_fallback(self, name: str, fn: Callable[..., Any]) -> None:
         """Register the callable a ``function`` fallback policy names.
@@ -338,6 +342,7 @@ class _Core:
         display, operation = _names(key)
         if target is None or not (
             target.timeout or target.retry or target.circuit_breaker or target.fallback
+            or target.rate_limit or target.retry_budget
         ):
             return None
         breaker: Breaker | None = None
@@ -349,6 +354,15 @@ class _Core:
         fallback_fn = None
         if target.fallback is not None and target.fallback.function is not None:
             fallback_fn = snapshot.fallbacks[target.fallback.function]
+        budgets, app_id = self._budgets, self.app_id
+        rate_limit = retry_budget = None
+        if target.rate_limit is not None:
+            rate_limit = budgets.rate_limiter(
+                budget_key(target, BudgetKind.RATE_LIMIT, app_id), target.rate_limit)
+        if target.retry_budget is not None and target.retry is not None:
+            # Without a retry policy nothing is ever retried: no first attempt to count.
+            retry_budget = budgets.retry_budget(
+                budget_key(target, BudgetKind.RETRY_BUDGET, app_id), target.retry_budget)
         return CallPlan(
             target=display,
             operation=operation,
@@ -363,6 +377,8 @@ class _Core:
             clock=self._clock,
             timeouts=self._timeouts,
             touch=bounded,
+            rate_limit=rate_limit,
+            retry_budget=retry_budget,
         )
 
     def _pass_through_reason(self) -> str:

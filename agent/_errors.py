@@ -5,6 +5,7 @@ so ``except agent.FuseboxError`` catches them all::
 
     FuseboxError
     ├── BreakerOpenError      the breaker rejected the call (open, or half-open and full)
+    ├── RateLimitedError      the target's rate limit refused the call (no token, or not in maxWait)
     ├── PolicyTimeoutError    an attempt ran past its timeout (also a ``TimeoutError``)
     └── PolicyError           policies this agent cannot apply (also a ``ValueError``)
 
@@ -36,6 +37,25 @@ class BreakerOpenError(FuseboxError):
         else:
             detail = "too many requests while the circuit breaker is half-open"
         super().__init__(f'{detail}: breaker "{breaker}"')
+
+
+class RateLimitedError(FuseboxError):
+    """The rate limit ``policy`` refused a call to ``target`` without running it.
+
+    ``retry_after`` is how many seconds this instance's share needs before it
+    admits a call (inf: its share is zero for now). Raised only for a call's
+    first attempt: a retry the limit refuses is skipped and the call ends
+    with its last failure. A fallback applies to it as to a breaker's rejection.
+    """
+
+    def __init__(self, target: str, policy: str, retry_after: float) -> None:
+        self.target = target
+        self.policy = policy
+        self.retry_after = retry_after
+        when = (f"admits the next call in {retry_after:.3g}s" if retry_after != float("inf")
+                else "is zero for now")
+        super().__init__(f'rate limit "{policy}" exceeded: {target} refused without calling '
+                         f"(this instance's share {when})")
 
 
 class PolicyTimeoutError(FuseboxError, TimeoutError):

@@ -35,6 +35,17 @@ locals (the start time, the breaker's token) and allocates nothing. A sans-io
 generator driven by both drivers would share even the loop, for the same
 allocation and a resume per step.
 
+Fleet budgets
+-------------
+A target's rate limit and retry budget (docs/budgets.md) sit around the
+retry loop: the rate limit is asked before the first attempt (refused:
+``rate_limited`` ends the call as a breaker's rejection does, fallback
+included; ``wait``: the driver sleeps the reserved wait with its own sleep),
+the first attempt is counted in the retry budget once the breaker admitted
+it, and ``RetryContext`` asks the retry budget, then the rate limit (when it
+counts retries), before announcing a retry; either refusing skips the retry.
+A plan without budgets pays one attribute test per call for each.
+
 The flat path
 -------------
 A call with one breaker and nothing else (``CallPlan.breaker_only``: the
@@ -66,9 +77,11 @@ from typing import Any, NoReturn, Protocol
 import fusebox.agent.testing as _testing
 from fusebox.agent._backoff import RetrySchedule
 from fusebox.agent._cluster_port import ProbeLeaseRequired
-from fusebox.agent._errors import BreakerOpenError, PolicyTimeoutError
+from fusebox.agent._errors import BreakerOpenError, PolicyTimeoutError, RateLimitedError
 from fusebox.agent._live_breaker import Breaker
+from fusebox.agent._rate_limiter import RateLimiter
 from fusebox.agent._registry import touch_tick
+from fusebox.agent._retry_budget import RetryBudget
 from fusebox.agent.classify import (
     FAILURE,
     SUCCESS,
@@ -167,6 +180,8 @@ class CallPlan:
     clock: Clock
     timeouts: TimeoutPool
     touch: bool  # the breaker lives in an LRU: mark it used on every call
+    rate_limit: RateLimiter | None = None  # the target's share of its rate limit
+    retry_budget: RetryBudget | None = None  # the target's share of its retry budget
     breaker_only: bool = False  # one breaker and nothing else: the flat hot path
     now: Callable[[], float] = time.monotonic  # clock.monotonic, unwrapped for the system clock
     # Derived, for the hot path: one attribute load each instead of two.
@@ -179,7 +194,7 @@ class CallPlan:
             derived(self, "now", self.clock.monotonic)
         derived(self, "breaker_only", (
             self.breaker is not None and self.retry is None and self.fallback is None
-            and self.timeout <= 0
+            and self.timeout <= 0 and self.rate_limit is None and self.retry_budget is None
         ))
         derived(self, "succeeded", self.stats.success)
         derived(self, "failed", self.stats.failure)
@@ -313,6 +328,19 @@ def settle(plan: CallPlan, token: int | None, result: Any, retrying: RetryContex
     return retrying
 
 
+def rate_limited(plan: CallPlan, limiter: RateLimiter, start: float) -> RetryContext:
+    """The rate limit refused the first attempt: the call ends as a rejected one.
+
+    Counted, and handed to ``RetryContext`` as a permanent failure, so its
+    fallback applies as to a breaker's rejection.
+    """
+    plan.stats.rate_limited()
+    error = RateLimitedError(plan.target, limiter.policy.name, limiter.next_free(start))
+    retrying = RetryContext(plan, start)
+    retrying.failed(None, error, FAILURE, True)
+    return retrying
+
+
 # -- after a failed attempt ---------------------------------------------------------------
 
 
@@ -368,14 +396,42 @@ class RetryContext:
         schedule = self.schedule
         if schedule is None:
             schedule = self.schedule = RetrySchedule(retry)
-        delay = schedule.next_delay(plan.now() - self.start, outcome.retry_after)
+        now = plan.now()
+        delay = schedule.next_delay(now - self.start, outcome.retry_after)
         if delay is None:
             return None
+        if plan.retry_budget is not None or plan.rate_limit is not None:
+            delay = self._budgeted(now, delay)
+            if delay is None:
+                return None
         self.attempts += 1
         plan.stats.retry()
         plan.hooks.emit_retry(
             RetryEvent(plan.target, plan.operation, self.attempts, delay, self.error, outcome)
         )
+        return delay
+
+    def _budgeted(self, now: float, delay: float) -> float | None:
+        """The retry's delay once the budgets allowed it (None: skipped).
+
+        The retry budget first: a rate-limit token is booked only for a retry
+        the budget allows, and the budget's count is given back when the
+        rate limit then refuses the retry.
+        """
+        plan = self.plan
+        budget = plan.retry_budget
+        if budget is not None and not budget.allow_retry(now):
+            plan.stats.retry_skipped()
+            return None
+        limiter = plan.rate_limit
+        if limiter is not None and limiter.policy.count_retries:
+            wait = limiter.reserve(now + delay)  # the token for when the retry will run
+            if wait is None:
+                plan.stats.rate_limited()
+                if budget is not None:
+                    budget.refund()
+                return None
+            delay += wait
         return delay
 
     def give_up(self) -> Any:
@@ -425,9 +481,16 @@ def call_sync(plan: CallPlan, fn: Callable[..., Any], args: tuple[Any, ...],
               kwargs: dict[str, Any]) -> Any:
     """Run ``fn(*args, **kwargs)`` under ``plan`` in this thread.
 
-    A probe lease, an attempt's timeout and a retry's wait block the thread.
+    A probe lease, an attempt's timeout, a rate limit's wait and a retry's
+    wait block the thread.
     """
     start, retrying, breaker = start_call(plan), None, plan.breaker
+    if (limiter := plan.rate_limit) is not None:
+        if (wait := limiter.reserve(start)) is None:
+            return rate_limited(plan, limiter, start).give_up()
+        if wait and _should_wait():
+            plan.clock.sleep(wait)  # at most maxWait: the slot is booked meanwhile
+    budget = plan.retry_budget
     while True:
         token: int | None = None
         try:
@@ -437,6 +500,11 @@ def call_sync(plan: CallPlan, fn: Callable[..., Any], args: tuple[Any, ...],
                 except ProbeLeaseRequired:
                     # Blocks at most the lease deadline: the only network wait a call makes.
                     token = breaker.acquire_probe()
+            if budget is not None and retrying is None:
+                # budget.first_attempt(start), inlined: a frame less on the hot path.
+                if start >= budget.slot_end:
+                    budget.roll(start)
+                budget.count_first()
             if plan.timeout > 0:
                 result = plan.timeouts.run(fn, args, kwargs, plan.timeout, plan.target,
                                            plan.clock)
@@ -456,6 +524,12 @@ async def call_async(plan: CallPlan, fn: Callable[..., Awaitable[Any]],
                      args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Await ``fn(*args, **kwargs)`` under ``plan``."""
     start, retrying, breaker = start_call(plan), None, plan.breaker
+    if (limiter := plan.rate_limit) is not None:
+        if (wait := limiter.reserve(start)) is None:
+            return await rate_limited(plan, limiter, start).give_up_async()
+        if wait and _should_wait():
+            await plan.clock.asleep(wait)
+    budget = plan.retry_budget
     while True:
         token: int | None = None
         try:
@@ -464,6 +538,11 @@ async def call_async(plan: CallPlan, fn: Callable[..., Awaitable[Any]],
                     token = breaker.acquire()
                 except ProbeLeaseRequired:
                     token = await breaker.acquire_probe_async()
+            if budget is not None and retrying is None:
+                # budget.first_attempt(start), inlined: a frame less on the hot path.
+                if start >= budget.slot_end:
+                    budget.roll(start)
+                budget.count_first()
             if plan.timeout > 0:
                 result = await _await_with_timeout(plan, fn, args, kwargs)
             else:

@@ -75,7 +75,10 @@ class TargetStats:
 
     ``calls`` = ``successes`` + ``failures`` (fallbacks count under
     ``failures`` and again under ``fallbacks``); ``retries``, ``timeouts`` and
-    ``rejected`` count attempts.
+    ``rejected`` (by the breaker) count attempts. Fleet budgets
+    (docs/budgets.md): ``rate_limited`` counts attempts the rate limit refused
+    (a refused first attempt ends the call, a refused retry is skipped);
+    ``retries_skipped`` counts retries the retry budget refused.
     """
 
     calls: int = 0
@@ -85,6 +88,8 @@ class TargetStats:
     timeouts: int = 0
     rejected: int = 0
     fallbacks: int = 0
+    rate_limited: int = 0
+    retries_skipped: int = 0
 
 
 class StatsCounter:
@@ -95,17 +100,20 @@ class StatsCounter:
     derived (successes + failures).
     """
 
-    __slots__ = ("_counters", "failure", "fallback", "rejected", "retry", "success", "timeout")
+    __slots__ = ("_counters", "failure", "fallback", "rate_limited", "rejected", "retry",
+                 "retry_skipped", "success", "timeout")
 
     def __init__(self) -> None:
-        self._counters = tuple(itertools.count() for _ in range(6))
+        self._counters = tuple(itertools.count() for _ in range(8))
         (self.success, self.failure, self.retry, self.timeout, self.rejected,
-         self.fallback) = (c.__next__ for c in self._counters)
+         self.fallback, self.rate_limited, self.retry_skipped) = (
+            c.__next__ for c in self._counters
+        )
 
     def snapshot(self) -> TargetStats:
         # repr(count(7)) == "count(7)": the only public way to read a count.
-        s, f, r, t, rej, fb = (int(repr(c)[6:-1]) for c in self._counters)
-        return TargetStats(s + f, s, f, r, t, rej, fb)
+        s, f, r, t, rej, fb, limited, skipped = (int(repr(c)[6:-1]) for c in self._counters)
+        return TargetStats(s + f, s, f, r, t, rej, fb, limited, skipped)
 
 
 class EventHooks:

@@ -6,7 +6,13 @@ from __future__ import annotations
 import importlib
 
 import fusebox.agent as agent
-from fusebox.agent import BreakerOpenError, FuseboxError, PolicyError, PolicyTimeoutError
+from fusebox.agent import (
+    BreakerOpenError,
+    FuseboxError,
+    PolicyError,
+    PolicyTimeoutError,
+    RateLimitedError,
+)
 
 
 def test_all_is_sorted() -> None:
@@ -27,7 +33,7 @@ def test_a_service_imports_what_it_needs_from_the_root() -> None:
     for name in ("Agent", "AsyncAgent", "Target", "AsyncTarget", "BreakerOpenError",
                  "PolicyTimeoutError", "PolicyError", "FuseboxError", "FallbackResponse",
                  "ResolvedPolicies", "CallFailure", "PolicySource", "BreakerState",
-                 "current_attempt_deadline"):
+                 "current_attempt_deadline", "RateLimitedError"):
         assert name in agent.__all__
 
 
@@ -41,6 +47,8 @@ def test_internals_live_in_named_modules_not_at_the_root() -> None:
         "fusebox.agent.breaker": ("BreakerStateMachine", "Counts", "TransitionCause",
                                   "BreakerOverride"),
         "fusebox.agent.breaker_key": ("BreakerKey",),
+        "fusebox.agent.budget": ("BudgetKey", "BudgetKind", "BudgetShare", "budget_key",
+                                 "fallback_share"),
         "fusebox.agent.wire_enums": ("STATE_TO_PB", "OVERRIDE_TO_PB", "CAUSE_TO_PB",
                                      "TARGET_KIND_TO_PB"),
         "fusebox.agent.clock": ("Clock", "SystemClock"),
@@ -53,7 +61,7 @@ def test_internals_live_in_named_modules_not_at_the_root() -> None:
 
 
 def test_errors_form_one_tree() -> None:
-    for error in (BreakerOpenError, PolicyTimeoutError, PolicyError):
+    for error in (BreakerOpenError, PolicyTimeoutError, PolicyError, RateLimitedError):
         assert issubclass(error, FuseboxError)
     assert issubclass(PolicyTimeoutError, TimeoutError)
     assert issubclass(PolicyError, ValueError)

@@ -313,8 +313,10 @@ def test_without_opentelemetry_the_sequence_works_the_same_and_records_nothing()
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     expected_results = [getattr(r, "__name__", repr(r)) for r in RESULTS]
-    expected_stats = {"order-processor:orders": [7, 4, 3, 3, 1, 2, 0],
-                      "orders-store": [1, 0, 1, 0, 0, 0, 1]}
+    # calls, successes, failures, retries, timeouts, rejected, fallbacks, rate_limited,
+    # retries_skipped
+    expected_stats = {"order-processor:orders": [7, 4, 3, 3, 1, 2, 0, 0, 0],
+                      "orders-store": [1, 0, 1, 0, 0, 0, 1, 0, 0]}
     for mode in ("sync", "async"):
         assert out[mode] == {"results": expected_results, "stats": expected_stats}
     assert "pip install 'fusebox-resilience[otel]'" in out["meter_provider"]
