@@ -8,7 +8,10 @@ equivalent policies:
   vs ``pybreaker.CircuitBreaker(fail_max=5)`` in memory;
 * retry + breaker: the agent with a constant retry (``maxRetries: 2``, so at
   most 3 attempts) and the same breaker vs tenacity's
-  ``@retry(stop=stop_after_attempt(3))``, which has no breaker at all.
+  ``@retry(stop=stop_after_attempt(3))``, which has no breaker at all;
+* fleet budgets (issue 17): the same retry and breaker plus a rate limit (never
+  reached: the bucket is deep and fast) and a retry budget, vs the agent's
+  breaker-only call.
 
 pybreaker's own ``call_async`` needs tornado; on asyncio the way to guard an
 awaited call with it is ``with breaker.calling(): await fn()``, which counts
@@ -31,7 +34,9 @@ from fusebox.agent import Agent, AsyncAgent, BreakerState
 from fusebox.agent.policy import (
     BackoffKind,
     CircuitBreakerPolicy,
+    RateLimitPolicy,
     ResolvedPolicies,
+    RetryBudgetPolicy,
     RetryPolicy,
     TargetKind,
     TargetPolicy,
@@ -41,18 +46,27 @@ from fusebox.agent.policy import (
 #: retry + breaker vs tenacity.
 CLOSED_BREAKER_TARGET = 0.6
 RETRY_BREAKER_TARGET = 0.12
+#: Issue 17: a call with a rate limit and a retry budget (and the retry they go with)
+#: may cost at most this many times a breaker-only call.
+BUDGETED_TARGET = 2.0
 
 APP_ID = "checkout"
 BREAKER_APP, BREAKER_METHOD = "order-processor", "orders"  # breaker only
 RETRY_APP, RETRY_METHOD = "inventory", "stock"  # retry + breaker
+BUDGET_APP, BUDGET_METHOD = "payments", "charge"  # rate limit + retry budget + retry + breaker
 
 BREAKER = CircuitBreakerPolicy("simpleCB", max_requests=1, timeout=30.0,
                                trip="consecutiveFailures >= 5")
 RETRY = RetryPolicy("threeAttempts", backoff=BackoffKind.CONSTANT, duration=1.0, max_retries=2)
+# A limit the benchmark never reaches (a refused call would be measured as a fast failure).
+RATE_LIMIT = RateLimitPolicy("paymentsLimit", limit=1_000_000_000, period=1.0)
+RETRY_BUDGET = RetryBudgetPolicy("paymentsRetries", ratio=0.2, window=10.0,
+                                 min_retries_per_second=10.0)
 
 
 def static_policies() -> ResolvedPolicies:
-    """The same policies ``link_traffic.SPEC_YAML`` gives ``checkout`` through the server."""
+    """The policies ``link_traffic.SPEC_YAML`` gives ``checkout`` through the server, and
+    the budgeted target (the link section measures the other two only)."""
 
     def target(name: str, **policies: Any) -> TargetPolicy:
         return TargetPolicy(TargetKind.APP, name, spec_namespace="default",
@@ -61,6 +75,8 @@ def static_policies() -> ResolvedPolicies:
     return ResolvedPolicies(namespace="default", app_id=APP_ID, targets=(
         target(BREAKER_APP, circuit_breaker=BREAKER),
         target(RETRY_APP, retry=RETRY, circuit_breaker=BREAKER),
+        target(BUDGET_APP, retry=RETRY, circuit_breaker=BREAKER, rate_limit=RATE_LIMIT,
+               retry_budget=RETRY_BUDGET),
     ))
 
 
@@ -119,8 +135,10 @@ def sync_section(budget: Budget) -> tuple[list[Measurement], list[Comparison]]:
     try:
         breaker_target = fb.app(BREAKER_APP, method=BREAKER_METHOD)
         retry_target = fb.app(RETRY_APP, method=RETRY_METHOD)
+        budget_target = fb.app(BUDGET_APP, method=BUDGET_METHOD)
         namespace: dict[str, Any] = {
             "fn": work,
+            "budget_target": budget_target,
             "target": breaker_target,
             "protected": fb.protect(app=BREAKER_APP, method=BREAKER_METHOD)(work),
             "cb": pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30),
@@ -142,9 +160,11 @@ def sync_section(budget: Budget) -> tuple[list[Measurement], list[Comparison]]:
                     sync_loop("retry_protected()", namespace)),
             Variant("tenacity", "tenacity: @retry(stop_after_attempt(3))",
                     sync_loop("retried()", namespace)),
+            Variant("agent_budget_call", "agent budgets+retry+breaker: target.call(fn)",
+                    sync_loop("budget_target.call(fn)", namespace)),
         ]
         results = measure(variants, budget)
-        _check_guarded(fb, [breaker_target.name, retry_target.name])
+        _check_guarded(fb, [breaker_target.name, retry_target.name, budget_target.name])
     finally:
         fb.close()
     comparisons = [
@@ -157,6 +177,9 @@ def sync_section(budget: Budget) -> tuple[list[Measurement], list[Comparison]]:
                 "tenacity", RETRY_BREAKER_TARGET, inclusive=True),
         compare(results, "sync agent retry+breaker @protect vs tenacity", "agent_retry_protect",
                 "tenacity", 0.2, inclusive=True),
+        # Issue 17: rate limit + retry budget (+ their retry) vs the breaker-only call.
+        compare(results, "sync agent budgets .call vs breaker-only .call", "agent_budget_call",
+                "agent_call", BUDGETED_TARGET, inclusive=True),
     ]
     return results, comparisons
 
@@ -192,9 +215,11 @@ def async_section(budget: Budget, sync_results: list[Measurement]
         loop.run_until_complete(fb.start())
         breaker_target = fb.app(BREAKER_APP, method=BREAKER_METHOD)
         retry_target = fb.app(RETRY_APP, method=RETRY_METHOD)
+        budget_target = fb.app(BUDGET_APP, method=BUDGET_METHOD)
         cb = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)
         namespace: dict[str, Any] = {
             "fn": async_work,
+            "budget_target": budget_target,
             "target": breaker_target,
             "protected": fb.protect(app=BREAKER_APP, method=BREAKER_METHOD)(async_work),
             "pb_guarded": loop.run_until_complete(_pybreaker_guarded(cb, async_work)),
@@ -216,9 +241,11 @@ def async_section(budget: Budget, sync_results: list[Measurement]
                     async_loop("retry_protected()", namespace, loop)),
             Variant("async_tenacity", "tenacity: @retry(stop_after_attempt(3)) async",
                     async_loop("retried()", namespace, loop)),
+            Variant("async_agent_budget_call", "agent budgets+retry+breaker: await .call(fn)",
+                    async_loop("budget_target.call(fn)", namespace, loop)),
         ]
         results = measure(variants, budget)
-        _check_guarded(fb, [breaker_target.name, retry_target.name])
+        _check_guarded(fb, [breaker_target.name, retry_target.name, budget_target.name])
     finally:
         loop.run_until_complete(fb.aclose())
         loop.close()
@@ -234,6 +261,8 @@ def async_section(budget: Budget, sync_results: list[Measurement]
                 "async_tenacity", 0.2, inclusive=True),
         compare(results, "async agent retry+breaker @protect vs tenacity",
                 "async_agent_retry_protect", "async_tenacity", 0.2, inclusive=True),
+        compare(results, "async agent budgets .call vs breaker-only .call",
+                "async_agent_budget_call", "async_agent_call", BUDGETED_TARGET, inclusive=True),
     ]
     return results, comparisons
 
