@@ -266,3 +266,23 @@ async def test_stopping_the_server_ends_its_feeds(tmp_path: Path) -> None:
         await running.server.console.close()
         with pytest.raises((EOFError, aiohttp.ClientPayloadError)):
             await events.next()
+
+
+def test_equal_messages_share_one_event_and_different_ones_do_not() -> None:
+    cache = feed.EventCache(size=2)
+    one = breaker_pb2.WatchBreakersResponse(revision="7@e", breaker=breaker_pb2.Breaker(
+        display_name="<checkout>:pay", generation=3))
+    same = breaker_pb2.WatchBreakersResponse()
+    same.CopyFrom(one)
+    later = breaker_pb2.WatchBreakersResponse()
+    later.CopyFrom(one)
+    later.breaker.generation = 4
+
+    first = cache.event(one)
+    assert cache.event(same) is first
+    assert first == feed.message_event(one)
+    assert cache.event(later) == feed.message_event(later) != first
+    # Full: cleared, and the events are still right.
+    third = breaker_pb2.WatchBreakersResponse(revision="8@e", synced=True)
+    assert cache.event(third) == feed.message_event(third)
+    assert cache.event(one) == first
