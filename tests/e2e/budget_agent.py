@@ -16,6 +16,7 @@ Commands, one JSON object per line on stdin:
 
     {"cmd": "go", "t0": T, "duration": D}   call from time.time() T for D seconds
     {"cmd": "rate", "instance": "a0", "rate": 0}   change one instance's demand now
+        (ignored by a process that does not run that instance)
 
 Events, one JSON object per line on stdout:
 
@@ -304,7 +305,7 @@ async def amain(args: argparse.Namespace) -> int:
                     emit(event="done", seconds=seconds)
 
                 running.append(asyncio.create_task(finish()))
-            elif command["cmd"] == "rate":
+            elif command["cmd"] == "rate" and command["instance"] in by_name:
                 by_name[command["instance"]].rate = float(command["rate"])
         for task in running:
             task.cancel()
