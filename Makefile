@@ -99,3 +99,9 @@ soak: setup
 .PHONY: bench-console
 bench-console: setup
 	$(VENV)/python -m bench.console_feed
+
+# Fleet budgets (issue 17): retry amplification in a brownout (no budget, per-instance budget,
+# fleet budget) and rate limit accuracy, 50 callers on 2 replicas + redis (~2-3 minutes).
+.PHONY: bench-budgets
+bench-budgets: setup
+	$(VENV)/python -m bench.budgets

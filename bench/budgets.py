@@ -1,0 +1,250 @@
+"""Fleet budgets (issue 17): retry amplification in a brownout, and rate limit accuracy.
+
+Real processes: ``--callers`` service instances (``AsyncAgent``s, each its own
+instance id) spread over ``--workers`` ``tests.e2e.budget_agent`` processes, an
+HTTP upstream in this process that counts every request by caller and attempt
+(``tests.support.budget_upstream``), and for Fusebox's fleet budgets two
+``fusebox serve`` replicas on one redis-server.
+
+**Retry amplification.** The upstream answers 503 to 60% of requests; every
+caller makes ``--first-rate`` first attempts per second, retried under
+``maxRetries: 3`` (constant, 10 ms). Three flavours side by side, each for
+``--seconds``:
+
+* **no budget** (Dapr today): the retry policy alone;
+* **per-instance budget** (Linkerd's and Envoy's model): ratio 0.2 and a floor
+  of ``minRetriesPerSecond`` *per instance*: the same agents with the same
+  spec, statically, no control plane (each instance enforces the whole budget);
+* **fleet budget** (Fusebox): the same spec through the control plane: the
+  ratio holds per instance, the floor is divided among the fleet by demand.
+
+Reported: upstream requests per first attempt, counted at the upstream over
+the whole run. Target: fleet <= 1.25. (Without a budget a call makes
+1 + 0.6 + 0.6^2 + 0.6^3 = 2.18 attempts.)
+
+**Rate limit accuracy.** ``--callers`` instances share a ``--limit`` calls/s
+limit (burst ``--burst``, reject); half of them want 10 times what the others
+want, ``--demand-factor`` times the limit in all. The fleet's admitted calls
+per second (each instance's stamps when its attempts start) against the limit
+over ``--seconds``; target: within 5% of the limit in every second after the
+first. The same instances enforcing the limit alone (per instance, no control
+plane) are shown beside it.
+
+    python -m bench.budgets [--quick] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from bench.cluster_support import (
+    Cleanup,
+    ServeProcess,
+    apply_spec,
+    dump_json,
+    machine_line,
+    start_redis,
+    time_bound,
+    verdict,
+)
+from tests.support.budget_upstream import BudgetUpstream
+from tests.support.budgets import BudgetAgents, Fleet, budget_spec
+
+TARGET_AMPLIFICATION = 1.25
+TARGET_ACCURACY = 0.05
+BROWNOUT = 0.6
+MAX_RETRIES = 3
+RATIO = 0.2
+SKEW = 10.0
+#: The whole run, at most (each flavour's agents start, run and stop within it).
+RUN_BOUND_SECONDS = 420
+
+
+def caller_names(prefix: str, callers: int) -> list[str]:
+    return [f"{prefix}{k:02d}" for k in range(callers)]
+
+
+def start_fleet(cleanup: Cleanup, upstream: BudgetUpstream, servers: list[ServeProcess],
+                name: str, spec_text: str, instances: list[tuple[str, float]], workers: int, *,
+                fleet_wide: bool) -> Fleet:
+    """The instances as app ``name``, ready: under the control plane (``fleet_wide``: the
+    spec is applied there) or alone on the spec's policies (per instance, no server)."""
+    text = spec_text.replace("scopes: [checkout]", f"scopes: [{name}]")
+    where: dict[str, Any]
+    if fleet_wide:
+        apply_spec(servers[0].address, text)
+        where = {"server": "ipv4:" + ",".join(server.address for server in servers)}
+    else:
+        path = cleanup.workdir / f"{name}.yaml"
+        path.write_text(text)
+        where = {"spec": path}
+    groups = [instances[i::workers] for i in range(workers)]
+    fleet = Fleet([
+        BudgetAgents(cleanup.workdir, f"{name}-{i}", group, upstream=upstream.address,
+                     extra=("--app-id", name), **where)
+        for i, group in enumerate(groups) if group
+    ])
+    cleanup.push(fleet.stop)
+    fleet.wait_ready(120)
+    return fleet
+
+
+def run_fleet(fleet: Fleet, seconds: float) -> float:
+    t0 = fleet.go(seconds, lead=1.0)
+    fleet.wait_done(seconds + 30)
+    fleet.stop()
+    return t0
+
+
+def amplification(args: argparse.Namespace, cleanup: Cleanup, upstream: BudgetUpstream,
+                  servers: list[ServeProcess]) -> dict[str, Any]:
+    retry_only = budget_spec("brownout-none", max_retries=MAX_RETRIES)
+    budgeted = budget_spec("brownout-budget", max_retries=MAX_RETRIES, ratio=RATIO,
+                           window=args.window, min_retries_per_second=args.floor)
+    results: dict[str, Any] = {}
+    for flavour, text, fleet_wide in (("no_budget", retry_only, False),
+                                      ("per_instance", budgeted, False),
+                                      ("fleet", budgeted, True)):
+        print(f"brownout: {flavour} ...", file=sys.stderr)
+        instances = [(name, args.first_rate) for name in caller_names("b", args.callers)]
+        upstream.fail_ratio = BROWNOUT
+        fleet = start_fleet(cleanup, upstream, servers, f"brownout-{flavour.replace('_', '-')}",
+                            text, instances, args.workers, fleet_wide=fleet_wide)
+        t0 = run_fleet(fleet, args.seconds)
+        upstream.fail_ratio = 0.0
+        arrivals = upstream.arrivals(t0, t0 + args.seconds + 5)
+        first = sum(1 for a in arrivals if a.attempt == 1)
+        retries = len(arrivals) - first
+        calls = fleet.total("ok") + fleet.total("failed")
+        results[flavour] = {
+            "first_attempts": first, "retries": retries, "requests": len(arrivals),
+            "requests_per_first_attempt": len(arrivals) / first if first else float("nan"),
+            "retries_per_second": retries / args.seconds,
+            "retries_skipped": fleet.total("retries_skipped"),
+            "calls_succeeded": fleet.total("ok") / calls if calls else float("nan"),
+            "errors": fleet.total("errors"),
+        }
+    return results
+
+
+def accuracy(args: argparse.Namespace, cleanup: Cleanup, upstream: BudgetUpstream,
+             servers: list[ServeProcess]) -> dict[str, Any]:
+    names = caller_names("r", args.callers)
+    hot, cold = names[: len(names) // 2], names[len(names) // 2:]
+    unit = args.demand_factor * args.limit / (SKEW * len(hot) + len(cold))
+    instances = [(name, SKEW * unit if name in hot else unit) for name in names]
+    text = budget_spec("accuracy", limit=args.limit, burst=args.burst)
+    results: dict[str, Any] = {"hot_demand": SKEW * unit, "cold_demand": unit}
+    upstream.fail_ratio = 0.0
+    for flavour, fleet_wide in (("per_instance", False), ("fleet", True)):
+        print(f"rate limit: {flavour} ...", file=sys.stderr)
+        fleet = start_fleet(cleanup, upstream, servers, f"limit-{flavour.replace('_', '-')}",
+                            text, instances, args.workers, fleet_wide=fleet_wide)
+        run_fleet(fleet, args.seconds)
+        per_second = fleet.per_second("admitted")
+        series = [per_second.get(k, 0) for k in range(int(args.seconds))]
+        after_first = series[1:]
+        deviations = [(v - args.limit) / args.limit for v in after_first]
+        results[flavour] = {
+            "per_second": series,
+            "hot_per_second": list(fleet.per_second("admitted", hot).values()),
+            "cold_per_second": list(fleet.per_second("admitted", cold).values()),
+            "max_deviation": max(deviations, key=abs) if deviations else float("nan"),
+            "mean_after_first_second": (sum(after_first) / len(after_first)
+                                        if after_first else float("nan")),
+            "errors": fleet.total("errors"),
+        }
+    return results
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    with Cleanup() as cleanup, time_bound(RUN_BOUND_SECONDS, "the benchmark's time bound"):
+        upstream = BudgetUpstream()
+        upstream.__enter__()
+        cleanup.push(lambda: upstream.__exit__(None, None, None))
+        redis = start_redis(cleanup)
+        servers = [ServeProcess(cleanup, store_url=redis.url, name=f"replica{n}")
+                   for n in range(2)]
+        brownout = amplification(args, cleanup, upstream, servers)
+        rate_limit = accuracy(args, cleanup, upstream, servers)
+    fleet_amp = brownout["fleet"]["requests_per_first_attempt"]
+    fleet_dev = rate_limit["fleet"]["max_deviation"]
+    return {
+        "callers": args.callers, "workers": args.workers, "seconds": args.seconds,
+        "first_rate": args.first_rate, "floor": args.floor, "window": args.window,
+        "limit": args.limit, "burst": args.burst, "demand_factor": args.demand_factor,
+        "brownout": brownout, "rate_limit": rate_limit,
+        "pass_amplification": fleet_amp <= TARGET_AMPLIFICATION,
+        "pass_accuracy": abs(fleet_dev) <= TARGET_ACCURACY,
+    }
+
+
+def report(r: dict[str, Any]) -> None:
+    b, rl = r["brownout"], r["rate_limit"]
+    print("Fusebox fleet budgets: retry amplification in a brownout, rate limit accuracy")
+    print(machine_line())
+    print(f"setup: {r['callers']} AsyncAgents in {r['workers']} processes; fleet: 2 replicas + "
+          f"redis; {r['seconds']:g} s per run")
+    print(f"brownout: {BROWNOUT:.0%} of requests answered 503, {r['first_rate']:g} first "
+          f"attempts/s per caller, maxRetries {MAX_RETRIES} (10 ms), budget ratio {RATIO:g}, "
+          f"minRetriesPerSecond {r['floor']:g}, window {r['window']}")
+    columns = (("no_budget", "no budget"), ("per_instance", "per-instance"), ("fleet", "fleet"))
+    print(f"{'':40}" + "".join(f"{label:>14}" for _, label in columns))
+    rows = (("upstream requests per first attempt", "requests_per_first_attempt", "{:.3f}"),
+            ("first attempts", "first_attempts", "{:d}"),
+            ("retries reaching the upstream", "retries", "{:d}"),
+            ("retries per second", "retries_per_second", "{:.1f}"),
+            ("retries skipped (budget spent)", "retries_skipped", "{:d}"),
+            ("calls that succeeded", "calls_succeeded", "{:.1%}"))
+    for label, name, fmt in rows:
+        print(f"  {label:38}" + "".join(f"{fmt.format(b[f][name]):>14}" for f, _ in columns))
+    print(f"rate limit: {r['limit']} calls/s (burst {r['burst']}), {r['callers'] // 2} callers "
+          f"want {rl['hot_demand']:.1f}/s and {r['callers'] - r['callers'] // 2} want "
+          f"{rl['cold_demand']:.1f}/s ({r['demand_factor']:g} x the limit in all)")
+    for flavour, label in (("per_instance", "per-instance"), ("fleet", "fleet")):
+        f = rl[flavour]
+        print(f"  {label:13} admitted per second: {' '.join(str(v) for v in f['per_second'])}")
+        print(f"  {'':13} max deviation after the first second {f['max_deviation']:+.1%}, mean "
+              f"{f['mean_after_first_second']:.1f}/s")
+    f = rl["fleet"]
+    print(f"  {'fleet':13} busy half per second: {' '.join(map(str, f['hot_per_second']))}")
+    print(f"  {'':13} idle half per second: {' '.join(map(str, f['cold_per_second']))}")
+    amp = b["fleet"]["requests_per_first_attempt"]
+    print(f"  {verdict(r['pass_amplification'])}  fleet budget {amp:.3f} upstream requests per "
+          f"first attempt  target <= {TARGET_AMPLIFICATION}; per-instance "
+          f"{b['per_instance']['requests_per_first_attempt']:.3f}, no budget "
+          f"{b['no_budget']['requests_per_first_attempt']:.3f}")
+    print(f"  {verdict(r['pass_accuracy'])}  fleet rate limit max deviation "
+          f"{f['max_deviation']:+.1%} after the first second  target within "
+          f"{TARGET_ACCURACY:.0%} of {r['limit']}/s; per-instance "
+          f"{rl['per_instance']['max_deviation']:+.1%}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--callers", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=12.0)
+    parser.add_argument("--first-rate", type=float, default=10.0,
+                        help="first attempts per second per caller in the brownout")
+    parser.add_argument("--floor", type=float, default=10.0, help="minRetriesPerSecond")
+    parser.add_argument("--window", default="10s", help="the retry budget's window")
+    parser.add_argument("--limit", type=int, default=500)
+    parser.add_argument("--burst", type=int, default=50)
+    parser.add_argument("--demand-factor", type=float, default=2.0,
+                        help="the fleet's demand over the limit")
+    parser.add_argument("--quick", action="store_true", help="10 callers, 4 s runs: a smoke run")
+    parser.add_argument("--json", metavar="FILE")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.callers, args.workers, args.seconds, args.limit, args.burst = 10, 2, 4.0, 100, 10
+    result = run(args)
+    report(result)
+    dump_json(args.json, result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
