@@ -68,6 +68,8 @@ def serve(args: argparse.Namespace) -> int:
         tls_client_ca=Path(args.tls_client_ca) if args.tls_client_ca else None,
         tokens_file=Path(args.tokens_file) if args.tokens_file else None,
         insecure=args.insecure,
+        budget_refresh=args.budget_refresh,
+        budget_lease=args.budget_lease,
     )
     return run(config)
 

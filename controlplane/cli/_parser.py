@@ -163,6 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--insecure", action="store_true",
         help="allow a non-loopback --listen address without authentication",
     )
+    serve.add_argument(
+        "--budget-refresh", type=_positive_seconds, default=0.25, metavar="SECONDS",
+        help="how often fleet budgets are divided into instance shares (default: 0.25)",
+    )
+    serve.add_argument(
+        "--budget-lease", type=_positive_seconds, default=2.0, metavar="SECONDS",
+        help="how long a pushed budget share holds unless renewed; a departed instance's "
+        "share is freed after it (default: 2)",
+    )
     serve.set_defaults(handler=_commands.serve)
 
     _add_token_commands(commands)

@@ -18,8 +18,10 @@ from grpc_reflection.v1alpha import reflection
 
 from fusebox.controlplane.audit import AuditStore, open_audit_store
 from fusebox.controlplane.breakers.store import BreakerStore, open_breaker_store
+from fusebox.controlplane.budgets import AllocationParams, BudgetStore, open_budget_store
 from fusebox.controlplane.server.config import ServerConfig, is_loopback
 from fusebox.controlplane.server.engines.breaker_hub import BreakerHub
+from fusebox.controlplane.server.engines.budget_hub import BudgetHub
 from fusebox.controlplane.server.engines.instance_registry import (
     InstanceRegistry,
     open_instance_registry,
@@ -111,6 +113,7 @@ class FuseboxServer:
         breaker_store: BreakerStore | None = None,
         audit_store: AuditStore | None = None,
         instance_registry: InstanceRegistry | None = None,
+        budget_store: BudgetStore | None = None,
     ) -> None:
         self.config = config
         # Read first: a broken tokens file must stop the start, before any store opens.
@@ -120,6 +123,11 @@ class FuseboxServer:
         )
         self.breaker_store = breaker_store if breaker_store is not None else open_breaker_store(
             config.effective_breaker_store_url()
+        )
+        # Budgets live where breakers do: in memory, or in the same Redis.
+        self.budget_store = budget_store if budget_store is not None else open_budget_store(
+            config.effective_breaker_store_url(),
+            params=AllocationParams(lease=config.budget_lease),
         )
         self.audit_store = audit_store if audit_store is not None else open_audit_store(
             config.store_url, data_dir=config.data_dir
@@ -135,6 +143,8 @@ class FuseboxServer:
         self.breakers = BreakerHub(self.breaker_store, self.hub, self.metrics,
                                    tick=config.report_tick,
                                    convergence_deadline=config.convergence_deadline)
+        self.budgets = BudgetHub(self.budget_store, self.hub, self.metrics,
+                                 refresh=config.budget_refresh)
         self.health = HealthServicer()
         self.http = HttpEndpoints(self.metrics.registry, alive=self._liveness,
                                   ready=self._readiness)
@@ -173,7 +183,8 @@ class FuseboxServer:
         self.audit_service = AuditService(self.audit_store)
         audit_pb2_grpc.add_AuditServiceServicer_to_server(self.audit_service, server)
         server.add_generic_rpc_handlers((agent_service_handler(
-            AgentService(self.hub, self.breakers, lease_ttl=self.config.lease_ttl)
+            AgentService(self.hub, self.breakers, lease_ttl=self.config.lease_ttl,
+                         budgets=self.budgets)
         ),))
         self.breaker_service = BreakerService(self.breaker_store, audit, specs=self.hub.specs)
         breaker_pb2_grpc.add_BreakerServiceServicer_to_server(self.breaker_service, server)
@@ -201,6 +212,7 @@ class FuseboxServer:
             asyncio.create_task(self.breakers.run_aggregator(), name="breaker-aggregator"),
             asyncio.create_task(self.breakers.run_advancer(), name="breaker-advancer"),
             asyncio.create_task(self.breakers.run_propagator(), name="breaker-propagator"),
+            asyncio.create_task(self.budgets.run(), name="budget-refresh"),
             asyncio.create_task(self._beat(), name="heartbeat"),
         ]
         await self._start_http()
@@ -341,7 +353,7 @@ class FuseboxServer:
             self._server = None
         log_event(log, logging.DEBUG, "grpc server stopped")
         for closing in (self.store, self.breaker_store, self.audit_store,
-                        self.instance_registry):
+                        self.instance_registry, self.budget_store):
             try:
                 await asyncio.wait_for(closing.close(), STOP_TASKS_SECONDS)
             except TimeoutError:

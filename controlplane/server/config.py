@@ -25,6 +25,8 @@ class ServerConfig:
     convergence_deadline: float = 30.0  # seconds a change waits for agents' acks (metrics)
     report_tick: float = 0.005  # seconds: how long reports are merged before one apply
     lease_ttl: float = 2.0  # seconds a half-open probe lease lives unless reported
+    budget_refresh: float = 0.25  # seconds between fleet budget allocations (docs/budgets.md)
+    budget_lease: float = 2.0  # seconds a pushed budget share holds unless renewed
     tls_cert: Path | None = None  # PEM certificate chain: serve TLS (with tls_key)
     tls_key: Path | None = None
     tls_client_ca: Path | None = None  # PEM CA: require client certificates (mTLS)

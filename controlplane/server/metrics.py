@@ -130,6 +130,39 @@ class Metrics:
             ["kind"], registry=r,
         )
 
+        # Fleet budgets (docs/budgets.md): usage reported by the agents connected here,
+        # per calling app and target; the fleet's allocation as this replica last ran it.
+        budget_labels = ("namespace", "app", "target", "kind")
+        self.budget_admitted = Counter(
+            "fusebox_budget_admitted",
+            "Calls (rate limit; counted retries included) or retries (retry budget) that "
+            "agents connected here admitted under a fleet budget, per calling app and target.",
+            budget_labels, registry=r,
+        )
+        self.budget_refused = Counter(
+            "fusebox_budget_refused",
+            "Calls refused (or waited out) by a rate limit, or retries skipped by a retry "
+            "budget, in agents connected here, per calling app and target.",
+            budget_labels, registry=r,
+        )
+        self.budget_instances = Gauge(
+            "fusebox_budget_instances",
+            "Instances sharing a fleet budget (every replica's), at this replica's last "
+            "refresh of it; app is the budget's calling app (\"\" for scope: fleet).",
+            budget_labels, registry=r,
+        )
+        self.budget_free_share = Gauge(
+            "fusebox_budget_free_share",
+            "Fraction of a fleet budget no instance holds, at this replica's last refresh.",
+            budget_labels, registry=r,
+        )
+        self.budget_refresh_seconds = Histogram(
+            "fusebox_budget_refresh_seconds",
+            "Time of one allocation refresh of every budget held here (one store call per "
+            "budget, pipelined).",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5), registry=r,
+        )
+
     def watch_pending(self, kind: str, pending: Callable[[], int]) -> None:
         """Read ``fusebox_convergence_pending{kind}`` from ``pending`` at scrape time."""
         self.convergence_pending.labels(kind).set_function(lambda: float(pending()))

@@ -4,7 +4,9 @@ Outgoing messages are coalesced so a slow agent costs bounded memory: only the
 newest unsent policy snapshot is kept, only the newest unsent update per
 breaker, and a bounded queue of control messages (mode changes, rejections).
 Breaker updates are pre-serialized bytes, shared by every session that holds
-the breaker: serialised once per transition, not once per agent.
+the breaker: serialised once per transition, not once per agent. Budget
+shares are coalesced per budget key (only the newest unsent share of a key
+is kept) and go out as one ``BudgetShares`` after the snapshot they belong to.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fusebox.agent.breaker_key import BreakerKey
+from fusebox.agent.budget import BudgetKey
 from fusebox.agent.policy import CircuitBreakerPolicy, ResolvedPolicies, resolved_from_proto
 from fusebox.v1 import agent_pb2, policy_pb2
 
@@ -80,6 +83,7 @@ class AgentSession:
         self.closed = False
         self._snapshot: PreparedSnapshot | None = None
         self._updates: dict[BreakerKey, bytes] = {}
+        self._shares: dict[BudgetKey, agent_pb2.BudgetShare] = {}
         self._control: collections.deque[Outgoing] = collections.deque()
         self._wake = asyncio.Event()
 
@@ -108,6 +112,12 @@ class AgentSession:
         self._updates[key] = serialized
         self._wake.set()
 
+    def offer_shares(self, shares: dict[BudgetKey, agent_pb2.BudgetShare]) -> None:
+        """Queue budget shares; an unsent older share of the same key is replaced."""
+        if shares:
+            self._shares.update(shares)
+            self._wake.set()
+
     def offer_control(self, message: Outgoing) -> bool:
         """Queue a control message; False (dropped) when the agent is not keeping up."""
         if len(self._control) >= MAX_CONTROL_MESSAGES:
@@ -132,6 +142,11 @@ class AgentSession:
                 return snapshot.serialized
             if self._control:
                 return self._control.popleft()
+            if self._shares:
+                shares, self._shares = self._shares, {}
+                return agent_pb2.ConnectResponse(
+                    budget_shares=agent_pb2.BudgetShares(shares=shares.values())
+                )
             if self._updates:
                 key = next(iter(self._updates))
                 return self._updates.pop(key)

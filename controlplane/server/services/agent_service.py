@@ -20,6 +20,7 @@ from fusebox.controlplane.server.engines.breaker_hub import (
     ReportRateExceeded,
 )
 from fusebox.controlplane.server.engines.breaker_policy import breaker_policy_for
+from fusebox.controlplane.server.engines.budget_hub import BudgetHub
 from fusebox.controlplane.server.engines.policy_hub import PolicyHub
 from fusebox.controlplane.server.engines.sessions import AgentSession
 from fusebox.controlplane.server.logs import log_event
@@ -37,9 +38,11 @@ class MalformedMessage(ReportError):
 
 
 class AgentService(agent_pb2_grpc.AgentServiceServicer):
-    def __init__(self, hub: PolicyHub, breakers: BreakerHub, lease_ttl: float = 2.0) -> None:
+    def __init__(self, hub: PolicyHub, breakers: BreakerHub, lease_ttl: float = 2.0,
+                 budgets: BudgetHub | None = None) -> None:
         self._hub = hub
         self._breakers = breakers
+        self._budgets = budgets
         self._lease_ttl = lease_ttl
 
     async def Connect(
@@ -75,6 +78,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         # agent resuming from its cache that what it holds is current.
         session.offer_snapshot(snapshot)
         self._hub.register(session)
+        if self._budgets is not None:
+            self._budgets.session_started(session)  # its first shares follow the snapshot
         log_event(log, logging.INFO, "agent connected", namespace=session.namespace,
                   app_id=session.app_id, instance_id=session.instance_id, peer=session.peer)
         if not self._breakers.available:
@@ -95,6 +100,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 await reader
             self._hub.unregister(session)
             self._breakers.drop_session(session)
+            if self._budgets is not None:
+                self._budgets.drop_session(session)
             log_event(log, logging.INFO, "agent disconnected", namespace=session.namespace,
                       app_id=session.app_id, instance_id=session.instance_id)
 
@@ -110,6 +117,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 kind = request.WhichOneof("message")
                 if kind == "report":
                     self._breakers.ingest(session, request.report)
+                    if self._budgets is not None:
+                        self._budgets.ingest(session, request.report)
                 elif kind == "breaker_acks":
                     self._breakers.acked(session, request.breaker_acks)
                 elif kind == "interest":

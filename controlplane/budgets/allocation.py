@@ -1,0 +1,259 @@
+"""Dividing one fleet budget into instance shares (docs/budgets.md, section 4).
+
+The one pure implementation: the embedded store runs it in memory, and
+``budget_allocate.lua`` mirrors it step for step (same order of operations,
+same sort orders, so both homes compute the same floats; a differential test
+checks it). Everything is in *share units*: fractions of the fleet budget.
+
+One refresh of a key (``refresh_rows``), in this order:
+
+1. departures (``left`` = now), then holders (``seen`` = now, ``left`` cleared:
+   a holder that reconnected wins over its old session's departure);
+2. usage: each instance's demand, a decaying counter (time constant ``tau``)
+   that reads 0 once nothing was reported for ``idle_after``;
+3. acks: the agent enforces generation >= g, so smaller un-acked grants no
+   longer count;
+4. rows whose share is freed are dropped: departed for a lease, or not seen by
+   any replica for two leases (a replica that died without saying so);
+5. wants ``max(m/N, d(1+h)/R)``, max-min water-filling to targets;
+6. lowered targets are granted at once; raised ones only out of what is free
+   after every row's *held* share (the largest grant it may still enforce),
+   so the sum of what instances may enforce never exceeds 1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+
+__all__ = [
+    "DEFAULT_PARAMS",
+    "MAX_OUTSTANDING",
+    "AllocationParams",
+    "Holding",
+    "RefreshResult",
+    "demand_now",
+    "refresh_rows",
+    "water_fill",
+]
+
+#: Un-acked grants remembered per instance; older ones merge (conservatively).
+MAX_OUTSTANDING = 16
+#: Changes smaller than this are not worth a new generation (absolute, share units).
+_TINY = 1e-12
+#: Shortest time a demand report is spread over (two reports in one instant).
+_MIN_SPAN = 0.001
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationParams:
+    """The knobs of section 4 (the server's defaults; tests pick their own).
+
+    ``lease``: how long a pushed share holds without renewal (L);
+    ``min_share``: m, an idle instance's fraction of an even split;
+    ``headroom``: h, growth allowed between refreshes;
+    ``tau``: the demand estimate's time constant (seconds);
+    ``idle_after``: no demand reported this long reads as no demand;
+    ``hysteresis``: a target within this fraction of the current grant keeps it
+    (no new generation, no ack round for noise).
+    """
+
+    lease: float = 2.0
+    min_share: float = 0.1
+    headroom: float = 0.25
+    tau: float = 0.5
+    idle_after: float = 1.0
+    hysteresis: float = 0.02
+
+    @property
+    def stale_after(self) -> float:
+        """A row no replica has seen for this long is dropped (its streams ended by then)."""
+        return 2.0 * self.lease
+
+
+DEFAULT_PARAMS = AllocationParams()
+
+
+@dataclass(slots=True)
+class Holding:
+    """One instance's row in a budget's table. Times are unix seconds (0: never)."""
+
+    demand: float = 0.0  # decaying counter, per second, as of demand_at
+    demand_at: float = 0.0
+    seen: float = 0.0
+    left: float = 0.0  # when its session ended (0: live)
+    granted: float = 0.0  # the latest grant
+    generation: int = 0  # of the latest grant (0: none yet)
+    acked: int = 0  # the agent enforces a grant of at least this generation
+    #: Grants it may still enforce, (generation, share), generation increasing and
+    #: share strictly decreasing (a later larger grant makes earlier ones irrelevant).
+    outstanding: list[tuple[int, float]] = field(default_factory=list)
+
+    @property
+    def held(self) -> float:
+        """The largest share this instance may be enforcing (what others cannot have)."""
+        return self.outstanding[0][1] if self.outstanding else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshResult:
+    generation: int  # the key's latest
+    fleet: tuple[str, ...]  # live instances, sorted
+    free: float  # 1 - sum of held shares (never negative)
+
+
+def demand_now(row: Holding, now: float, params: AllocationParams) -> float:
+    """The row's demand (calls or uncovered retries per second) at ``now``."""
+    if row.demand_at <= 0:
+        return 0.0
+    age = now - row.demand_at
+    if age > params.idle_after:
+        return 0.0
+    return row.demand * math.exp(-max(0.0, age) / params.tau)
+
+
+def record_demand(row: Holding, count: float, now: float, params: AllocationParams) -> None:
+    """Add ``count`` units of demand reported at ``now``, spread over the time since
+    the row's previous report (an exponentially weighted rate: a steady rate r
+    reads r at each report, whatever the reporting period)."""
+    if count <= 0:
+        return
+    span = now - row.demand_at if row.demand_at > 0 else params.tau
+    span = min(max(span, _MIN_SPAN), params.idle_after)
+    keep = math.exp(-span / params.tau)
+    row.demand = demand_now(row, now, params) + count / span * (1.0 - keep)
+    row.demand_at = now
+
+
+def acknowledge(row: Holding, generation: int) -> None:
+    """The agent enforces a grant of ``generation`` or newer: older ones are no longer held."""
+    if generation > row.generation or generation <= row.acked:
+        return  # never granted (a confused agent), or old news
+    row.acked = generation
+    row.outstanding = [(g, s) for g, s in row.outstanding if g >= generation]
+
+
+def _grant(row: Holding, share: float, generation: int) -> None:
+    row.granted = share
+    row.generation = generation
+    kept = [(g, s) for g, s in row.outstanding if s > share]
+    kept.append((generation, share))
+    while len(kept) > MAX_OUTSTANDING:
+        # Merge the two oldest: the older (larger) share now lasts until the
+        # newer one's ack. Holds more than needed, never less.
+        kept[0:2] = [(kept[1][0], kept[0][1])]
+    row.outstanding = kept
+
+
+def water_fill(wants: Mapping[str, float]) -> dict[str, float]:
+    """Max-min fair targets of capacity 1: every want when they fit, else the level
+    ``λ`` with ``Σ min(w, λ) = 1``. Ascending (want, id) order, as the Lua does."""
+    total = 0.0
+    for instance in sorted(wants):
+        total += wants[instance]
+    if total <= 1.0:
+        return dict(wants)
+    order = sorted(wants, key=lambda i: (wants[i], i))
+    targets: dict[str, float] = {}
+    remaining = 1.0
+    for index, instance in enumerate(order):
+        level = remaining / (len(order) - index)
+        if wants[instance] <= level:
+            targets[instance] = wants[instance]
+            remaining -= wants[instance]
+        else:
+            for rest in order[index:]:
+                targets[rest] = level
+            break
+    return targets
+
+
+def refresh_rows(
+    rows: dict[str, Holding],
+    *,
+    rate: float,
+    holders: Collection[str],
+    usage: Mapping[str, float],
+    acks: Mapping[str, int],
+    departed: Collection[str],
+    generation: int,
+    now: float,
+    params: AllocationParams = DEFAULT_PARAMS,
+) -> RefreshResult:
+    """One refresh of one key's table, in place (see the module docstring).
+
+    ``rate`` is the fleet's R (calls or retries per second); ``usage`` the
+    demand units reported per instance since the last refresh; ``generation``
+    the key's latest, returned advanced by the grants made.
+    """
+    for instance in sorted(departed):
+        row = rows.get(instance)
+        if row is not None and row.left <= 0:
+            row.left = now
+    for instance in sorted(holders):
+        row = rows.get(instance)
+        if row is None:
+            row = rows[instance] = Holding()
+        row.seen = now
+        row.left = 0.0
+    for instance in sorted(usage):
+        row = rows.get(instance)
+        if row is not None and row.left <= 0:
+            row.seen = now
+            record_demand(row, usage[instance], now, params)
+    for instance in sorted(acks):
+        row = rows.get(instance)
+        if row is not None:
+            acknowledge(row, acks[instance])
+    for instance in sorted(rows):
+        row = rows[instance]
+        if (row.left > 0 and now >= row.left + params.lease) or (
+            row.left <= 0 and now - row.seen > params.stale_after
+        ):
+            del rows[instance]
+
+    fleet = tuple(i for i in sorted(rows) if rows[i].left <= 0)
+    if fleet:
+        size = len(fleet)
+        wants: dict[str, float] = {}
+        for instance in fleet:
+            if rate > 0:
+                want = max(params.min_share / size,
+                           demand_now(rows[instance], now, params) * (1.0 + params.headroom) / rate)
+            else:
+                want = 1.0 / size  # no fleet rate to divide: an even split of nothing
+            wants[instance] = min(1.0, want)
+        targets = water_fill(wants)
+
+        for instance in fleet:  # lowers: at once (the agent's old grant stays held)
+            row = rows[instance]
+            target = targets[instance]
+            if row.generation > 0 and row.granted - target > max(
+                _TINY, params.hysteresis * row.granted
+            ):
+                generation += 1
+                _grant(row, target, generation)
+
+        free = 1.0
+        for instance in sorted(rows):
+            free -= rows[instance].held
+        # Raises out of what is free, the least served first.
+        raising = [i for i in fleet if rows[i].generation == 0 or targets[i] - rows[i].granted
+                   > max(_TINY, params.hysteresis * targets[i])]
+        raising.sort(key=lambda i: (rows[i].granted, i))
+        for instance in raising:
+            row = rows[instance]
+            target, held = targets[instance], row.held
+            if held >= target:
+                share = target  # it may enforce as much already: costs nothing
+            else:
+                share = min(target, held + max(0.0, free))
+                free -= share - held
+            if row.generation == 0 or share - row.granted > _TINY:
+                generation += 1
+                _grant(row, share, generation)
+    held_total = 0.0
+    for instance in sorted(rows):
+        held_total += rows[instance].held
+    return RefreshResult(generation, fleet, max(0.0, 1.0 - held_total))
