@@ -716,6 +716,7 @@ class _AgentBase(_Core, Generic[H]):
             # The link shares breaker state with the cluster only when given the registry.
             registry=self._registry if self.cluster_breakers else None,
             source=self.policy_source, ready=self._ready,  # type: ignore[arg-type]
+            budgets=self._budgets,
         )
         return self._link
 

@@ -9,7 +9,10 @@ Each budget enforces a share (docs/budgets.md, "The share an agent
 enforces"): the share pushed by the control plane (``apply_share``, phase 2's
 link) while its lease runs, otherwise the fallback share, ``1 / fleet size``
 last told (1: alone). ``apply_share`` and ``expire_share`` replace it in
-place, so call plans never need to be rebuilt for a new share.
+place, so call plans never need to be rebuilt for a new share. The link
+(``fusebox.agent._budget_sync``) calls them, never a call path; it also
+writes the fleet sizes to the disk cache and seeds them back
+(``seed_fleet_sizes``) when a restarted agent enforces cached policies.
 """
 
 from __future__ import annotations
@@ -38,12 +41,14 @@ class BudgetRegistry:
     """Every budget of one agent; ``rate_limiter``/``retry_budget`` find or create."""
 
     def __init__(self, clock: Clock, app_id: str) -> None:
-        self._now = clock.monotonic
+        self._now = self.now = clock.monotonic
         self.app_id = app_id
         self._lock = threading.Lock()  # writers only: the call path never takes it
         self._live: dict[BudgetKey, tuple[object, Enforcer]] = {}  # key -> (policy, enforcer)
         self._pushed: dict[BudgetKey, BudgetShare] = {}
         self._fleet_sizes: dict[BudgetKey, int] = {}
+        #: The keys the policies in force bind for this app (``retain`` sets it).
+        self._bound: frozenset[BudgetKey] = frozenset()
 
     def rate_limiter(self, key: BudgetKey, policy: RateLimitPolicy) -> RateLimiter:
         """The bucket of ``key`` under ``policy``: the live one if the policy is the same."""
@@ -73,18 +78,60 @@ class BudgetRegistry:
             self._fleet_sizes[share.key] = max(1, share.fleet_size)
             self._reshare(share.key)
 
-    def expire_share(self, key: BudgetKey) -> None:
-        """The pushed share's lease ended unrenewed: back to the fallback share."""
+    def expire_share(self, key: BudgetKey, generation: int | None = None) -> bool:
+        """The pushed share's lease ended unrenewed: back to the fallback share.
+
+        With ``generation``, only if the share in force is still that one (a
+        renewal or a newer share keeps it). Whether a share was dropped.
+        """
         with self._lock:
-            if self._pushed.pop(key, None) is not None:
-                self._reshare(key)
+            pushed = self._pushed.get(key)
+            if pushed is None or (generation is not None and pushed.generation != generation):
+                return False
+            del self._pushed[key]
+            self._reshare(key)
+            return True
+
+    def pushed(self, key: BudgetKey) -> BudgetShare | None:
+        """The pushed share ``key`` enforces (None: the fallback share)."""
+        return self._pushed.get(key)
+
+    def holds(self, key: BudgetKey) -> bool:
+        """Whether the policies in force bind ``key`` for this app."""
+        return key in self._bound
+
+    def bound(self) -> frozenset[BudgetKey]:
+        """Every key the policies in force bind for this app."""
+        return self._bound
+
+    def fleet_sizes(self) -> dict[BudgetKey, int]:
+        """The fleet size last told per key (what the disk cache keeps)."""
+        with self._lock:
+            return dict(self._fleet_sizes)
+
+    def seed_fleet_sizes(self, sizes: dict[BudgetKey, int]) -> None:
+        """Fleet sizes read back from the disk cache, for the keys the policies bind.
+
+        Only where nothing newer was told: a size from a pushed share wins.
+        """
+        with self._lock:
+            for key, size in sizes.items():
+                if key in self._bound and key not in self._fleet_sizes:
+                    self._fleet_sizes[key] = max(1, size)
+                    self._reshare(key)
 
     def retain(self, targets: Iterable[TargetPolicy]) -> None:
-        """Drop the budgets no longer bound by ``targets`` (after a policy swap)."""
-        keep = {key for target in targets for key in bound_budgets(target, self.app_id)}
+        """Drop the budgets no longer bound by ``targets`` (after a policy swap),
+        their pushed shares and fleet sizes with them."""
+        keep = frozenset(key for target in targets for key in bound_budgets(target, self.app_id))
         with self._lock:
+            self._bound = keep
             for key in [k for k in self._live if k not in keep]:
                 del self._live[key]
+            for key in [k for k in self._pushed if k not in keep]:
+                del self._pushed[key]
+            for key in [k for k in self._fleet_sizes if k not in keep]:
+                del self._fleet_sizes[key]
 
     def budgets(self) -> dict[BudgetKey, Enforcer]:
         """Every live budget (inspection, and phase 2's usage reports)."""

@@ -34,6 +34,7 @@ from typing import ClassVar
 
 import grpc
 
+from fusebox.agent._budget_sync import BudgetSync
 from fusebox.agent._cluster_port import LeaseAnswer
 from fusebox.agent._live_breaker import Breaker
 from fusebox.agent._registry import BreakerRegistry
@@ -65,9 +66,11 @@ class ClusterSync:
 
     def __init__(
         self, registry: BreakerRegistry, config: ClusterConfig | None = None,
-        instance_id: str = "",
+        instance_id: str = "", budgets: BudgetSync | None = None,
     ) -> None:
         self._registry = registry
+        #: Fleet budgets' usage and shares (docs/budgets.md): they ride this flusher.
+        self.budgets = budgets
         self._instance_id = instance_id
         self.config = config or ClusterConfig()
         #: True while breakers follow the cluster (connected, and not told to go local).
@@ -93,6 +96,8 @@ class ClusterSync:
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """The loop the link runs on (where reports are sent and leases asked)."""
         self._loop = loop
+        if self.budgets is not None:
+            self.budgets.bind(loop)
 
     def session_started(
         self, stub: agent_pb2_grpc.AgentServiceStub, metadata: tuple[tuple[str, str], ...] = (),
@@ -108,6 +113,8 @@ class ClusterSync:
         self._sequence = itertools.count(1)
         self._rejected.clear()
         self._interest.clear()  # the full interest below supersedes queued changes
+        if self.budgets is not None:
+            self.budgets.session_started()
         self._set_following(True, "connected to the control plane")
         return self.full_interest()
 
@@ -126,6 +133,8 @@ class ClusterSync:
         if self._ack_timer is not None:
             self._ack_timer.cancel()
             self._ack_timer = None
+        if self.budgets is not None:
+            self.budgets.session_ended(closing=closing)
 
     def full_interest(self) -> agent_pb2.ConnectRequest:
         keys = [b.key.to_proto() for b in self._registry.breakers() if b.key is not None]
@@ -142,6 +151,9 @@ class ClusterSync:
             return self.on_mode(response.mode)
         elif kind == "report_rejected":
             self.on_rejected(response.report_rejected)
+        elif (kind == "budget_shares" and self.budgets is not None
+              and self.budgets.on_shares(response.budget_shares) and self._connected):
+            self.wake_here()  # a raise elsewhere may wait for this ack: send it now
         return None
 
     def on_update(self, update: agent_pb2.BreakerUpdate) -> bool:
@@ -253,11 +265,13 @@ class ClusterSync:
         """Whether a flush now would send anything (interest, probes or outcomes)."""
         if self._interest or self._probes or self._acks:
             return True
+        if self.budgets is not None and self.budgets.has_pending():
+            return True
         return any(b.outcomes.pending() for b in self._registry.breakers())
 
     def take_messages(self) -> list[agent_pb2.ConnectRequest]:
-        """What is due now: interest changes first, then acks, then outcome reports,
-        in order."""
+        """What is due now: interest changes first, then acks, then outcome reports
+        (with the budgets' usage entries and share acks), in order."""
         messages: list[agent_pb2.ConnectRequest] = []
         interest = self._take_interest()
         if interest is not None:
@@ -273,7 +287,10 @@ class ClusterSync:
             runs, rejected = breaker.take_outcomes()
             if runs or rejected:
                 entries.extend(outcome_entries(breaker.key.to_proto(), runs, limits, rejected))
-        for report in pack_reports(entries, limits, self._sequence):
+        budgets = self.budgets
+        usage = budgets.take_usage() if budgets is not None and self._connected else []
+        share_acks = budgets.take_acks() if budgets is not None else []
+        for report in pack_reports(entries, limits, self._sequence, usage, share_acks):
             messages.append(agent_pb2.ConnectRequest(report=report))
         return messages
 

@@ -46,10 +46,13 @@ from typing import Generic, TypeVar
 import grpc
 from google.protobuf.message import DecodeError
 
+from fusebox.agent._budget_sync import BudgetSync
+from fusebox.agent._budgets import BudgetRegistry
 from fusebox.agent._cluster import ClusterConfig, ClusterSync
 from fusebox.agent._policy_source import PolicySource
 from fusebox.agent._registry import BreakerRegistry
 from fusebox.agent._reporting import ReportLimits
+from fusebox.agent.budget import BudgetKey
 from fusebox.agent.policy import ResolvedPolicies, resolved_from_proto
 from fusebox.v1 import agent_pb2, agent_pb2_grpc, policy_pb2
 
@@ -191,10 +194,11 @@ class PolicyCache:
             return f"written for app {cached.app_id} in namespace {cached.namespace}"
         return None
 
-    def save(self, policies: policy_pb2.ResolvedPolicies, control_plane_id: str) -> None:
+    def save(self, policies: policy_pb2.ResolvedPolicies, control_plane_id: str,
+             fleet_sizes: tuple[agent_pb2.BudgetFleetSize, ...] = ()) -> None:
         message = agent_pb2.CachedPolicies(
             control_plane_id=control_plane_id, server=self.server, namespace=self.namespace,
-            app_id=self.app_id, policies=policies,
+            app_id=self.app_id, policies=policies, budget_fleet_sizes=fleet_sizes,
         )
         message.written_at.FromNanoseconds(time.time_ns())
         data = message.SerializeToString(deterministic=True)
@@ -220,7 +224,8 @@ class PolicyCache:
 CACHE_SETTLE_SECONDS = 2.0
 CACHE_MAX_DELAY_SECONDS = 30.0  # under constant churn, still written this often
 
-_Unsaved = tuple[policy_pb2.ResolvedPolicies, str]  # (policies, control plane id)
+#: (policies, control plane id, the budgets' fleet sizes)
+_Unsaved = tuple[policy_pb2.ResolvedPolicies, str, tuple[agent_pb2.BudgetFleetSize, ...]]
 
 
 class DeferredCacheWrite:
@@ -238,12 +243,13 @@ class DeferredCacheWrite:
         self._first_unsaved = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
-    def offer(self, policies: policy_pb2.ResolvedPolicies, control_plane_id: str = "") -> None:
+    def offer(self, policies: policy_pb2.ResolvedPolicies, control_plane_id: str = "",
+              fleet_sizes: tuple[agent_pb2.BudgetFleetSize, ...] = ()) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
         if self.unsaved is None:
             self._first_unsaved = now
-        self.unsaved = (policies, control_plane_id)
+        self.unsaved = (policies, control_plane_id, fleet_sizes)
         _UNSAVED.add(self)
         if self._timer is not None:
             self._timer.cancel()
@@ -290,13 +296,21 @@ class _LinkLoop:
     def __init__(
         self, config: LinkConfig, on_policies: OnPolicies,
         registry: BreakerRegistry | None = None, *, source: PolicySource = PolicySource.NONE,
+        budgets: BudgetRegistry | None = None,
     ) -> None:
         self.config = config
         self._on_policies = on_policies
+        self._budgets = budgets
+        # Budget shares ride the cluster stream's reports (cluster mode only).
+        budget_sync = BudgetSync(budgets) if budgets is not None and registry is not None else None
         self.cluster = (
-            ClusterSync(registry, config.cluster_config(), config.instance_id)
+            ClusterSync(registry, config.cluster_config(), config.instance_id, budget_sync)
             if registry is not None else None
         )
+        if budget_sync is not None:
+            budget_sync.on_fleet_sizes = self._fleet_sizes_changed
+        #: The server's policies in force, as received (re-cached with new fleet sizes).
+        self._policies_pb: policy_pb2.ResolvedPolicies | None = None
         self._cache = PolicyCache(config.resolved_cache_path(), server=config.target,
                                   namespace=config.namespace, app_id=config.app_id)
         self._cache_write = DeferredCacheWrite(self._cache)
@@ -405,6 +419,7 @@ class _LinkLoop:
                 self.control_plane_id = cached.control_plane_id
                 self.source = PolicySource.CACHE
                 self._on_disk = _identity(cached)
+                self._seed_fleet_sizes(cached)
                 log.log(level, "control plane %s %s; enforcing cached policies written by "
                         "control plane %s at %s (digest %s, %d targets)", target, what,
                         cached.control_plane_id or "(unknown)", _written_at(cached),
@@ -559,7 +574,10 @@ class _LinkLoop:
                             "control_plane_id": control_plane_id, "digest": digest})
         self.digest, self.control_plane_id = digest, control_plane_id
         self.source = PolicySource.SERVER
+        self._policies_pb = snapshot.policies
         self._keep_on_disk(snapshot.policies, control_plane_id)
+        if self.cluster is not None and self.cluster.budgets is not None:
+            self.cluster.budgets.snapshot_applied()
         self.snapshots_applied += 1
         self.revision = snapshot.store_revision
         self.on_synced()
@@ -579,7 +597,7 @@ class _LinkLoop:
         on_disk = self._on_disk or self._read_at_start()
         if on_disk == wanted:
             return
-        self._cache_write.offer(policies, control_plane_id)
+        self._cache_write.offer(policies, control_plane_id, self._fleet_size_entries())
         if on_disk is not None and on_disk[:4] != wanted[:4]:
             log.info("discarding the cached policies written by control plane %s (server %s, "
                      "app %s/%s): control plane %s answered", on_disk[3] or "(unknown)",
@@ -587,6 +605,37 @@ class _LinkLoop:
                      control_plane_id or "(unknown)")
             self._cache_write.flush()
         self._on_disk = wanted
+
+    # -- fleet budgets' sizes in the cache (docs/budgets.md, "The share an agent enforces")
+
+    def _fleet_size_entries(self) -> tuple[agent_pb2.BudgetFleetSize, ...]:
+        if self._budgets is None:
+            return ()
+        sizes = sorted(self._budgets.fleet_sizes().items(), key=lambda item: str(item[0]))
+        return tuple(agent_pb2.BudgetFleetSize(key=key.to_proto(), fleet_size=size)
+                     for key, size in sizes)
+
+    def _fleet_sizes_changed(self) -> None:
+        """A share told a new fleet size: cache it with the server's policies in force."""
+        if self.source is PolicySource.SERVER and self._policies_pb is not None:
+            self._cache_write.offer(self._policies_pb, self.control_plane_id,
+                                    self._fleet_size_entries())
+
+    def _seed_fleet_sizes(self, cached: agent_pb2.CachedPolicies) -> None:
+        """The cached policies are in force: so are the fleet sizes cached with them."""
+        if self._budgets is None:
+            return
+        sizes: dict[BudgetKey, int] = {}
+        for entry in cached.budget_fleet_sizes:
+            try:
+                sizes[BudgetKey.from_proto(entry.key)] = entry.fleet_size
+            except ValueError:
+                continue  # a kind this agent does not know: it holds no such budget
+        self._budgets.seed_fleet_sizes(sizes)
+        if sizes:
+            log.info("budgets enforce 1/fleet size from the cache until the control plane "
+                     "answers (%d keys)", len(sizes),
+                     extra={"fusebox_event": "budget_fleet_sizes_from_cache"})
 
     def _read_at_start(self) -> tuple[str, str, str, str, str] | None:
         read = self._cache_read
@@ -608,9 +657,9 @@ class _Host(Generic[_Event]):
     def __init__(
         self, config: LinkConfig, on_policies: OnPolicies,
         registry: BreakerRegistry | None = None, *, source: PolicySource = PolicySource.NONE,
-        ready: _Event | None = None,
+        ready: _Event | None = None, budgets: BudgetRegistry | None = None,
     ) -> None:
-        self._loop = _LinkLoop(config, on_policies, registry, source=source)
+        self._loop = _LinkLoop(config, on_policies, registry, source=source, budgets=budgets)
         self._synced: _Event = self._event()
         self._ready: _Event = ready if ready is not None else self._event()
         self._loop.on_synced = self._synced.set

@@ -11,9 +11,11 @@ that waits) is the same one line, and the bound "at most
 order reservations are decided in.
 
 The lock guards a handful of float operations, never a wait or I/O; it is
-uncontended in an asyncio agent. A pushed share (``set_share``) replaces the
-rate and depth and keeps ``min(tokens, new depth)``: a rebalance never lets a
-burst through.
+uncontended in an asyncio agent. ``admitted`` and ``refused`` count the
+reservations (cumulative, under the same lock): the link reports their growth
+as the key's usage (docs/budgets.md, "Reports and shares"). A pushed share
+(``set_share``) replaces the rate and depth and keeps ``min(tokens, new
+depth)``: a rebalance never lets a burst through.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ class RateLimiter:
     0.0
     """
 
-    __slots__ = ("_interval", "_lock", "_tat", "_tolerance", "depth", "max_wait", "policy",
-                 "rate", "share")
+    __slots__ = ("_interval", "_lock", "_tat", "_tolerance", "admitted", "depth", "max_wait",
+                 "policy", "rate", "refused", "share")
 
     def __init__(self, policy: RateLimitPolicy, share: float, now: float) -> None:
         self.policy = policy
@@ -53,6 +55,8 @@ class RateLimiter:
         self.share = self.rate = self.depth = 0.0
         self._interval = math.inf
         self._tolerance = 0.0  # (depth - 1) * interval, plus _ROUNDING
+        #: Reservations admitted and refused since the bucket was made (read lock-free).
+        self.admitted = self.refused = 0
         self.set_share(share, now)
 
     def reserve(self, at: float) -> float | None:
@@ -64,13 +68,16 @@ class RateLimiter:
         earliest = tat - self._tolerance  # _ROUNDING early
         if earliest <= at:
             self._tat = (tat if tat > at else at) + self._interval
+            self.admitted += 1
             lock.release()
             return 0.0
         wait = earliest + _ROUNDING - at
         if wait > self.max_wait:
+            self.refused += 1
             lock.release()
             return None
         self._tat = tat + self._interval  # tat >= earliest > at: max(tat, earliest) is tat
+        self.admitted += 1
         lock.release()
         return wait
 

@@ -226,16 +226,30 @@ def probe_entry(
 
 
 def pack_reports(
-    entries: Iterable[agent_pb2.BreakerOutcomes], limits: ReportLimits, sequence: Iterator[int]
+    entries: Iterable[agent_pb2.BreakerOutcomes], limits: ReportLimits, sequence: Iterator[int],
+    budgets: Sequence[agent_pb2.BudgetUsage] = (),
+    share_acks: Sequence[agent_pb2.BudgetShareAck] = (),
 ) -> list[agent_pb2.OutcomeReport]:
-    """Group ``entries`` into messages of at most ``limits.max_breakers``, in order."""
+    """Group ``entries`` into messages of at most ``limits.max_breakers``, in order.
+
+    Budget usage entries and share acks (docs/budgets.md) ride on the same
+    messages, at most ``limits.max_breakers`` of each per message; they get
+    messages of their own only when there are more of them than of breakers.
+    """
+    per = limits.max_breakers
     reports: list[agent_pb2.OutcomeReport] = []
     batch: list[agent_pb2.BreakerOutcomes] = []
     for entry in entries:
         batch.append(entry)
-        if len(batch) == limits.max_breakers:
+        if len(batch) == per:
             reports.append(agent_pb2.OutcomeReport(breakers=batch, sequence=next(sequence)))
             batch = []
     if batch:
         reports.append(agent_pb2.OutcomeReport(breakers=batch, sequence=next(sequence)))
+    extra = max(len(budgets), len(share_acks))
+    while len(reports) * per < extra:
+        reports.append(agent_pb2.OutcomeReport(sequence=next(sequence)))
+    for i, report in enumerate(reports):
+        report.budgets.extend(budgets[i * per:(i + 1) * per])
+        report.share_acks.extend(share_acks[i * per:(i + 1) * per])
     return reports

@@ -10,6 +10,10 @@ lock: each slot's count is an ``itertools.count`` whose ``__next__`` is one
 atomic C call, and the lock is taken only when a slot ends (once per
 ``window / SLOTS``) and on retries. A race between threads at a slot's end
 can lose a count, never add one: the budget only ever errs on the strict side.
+
+``totals()`` reads the cumulative counts the link reports as the key's usage
+(first attempts, retries made, retries skipped; docs/budgets.md, "Reports and
+shares"), without a single step on the call path of its own.
 """
 
 from __future__ import annotations
@@ -43,8 +47,9 @@ class RetryBudget:
     [True, True, False]
     """
 
-    __slots__ = ("_current", "_epoch", "_firsts", "_lock", "_retries", "_width",
-                 "count_first", "floor", "policy", "share", "slot_end")
+    __slots__ = ("_closed_firsts", "_current", "_epoch", "_firsts", "_lock", "_retries",
+                 "_retries_made", "_skipped", "_width", "count_first", "floor", "policy", "share",
+                 "slot_end")
 
     def __init__(self, policy: RetryBudgetPolicy, share: float, now: float) -> None:
         self.policy = policy
@@ -59,6 +64,8 @@ class RetryBudget:
         #: Counts a first attempt in the current slot: one atomic C call.
         self.count_first: Callable[[], object] = self._current.__next__
         self.share = self.floor = 0.0
+        # Cumulative, under the lock: first attempts of closed slots, retries made, skipped.
+        self._closed_firsts = self._retries_made = self._skipped = 0
         self.set_share(share)
 
     def first_attempt(self, now: float) -> None:
@@ -77,8 +84,10 @@ class RetryBudget:
             firsts = sum(self._firsts) + _value(self._current)
             retries = sum(self._retries)
             if retries + 1 > self.policy.ratio * firsts + self.floor:
+                self._skipped += 1
                 return False
             self._retries[self._epoch % SLOTS] += 1
+            self._retries_made += 1
             return True
 
     def refund(self) -> None:
@@ -87,11 +96,18 @@ class RetryBudget:
             slot = self._epoch % SLOTS
             if self._retries[slot]:
                 self._retries[slot] -= 1
+            self._retries_made -= 1
 
     def set_share(self, share: float) -> None:
         """Enforce ``share`` (0..1) of the fleet-wide floor; the ratio is never divided."""
         self.share = share
         self.floor = share * self.policy.min_retries_per_second * self.policy.window
+
+    def totals(self) -> tuple[int, int, int]:
+        """(first attempts, retries made, retries skipped) since the budget was made."""
+        with self._lock:
+            return (self._closed_firsts + _value(self._current), self._retries_made,
+                    self._skipped)
 
     def roll(self, now: float) -> None:
         """Close the slots that ended before ``now``."""
@@ -104,7 +120,9 @@ class RetryBudget:
             return
         epoch = math.floor(now / self._width)
         old = self._epoch
-        self._firsts[old % SLOTS] = _value(self._current)
+        closing = _value(self._current)
+        self._firsts[old % SLOTS] = closing
+        self._closed_firsts += closing
         # The slots between the old one and the new one saw nothing (at most all of them).
         for passed in range(old + 1, min(epoch, old + SLOTS) + 1):
             self._firsts[passed % SLOTS] = 0

@@ -33,7 +33,7 @@ from fusebox.agent.policy import (
     resolved_from_proto,
     resolved_to_proto,
 )
-from fusebox.v1 import policy_pb2
+from fusebox.v1 import agent_pb2, policy_pb2
 from tests.agent.test_policy_link import Received, link_config
 from tests.support.eventually import eventually_async
 from tests.support.redis_server import free_port
@@ -155,8 +155,9 @@ class CountingCache(PolicyCache):
         super().__init__(path, server="127.0.0.1:50051", namespace="default", app_id="checkout")
         self.saved: list[float] = []  # the timeout of each snapshot written
 
-    def save(self, policies: policy_pb2.ResolvedPolicies, control_plane_id: str) -> None:
-        super().save(policies, control_plane_id)
+    def save(self, policies: policy_pb2.ResolvedPolicies, control_plane_id: str,
+             fleet_sizes: tuple[agent_pb2.BudgetFleetSize, ...] = ()) -> None:
+        super().save(policies, control_plane_id, fleet_sizes)
         self.saved.append(policies.targets[0].timeout.duration.seconds)
 
 

@@ -235,17 +235,27 @@ class AcquireProbeLeaseResponse(_message.Message):
     def __init__(self, granted: _Optional[bool] = ..., lease_id: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., state: _Optional[_Union[_breaker_pb2.BreakerState, str]] = ..., generation: _Optional[int] = ...) -> None: ...
 
 class CachedPolicies(_message.Message):
-    __slots__ = ("control_plane_id", "server", "namespace", "app_id", "written_at", "policies")
+    __slots__ = ("control_plane_id", "server", "namespace", "app_id", "written_at", "policies", "budget_fleet_sizes")
     CONTROL_PLANE_ID_FIELD_NUMBER: _ClassVar[int]
     SERVER_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     APP_ID_FIELD_NUMBER: _ClassVar[int]
     WRITTEN_AT_FIELD_NUMBER: _ClassVar[int]
     POLICIES_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FLEET_SIZES_FIELD_NUMBER: _ClassVar[int]
     control_plane_id: str
     server: str
     namespace: str
     app_id: str
     written_at: _timestamp_pb2.Timestamp
     policies: _policy_pb2.ResolvedPolicies
-    def __init__(self, control_plane_id: _Optional[str] = ..., server: _Optional[str] = ..., namespace: _Optional[str] = ..., app_id: _Optional[str] = ..., written_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., policies: _Optional[_Union[_policy_pb2.ResolvedPolicies, _Mapping]] = ...) -> None: ...
+    budget_fleet_sizes: _containers.RepeatedCompositeFieldContainer[BudgetFleetSize]
+    def __init__(self, control_plane_id: _Optional[str] = ..., server: _Optional[str] = ..., namespace: _Optional[str] = ..., app_id: _Optional[str] = ..., written_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., policies: _Optional[_Union[_policy_pb2.ResolvedPolicies, _Mapping]] = ..., budget_fleet_sizes: _Optional[_Iterable[_Union[BudgetFleetSize, _Mapping]]] = ...) -> None: ...
+
+class BudgetFleetSize(_message.Message):
+    __slots__ = ("key", "fleet_size")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    FLEET_SIZE_FIELD_NUMBER: _ClassVar[int]
+    key: _policy_pb2.BudgetKey
+    fleet_size: int
+    def __init__(self, key: _Optional[_Union[_policy_pb2.BudgetKey, _Mapping]] = ..., fleet_size: _Optional[int] = ...) -> None: ...
