@@ -344,7 +344,7 @@ for id, row in pairs(rows) do
   writes[#writes + 1] = table.concat(parts, ' ')
 end
 if next(rows) == nil then
-  redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[1], KEYS[2])  -- no instance holds it: the budget is gone
 else
   -- In chunks: unpack() of a long table overflows Lua's C stack.
   for first = 1, #writes, 1000 do
