@@ -24,7 +24,14 @@ from fusebox.controlplane.cli._address import (
     parse_server_address,
 )
 from fusebox.controlplane.cli._errors import CommandFailed, ExitCode, exit_code_for_status
-from fusebox.v1 import breaker_pb2, breaker_pb2_grpc, spec_pb2, spec_pb2_grpc
+from fusebox.v1 import (
+    breaker_pb2,
+    breaker_pb2_grpc,
+    budget_pb2,
+    budget_pb2_grpc,
+    spec_pb2,
+    spec_pb2_grpc,
+)
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 SERVER_ENV_VAR = "FUSEBOX_SERVER"
@@ -279,6 +286,21 @@ _FAST_RECONNECT_OPTIONS = (
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 )
+
+
+class BudgetServiceClient(_ServiceClient):
+    """A client of ``fusebox.v1.BudgetService``."""
+
+    def __init__(self, address: str, timeout: float = DEFAULT_TIMEOUT_SECONDS,
+                 security: ClientSecurity | None = None) -> None:
+        super().__init__(address, timeout, options=_FAST_RECONNECT_OPTIONS, security=security)
+        self._stub = budget_pb2_grpc.BudgetServiceStub(self._channel)
+
+    def list(self, request: budget_pb2.ListBudgetsRequest) -> budget_pb2.ListBudgetsResponse:
+        return self._invoke(self._stub.ListBudgets, request, budget_pb2.ListBudgetsResponse)
+
+    def get(self, request: budget_pb2.GetBudgetRequest) -> budget_pb2.GetBudgetResponse:
+        return self._invoke(self._stub.GetBudget, request, budget_pb2.GetBudgetResponse)
 
 
 class BreakerServiceClient(_ServiceClient):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fusebox.controlplane.cli import _breakers, _commands
+from fusebox.controlplane.cli import _breakers, _budgets, _commands
 from fusebox.controlplane.cli._audit import add_audit_command
 from fusebox.controlplane.cli._connection import (
     DEFAULT_SERVER,
@@ -230,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     resolve.set_defaults(handler=_commands.resolve)
 
     _add_breaker_commands(commands, client)
+    _add_budget_commands(commands, client)
     add_audit_command(commands, client)
     _add_run_command(commands, client)
     return parser
@@ -324,6 +325,33 @@ def _add_breaker_scope(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--app", metavar="APP", help="only breakers of this target app-id/type/name"
     )
+
+
+def _add_budget_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    client: argparse.ArgumentParser,
+) -> None:
+    budgets = commands.add_parser(
+        "budgets", parents=[client],
+        help="inspect fleet budgets (rate limits, retry budgets) and instances' shares",
+    )
+    actions = budgets.add_subparsers(dest="budgets_command", required=True, metavar="ACTION")
+    list_ = actions.add_parser("list", parents=[client],
+                               help="list budgets: fleet rate, use, refusals, instances")
+    _add_namespace(list_)
+    list_.add_argument("-A", "--all-namespaces", action="store_true",
+                       help="budgets of every namespace")
+    _add_output(list_, "table", "json")
+    list_.set_defaults(handler=_budgets.list_budgets)
+    get = actions.add_parser("get", parents=[client],
+                             help="show one budget and every instance's share")
+    get.add_argument("name", metavar="KEY-OR-NAME",
+                     help="the budget's key (NAMESPACE/SPEC/KIND/TARGET_KIND/TARGET[@APP], as "
+                     "listed), or its policy's name or target when that names one budget")
+    get.add_argument("-n", "--namespace",
+                     help="only budgets of this namespace (default: any namespace)")
+    _add_output(get, "table", "json", "yaml")
+    get.set_defaults(handler=_budgets.get_budget)
 
 
 def _add_breaker_commands(

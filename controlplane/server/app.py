@@ -37,6 +37,7 @@ from fusebox.controlplane.server.services.agent_service import AgentService
 from fusebox.controlplane.server.services.audit_recorder import AuditRecorder
 from fusebox.controlplane.server.services.audit_service import AuditService
 from fusebox.controlplane.server.services.breaker_service import BreakerService
+from fusebox.controlplane.server.services.budget_service import BudgetService
 from fusebox.controlplane.server.services.registry_service import RegistryService
 from fusebox.controlplane.server.services.spec_service import SpecService
 from fusebox.controlplane.spec_store import open_store
@@ -48,6 +49,8 @@ from fusebox.v1 import (
     audit_pb2_grpc,
     breaker_pb2,
     breaker_pb2_grpc,
+    budget_pb2,
+    budget_pb2_grpc,
     registry_pb2,
     registry_pb2_grpc,
     spec_pb2,
@@ -65,6 +68,7 @@ SERVICE_NAMES = (
     breaker_pb2.DESCRIPTOR.services_by_name["BreakerService"].full_name,
     audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
     registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name,
+    budget_pb2.DESCRIPTOR.services_by_name["BudgetService"].full_name,
 )
 
 
@@ -188,6 +192,8 @@ class FuseboxServer:
         ),))
         self.breaker_service = BreakerService(self.breaker_store, audit, specs=self.hub.specs)
         breaker_pb2_grpc.add_BreakerServiceServicer_to_server(self.breaker_service, server)
+        budget_pb2_grpc.add_BudgetServiceServicer_to_server(BudgetService(self.budget_store),
+                                                            server)
         registry_pb2_grpc.add_RegistryServiceServicer_to_server(
             RegistryService(self.instance_registry), server
         )

@@ -22,6 +22,8 @@ from fusebox.v1 import (
     audit_pb2_grpc,
     breaker_pb2,
     breaker_pb2_grpc,
+    budget_pb2,
+    budget_pb2_grpc,
     policy_pb2,
     registry_pb2,
     registry_pb2_grpc,
@@ -196,6 +198,17 @@ RPCS = [
         _unary(audit_pb2_grpc.AuditServiceStub, "ListAuditEvents",
                audit_pb2.ListAuditEventsRequest()),
         right="vera-viewer", wrong="checkout-agents"),
+    Rpc("/fusebox.v1.BudgetService/ListBudgets",
+        _unary(budget_pb2_grpc.BudgetServiceStub, "ListBudgets",
+               budget_pb2.ListBudgetsRequest()),
+        right="vera-viewer", wrong="checkout-agents"),
+    Rpc("/fusebox.v1.BudgetService/GetBudget",
+        _unary(budget_pb2_grpc.BudgetServiceStub, "GetBudget",
+               budget_pb2.GetBudgetRequest(key=policy_pb2.BudgetKey(
+                   namespace="default", spec="myresiliency",
+                   kind=policy_pb2.BUDGET_KIND_RATE_LIMIT,
+                   target_kind=policy_pb2.TARGET_KIND_APP, target="order-processor"))),
+        right="vera-viewer", wrong="checkout-agents"),
 ]
 DENIED_WATCHERS = {bearer(None), bearer("checkout-agents"), bearer("inventory-agents"),
                    (("authorization", "Bearer not-a-token"),)}
@@ -217,7 +230,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 
 
 def test_the_matrix_covers_every_registered_rpc() -> None:
-    descriptors = [spec_pb2, agent_pb2, breaker_pb2, audit_pb2, registry_pb2]
+    descriptors = [spec_pb2, agent_pb2, breaker_pb2, audit_pb2, registry_pb2, budget_pb2]
     registered = {
         f"/{service.full_name}/{method.name}"
         for module in descriptors

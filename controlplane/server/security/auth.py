@@ -39,6 +39,7 @@ _BREAKER = "/fusebox.v1.BreakerService/"
 _AGENT = "/fusebox.v1.AgentService/"
 _AUDIT = "/fusebox.v1.AuditService/"
 _REGISTRY = "/fusebox.v1.RegistryService/"
+_BUDGET = "/fusebox.v1.BudgetService/"
 
 #: Reads: every role but ``agent`` may call these.
 READ_METHODS = frozenset({
@@ -50,6 +51,8 @@ READ_METHODS = frozenset({
     _BREAKER + "GetBreaker",
     _BREAKER + "WatchBreakers",
     _AUDIT + "ListAuditEvents",
+    _BUDGET + "ListBudgets",
+    _BUDGET + "GetBudget",
 })
 #: Operator actions on live breakers (admin may call them too).
 OPERATE_METHODS = frozenset({_BREAKER + "SetOverride", _BREAKER + "ResetBreaker"})
