@@ -46,6 +46,16 @@ it, and ``RetryContext`` asks the retry budget, then the rate limit (when it
 counts retries), before announcing a retry; either refusing skips the retry.
 A plan without budgets pays one attribute test per call for each.
 
+The general path
+----------------
+Every plan that is not flat (below) runs ``call_sync`` / ``call_async``. Two
+things they do inline rather than call, because a Python frame is a
+measurable share of a guarded call (``make bench``, BENCHMARKS.md): the
+breaker's LRU mark and the clock read at the start, and a first attempt's
+success under the default classifier (release the breaker's token, count the
+success, return), which is what ``settle`` would do for it. Every other
+outcome goes to ``settle``.
+
 The flat path
 -------------
 A call with one breaker and nothing else (``CallPlan.breaker_only``: the
@@ -255,13 +265,6 @@ def _run_with_deadline(
 
 
 # -- one attempt ------------------------------------------------------------------------
-
-
-def start_call(plan: CallPlan) -> float:
-    """Mark the plan's breaker used (it lives in an LRU); the call's start, on its clock."""
-    if plan.touch:
-        plan.breaker.last_used = touch_tick()  # type: ignore[union-attr]  # touch: has one
-    return plan.now()
 
 
 class Raised:
@@ -484,7 +487,10 @@ def call_sync(plan: CallPlan, fn: Callable[..., Any], args: tuple[Any, ...],
     A probe lease, an attempt's timeout, a rate limit's wait and a retry's
     wait block the thread.
     """
-    start, retrying, breaker = start_call(plan), None, plan.breaker
+    breaker = plan.breaker
+    if plan.touch:  # an LRU's breaker: mark it used (see "The general path")
+        breaker.last_used = touch_tick()  # type: ignore[union-attr]  # touch: has one
+    start, retrying = plan.now(), None
     if (limiter := plan.rate_limit) is not None:
         if (wait := limiter.reserve(start)) is None:
             return rate_limited(plan, limiter, start).give_up()
@@ -512,6 +518,13 @@ def call_sync(plan: CallPlan, fn: Callable[..., Any], args: tuple[Any, ...],
                 result = fn(*args, **kwargs)
         except BaseException as error:
             result = Raised(error)
+        else:
+            if retrying is None and plan.classifier is default_classifier:
+                # settle's first-attempt success, inlined (see "The general path").
+                if token is not None:
+                    breaker.release(token, True)  # type: ignore[union-attr]  # token: has one
+                plan.succeeded()
+                return result
         if (retrying := settle(plan, token, result, retrying, start)) is None:
             return result
         if (delay := retrying.next_delay()) is None:
@@ -523,7 +536,10 @@ def call_sync(plan: CallPlan, fn: Callable[..., Any], args: tuple[Any, ...],
 async def call_async(plan: CallPlan, fn: Callable[..., Awaitable[Any]],
                      args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Await ``fn(*args, **kwargs)`` under ``plan``."""
-    start, retrying, breaker = start_call(plan), None, plan.breaker
+    breaker = plan.breaker
+    if plan.touch:  # an LRU's breaker: mark it used (see "The general path")
+        breaker.last_used = touch_tick()  # type: ignore[union-attr]  # touch: has one
+    start, retrying = plan.now(), None
     if (limiter := plan.rate_limit) is not None:
         if (wait := limiter.reserve(start)) is None:
             return await rate_limited(plan, limiter, start).give_up_async()
@@ -549,6 +565,13 @@ async def call_async(plan: CallPlan, fn: Callable[..., Awaitable[Any]],
                 result = await fn(*args, **kwargs)
         except BaseException as error:
             result = Raised(error)
+        else:
+            if retrying is None and plan.classifier is default_classifier:
+                # settle's first-attempt success, inlined (see "The general path").
+                if token is not None:
+                    breaker.release(token, True)  # type: ignore[union-attr]  # token: has one
+                plan.succeeded()
+                return result
         if (retrying := settle(plan, token, result, retrying, start)) is None:
             return result
         if (delay := retrying.next_delay()) is None:

@@ -3,6 +3,8 @@
 * A rate limiter admits at most ``depth + rate * (y - x)`` calls at times in any
   ``[x, y]``, whatever order its reservations (now, later, waiting) are decided in.
 * A new share never adds tokens: the bucket keeps ``min(tokens, new depth)``.
+* Threads deciding on one bucket at once (the baton, not a lock) admit exactly
+  what one thread would, and count every reservation once.
 * A retry budget allows, in any ``(a, b]``, at most ``ratio * first attempts in
   (a - window, b] + floor * (S/(S-1) * (b - a) + window)`` retries.
 """
@@ -10,6 +12,8 @@
 from __future__ import annotations
 
 import bisect
+import sys
+import threading
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -78,6 +82,34 @@ def test_a_new_share_never_adds_tokens(
         assert after <= before + EPSILON
         assert after <= limiter.depth + EPSILON
         assert after >= min(before, limiter.depth) - EPSILON  # kept, not lost
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 300), st.integers(2, 6), st.integers(1, 400), st.sampled_from([1.0, 0.3]))
+def test_threads_racing_for_one_bucket_admit_exactly_its_depth_and_count_every_call(
+    burst: int, threads: int, per_thread: int, share: float,
+) -> None:
+    # Time stands still: a bucket of depth d admits floor(d) calls, however they interleave.
+    limiter = RateLimiter(RateLimitPolicy("l", limit=1, period=3600.0, burst=burst), share, 0.0)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # hand the GIL over as often as possible
+    try:
+        start = threading.Barrier(threads)
+
+        def caller() -> None:
+            start.wait()
+            for _ in range(per_thread):
+                limiter.reserve(0.0)
+
+        workers = [threading.Thread(target=caller) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert limiter.admitted == min(threads * per_thread, int(limiter.depth + EPSILON))
+    assert limiter.admitted + limiter.refused == threads * per_thread
 
 
 retry_budgets = st.builds(

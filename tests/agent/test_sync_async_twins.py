@@ -75,12 +75,32 @@ def test_a_settle_rule_changed_once_changes_both_paths(
     h = Harness(mode, policies(app_target(**retry_and_fallback(), circuit_breaker=breaker(
         "consecutiveFailures >= 10"))))
     script = Script(200)
-    assert h.call(script) == FallbackResponse(200, body=b"cached")
+    # A classifier of its own: with the default one, a first attempt's success is
+    # settled inline by both drivers (see the next test), never by ``settle``.
+    assert h.call(script, classifier=errors_fail) == FallbackResponse(200, body=b"cached")
     assert script.calls == 3
     assert h.fb.stats()[NAME].fallbacks == 1
 
 
+def test_a_first_success_settled_inline_counts_and_releases_alike(mode: str) -> None:
+    h = Harness(mode, policies(app_target(**retry_and_fallback(), circuit_breaker=breaker(
+        "consecutiveFailures >= 1"))))
+    assert h.call(Script(ConnectionError("down"))) == FallbackResponse(200, body=b"cached")
+    assert h.fb.breaker_states()[NAME] is BreakerState.OPEN
+    h.clock.advance(30.0)  # half-open: the next call is the probe
+    assert h.call(Script("ok")) == "ok"
+    # The probe's success released the breaker (closing it) and was counted.
+    assert h.fb.breaker_states()[NAME] is BreakerState.CLOSED
+    stats = h.fb.stats()[NAME]
+    assert (stats.calls, stats.successes, stats.failures) == (2, 1, 1)
+
+
 # -- the flat path settles alike on both paths --------------------------------------------
+
+
+def errors_fail(result: Any, error: BaseException | None) -> Outcome:
+    """What the default classifier says, from a classifier of a test's own."""
+    return FAILURE if error is not None else SUCCESS
 
 
 def failing_result(result: Any, error: BaseException | None) -> Outcome:
