@@ -56,6 +56,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from fusebox.agent import _executor
 from fusebox.agent._errors import BreakerOpenError, PolicyTimeoutError
 from fusebox.agent.breaker import BreakerState
+from fusebox.agent.budget import BudgetKind
 from fusebox.agent.events import StateChangeEvent, TargetStats, logger
 from fusebox.agent.policy import TargetKind, TargetPolicy
 
@@ -100,6 +101,18 @@ INSTRUMENTS: dict[str, tuple[str, str, str]] = {
         "counter", "{call}",
         "Calls a circuit breaker rejected without calling (Resilience4j's not permitted "
         "calls)."),
+    "fusebox.resiliency.rate_limited": (
+        "counter", "{attempt}",
+        "Attempts a rate limit refused (fleet budgets): a refused first attempt ends the call "
+        "with RateLimitedError (or its fallback), a refused retry is skipped."),
+    "fusebox.resiliency.retries_skipped": (
+        "counter", "{retry}",
+        "Retries a retry budget skipped (fleet budgets): the call ended with its last failure "
+        "or its fallback instead."),
+    "fusebox.agent.budget.share": (
+        "gauge", "1",
+        "The fraction of each fleet budget this instance enforces: pushed by the control "
+        "plane (source=pushed) or 1/fleet size (source=fallback)."),
     "fusebox.agent.policy.snapshots": (
         "counter", "{snapshot}",
         "Policy snapshots from the control plane, by result (applied, nacked)."),
@@ -111,8 +124,10 @@ INSTRUMENTS: dict[str, tuple[str, str, str]] = {
 
 _STATES = (BreakerState.CLOSED, BreakerState.HALF_OPEN, BreakerState.OPEN)
 _CB = "circuitbreaker"
+_RATE_LIMIT, _RETRY_BUDGET = "ratelimit", "retrybudget"
 _KINDS = (("timeout", "timeout"), ("retry", "retry"), (_CB, "circuit_breaker"),
-          ("fallback", "fallback"))
+          ("fallback", "fallback"), (_RATE_LIMIT, "rate_limit"), (_RETRY_BUDGET, "retry_budget"))
+_BUDGET_POLICY = {BudgetKind.RATE_LIMIT: _RATE_LIMIT, BudgetKind.RETRY_BUDGET: _RETRY_BUDGET}
 
 Attributes = dict[str, str]
 _Key = tuple[tuple[str, str], ...]
@@ -303,6 +318,9 @@ class _Instruments:
             "fusebox.resiliency.calls": self._calls,
             "fusebox.resiliency.attempts": self._attempts,
             "fusebox.resiliency.rejections": self._rejections,
+            "fusebox.resiliency.rate_limited": self._rate_limited,
+            "fusebox.resiliency.retries_skipped": self._retries_skipped,
+            "fusebox.agent.budget.share": self._budget_share,
             "fusebox.agent.policy.snapshots": self._snapshots,
             "fusebox.agent.policy.revision": self._revision,
         }
@@ -382,6 +400,33 @@ class _Instruments:
             if _CB in target.kinds or stats.rejected:
                 sums.add(target.attributes, stats.rejected)
         return self._per_target(observe)
+
+    def _rate_limited(self, options: CallbackOptions) -> Sequence[Observation]:
+        def observe(sums: _Sums, target: _Target, stats: TargetStats) -> None:
+            if _RATE_LIMIT in target.kinds or stats.rate_limited:
+                sums.add(target.attributes, stats.rate_limited, policy=_RATE_LIMIT)
+        return self._per_target(observe)
+
+    def _retries_skipped(self, options: CallbackOptions) -> Sequence[Observation]:
+        def observe(sums: _Sums, target: _Target, stats: TargetStats) -> None:
+            if _RETRY_BUDGET in target.kinds or stats.retries_skipped:
+                sums.add(target.attributes, stats.retries_skipped, policy=_RETRY_BUDGET)
+        return self._per_target(observe)
+
+    def _budget_share(self, options: CallbackOptions) -> Sequence[Observation]:
+        out = []
+        for _source, core in self._live():
+            budgets = core._budgets
+            for key in budgets.bound():
+                out.append(Observation(budgets.share(key), {
+                    "app_id": core.app_id, "namespace": key.namespace or core.namespace,
+                    "name": key.spec,
+                    "flow_direction": key.direction.value if key.direction else "outbound",
+                    "target": dapr_target(key.target_kind, key.target),
+                    "policy": _BUDGET_POLICY[key.kind], "budget": str(key),
+                    "source": "fallback" if budgets.pushed(key) is None else "pushed",
+                }))
+        return out
 
     def _snapshots(self, options: CallbackOptions) -> Sequence[Observation]:
         sums = _Sums()

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,16 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from fusebox.agent import Agent, AsyncAgent, BreakerOpenError
-from fusebox.agent.policy import CircuitBreakerPolicy
+from fusebox.agent import Agent, AsyncAgent, BreakerOpenError, RateLimitedError
+from fusebox.agent.budget import BudgetKind, BudgetShare, budget_key
+from fusebox.agent.policy import (
+    CircuitBreakerPolicy,
+    RateLimitPolicy,
+    RetryBudgetPolicy,
+    RetryPolicy,
+)
 from fusebox.agent.telemetry import INSTRUMENTS
+from fusebox.agent.testing import ManualClock
 from fusebox.controlplane.server import FuseboxServer, ServerConfig
 from fusebox.v1 import spec_pb2, spec_pb2_grpc
 from tests.agent import telemetry_sequence
@@ -170,6 +178,14 @@ class Telemetry:
                                         for p in metric.data.data_points}
         return out
 
+    def shares(self) -> dict[tuple[str, str], float]:
+        """The budget share gauge: (policy, source) -> value."""
+        data = self.reader.get_metrics_data()
+        return {(str(p.attributes["policy"]), str(p.attributes["source"])): float(p.value)
+                for rm in data.resource_metrics for sm in rm.scope_metrics
+                for m in sm.metrics if m.name == "fusebox.agent.budget.share"
+                for p in m.data.data_points}
+
     def events(self) -> dict[str, list[tuple[str, dict[str, Any]]]]:
         return {span.name: [(e.name, dict(e.attributes or {})) for e in span.events]
                 for span in self.exporter.get_finished_spans()}
@@ -265,6 +281,38 @@ def test_a_breaker_only_call_rejected_is_an_event_on_the_callers_span(otel: Tele
             "fusebox.attempt.outcome": "rejected", "fusebox.breaker.decision": "rejected",
             "fusebox.breaker.state": "open"})]}
         assert otel.points()["fusebox.resiliency.rejections"] == {point(ORDERS): 1}
+    finally:
+        fb.close()
+
+
+def test_fleet_budgets_count_refusals_skipped_retries_and_show_the_share(
+        otel: Telemetry) -> None:
+    limit = RateLimitPolicy("ordersLimit", limit=3, period=1.0)
+    budget = RetryBudgetPolicy("ordersRetries", ratio=0.1, window=10.0,
+                               min_retries_per_second=0.0)
+    target = app_target(rate_limit=limit, retry=RetryPolicy("twice", max_retries=2),
+                        retry_budget=budget)
+    fb = Agent(app_id="checkout", policies=policies(target), clock=ManualClock(),
+               meter_provider=otel.meter_provider)
+    try:
+        handle = fb.app("order-processor", method="orders")
+        with pytest.raises(ConnectionError):
+            handle.call(_refused)  # 1 first attempt: ratio 0.1 allows no retry, skipped
+        for _ in range(3):
+            with suppress(RateLimitedError, ConnectionError):
+                handle.call(_refused)  # 2 more first attempts, then the limit refuses 1
+        points = otel.points()
+        budgets = {**ORDERS, "name": "resiliency"}
+        assert points["fusebox.resiliency.rate_limited"] == {
+            point(budgets, policy="ratelimit"): 1}
+        assert points["fusebox.resiliency.retries_skipped"] == {
+            point(budgets, policy="retrybudget"): 3}
+        assert points["fusebox.resiliency.count"][point(budgets, policy="ratelimit")] == 4
+        key = budget_key(target, BudgetKind.RATE_LIMIT, "checkout")
+        fb._budgets.apply_share(BudgetShare(key, 0.5, fleet_size=4, lease=60.0, generation=1))
+        shares = otel.shares()
+        assert shares[("ratelimit", "pushed")] == 0.5
+        assert shares[("retrybudget", "fallback")] == 1.0
     finally:
         fb.close()
 
