@@ -48,6 +48,8 @@ log = logging.getLogger("fusebox.agent.budgets")
 USAGE_INTERVAL = 0.1
 #: Seconds between two zero entries of an idle key.
 IDLE_USAGE_INTERVAL = 1.0
+#: The longest interval one entry may say (the server's bound; only a stalled link gets near).
+MAX_INTERVAL = 3600.0
 
 _ROUNDING = 1e-9  # seconds of float rounding forgiven when an entry is due
 
@@ -84,7 +86,7 @@ class BudgetSync:
         self.idle_usage_interval = max(usage_interval, idle_usage_interval)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reported: dict[BudgetKey, _Reported] = {}
-        self._last_look = self._now()  # the previous take_usage (or the session's start)
+        self._session_start = self._now()
         self._synced = False  # the session's first snapshot is applied
         self._early: list[BudgetShare] = []  # shares received before it
         #: The newest generation applied per key on this stream (older ones are stale).
@@ -108,7 +110,7 @@ class BudgetSync:
         What the enforcers counted before belongs to no entry (the new server
         has none to compare it with).
         """
-        now = self._last_look = self._now()
+        now = self._session_start = self._now()
         self._reported = {key: _Reported(enforcer, totals(enforcer), now, False)
                           for key, enforcer in self._registry.budgets().items()}
         self._generations.clear()
@@ -211,10 +213,7 @@ class BudgetSync:
 
     def take_usage(self) -> list[agent_pb2.BudgetUsage]:
         """The usage entries due now (at most one per key), moving each key's mark."""
-        now = self._now()
-        entries = self._due(now, take=True)
-        self._last_look = now
-        return entries
+        return self._due(self._now(), take=True)
 
     def _due(self, now: float, *, take: bool) -> list[agent_pb2.BudgetUsage]:
         live = self._registry.budgets()
@@ -224,9 +223,10 @@ class BudgetSync:
             counted = totals(enforcer) if enforcer is not None else (0, 0, 0)
             last = self._reported.get(key)
             if last is None:
-                # Bound since the previous look: its enforcer (if any) is new, every
-                # count is since then.
-                last = self._reported[key] = _Reported(None, (0, 0, 0), self._last_look, False)
+                # Bound since the stream started: its enforcer (if any) is as new as
+                # the binding, so every count it holds is since then.
+                since = max(self._session_start, self._registry.bound_since(key))
+                last = self._reported[key] = _Reported(None, (0, 0, 0), since, False)
             base = last.totals if last.enforcer is enforcer else (0, 0, 0)
             delta = (counted[0] - base[0], counted[1] - base[1], counted[2] - base[2])
             elapsed = now - last.at
@@ -238,7 +238,7 @@ class BudgetSync:
                 entry = agent_pb2.BudgetUsage(key=key.to_proto(), admitted=max(0, delta[0]),
                                               refused=max(0, delta[1]),
                                               first_attempts=max(0, delta[2]))
-                entry.interval.FromNanoseconds(round(max(0.0, elapsed) * 1e9))
+                entry.interval.FromNanoseconds(round(min(elapsed, MAX_INTERVAL) * 1e9))
                 self._reported[key] = _Reported(enforcer, counted, now, active)
             else:
                 entry = agent_pb2.BudgetUsage()

@@ -49,6 +49,7 @@ class BudgetRegistry:
         self._fleet_sizes: dict[BudgetKey, int] = {}
         #: The keys the policies in force bind for this app (``retain`` sets it).
         self._bound: frozenset[BudgetKey] = frozenset()
+        self._bound_since: dict[BudgetKey, float] = {}
 
     def rate_limiter(self, key: BudgetKey, policy: RateLimitPolicy) -> RateLimiter:
         """The bucket of ``key`` under ``policy``: the live one if the policy is the same."""
@@ -104,6 +105,10 @@ class BudgetRegistry:
         """Every key the policies in force bind for this app."""
         return self._bound
 
+    def bound_since(self, key: BudgetKey) -> float:
+        """Since when the policies in force bind ``key`` (on the agent's clock)."""
+        return self._bound_since.get(key, self._now())
+
     def fleet_sizes(self) -> dict[BudgetKey, int]:
         """The fleet size last told per key (what the disk cache keeps)."""
         with self._lock:
@@ -124,8 +129,10 @@ class BudgetRegistry:
         """Drop the budgets no longer bound by ``targets`` (after a policy swap),
         their pushed shares and fleet sizes with them."""
         keep = frozenset(key for target in targets for key in bound_budgets(target, self.app_id))
+        now = self._now()
         with self._lock:
             self._bound = keep
+            self._bound_since = {key: self._bound_since.get(key, now) for key in keep}
             for key in [k for k in self._live if k not in keep]:
                 del self._live[key]
             for key in [k for k in self._pushed if k not in keep]:

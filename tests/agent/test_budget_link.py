@@ -12,10 +12,12 @@ test moves it, so counts of admitted calls are exact whatever the machine's spee
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 from collections.abc import AsyncIterator, Iterator
 from concurrent import futures
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,14 @@ from fusebox.agent.policy import (
 )
 from fusebox.agent.testing import ManualClock
 from fusebox.controlplane.server import FuseboxServer, ServerConfig
-from fusebox.v1 import agent_pb2, agent_pb2_grpc, spec_pb2, spec_pb2_grpc
+from fusebox.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
+    budget_pb2,
+    budget_pb2_grpc,
+    spec_pb2,
+    spec_pb2_grpc,
+)
 from tests.support.eventually import eventually_async
 
 LIMIT = RateLimitPolicy("ordersLimit", limit=10, period=1.0, burst=10)
@@ -232,9 +241,9 @@ spec:
   policies:
     rateLimits:
       ordersLimit:
-        limit: 10
+        limit: 200
         period: 1s
-        burst: 10
+        burst: 20
   targets:
     apps:
       order-processor:
@@ -265,11 +274,80 @@ async def test_the_embedded_server_takes_reports_with_usage_and_the_stream_stays
     await driver.start()
     try:
         assert driver.fb.policies is not None and driver.fb.policies.targets
-        assert await driver.calls(3) == ["ok"] * 3
+        # The server may have pushed a share already (an idle instance's is small).
+        results = await driver.calls(30)
         driver.clock.advance(USAGE_INTERVAL)
-        await eventually_async(lambda: sum(
-            u.admitted for r in reports for u in r.budgets
-            if BudgetKey.from_proto(u.key) == KEY) == 3, what="3 admitted calls reported")
+
+        def reported() -> tuple[int, int]:
+            entries = [u for r in reports for u in r.budgets
+                       if BudgetKey.from_proto(u.key) == KEY]
+            return sum(u.admitted for u in entries), sum(u.refused for u in entries)
+
+        await eventually_async(
+            lambda: reported() == (results.count("ok"), results.count("refused")),
+            what="the calls reported", details=lambda: f"{reported()} for {results}")
         assert driver.fb._link.connected
     finally:
         await driver.stop()
+
+
+async def test_the_embedded_server_divides_the_budget_and_a_caller_that_stops_releases_its_share(
+        real_server: FuseboxServer, tmp_path: Path) -> None:
+    """Two agents on the real clock, both calling as fast as they may, then one stops.
+
+    Every assertion waits for a condition: what the server granted is what the
+    agents enforce, their shares never sum past the whole, and the idle one's
+    share goes to the busy one.
+    """
+    fleet = [AsyncAgent(app_id="checkout", server=f"127.0.0.1:{real_server.port}",
+                        instance_id=f"checkout-{i}", cache_path=tmp_path / f"cache-{i}.pb",
+                        report_interval=0.005) for i in range(2)]
+    for fb in fleet:
+        await fb.start()
+    busy = [True, True]
+
+    async def caller(i: int) -> None:
+        async def op() -> str:
+            return "ok"
+
+        handle = fleet[i].app("order-processor", method="orders")
+        while True:
+            if busy[i]:
+                with suppress(RateLimitedError):
+                    await handle.call(op)
+            await asyncio.sleep(0.002)
+
+    def shares() -> list[float]:
+        return [fb._budgets.share(KEY) for fb in fleet]
+
+    def pushed() -> bool:
+        return all(fb._budgets.pushed(KEY) is not None for fb in fleet)
+
+    tasks = [asyncio.create_task(caller(i)) for i in range(2)]
+    try:
+        await eventually_async(pushed, what="both agents enforcing a pushed share")
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{real_server.port}") as channel:
+            stub = budget_pb2_grpc.BudgetServiceStub(channel)
+
+            async def acked() -> bool:
+                view = (await stub.GetBudget(budget_pb2.GetBudgetRequest(
+                    key=KEY.to_proto()))).budget
+                return len(view.instances) == 2 and all(
+                    i.acked_generation == i.generation > 0 for i in view.instances)
+
+            deadline = asyncio.get_running_loop().time() + 10
+            while not await acked():
+                assert asyncio.get_running_loop().time() < deadline, "acks never caught up"
+                await asyncio.sleep(0.02)
+        assert sum(shares()) <= 1.0 + 1e-9
+        busy[1] = False
+        await eventually_async(lambda: shares()[1] <= 0.1 and shares()[0] >= 0.6,
+                               what="the idle agent's share given to the busy one",
+                               details=lambda: f"shares {shares()}")
+        assert sum(shares()) <= 1.0 + 1e-9
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for fb in fleet:
+            await fb.aclose()
