@@ -23,7 +23,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from fusebox.v1 import spec_pb2, spec_pb2_grpc
+from fusebox.v1 import budget_pb2, budget_pb2_grpc, spec_pb2, spec_pb2_grpc
 from tests.chaos.support import metric, metrics_args
 from tests.support.budget_upstream import BudgetUpstream
 from tests.support.budgets import (
@@ -124,6 +124,7 @@ def check_rate_limit_bound(fleet: Fleet, *, burst: int, rate: float, instances: 
         bound = rate_limit_bound(burst=burst, rate=rate, instances=instances, seconds=length,
                                  cut_off=cut_off, last_fleet_size=instances)
         most, at = max_in_window(times, length)
+        print(f"most admitted in {length:g} s: {most} (bound {bound:g})")
         assert most <= bound, (
             f"the fleet admitted {most} calls in [{at:.3f}, {at + length:.3f}] s, above the "
             f"bound B + R*t + N + K*(B/N' + 1 + R*t/N') = {bound:g} (B={burst}, R={rate:g}/s, "
@@ -136,6 +137,16 @@ def check_upstream_agrees(fleet: Fleet, upstream: BudgetUpstream, t0: float) -> 
     assert fleet.total("errors") == 0, f"calls that broke: {fleet.total('errors')}"
     assert upstream.count(t0) == fleet.total("admitted"), (
         upstream.count(t0), fleet.total("admitted"))
+
+
+def rate_limit_budget(address: str, app_id: str) -> budget_pb2.Budget:
+    """The one rate-limit budget app ``app_id`` holds, as a replica describes it."""
+    with grpc.insecure_channel(address) as channel:
+        listed = budget_pb2_grpc.BudgetServiceStub(channel).ListBudgets(
+            budget_pb2.ListBudgetsRequest(namespace="default"), timeout=10).budgets
+    (budget,) = [b for b in listed if b.display_name.endswith(f"@{app_id}")
+                 and "/rate-limit/" in b.display_name]
+    return budget
 
 
 def test_twenty_instances_with_10_to_1_skewed_demand_stay_within_the_limit_and_its_slack(
@@ -276,7 +287,9 @@ def test_a_replica_killed_mid_run_loses_no_budget_state_and_over_admits_nothing(
     Over the whole run, and in every second, the fleet stays within §5's bound
     with K the instances that were cut off long enough to fall back to 1/N (a
     lease ended unrenewed: counted from their own looks at the share they
-    enforce). And the grants live in Redis, not in the dead replica: after the
+    enforce). And the budget's state lives in Redis, not in the dead replica: the
+    survivor describes the same 20 instances, a generation that went on from the
+    victim's last one and no more than the whole budget held; and after the
     failover the fleet still admits more than a demand-blind split could.
     """
     limit, burst, n, seconds, kill_at = 200, 20, 20, 14.0, 4.0
@@ -301,10 +314,19 @@ def test_a_replica_killed_mid_run_loses_no_budget_state_and_over_admits_nothing(
         t0 = fleet.go(seconds)
         eventually(lambda: time.time() >= t0 + kill_at, deadline=kill_at + 5,
                    what="the time to kill")
+        before = rate_limit_budget(victim.address, app)
         victim.kill()
         took = eventually(lambda: metric(survivor_metrics, connected) == n, deadline=10,
                           what="every instance on the surviving replica")
+        # The survivor reads the table the dead replica wrote: the same instances, the
+        # generation going on from where it was, and no more than the whole budget held.
+        after = rate_limit_budget(cluster.servers[1 - victim_index][0].address, app)
         fleet.wait_done(seconds + RUN_GRACE)
+        names = {name for name, _ in instances}
+        assert {i.instance_id for i in before.instances} == names, before
+        assert {i.instance_id for i in after.instances} == names, after
+        assert after.generation >= before.generation, (before.generation, after.generation)
+        assert sum(i.held for i in after.instances) <= 1.0 + 1e-9, after
         after_kill = [e for e in fleet.seconds() if e["k"] >= int(kill_at)]
         cut_off = len({e["instance"] for e in after_kill if e.get("fallback_samples", 0)})
         print(f"failover took {took:.2f} s after the kill; {held[victim_index]:g} instances "
