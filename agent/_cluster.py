@@ -66,9 +66,13 @@ class ClusterSync:
 
     def __init__(
         self, registry: BreakerRegistry, config: ClusterConfig | None = None,
-        instance_id: str = "", budgets: BudgetSync | None = None,
+        instance_id: str = "", budgets: BudgetSync | None = None, *,
+        shares_breakers: bool = True,
     ) -> None:
         self._registry = registry
+        #: False: ``registry`` is an empty stand-in (the agent keeps its breakers per
+        #: instance) and only fleet budgets use this stream; it never "follows".
+        self.shares_breakers = shares_breakers
         #: Fleet budgets' usage and shares (docs/budgets.md): they ride this flusher.
         self.budgets = budgets
         self._instance_id = instance_id
@@ -409,7 +413,8 @@ class ClusterSync:
                 for i in range(0, len(acks), per_message)]
 
     def _set_following(self, following: bool, reason: str, *, quiet: bool = False) -> None:
-        following = following and self._connected and not self._told_local
+        following = following and self._connected and not self._told_local and (
+            self.shares_breakers)
         if following == self.following:
             return
         self.following = following

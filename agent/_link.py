@@ -23,6 +23,9 @@ the first snapshot the link sends the interest of every live breaker, starts
 the ``ClusterSync`` flusher (interest changes and outcome reports, every
 ``report_interval``) and hands it breaker updates, mode changes and report
 rejections as they arrive. Writes to the stream are serialised by one lock.
+Fleet budgets (given the agent's ``BudgetRegistry``) ride the same flusher and
+stream (``fusebox.agent._budget_sync``); without the breaker registry
+(``cluster_breakers=False``) the flusher runs over no breakers, for them alone.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ from fusebox.agent._policy_source import PolicySource
 from fusebox.agent._registry import BreakerRegistry
 from fusebox.agent._reporting import ReportLimits
 from fusebox.agent.budget import BudgetKey
+from fusebox.agent.clock import SYSTEM_CLOCK
+from fusebox.agent.events import EventHooks
 from fusebox.agent.policy import ResolvedPolicies, resolved_from_proto
 from fusebox.v1 import agent_pb2, agent_pb2_grpc, policy_pb2
 
@@ -301,10 +306,15 @@ class _LinkLoop:
         self.config = config
         self._on_policies = on_policies
         self._budgets = budgets
-        # Budget shares ride the cluster stream's reports (cluster mode only).
-        budget_sync = BudgetSync(budgets) if budgets is not None and registry is not None else None
+        budget_sync = BudgetSync(budgets) if budgets is not None else None
+        shares_breakers = registry is not None
+        if registry is None and budget_sync is not None:
+            # Breakers stay per instance (cluster_breakers=False), but fleet budgets
+            # still ride the stream's reports: a flusher over no breakers.
+            registry = BreakerRegistry(SYSTEM_CLOCK, EventHooks())
         self.cluster = (
-            ClusterSync(registry, config.cluster_config(), config.instance_id, budget_sync)
+            ClusterSync(registry, config.cluster_config(), config.instance_id, budget_sync,
+                        shares_breakers=shares_breakers)
             if registry is not None else None
         )
         if budget_sync is not None:

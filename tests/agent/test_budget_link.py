@@ -207,6 +207,25 @@ async def test_a_server_that_sends_no_shares_leaves_the_fallback_share(
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_an_agent_with_per_instance_breakers_still_reports_usage_and_takes_shares(
+        mode: str, tmp_path: Path,
+        control_plane: tuple[ScriptedControlPlane, grpc.Server, int]) -> None:
+    service, _, port = control_plane
+    driver = Driver(mode, port, tmp_path / "policies.pb", cluster_breakers=False)
+    await driver.start()
+    try:
+        assert await driver.calls(2) == ["ok"] * 2
+        driver.clock.advance(USAGE_INTERVAL)
+        await eventually_async(lambda: service.admitted() == 2, what="usage reported")
+        service.push(BudgetShare(KEY, 0.5, fleet_size=2, lease=60.0, generation=1))
+        await eventually_async(lambda: service.acked() == [1], what="the share acked")
+        assert driver.share() == 0.5
+        assert not driver.fb._link.cluster.following  # its breakers stay per instance
+    finally:
+        await driver.stop()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_a_restarted_agent_without_its_server_enforces_one_over_the_cached_fleet_size(
         mode: str, tmp_path: Path,
         control_plane: tuple[ScriptedControlPlane, grpc.Server, int]) -> None:

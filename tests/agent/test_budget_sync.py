@@ -230,6 +230,46 @@ def test_reports_hold_every_entry_once_and_no_message_holds_more_than_its_limit(
     assert len(reports) == max(2, -(-max(n_budgets, n_acks) // per))
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(
+    st.tuples(st.just("call"), st.lists(st.booleans(), min_size=1, max_size=3)),
+    st.tuples(st.just("advance"), st.sampled_from([0.01, 0.05, 0.1, 0.3, 1.5])),
+    st.tuples(st.just("flush"), st.none()),
+), max_size=60))
+def test_usage_entries_add_up_to_every_count_once_and_their_intervals_to_the_time(
+        steps: list[tuple[str, Any]]) -> None:
+    fx = Fixture()
+    fx.connect()
+    start = fx.clock.monotonic()
+    seen: dict[BudgetKey, list[agent_pb2.BudgetUsage]] = {RATE_KEY: [], RETRY_KEY: []}
+
+    def flush() -> None:
+        for key, entry in usage(fx.take()).items():
+            seen[key].append(entry)
+
+    for action, arg in steps:
+        if action == "call":
+            fx.call(arg)
+        elif action == "advance":
+            fx.clock.advance(arg)
+        else:
+            flush()
+    fx.clock.advance(IDLE_USAGE_INTERVAL)  # whatever is pending is due now
+    flush()
+    limiter = fx.fb._budgets.budgets().get(RATE_KEY)
+    retry_budget = fx.fb._budgets.budgets().get(RETRY_KEY)
+    want_rate = (0, 0) if limiter is None else (limiter.admitted, limiter.refused)
+    assert (sum(e.admitted for e in seen[RATE_KEY]),
+            sum(e.refused for e in seen[RATE_KEY])) == want_rate
+    first, made, skipped = (0, 0, 0) if retry_budget is None else retry_budget.totals()
+    assert (sum(e.admitted for e in seen[RETRY_KEY]), sum(e.refused for e in seen[RETRY_KEY]),
+            sum(e.first_attempts for e in seen[RETRY_KEY])) == (made, skipped, first)
+    elapsed = fx.clock.monotonic() - start
+    for entries in seen.values():
+        assert entries, "at least the final entry"
+        assert abs(sum(e.interval.ToNanoseconds() for e in entries) / 1e9 - elapsed) < 1e-6
+
+
 # -- shares -----------------------------------------------------------------------------
 
 
