@@ -28,6 +28,8 @@ Events, one JSON object per line on stdout:
         retries_skipped, rate_limited   the agent's own counters (TargetStats), this second
         ok, failed, errors, dropped     calls by result (dropped: not started, too many
                                          in flight)
+        late       calls never started: the schedule fell behind (a stalled loop) by more
+                   than MAX_CATCH_UP and skipped ahead
         share, pushed_samples, fallback_samples   the rate limit's (else the retry
             budget's) share at the end of the second, and how many of the 20 looks per
             second saw a pushed share or the fallback share
@@ -43,6 +45,7 @@ import argparse
 import asyncio
 import json
 import math
+import random
 import sys
 import threading
 import time
@@ -156,7 +159,8 @@ class Instance:
             self.in_flight -= 1
 
     async def run(self, t0: float, end: float, phase: float) -> None:
-        """Start calls at ``rate`` per second from ``t0`` until ``end`` (time.time())."""
+        """Start calls at ``rate`` per second from ``t0`` until ``end`` (time.time()), the
+        first ``phase`` (in [0, 1)) of a period after ``t0``."""
         self.t0 = t0
         tasks: set[asyncio.Task[None]] = set()
         due = t0 + (phase / self.rate if self.rate > 0 else 0.0)
@@ -172,6 +176,7 @@ class Instance:
                 await asyncio.sleep(min(due - now, end - now))
                 continue
             if now - due > MAX_CATCH_UP:
+                self.counts[self._second(now)]["late"] += int((now - due) * self.rate)
                 due = now
             if self.in_flight >= self.max_in_flight:
                 self.count("dropped", now)
@@ -226,7 +231,7 @@ async def watch(instances: list[Instance], t0: float, seconds: int) -> None:
                 "share": shares[instance.name], **looks[instance.name],
                 **{key: counts.get(key, 0) for key in (
                     "admitted", "first", "retries", "refused", "ok", "failed", "errors",
-                    "dropped")},
+                    "dropped", "late")},
                 **{key: stats[instance.name].get(key, 0)
                    for key in ("rate_limited", "retries_skipped")},
             }
@@ -295,8 +300,11 @@ async def amain(args: argparse.Namespace) -> int:
             if command["cmd"] == "go":
                 t0, duration = float(command["t0"]), float(command["duration"])
                 seconds = math.ceil(duration)
-                running = [asyncio.create_task(i.run(t0, t0 + duration, n / len(instances)))
-                           for n, i in enumerate(instances)]
+                # Each instance's phase comes from its name, so the fleet's calls are
+                # spread evenly over time whichever process runs which instance.
+                running = [asyncio.create_task(
+                               i.run(t0, t0 + duration, random.Random(i.name).random()))
+                           for i in instances]
 
                 async def finish(t0: float = t0, seconds: int = seconds,
                                  runs: tuple[asyncio.Task[Any], ...] = tuple(running)) -> None:
