@@ -38,7 +38,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
+
+import grpc
 
 from bench.cluster_support import (
     Cleanup,
@@ -50,6 +55,7 @@ from bench.cluster_support import (
     time_bound,
     verdict,
 )
+from fusebox.v1 import budget_pb2, budget_pb2_grpc
 from tests.support.budget_upstream import BudgetUpstream
 from tests.support.budgets import BudgetAgents, Fleet, budget_spec
 
@@ -92,11 +98,41 @@ def start_fleet(cleanup: Cleanup, upstream: BudgetUpstream, servers: list[ServeP
     return fleet
 
 
-def run_fleet(fleet: Fleet, seconds: float) -> float:
+def run_fleet(fleet: Fleet, seconds: float,
+              midway: Callable[[], dict[str, Any]] | None = None) -> tuple[float, dict[str, Any]]:
+    """Run the fleet for ``seconds``; ``midway()`` is called half-way through (a look at
+    the control plane's view). Returns t0 and what ``midway`` returned."""
     t0 = fleet.go(seconds, lead=1.0)
+    seen: dict[str, Any] = {}
+    if midway is not None:
+        time.sleep(max(0.0, t0 + seconds / 2 - time.time()))
+        seen = midway()
     fleet.wait_done(seconds + 30)
     fleet.stop()
-    return t0
+    return t0, seen
+
+
+def shares_view(address: str, app_id: str, halves: dict[str, list[str]]) -> dict[str, Any]:
+    """The fleet's rate-limit budget as the control plane describes it, by half:
+    the mean share (in calls/s) and demand of each half's instances, and what is free."""
+    with grpc.insecure_channel(address) as channel:
+        listed = budget_pb2_grpc.BudgetServiceStub(channel).ListBudgets(
+            budget_pb2.ListBudgetsRequest(namespace="default"), timeout=10).budgets
+    chosen = [b for b in listed
+              if b.display_name.endswith(f"@{app_id}") and "/rate-limit/" in b.display_name]
+    if not chosen:
+        return {}
+    budget = chosen[0]
+    by_id = {i.instance_id: i for i in budget.instances}
+    view: dict[str, Any] = {"free_per_second": budget.free * budget.fleet_rate,
+                            "fleet_size": budget.fleet_size}
+    for half, names in halves.items():
+        rows = [by_id[name] for name in names if name in by_id]
+        if rows:
+            view[f"{half}_share_per_second"] = (
+                sum(r.share for r in rows) / len(rows) * budget.fleet_rate)
+            view[f"{half}_demand_per_second"] = sum(r.demand_per_second for r in rows) / len(rows)
+    return view
 
 
 def amplification(args: argparse.Namespace, cleanup: Cleanup, upstream: BudgetUpstream,
@@ -113,7 +149,7 @@ def amplification(args: argparse.Namespace, cleanup: Cleanup, upstream: BudgetUp
         upstream.fail_ratio = BROWNOUT
         fleet = start_fleet(cleanup, upstream, servers, f"brownout-{flavour.replace('_', '-')}",
                             text, instances, args.workers, fleet_wide=fleet_wide)
-        t0 = run_fleet(fleet, args.seconds)
+        t0, _ = run_fleet(fleet, args.seconds)
         upstream.fail_ratio = 0.0
         arrivals = upstream.arrivals(t0, t0 + args.seconds + 5)
         first = sum(1 for a in arrivals if a.attempt == 1)
@@ -146,7 +182,10 @@ def accuracy(args: argparse.Namespace, cleanup: Cleanup, upstream: BudgetUpstrea
         text = budget_spec("accuracy", limit=args.limit, burst=burst)
         fleet = start_fleet(cleanup, upstream, servers, f"limit-{flavour.replace('_', '-')}",
                             text, instances, args.workers, fleet_wide=fleet_wide)
-        run_fleet(fleet, args.seconds)
+        app_id = f"limit-{flavour.replace('_', '-')}"
+        midway = (partial(shares_view, servers[0].address, app_id, {"busy": hot, "idle": cold})
+                  if fleet_wide else None)
+        _, view = run_fleet(fleet, args.seconds, midway)
         per_second = fleet.per_second("admitted")
         series = [per_second.get(k, 0) for k in range(int(args.seconds))]
         after_first = series[1:]
@@ -157,6 +196,7 @@ def accuracy(args: argparse.Namespace, cleanup: Cleanup, upstream: BudgetUpstrea
             "cold_per_second": list(fleet.per_second("admitted", cold).values()),
             "cold_refused_per_second": list(fleet.per_second("refused", cold).values()),
             "late": fleet.total("late"),
+            "control_plane_midway": view,
             "max_deviation": max(deviations, key=abs) if deviations else float("nan"),
             "mean_after_first_second": (sum(after_first) / len(after_first)
                                         if after_first else float("nan")),
@@ -172,11 +212,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         cleanup.push(lambda: upstream.__exit__(None, None, None))
         redis = start_redis(cleanup)
         servers = [ServeProcess(cleanup, store_url=redis.url, name=f"replica{n}")
-                   for n in range(2)]
+                   for n in range(args.replicas)]
         brownout = amplification(args, cleanup, upstream, servers) if args.brownout else {}
         rate_limit = accuracy(args, cleanup, upstream, servers) if args.rate_limit else {}
     return {
         "callers": args.callers, "workers": args.workers, "seconds": args.seconds,
+        "replicas": args.replicas,
         "first_rate": args.first_rate, "floor": args.floor, "window": args.window,
         "limit": args.limit, "demand_factor": args.demand_factor,
         "brownout": brownout, "rate_limit": rate_limit,
@@ -192,7 +233,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def report(r: dict[str, Any]) -> None:
     print("Fusebox fleet budgets: retry amplification in a brownout, rate limit accuracy")
     print(machine_line())
-    print(f"setup: {r['callers']} AsyncAgents in {r['workers']} processes; fleet: 2 replicas + "
+    print(f"setup: {r['callers']} AsyncAgents in {r['workers']} processes; fleet: "
+          f"{r['replicas']} replica(s) + "
           f"redis; {r['seconds']:g} s per run")
     if r["brownout"]:
         report_brownout(r)
@@ -241,6 +283,12 @@ def report_rate_limit(r: dict[str, Any]) -> None:
                   f"{' '.join(map(str, f['cold_per_second']))}")
             print(f"    idle half, refused per second:   "
                   f"{' '.join(map(str, f['cold_refused_per_second']))}")
+        if view := f["control_plane_midway"]:
+            print(f"    half-way, the control plane grants a busy caller "
+                  f"{view['busy_share_per_second']:.1f}/s (demand "
+                  f"{view['busy_demand_per_second']:.1f}/s), an idle one "
+                  f"{view['idle_share_per_second']:.2f}/s (demand "
+                  f"{view['idle_demand_per_second']:.2f}/s); free {view['free_per_second']:.1f}/s")
         print(f"    max deviation after the first second {f['max_deviation']:+.1%}, mean "
               f"{f['mean_after_first_second']:.1f}/s; calls a stalled caller never made: "
               f"{f['late']}")
@@ -259,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--callers", type=int, default=50)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=12.0)
+    parser.add_argument("--replicas", type=int, default=2, help="fusebox serve replicas on redis")
     parser.add_argument("--first-rate", type=float, default=10.0,
                         help="first attempts per second per caller in the brownout")
     parser.add_argument("--floor", type=float, default=10.0, help="minRetriesPerSecond")
