@@ -21,7 +21,8 @@ Commands, one JSON object per line on stdin:
 Events, one JSON object per line on stdout:
 
     {"event": "ready", "instances": [...]}   every instance holds policies with targets
-    {"event": "second", "instance": ID, "k": k, ...}   what happened in [T + k, T + k + 1):
+    {"event": "second", "instance": ID, "k": k, ...}   what happened in [T + k, T + k + 1)
+        (the last second: and whatever the run's calls did after it):
         admitted   attempts that reached the upstream call (first attempts and retries)
         first, retries            the same split by kind
         refused    calls the rate limit refused (RateLimitedError)
@@ -210,8 +211,13 @@ class Instance:
         return delta
 
 
-async def watch(instances: list[Instance], t0: float, seconds: int) -> None:
-    """Look at the shares SHARE_LOOKS times a second; write each second's line."""
+async def watch(instances: list[Instance], t0: float, seconds: int,
+                runs: tuple[asyncio.Task[Any], ...]) -> None:
+    """Look at the shares SHARE_LOOKS times a second; write each second's line.
+
+    The last second's line waits for ``runs`` (the calls started before the end)
+    and also counts what they did after it: retries of the last calls, late answers.
+    """
     for k in range(seconds):
         looks: dict[str, Counter[str]] = {i.name: Counter() for i in instances}
         shares: dict[str, float | None] = {}
@@ -224,8 +230,14 @@ async def watch(instances: list[Instance], t0: float, seconds: int) -> None:
                     looks[instance.name]["pushed_samples" if pushed else "fallback_samples"] += 1
         stats = {i.name: i.stats_delta() for i in instances}
         await asyncio.sleep(max(0.0, t0 + k + 1 + SECOND_GRACE - time.time()))
+        last = k == seconds - 1
+        if last:
+            await asyncio.gather(*runs)
         for instance in instances:
             counts = instance.counts.pop(k, Counter())
+            for later in [j for j in instance.counts if last and j > k]:
+                counts += instance.counts.pop(later)
+                instance.admit_t[k] += instance.admit_t.pop(later, [])
             line: dict[str, Any] = {
                 "event": "second", "instance": instance.name, "k": k, "rate": instance.rate,
                 "share": shares[instance.name], **looks[instance.name],
@@ -308,8 +320,7 @@ async def amain(args: argparse.Namespace) -> int:
 
                 async def finish(t0: float = t0, seconds: int = seconds,
                                  runs: tuple[asyncio.Task[Any], ...] = tuple(running)) -> None:
-                    await watch(instances, t0, seconds)
-                    await asyncio.gather(*runs)
+                    await watch(instances, t0, seconds, runs)
                     emit(event="done", seconds=seconds)
 
                 running.append(asyncio.create_task(finish()))
