@@ -1,7 +1,7 @@
 # The two commands of the README:
 #   make run    set up, then serve the control plane on its embedded default store
 #   make test   set up, then run the whole test suite
-.PHONY: setup run test lint protos check-protos check-wheel bench bench-cluster bench-trip bench-shared screenshots
+.PHONY: setup setup-tests run test lint protos check-protos check-wheel bench bench-cluster bench-trip bench-shared screenshots
 
 VENV := .venv/bin
 LISTEN ?= 127.0.0.1:50051
@@ -10,10 +10,14 @@ STORE ?=
 setup:
 	@bash scripts/bootstrap.sh
 
+# The same, plus chromium and chromium-driver for tests/browser (the console's page).
+setup-tests:
+	@bash scripts/bootstrap.sh --tests
+
 run: setup
 	$(VENV)/fusebox serve --listen $(LISTEN) $(if $(STORE),--store $(STORE))
 
-test: setup
+test: setup-tests
 	$(VENV)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
@@ -22,7 +26,7 @@ lint: setup
 	$(VENV)/python scripts/gen_protos.py --check
 
 # The console's screenshots in docs/console.md come from its browser tests.
-screenshots: setup
+screenshots: setup-tests
 	FUSEBOX_SCREENSHOTS=docs/img/console $(VENV)/python -m pytest tests/browser -p no:cacheprovider
 
 protos: setup

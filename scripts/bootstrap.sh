@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# Idempotent setup: redis-server, chromium and chromium-driver (apt, when missing), a
-# virtualenv in .venv and the package with every extra. Re-running it is cheap: pip
-# runs again only when pyproject.toml changed.
+# Idempotent setup: redis-server (apt, when missing), a virtualenv in .venv and the
+# package with every extra; with --tests also chromium and chromium-driver for the
+# browser tests (`make test`; `make run` does not need a browser). Re-running it is
+# cheap: pip runs again only when pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+for_tests=false
+case "${1:-}" in
+  --tests) for_tests=true ;;
+  "") ;;
+  *) echo "usage: $0 [--tests]" >&2; exit 2 ;;
+esac
 
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "bootstrap: installing redis-server with apt-get" >&2
@@ -16,7 +24,7 @@ fi
 
 # The console's browser tests (tests/browser) drive Debian's chromium through Debian's
 # chromedriver; Selenium Manager never downloads either.
-if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+if $for_tests && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; }; then
   echo "bootstrap: installing chromium and chromium-driver with apt-get" >&2
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
