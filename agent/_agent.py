@@ -197,6 +197,16 @@ class _Core:
     def _wants_link(self) -> bool:
         return self.server is not None and not _testing.config.enabled
 
+    def _warn_if_not_started(self) -> None:
+        """``wait_ready`` before ``start()`` waits for a start elsewhere (a probe thread
+        may do that on purpose); without one it would wait forever, silently."""
+        if self._link is None and self._wants_link():
+            kind = type(self).__name__
+            logger.warning(
+                "%s.wait_ready() on an agent that is not started: only start() makes it "
+                "ready (%s %s(...) as fb, or fb.start())", kind,
+                "async with" if self._ready_type is asyncio.Event else "with", kind)
+
     # -- policies -------------------------------------------------------------------
 
     @property
@@ -759,7 +769,12 @@ class Agent(_AgentBase[Target]):
         return self
 
     def wait_ready(self, timeout: float | None = None) -> bool:
-        """Block until ``ready`` (at most ``timeout`` seconds); whether it is."""
+        """Block until ``ready`` (at most ``timeout`` seconds); whether it is.
+
+        Only ``start()`` (perhaps in another thread or task) makes it ready:
+        waiting on an agent not started logs a warning.
+        """
+        self._warn_if_not_started()
         return not self._fetches() or self._ready.wait(timeout)
 
     def close(self) -> None:
@@ -803,7 +818,12 @@ class AsyncAgent(_AgentBase[AsyncTarget]):
         return self
 
     async def wait_ready(self, timeout: float | None = None) -> bool:
-        """Wait until ``ready`` (at most ``timeout`` seconds); whether it is."""
+        """Wait until ``ready`` (at most ``timeout`` seconds); whether it is.
+
+        Only ``start()`` (perhaps in another thread or task) makes it ready:
+        waiting on an agent not started logs a warning.
+        """
+        self._warn_if_not_started()
         if not self._fetches():
             return True
         try:

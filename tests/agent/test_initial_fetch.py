@@ -359,3 +359,16 @@ async def test_the_pass_through_line_of_an_agent_used_before_start_says_so(
     fb.close()
     [line] = messages(caplog, "No resiliency policies")
     assert "(the agent is not started)" in line
+
+
+async def test_waiting_on_an_agent_never_started_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    sync = Agent(app_id="checkout", server="127.0.0.1:1")
+    aio = AsyncAgent(app_id="checkout", server="127.0.0.1:1")
+    with caplog.at_level("WARNING", logger="fusebox.agent"):
+        assert not sync.wait_ready(0)
+        assert not await aio.wait_ready(0)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("Agent.wait_ready() on an agent that is not started" in w
+               and "with Agent(...) as fb" in w for w in warnings), warnings
+    assert any("AsyncAgent.wait_ready()" in w and "async with AsyncAgent(...) as fb" in w
+               for w in warnings), warnings
