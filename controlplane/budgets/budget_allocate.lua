@@ -7,7 +7,7 @@
 -- ARGV: 1 now seconds ('' = Redis TIME; tests only), 2 fleet rate R,
 --       3 lease, 4 min share m, 5 headroom h, 6 tau, 7 idle_after, 8 hysteresis,
 --       9 policy (JSON, kept for describe), 10 key TTL seconds, 11 totals slots,
---       then counted groups: holders (id), usage (id, demand, admitted, refused,
+--       12 demand hold, then counted groups: holders (id), usage (id, demand, admitted, refused,
 --       first attempts), acks (id, generation), departed (id)
 -- Row: "demand demand_at seen left granted generation acked g1 s1 g2 s2 ..."
 --      (numbers as %.17g: they read back exactly)
@@ -24,6 +24,7 @@ local rate, lease = tonumber(ARGV[2]), tonumber(ARGV[3])
 local min_share, headroom, tau = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local idle_after, hysteresis = tonumber(ARGV[7]), tonumber(ARGV[8])
 local policy, ttl, slots = ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
+local demand_hold = tonumber(ARGV[12])
 local TINY, MAX_OUTSTANDING, MIN_SPAN = 1e-12, 16, 0.001
 
 local function fmt(x)
@@ -90,6 +91,7 @@ local function held(row)
   return 0
 end
 
+-- Undecayed for demand_hold (the owner replica's refresh period), then decaying.
 local function demand_now(row)
   if row.demand_at <= 0 then
     return 0
@@ -98,7 +100,15 @@ local function demand_now(row)
   if age > idle_after then
     return 0
   end
-  return row.demand * math.exp(-math.max(0, age) / tau)
+  return row.demand * math.exp(-math.max(0, age - demand_hold) / tau)
+end
+
+-- The estimate's own state: what a new report adds to.
+local function decayed(row)
+  if row.demand_at <= 0 or now - row.demand_at > idle_after then
+    return 0
+  end
+  return row.demand * math.exp(-math.max(0, now - row.demand_at) / tau)
 end
 
 local function grant(row, share)
@@ -122,7 +132,7 @@ end
 
 -- ---- the arguments ---------------------------------------------------------
 
-local i = 12
+local i = 13
 local function group(width)
   local n = tonumber(ARGV[i])
   local items = {}
@@ -197,7 +207,7 @@ for _, id in ipairs(sorted_keys(usage_by_id)) do
       end
       span = math.min(math.max(span, MIN_SPAN), idle_after)
       local keep = math.exp(-span / tau)
-      row.demand = demand_now(row) + count / span * (1.0 - keep)
+      row.demand = decayed(row) + count / span * (1.0 - keep)
       row.demand_at = now
     end
   end
@@ -233,58 +243,93 @@ for _, id in ipairs(sorted_keys(rows)) do
   end
 end
 
-if #fleet > 0 then
-  local size = #fleet
-  local wants = {}
-  for _, id in ipairs(fleet) do
-    local want
-    if rate > 0 then
-      want = math.max(min_share / size, demand_now(rows[id]) * (1.0 + headroom) / rate)
-    else
-      want = 1.0 / size
-    end
-    wants[id] = math.min(1.0, want)
-  end
-  -- water_fill
+-- allocation.water_fill: max-min of capacity over wants (ids in fleet order).
+local function water_fill(wants, capacity)
   local targets = {}
   local total = 0.0
   for _, id in ipairs(fleet) do
     total = total + wants[id]
   end
-  if total <= 1.0 then
+  if total <= capacity then
     for _, id in ipairs(fleet) do
       targets[id] = wants[id]
     end
-  else
-    local order = {}
-    for _, id in ipairs(fleet) do
-      order[#order + 1] = id
+    return targets
+  end
+  local order = {}
+  for _, id in ipairs(fleet) do
+    order[#order + 1] = id
+  end
+  table.sort(order, function(a, b)
+    if wants[a] ~= wants[b] then
+      return wants[a] < wants[b]
     end
-    table.sort(order, function(a, b)
-      if wants[a] ~= wants[b] then
-        return wants[a] < wants[b]
+    return before(a, b)
+  end)
+  local remaining = capacity
+  for index, id in ipairs(order) do
+    local level = remaining / (#order - index + 1)
+    if wants[id] <= level then
+      targets[id] = wants[id]
+      remaining = remaining - wants[id]
+    else
+      for k = index, #order do
+        targets[order[k]] = level
       end
-      return before(a, b)
-    end)
-    local remaining = 1.0
-    for index, id in ipairs(order) do
-      local level = remaining / (#order - index + 1)
-      if wants[id] <= level then
-        targets[id] = wants[id]
-        remaining = remaining - wants[id]
-      else
-        for k = index, #order do
-          targets[order[k]] = level
-        end
-        break
-      end
+      break
     end
   end
+  return targets
+end
+
+-- allocation.fleet_targets: demand first, headroom only out of what is left.
+local function fleet_targets()
+  local size = #fleet
+  local targets = {}
+  if rate <= 0 then
+    for _, id in ipairs(fleet) do
+      targets[id] = math.min(1.0, 1.0 / size)
+    end
+    return targets, false
+  end
+  local floor = min_share / size
+  local base, extra = {}, {}
+  for _, id in ipairs(fleet) do
+    local demand = demand_now(rows[id]) / rate
+    base[id] = math.min(1.0, math.max(floor, demand))
+    extra[id] = math.max(0.0, math.min(1.0, math.max(floor, demand * (1.0 + headroom)))
+                         - base[id])
+  end
+  targets = water_fill(base, 1.0)
+  local left = 1.0
+  for _, id in ipairs(fleet) do
+    left = left - targets[id]
+  end
+  if left <= TINY then
+    return targets, true
+  end
+  local more = water_fill(extra, left)
+  for _, id in ipairs(fleet) do
+    targets[id] = targets[id] + more[id]
+  end
+  return targets, false
+end
+
+-- allocation._threshold: hysteresis only while the budget is not saturated.
+local function threshold(saturated, share)
+  if saturated then
+    return TINY
+  end
+  return math.max(TINY, hysteresis * share)
+end
+
+if #fleet > 0 then
+  local targets, saturated = fleet_targets()
 
   for _, id in ipairs(fleet) do
     local row = rows[id]
     local target = targets[id]
-    if row.generation > 0 and row.granted - target > math.max(TINY, hysteresis * row.granted) then
+    if row.generation > 0 and row.granted - target > threshold(saturated, row.granted) then
       grant(row, target)
     end
   end
@@ -296,7 +341,7 @@ if #fleet > 0 then
   local raising = {}
   for _, id in ipairs(fleet) do
     local row = rows[id]
-    if row.generation == 0 or targets[id] - row.granted > math.max(TINY, hysteresis * targets[id]) then
+    if row.generation == 0 or targets[id] - row.granted > threshold(saturated, targets[id]) then
       raising[#raising + 1] = id
     end
   end

@@ -110,7 +110,8 @@ class RedisBudgetStore:
         for request in requests:
             args = [now, repr(fleet_rate(request.policy)), repr(p.lease), repr(p.min_share),
                     repr(p.headroom), repr(p.tau), repr(p.idle_after), repr(p.hysteresis),
-                    policy_to_json(request.policy), str(KEY_TTL), str(totals.SLOTS)]
+                    policy_to_json(request.policy), str(KEY_TTL), str(totals.SLOTS),
+                    repr(p.demand_hold)]
             args += [str(len(request.holders)), *request.holders]
             args.append(str(len(request.usage)))
             for instance, usage in request.usage.items():

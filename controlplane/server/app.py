@@ -131,7 +131,9 @@ class FuseboxServer:
         # Budgets live where breakers do: in memory, or in the same Redis.
         self.budget_store = budget_store if budget_store is not None else open_budget_store(
             config.effective_breaker_store_url(),
-            params=AllocationParams(lease=config.budget_lease),
+            # A row's demand holds for two refreshes: its owner replica rewrites it by then.
+            params=AllocationParams(lease=config.budget_lease,
+                                    demand_hold=2 * config.budget_refresh),
         )
         self.audit_store = audit_store if audit_store is not None else open_audit_store(
             config.store_url, data_dir=config.data_dir

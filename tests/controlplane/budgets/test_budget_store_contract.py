@@ -87,6 +87,56 @@ async def test_max_min_gives_the_light_its_want_and_the_busy_the_rest(home: Home
     assert allocation.free == pytest.approx(0.0, abs=0.02)
 
 
+async def test_a_saturated_budget_gives_the_light_their_demand_and_no_headroom(
+    home: Home,
+) -> None:
+    lights = ("l1", "l2", "l3", "l4")
+    allocation = await home.settle(("busy", *lights), {"busy": 500.0} | dict.fromkeys(lights, 4.0))
+    for light in lights:  # 4/s of 100/s; headroom would have made it 0.05
+        assert allocation.shares[light].share == pytest.approx(0.04, rel=0.01)
+    assert allocation.shares["busy"].share == pytest.approx(0.84, rel=0.01)
+    assert allocation.free == pytest.approx(0.0, abs=1e-9)
+
+
+async def test_headroom_comes_only_out_of_what_every_demand_leaves_free(home: Home) -> None:
+    allocation = await home.settle(("a", "b"), {"a": 60.0, "b": 30.0})
+    # Demands take 0.9; the free 0.1 is headroom, max-min over 0.15 and 0.075 wanted
+    # (not saturated: within the 2% hysteresis as the demand estimate settles).
+    assert allocation.shares["a"].share == pytest.approx(0.65, rel=0.02)
+    assert allocation.shares["b"].share == pytest.approx(0.35, rel=0.02)
+
+
+async def test_a_saturated_budget_moves_shares_by_less_than_the_hysteresis(
+    home: Home,
+) -> None:
+    demand = {"a": 500.0, "b": 500.0, "light": 10.0}
+    allocation = await home.settle(("a", "b", "light"), demand)
+    assert allocation.shares["light"].share == pytest.approx(0.10, rel=0.01)
+    # The busy ones' targets drop 1.1% (within the 2% hysteresis): they are lowered
+    # all the same, or the light one's raise would find nothing free.
+    allocation = await home.settle(("a", "b", "light"), demand | {"light": 11.0})
+    assert allocation.shares["light"].share == pytest.approx(0.11, rel=0.01)
+    assert allocation.shares["a"].share == pytest.approx(0.445, rel=0.002)
+    assert allocation.free == pytest.approx(0.0, abs=1e-9)
+
+
+async def test_demand_reads_undecayed_until_its_owner_replica_would_have_written_it(
+    home: Home,
+) -> None:
+    await home.settle(("a",), {"a": 40.0})
+    home.clock.advance(2 * P)  # another replica's refresh, none of a's usage
+    await home.refresh(("b",))
+    view = await home.store.describe(KEY)
+    assert view is not None
+    demand = {i.instance_id: i.demand for i in view.instances}
+    assert demand["a"] == pytest.approx(40.0, rel=0.02)
+    home.clock.advance(1.0 - 2 * P + 0.01)  # a second without demand reads none
+    await home.refresh(("b",))
+    view = await home.store.describe(KEY)
+    assert view is not None
+    assert {i.instance_id: i.demand for i in view.instances}["a"] == 0.0
+
+
 async def test_an_idle_instance_keeps_only_the_minimum_while_another_is_starved(
     home: Home,
 ) -> None:
