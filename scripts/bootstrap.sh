@@ -23,14 +23,15 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 
 # The console's browser tests (tests/browser) drive Debian's chromium through Debian's
-# chromedriver; Selenium Manager never downloads either.
+# chromedriver; Selenium Manager never downloads either. fonts-liberation (only a
+# Recommends of chromium) gives the pages and the docs' screenshots the same fonts everywhere.
 if $for_tests && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; }; then
   echo "bootstrap: installing chromium and chromium-driver with apt-get" >&2
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends \
-    chromium chromium-driver >/dev/null
+    chromium chromium-driver fonts-liberation >/dev/null
 fi
 
 python=${PYTHON:-python3}
