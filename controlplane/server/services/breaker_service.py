@@ -353,6 +353,9 @@ class BreakerService(breaker_pb2_grpc.BreakerServiceServicer):
                         revision=event.position or position, breaker=breaker,
                         transition=transition_to_proto(event),
                     )
+                    if not backlog.full():  # the usual case: no timer, no task
+                        backlog.put_nowait(message)
+                        continue
                     try:
                         await asyncio.wait_for(backlog.put(message), self._watch_stall)
                     except TimeoutError:
@@ -387,13 +390,17 @@ class BreakerService(breaker_pb2_grpc.BreakerServiceServicer):
                 ), overflow)
             sent = position
             while not overflow.is_set():
-                waiting = asyncio.ensure_future(backlog.get())
-                await asyncio.wait({waiting, follower}, return_when=asyncio.FIRST_COMPLETED)
-                if not waiting.done():
-                    waiting.cancel()
-                    follower.result()  # StoreUnavailable, or overflow (loop ends)
-                    continue
-                message = waiting.result()
+                if backlog.empty():
+                    waiting = asyncio.ensure_future(backlog.get())
+                    await asyncio.wait({waiting, follower},
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    if not waiting.done():
+                        waiting.cancel()
+                        follower.result()  # StoreUnavailable, or overflow (loop ends)
+                        continue
+                    message = waiting.result()
+                else:  # a backlog drains without a future per message
+                    message = backlog.get_nowait()
                 if not await _write_unless(context, message, overflow):
                     break
                 sent = message.revision
