@@ -37,6 +37,7 @@ from google.protobuf import json_format
 from fusebox.controlplane.console.connect_errors import error_body, error_response
 from fusebox.controlplane.console.context import RpcAborted, console_context
 from fusebox.controlplane.console.gateway import ConsoleGateway
+from fusebox.controlplane.console.shared_feed import SharedFollows, Subscriber
 from fusebox.controlplane.server.logs import log_event
 from fusebox.v1 import breaker_pb2
 
@@ -104,6 +105,7 @@ class BreakerFeeds:
         self._limit = limit
         self._handlers: set[asyncio.Task[Any]] = set()
         self._events = EventCache()
+        self.shared = SharedFollows(gateway.breakers, self._events.event)
 
     @property
     def open_feeds(self) -> int:
@@ -116,6 +118,7 @@ class BreakerFeeds:
             handler.cancel()
         if handlers:
             await asyncio.wait(handlers, timeout=2.0)
+        await self.shared.close()
 
     async def serve(self, request: web.Request) -> web.StreamResponse:
         """The aiohttp handler's body for one page's feed."""
@@ -156,26 +159,36 @@ class BreakerFeeds:
             await response.prepare(request)
             if watch.from_revision and first.snapshot:
                 await response.write(sse_event("reset", {}))
+            where = (watch.namespace, watch.app_id)
             message: breaker_pb2.WatchBreakersResponse | None = first
             while True:
                 if message is not None:
-                    await response.write(await self._batch(message, queue))
+                    batch, position = await self._batch(message, queue)
+                    await response.write(batch)
+                    if position and (shared := self.shared.join(where, position)):
+                        break  # current: the rest comes from the filter's shared follow
                 elif watcher.done():
                     await response.write(_failure_event(watcher))
-                    break
+                    return response
                 else:
                     await response.write(b": keepalive\n\n")
                 message = await _next(queue, watcher, timeout=KEEPALIVE_SECONDS)
-            return response
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await watcher
+        try:
+            await _follow_shared(response, shared)
+        finally:
+            self.shared.leave(where, shared)
+        return response
 
-
-    async def _batch(self, first: breaker_pb2.WatchBreakersResponse,
-                     queue: asyncio.Queue[breaker_pb2.WatchBreakersResponse]) -> bytes:
-        """``first`` and what follows within ``COALESCE_SECONDS``, as one write.
+    async def _batch(
+        self, first: breaker_pb2.WatchBreakersResponse,
+        queue: asyncio.Queue[breaker_pb2.WatchBreakersResponse],
+    ) -> tuple[bytes, str]:
+        """``first`` and what follows within ``COALESCE_SECONDS``, as one write, and
+        the position the page is current at after it ("" within a snapshot).
 
         A write is a syscall, and with many pages it was most of the feed's
         cost (one per event per page); a 50 ms window turns a trickle of
@@ -184,10 +197,31 @@ class BreakerFeeds:
         """
         if queue.empty():
             await asyncio.sleep(COALESCE_SECONDS)
-        events = [self._events.event(first)]
-        while not queue.empty() and len(events) < FEED_QUEUE:
-            events.append(self._events.event(queue.get_nowait()))
-        return b"".join(events)
+        messages = [first]
+        while not queue.empty() and len(messages) < FEED_QUEUE:
+            messages.append(queue.get_nowait())
+        last = messages[-1]
+        current = "" if last.snapshot and not last.synced else last.revision
+        return b"".join(self._events.event(m) for m in messages), current
+
+
+async def _follow_shared(response: web.StreamResponse, shared: Subscriber) -> None:
+    """Write the shared follow's events to one page until it must end."""
+    while True:
+        try:
+            await asyncio.wait_for(shared.ready.wait(), KEEPALIVE_SECONDS)
+        except TimeoutError:
+            await response.write(b": keepalive\n\n")
+            continue
+        if shared.ended is None:
+            await asyncio.sleep(COALESCE_SECONDS)  # let a trickle share one write
+        events = shared.take()
+        if events:
+            await response.write(b"".join(events))
+        if shared.ended is not None:
+            code, message = shared.ended
+            await response.write(sse_event("error", error_body(code, message, ())))
+            return
 
 
 async def _next(queue: asyncio.Queue[breaker_pb2.WatchBreakersResponse],

@@ -64,6 +64,7 @@ class ConsoleGateway:
 
     def __init__(self, auth: AuthInterceptor, *, specs: SpecService,
                  breakers: BreakerService, audit: AuditService) -> None:
+        self.breakers = breakers  # the live feed follows its events (shared_feed.py)
         collector = _HandlerCollector()
         spec_pb2_grpc.add_SpecServiceServicer_to_server(specs, collector)
         breaker_pb2_grpc.add_BreakerServiceServicer_to_server(breakers, collector)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
 import grpc
@@ -313,6 +313,36 @@ class BreakerService(breaker_pb2_grpc.BreakerServiceServicer):
         ))
         return breaker_pb2.ResetBreakerResponse(breaker=breaker_to_pb(snapshot))
 
+    async def events_after(
+        self, position: str, *, namespace: str = "", app_id: str = ""
+    ) -> AsyncIterator[tuple[str, breaker_pb2.WatchBreakersResponse | None]]:
+        """The live part of a watch: every event after ``position``, for ever.
+
+        Yields ``(position, message)`` per event: the message (the breaker as it
+        is now and the transition) when the event is in ``namespace``/``app_id``
+        (empty: any), else None, so that a follower knows every position it
+        passed, wanted or not. Raises ``StoreUnavailable``. ``WatchBreakers``
+        and the console's shared feed (one per filter, many pages) both follow
+        with this.
+        """
+        while True:
+            batch_end, events = await self._store.read_events(
+                position, block=WATCH_BLOCK_SECONDS, count=self._watch_backlog
+            )
+            for event in events:
+                position = event.position or batch_end
+                if ((namespace and event.key.namespace != namespace)
+                        or (app_id and event.key.target != app_id)):
+                    yield position, None
+                    continue
+                current = await self._store.get(event.key)
+                breaker = (breaker_to_pb(current) if current is not None
+                           else breaker_pb2.Breaker(key=event.key.to_proto()))
+                yield position, breaker_pb2.WatchBreakersResponse(
+                    revision=position, breaker=breaker, transition=transition_to_proto(event),
+                )
+            position = batch_end
+
     async def WatchBreakers(self, request: breaker_pb2.WatchBreakersRequest,
                             context: grpc.aio.ServicerContext[Any, Any]) -> None:
         """Snapshot, then live events, written with ``context.write``.
@@ -329,30 +359,15 @@ class BreakerService(breaker_pb2_grpc.BreakerServiceServicer):
         fresh snapshot instead, never a silent gap. With ``mark_synced`` a
         breaker-less ``synced`` message says when the client's view is current.
         """
-        def wanted(key: BreakerKey) -> bool:
-            return ((not request.namespace or key.namespace == request.namespace)
-                    and (not request.app_id or key.target == request.app_id))
-
         backlog: asyncio.Queue[breaker_pb2.WatchBreakersResponse] = asyncio.Queue(
             self._watch_backlog
         )
         overflow = asyncio.Event()
 
         async def follow(position: str) -> None:
-            while True:
-                position, events = await self._store.read_events(
-                    position, block=WATCH_BLOCK_SECONDS, count=self._watch_backlog
-                )
-                for event in events:
-                    if not wanted(event.key):
-                        continue
-                    current = await self._store.get(event.key)
-                    breaker = (breaker_to_pb(current) if current is not None
-                               else breaker_pb2.Breaker(key=event.key.to_proto()))
-                    message = breaker_pb2.WatchBreakersResponse(
-                        revision=event.position or position, breaker=breaker,
-                        transition=transition_to_proto(event),
-                    )
+            async for _, message in self.events_after(position, namespace=request.namespace,
+                                                      app_id=request.app_id):
+                if message is not None:
                     if not backlog.full():  # the usual case: no timer, no task
                         backlog.put_nowait(message)
                         continue

@@ -286,3 +286,44 @@ def test_equal_messages_share_one_event_and_different_ones_do_not() -> None:
     third = breaker_pb2.WatchBreakersResponse(revision="8@e", synced=True)
     assert cache.event(third) == feed.message_event(third)
     assert cache.event(one) == first
+
+
+async def test_pages_of_one_filter_share_one_follow_and_each_gets_every_event_once(
+    console: Console,
+) -> None:
+    assert console.server.console is not None
+    shared = console.server.console.feeds.shared
+    async with open_feed(console) as first, open_feed(console) as second:
+        await first.until("synced")
+        await second.until("synced")
+        # Both pages joined the filter's one follow once they were current.
+        await eventually_async(lambda: len(shared) == 1, what="one shared follow")
+        for i in range(6):
+            await set_override(console, CLEAR if i % 2 == 0 else FORCE_OPEN, f"flip {i}")
+        got = [[await page.next() for _ in range(6)] for page in (first, second)]
+    for events in got:
+        assert [e.data["transition"]["detail"] for e in events] == [
+            f"flip {i} (by operator-person)" for i in range(6)]
+        assert all(e.id == e.data["revision"] for e in events)
+    assert [e.id for e in got[0]] == [e.id for e in got[1]]
+
+    def following() -> list[str]:
+        return [t.get_name() for t in asyncio.all_tasks()
+                if t.get_name().startswith("console-feed shared") and not t.done()]
+
+    await eventually_async(lambda: len(shared) == 0 and not following(),
+                           what="the shared follow gone with its last page",
+                           details=lambda: f"{len(shared)} follows, tasks {following()}")
+
+
+async def test_a_page_resuming_from_a_shared_id_gets_only_what_followed(console: Console) -> None:
+    async with open_feed(console) as watching:
+        await watching.until("synced")
+        await set_override(console, CLEAR, "seen")
+        seen = await watching.next()
+        await set_override(console, FORCE_OPEN, "missed")
+        async with open_feed(console, **{"Last-Event-ID": seen.id or ""}) as resumed:
+            synced, before = await resumed.until("synced")
+            missed = await resumed.next()
+    assert before == [] and synced.id == seen.id
+    assert missed.data["transition"]["detail"] == "missed (by operator-person)"
