@@ -157,6 +157,11 @@ class SharedFollows:
     def __len__(self) -> int:
         return len(self._follows)
 
+    @property
+    def subscribers(self) -> int:
+        """Pages on a shared follow (the others are on their own watch)."""
+        return sum(follow.subscribers for follow in self._follows.values())
+
     def join(self, where: Filter, position: str) -> Subscriber | None:
         """A place on ``where``'s follow from just after ``position`` (started there if
         none runs), or None: the page then stays on its own watch."""

@@ -79,9 +79,10 @@ async def console(tmp_path: Path) -> AsyncIterator[Console]:
 
 
 @contextlib.asynccontextmanager
-async def console_server(tmp_path: Path) -> AsyncIterator[Console]:
+async def console_server(tmp_path: Path, store_url: str = "memory://"
+                         ) -> AsyncIterator[Console]:
     """A server with the console and the seed spec applied (each one fresh)."""
-    config = ServerConfig(listen="127.0.0.1:0", store_url="memory://", data_dir=tmp_path,
+    config = ServerConfig(listen="127.0.0.1:0", store_url=store_url, data_dir=tmp_path,
                           http_listen="127.0.0.1:0", console=True,
                           tokens_file=tokens_file(tmp_path))
     async with FuseboxServer(config) as server:

@@ -288,9 +288,20 @@ def test_equal_messages_share_one_event_and_different_ones_do_not() -> None:
     assert cache.event(one) == first
 
 
+@pytest.fixture(params=["embedded", "redis"])
+async def any_store_console(request: pytest.FixtureRequest,
+                            tmp_path: Path) -> AsyncIterator[Console]:
+    """The console on the embedded store and on a real redis-server (16 partitions)."""
+    url = "memory://" if request.param == "embedded" else request.getfixturevalue("redis_url")
+    async with console_server(tmp_path, store_url=url) as running:
+        await set_override(running, FORCE_OPEN)
+        yield running
+
+
 async def test_pages_of_one_filter_share_one_follow_and_each_gets_every_event_once(
-    console: Console,
+    any_store_console: Console,
 ) -> None:
+    console = any_store_console
     assert console.server.console is not None
     shared = console.server.console.feeds.shared
     async with open_feed(console) as first, open_feed(console) as second:
@@ -298,6 +309,7 @@ async def test_pages_of_one_filter_share_one_follow_and_each_gets_every_event_on
         await second.until("synced")
         # Both pages joined the filter's one follow once they were current.
         await eventually_async(lambda: len(shared) == 1, what="one shared follow")
+        await eventually_async(lambda: shared.subscribers == 2, what="both pages on it")
         for i in range(6):
             await set_override(console, CLEAR if i % 2 == 0 else FORCE_OPEN, f"flip {i}")
         got = [[await page.next() for _ in range(6)] for page in (first, second)]
