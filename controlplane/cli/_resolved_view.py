@@ -26,6 +26,8 @@ RESOLVE_HEADERS = (
     "FALLBACK",
     "SPEC",
 )
+#: Shown only when a target has one (Fusebox's fleet budgets; Dapr specs never do).
+BUDGET_HEADERS = ("RATE-LIMIT", "RETRY-BUDGET")
 _NONE = "-"
 
 
@@ -92,7 +94,37 @@ def describe_fallback(target: policy_pb2.TargetPolicy) -> str:
     return fb.name
 
 
+def describe_rate_limit(target: policy_pb2.TargetPolicy) -> str:
+    """``ordersLimit (200 per 1s, burst 50, app, reject)``."""
+    if not target.HasField("rate_limit"):
+        return _NONE
+    rl = target.rate_limit
+    period = format_duration(rl.period.ToNanoseconds() / 1e9)
+    scope = "fleet" if rl.scope == policy_pb2.RATE_LIMIT_SCOPE_FLEET else "app"
+    if rl.when_exceeded == policy_pb2.WHEN_EXCEEDED_WAIT:
+        exceeded = f"wait {format_duration(rl.max_wait.ToNanoseconds() / 1e9)}"
+    else:
+        exceeded = "reject"
+    return f"{rl.name} ({rl.limit} per {period}, burst {rl.burst}, {scope}, {exceeded})"
+
+
+def describe_retry_budget(target: policy_pb2.TargetPolicy) -> str:
+    """``ordersRetries (20% over 10s, floor 10/s)``."""
+    if not target.HasField("retry_budget"):
+        return _NONE
+    rb = target.retry_budget
+    window = format_duration(rb.window.ToNanoseconds() / 1e9)
+    return (f"{rb.name} ({rb.ratio:.0%} over {window}, "
+            f"floor {rb.min_retries_per_second:g}/s)")
+
+
+def _has_budgets(policies: policy_pb2.ResolvedPolicies) -> bool:
+    return any(t.HasField("rate_limit") or t.HasField("retry_budget")
+               for t in policies.targets)
+
+
 def resolved_rows(policies: policy_pb2.ResolvedPolicies) -> list[tuple[str, ...]]:
+    budgets = _has_budgets(policies)
     return [
         (
             kind_name(t.kind),
@@ -102,6 +134,7 @@ def resolved_rows(policies: policy_pb2.ResolvedPolicies) -> list[tuple[str, ...]
             describe_retry(t.retry) if t.HasField("retry") else _NONE,
             describe_breaker(t),
             describe_fallback(t),
+            *((describe_rate_limit(t), describe_retry_budget(t)) if budgets else ()),
             f"{t.spec_namespace}/{t.spec_name}" if t.spec_name else _NONE,
         )
         for t in policies.targets
@@ -115,7 +148,10 @@ def resolved_table(policies: policy_pb2.ResolvedPolicies) -> str:
     """
     lines: list[str] = []
     if policies.targets:
-        lines.append(render_table(RESOLVE_HEADERS, resolved_rows(policies)))
+        headers: tuple[str, ...] = RESOLVE_HEADERS
+        if _has_budgets(policies):
+            headers = (*RESOLVE_HEADERS[:-1], *BUDGET_HEADERS, RESOLVE_HEADERS[-1])
+        lines.append(render_table(headers, resolved_rows(policies)))
     else:
         lines.append(
             f'no policies apply to app "{policies.app_id}" in namespace "{policies.namespace}"'

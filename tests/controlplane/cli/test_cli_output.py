@@ -311,3 +311,21 @@ def test_resolve_json_uses_the_proto3_json_mapping() -> None:
     assert first["retry"]["maxRetries"] == -1
     assert first["circuitBreaker"]["trip"] == "consecutiveFailures >= 5"
     assert shown["appId"] == "checkout"
+
+
+def test_resolve_table_shows_fleet_budgets_only_when_a_target_has_one() -> None:
+    policies = resolved_for_checkout()
+    assert "RATE-LIMIT" not in resolved_table(policies)
+    target = policies.targets[0]
+    target.rate_limit.CopyFrom(policy_pb2.RateLimitPolicy(
+        name="ordersLimit", limit=200, period=Duration(seconds=1), burst=50,
+        scope=policy_pb2.RATE_LIMIT_SCOPE_APP, when_exceeded=policy_pb2.WHEN_EXCEEDED_REJECT))
+    target.retry_budget.CopyFrom(policy_pb2.RetryBudgetPolicy(
+        name="ordersRetries", ratio=0.2, window=Duration(seconds=10),
+        min_retries_per_second=10))
+    headers = resolved_table(policies).splitlines()[0].split()
+    assert headers[-3:] == ["RATE-LIMIT", "RETRY-BUDGET", "SPEC"]
+    row = resolved_rows(policies)[0]
+    assert row[7:9] == ("ordersLimit (200 per 1s, burst 50, app, reject)",
+                        "ordersRetries (20% over 10s, floor 10/s)")
+    assert [len(r) for r in resolved_rows(policies)] == [len(headers)] * len(policies.targets)
