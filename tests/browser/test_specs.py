@@ -79,3 +79,45 @@ def test_revisions_diff_and_rollback_by_role(
             spec_pb2.GetSpecRequest(namespace="default", name=SPEC),
             metadata=console.metadata("viewer"), timeout=10).spec
     assert current.revision == 3 and "consecutiveFailures >= 3" in current.yaml
+
+
+BUDGETS_SPEC = """\
+apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: orders-budgets
+spec:
+  policies:
+    rateLimits:
+      ordersLimit: {limit: 200, period: 1s, burst: 50, whenExceeded: wait, maxWait: 250ms}
+    retryBudgets:
+      ordersRetries: {ratio: 0.2, window: 10s, minRetriesPerSecond: 10}
+    retries:
+      threeTimes: {policy: constant, duration: 100ms, maxRetries: 3}
+  targets:
+    apps:
+      order-processor:
+        retry: threeTimes
+        rateLimit: ordersLimit
+        retryBudget: ordersRetries
+"""
+
+
+def test_resolve_shows_fleet_budgets_in_columns_of_their_own(
+    console: ConsoleServer, new_page: Callable[[str], ConsolePage],
+) -> None:
+    console.apply(BUDGETS_SPEC)
+    page = new_page(console.url)
+    page.open("#/resolve", token=token("viewer"))
+    page.testid("resolve-app").send_keys("checkout")
+    page.testid("resolve-submit").click()
+    page.wait(lambda: "order-processor" in page.text("resolve-result"),
+              what="the resolved policies")
+    headers = page.driver.execute_script(
+        "return [...document.querySelectorAll('[data-testid=resolve-result] thead th')]"
+        ".map((e) => e.textContent)")
+    assert headers[-3:] == ["Rate limit", "Retry budget", "Spec"], headers
+    assert page.text("resolve-rate-limit") == (
+        "ordersLimit: 200 per 1s, burst 50, per app, wait up to 250ms")
+    assert page.text("resolve-retry-budget") == (
+        "ordersRetries: 20% of first attempts over 10s, floor 10/s")

@@ -178,6 +178,24 @@ export function describeRetry(retry) {
   return parts.join(", ");
 }
 
+/** A fleet rate limit: "ordersLimit: 200 per 1s, burst 50, per app, reject". */
+export function describeRateLimit(limit) {
+  if (!limit) return "—";
+  const scope = limit.scope === "RATE_LIMIT_SCOPE_FLEET" ? "fleet-wide" : "per app";
+  const exceeded = limit.whenExceeded === "WHEN_EXCEEDED_WAIT"
+    ? `wait up to ${formatDuration(limit.maxWait)}` : "reject";
+  return `${limit.name}: ${limit.limit ?? 0} per ${formatDuration(limit.period)}, ` +
+    `burst ${limit.burst ?? 0}, ${scope}, ${exceeded}`;
+}
+
+/** A fleet retry budget: "ordersRetries: 20% of first attempts over 10s, floor 10/s". */
+export function describeRetryBudget(budget) {
+  if (!budget) return "—";
+  const ratio = Math.round(Number(budget.ratio ?? 0) * 100);
+  return `${budget.name}: ${ratio}% of first attempts over ${formatDuration(budget.window)}, ` +
+    `floor ${Number(budget.minRetriesPerSecond ?? 0)}/s`;
+}
+
 export function describeFallback(fallback) {
   if (!fallback) return "—";
   if (fallback.function) return `${fallback.name}: function ${fallback.function}`;

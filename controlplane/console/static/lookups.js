@@ -3,8 +3,8 @@
 import { rpc } from "./api.js";
 import { h, fill, setText, field, emptyRow, select } from "./dom.js";
 import {
-  describeBreakerPolicy, describeFallback, describeRetry, formatDuration, formatTime, kindWord,
-  auditActionWord,
+  describeBreakerPolicy, describeFallback, describeRateLimit, describeRetry, describeRetryBudget,
+  formatDuration, formatTime, kindWord, auditActionWord,
 } from "./format.js";
 
 const lastResolve = { app: "", namespace: "" };
@@ -55,6 +55,8 @@ export function mountResolve(root, { namespace }) {
 
   function render(policies) {
     const targets = policies.targets ?? [];
+    // Fleet budgets (Fusebox's extension) get columns only when a target has one.
+    const budgets = targets.some((t) => t.rateLimit || t.retryBudget);
     const tbody = h("tbody");
     for (const t of targets) {
       tbody.append(h("tr", { testid: "resolve-row" },
@@ -64,9 +66,13 @@ export function mountResolve(root, { namespace }) {
         h("td", {}, describeRetry(t.retry)),
         h("td", {}, breakerSummary(t.circuitBreaker)),
         h("td", {}, describeFallback(t.fallback)),
+        budgets ? h("td", { testid: "resolve-rate-limit" }, describeRateLimit(t.rateLimit)) : null,
+        budgets ? h("td", { testid: "resolve-retry-budget" }, describeRetryBudget(t.retryBudget)) : null,
         h("td", {}, t.specName ? `${t.specNamespace || "default"}/${t.specName}` : "—")));
     }
-    if (!targets.length) emptyRow(tbody, 7, "No policy applies to this app: its calls pass through unguarded.");
+    const columns = ["Target", "Kind", "Timeout", "Retry", "Circuit breaker", "Fallback",
+      ...(budgets ? ["Rate limit", "Retry budget"] : []), "Spec"];
+    if (!targets.length) emptyRow(tbody, columns.length, "No policy applies to this app: its calls pass through unguarded.");
     const builtins = Object.entries(policies.builtinRetries ?? {});
     fill(output,
       h("p", {}, `App `, h("strong", {}, policies.appId || lastResolve.app), ` in namespace `,
@@ -75,8 +81,7 @@ export function mountResolve(root, { namespace }) {
       h("div", { class: "table-wrap" },
         h("table", { class: "grid" },
           h("caption", { class: "visually-hidden" }, "Resolved policies per target"),
-          h("thead", {}, h("tr", {}, ["Target", "Kind", "Timeout", "Retry", "Circuit breaker", "Fallback", "Spec"]
-            .map((x) => h("th", { scope: "col" }, x)))),
+          h("thead", {}, h("tr", {}, columns.map((x) => h("th", { scope: "col" }, x)))),
           tbody)),
       builtins.length ? h("details", { class: "builtins" },
         h("summary", {}, `Built-in retries (${builtins.length})`),
