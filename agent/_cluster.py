@@ -93,6 +93,8 @@ class ClusterSync:
         self._wake_pending = False
         self._sequence: Iterator[int] = itertools.count(1)
         self._rejected: set[BreakerKey] = set()
+        #: Reasons already logged for rejections that name no breaker (budget usage).
+        self._rejected_reasons: set[str] = set()
         registry.cluster = self
 
     # -- the link's side -------------------------------------------------------------
@@ -116,6 +118,7 @@ class ClusterSync:
         self._told_local = False
         self._sequence = itertools.count(1)
         self._rejected.clear()
+        self._rejected_reasons.clear()
         self._interest.clear()  # the full interest below supersedes queued changes
         if self.budgets is not None:
             self.budgets.session_started()
@@ -216,7 +219,16 @@ class ClusterSync:
 
     def on_rejected(self, rejected: agent_pb2.ReportRejected) -> None:
         key = BreakerKey.try_from_proto(rejected.key)
-        if key is None or key in self._rejected:
+        if key is None:
+            # No breaker named: the server refused a report's budget usage entries (the
+            # reason names the field); the breakers' outcomes went through. Said once.
+            if rejected.reason not in self._rejected_reasons:
+                self._rejected_reasons.add(rejected.reason)
+                log.warning("control plane rejected budget usage: %s", rejected.reason,
+                            extra={"fusebox_event": "report_rejected",
+                                   "reason": rejected.reason})
+            return
+        if key in self._rejected:
             return
         self._rejected.add(key)
         log.warning("control plane rejected reports for breaker %s: %s; not reporting it "

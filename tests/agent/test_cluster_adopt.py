@@ -251,6 +251,22 @@ def test_a_rejected_report_stops_reporting_that_breaker() -> None:
     assert fx.reported() == []
 
 
+def test_a_rejection_naming_no_breaker_is_budget_usage_logged_once_per_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fx = Fixture()
+    fx.call()
+    fx.connect()
+    reason = "report.budgets[0].interval: 0s is outside (0, 1h]"
+    with caplog.at_level("WARNING", logger="fusebox.agent.cluster"):
+        for _ in range(3):
+            fx.cluster.on_rejected(agent_pb2.ReportRejected(reason=reason))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"control plane rejected budget usage: {reason}"]
+    fx.call(ok=False)
+    assert fx.reported() == [False]  # the breakers' outcomes still go
+
+
 # -- modes -----------------------------------------------------------------------------
 
 

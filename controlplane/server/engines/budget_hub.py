@@ -261,7 +261,7 @@ class BudgetHub:
     def _reject(self, session: AgentSession, reason: str) -> None:
         self._metrics.reports_rejected.inc()
         # ReportRejected names a breaker; for budgets its key is left empty and the
-        # reason names the field (agents ignore a rejection without a breaker key).
+        # reason names the field (an agent logs such a rejection once per reason).
         session.offer_control(agent_pb2.ConnectResponse(
             report_rejected=agent_pb2.ReportRejected(reason=reason)
         ))
