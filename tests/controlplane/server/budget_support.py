@@ -42,6 +42,11 @@ class FakeAgent:
         self._writing = asyncio.Lock()  # a gRPC stream takes one write at a time
 
     @property
+    def connected(self) -> bool:
+        """Whether its Connect stream is still open."""
+        return not self._call.done()
+
+    @property
     def share(self) -> float | None:
         return self.shares[-1].share if self.shares else None
 

@@ -18,6 +18,7 @@ from fusebox.controlplane.server import FuseboxServer, ServerConfig
 from fusebox.v1 import agent_pb2, policy_pb2, spec_pb2, spec_pb2_grpc
 from tests.controlplane.server.budget_support import DEADLINE, KEY, SPEC, FakeAgent, usage
 from tests.support.eventually import eventually_async
+from tests.support.redis_server import RedisServer
 
 LEASE = 1.0
 TOLERANCE = 1e-9
@@ -194,3 +195,43 @@ async def test_bad_usage_entries_are_refused_naming_the_field_and_nothing_is_sto
     assert found is not None
     [row] = found.instances
     assert not row.reports_usage and row.demand == 0.0  # nothing of the bad reports stored
+
+
+async def test_a_redis_outage_stops_renewals_and_the_fleet_picks_up_where_it_was(
+    fresh_redis: RedisServer,
+) -> None:
+    """While the store is down nothing is granted (agents run out their leases, then
+    fall back to 1/N on their side); the server keeps serving, and once the store is
+    back the allocation goes on from the generations it had, never above the budget."""
+    config = ServerConfig(listen="127.0.0.1:0", store_url=fresh_redis.url, budget_refresh=0.05,
+                          budget_lease=LEASE)
+    async with FuseboxServer(config) as srv, grpc.aio.insecure_channel(
+            f"127.0.0.1:{srv.port}") as ch:
+        await spec_pb2_grpc.SpecServiceStub(ch).ApplySpec(spec_pb2.ApplySpecRequest(yaml=SPEC))
+        busy = await FakeAgent(ch, "busy", demand=200.0).start()
+        light = await FakeAgent(ch, "light", demand=4.0).start()
+        try:
+            await eventually_async(lambda: busy.share is not None and light.share is not None
+                                   and abs(busy.share + light.share - 1) < 0.02,
+                                   deadline=DEADLINE, what="the budget divided")
+            before = max(s.generation for s in busy.shares + light.shares)
+
+            fresh_redis.stop()
+            # Renewals stop: no share is pushed for longer than a lease.
+            received = len(busy.shares) + len(light.shares)
+            await asyncio.sleep(2 * LEASE)
+            assert len(busy.shares) + len(light.shares) == received
+            assert busy.connected and light.connected  # the streams are kept
+
+            fresh_redis.start()  # AOF: the budget's rows come back with it
+            await eventually_async(
+                lambda: any(s.generation > before for s in busy.shares + light.shares),
+                deadline=DEADLINE, what="shares pushed again once the store is back")
+            await eventually_async(
+                lambda: busy.share is not None and light.share is not None
+                and abs(busy.share + light.share - 1) < 0.02,
+                deadline=DEADLINE, what="the budget divided again")
+            assert (busy.share or 0) + (light.share or 0) <= 1 + TOLERANCE
+        finally:
+            await busy.stop()
+            await light.stop()
