@@ -105,6 +105,11 @@ def test_redis_kill_and_restart_under_load(tmp_path: Path, upstream: ChaosUpstre
                    deadline=DEADLINE, what="outcomes after the restart")
         for agent in agents:
             assert set(calls(agent)) == {OK}, (agent.name, set(map(str, calls(agent))))
+        # Every agent follows the fleet again (an agent still per instance would let
+        # its own THRESHOLD failures through whatever the fleet does).
+        for agent in agents:
+            agent.wait_for(lambda ev: [e["mode"] for e in ev if e["event"] == "mode"][-1:]
+                           == ["cluster"], DEADLINE, "following the fleet again")
 
         # The shared breaker works again across the fleet.
         marks = [len(agent.events) for agent in agents]

@@ -5,6 +5,8 @@ Prints one JSON object per line on stdout, e.g.
     {"event": "state", "breaker": "upstream:work", "from": "closed", "to": "open",
      "origin": "local" | "fleet" | "operator", "t": ...}
     {"event": "call", "result": "ok" | "fail" | "open", "t": ...}   (with --log-calls)
+    {"event": "mode", "mode": "cluster" | "local", "reason": ..., "t": ...}
+        (whether its breakers follow the fleet, from the agent's breaker_mode log records)
 Stops on SIGTERM or when stdin closes, and after --max-seconds at the latest.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 import threading
@@ -27,6 +30,15 @@ def emit(**fields: object) -> None:
     fields.setdefault("t", time.time())
     sys.stdout.write(json.dumps(fields) + "\n")
     sys.stdout.flush()
+
+
+class ModeEvents(logging.Handler):
+    """The agent's ``breaker_mode`` log records (following the fleet or not) as events."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "fusebox_event", None) == "breaker_mode":
+            emit(event="mode", mode=getattr(record, "mode", ""),
+                 reason=getattr(record, "reason", ""))
 
 
 def main() -> int:
@@ -46,6 +58,14 @@ def main() -> int:
     # than the library's 100 ms, and the local fallback would then probe too.
     parser.add_argument("--probe-lease-timeout", type=float, default=2.0)
     args = parser.parse_args()
+
+    cluster_log = logging.getLogger("fusebox.agent.cluster")
+    cluster_log.addHandler(ModeEvents(logging.DEBUG))
+    cluster_log.setLevel(logging.INFO)  # "follows the fleet" is logged at INFO
+    # A handler on the chain retires logging's last resort: keep its warnings on stderr.
+    to_stderr = logging.StreamHandler(sys.stderr)
+    to_stderr.setLevel(logging.WARNING)
+    cluster_log.addHandler(to_stderr)
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
