@@ -78,8 +78,9 @@ class RedisServer:
             try:
                 # Our process, not another one that got the same port first, and
                 # done loading its AOF (INFO answers while loading; data commands don't).
+                # "\nloading:", not "loading:": "async_loading:0" reads 0 while loading.
                 if (f"process_id:{self._process.pid}\r" in self.command("INFO", "server")
-                        and "loading:0\r" in self.command("INFO", "persistence")):
+                        and "\nloading:0\r" in self.command("INFO", "persistence")):
                     return
             except OSError:
                 pass  # not listening yet, or still loading the AOF
