@@ -35,8 +35,9 @@ the password masked: the only form that may reach an error message or a log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 from urllib.parse import parse_qsl, unquote, urlencode
@@ -49,6 +50,8 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
+
+from fusebox.controlplane.store_errors import StoreUnavailable
 
 __all__ = [
     "REDIS_SCHEMES",
@@ -118,6 +121,15 @@ class RedisLocation:
     wait_replicas: int = 0
     wait_timeout_ms: int = _DEFAULT_WAIT_TIMEOUT_MS
     url: str = field(default="", repr=False)  # the original, password included
+
+    @contextlib.contextmanager
+    def unavailable_as_store_error(self, store: str) -> Iterator[None]:
+        """Redis being unreachable, as every store reports it: ``StoreUnavailable``
+        naming the store ("breaker store", ...) and this location, never the password."""
+        try:
+            yield
+        except UNAVAILABLE_ERRORS as error:
+            raise StoreUnavailable(f"redis {store} {self.display}: {error}") from error
 
     @property
     def display(self) -> str:

@@ -54,14 +54,12 @@ from fusebox.controlplane.breakers.model import (
 )
 from fusebox.controlplane.breakers.trip_lua import compile_trip_to_lua
 from fusebox.controlplane.redis_client import (
-    UNAVAILABLE_ERRORS,
     RedisClient,
     ScriptCall,
     connect_redis,
     parse_redis_url,
     run_scripts,
 )
-from fusebox.controlplane.store_errors import StoreUnavailable
 
 __all__ = ["RedisBreakerStore"]
 
@@ -77,7 +75,6 @@ _APPLY, _LEASE, _ADVANCE, _OVERRIDE, _TARGET = (
     for name in ("apply", "lease", "advance", "override", "target")
 )
 
-_UNAVAILABLE_ERRORS = UNAVAILABLE_ERRORS
 _ADVANCE_LIMIT = 1000  # deadlines handled per partition per call
 _EMPTY_STREAM = "0-0"
 
@@ -517,11 +514,8 @@ class RedisBreakerStore:
 
     @contextlib.contextmanager
     def _translate_errors(self) -> Iterator[None]:
-        try:
+        with self._location.unavailable_as_store_error("breaker store"):
             yield
-        except _UNAVAILABLE_ERRORS as error:
-            where = self._location.display  # never the password
-            raise StoreUnavailable(f"redis breaker store {where}: {error}") from error
 
 
 # ---- decoding ------------------------------------------------------------------

@@ -43,14 +43,12 @@ from fusebox.controlplane.budgets.store import (
     policy_to_json,
 )
 from fusebox.controlplane.redis_client import (
-    UNAVAILABLE_ERRORS,
     RedisClient,
     ScriptCall,
     connect_redis,
     parse_redis_url,
     run_scripts,
 )
-from fusebox.controlplane.store_errors import StoreUnavailable
 
 __all__ = ["KEY_TTL", "RedisBudgetStore", "decode_row"]
 
@@ -190,11 +188,8 @@ class RedisBudgetStore:
 
     @contextlib.contextmanager
     def _translate_errors(self) -> Iterator[None]:
-        try:
+        with self._location.unavailable_as_store_error("budget store"):
             yield
-        except UNAVAILABLE_ERRORS as error:
-            where = self._location.display  # never the password
-            raise StoreUnavailable(f"redis budget store {where}: {error}") from error
 
 
 def _view(key: BudgetKey, table: Mapping[str, str], ring: Mapping[str, str], now: float,

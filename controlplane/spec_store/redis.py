@@ -260,10 +260,8 @@ class RedisSpecStore:
 
     @contextlib.contextmanager
     def _translate_errors(self) -> Iterator[None]:
-        try:
+        with self._location.unavailable_as_store_error("spec store"):
             yield
-        except _UNAVAILABLE_ERRORS as error:
-            raise StoreUnavailable(f"redis spec store {self._safe_url()}: {error}") from error
 
     def _safe_url(self) -> str:
         return self._location.display  # never the password

@@ -1,7 +1,7 @@
 """deploy/kubernetes, checked offline: every manifest against the Kubernetes schemas that
 kubernetes-validate bundles (strict: an unknown or misspelt field fails), and what
 the schemas cannot know: the control plane's flags are `fusebox serve`'s, the probes
-hit the port `--metrics-listen` opens, mounted files are where the flags look, the
+hit the port `--http-listen` opens, mounted files are where the flags look, the
 pods run as the Dockerfile's user, and the example app's environment is a valid
 FUSEBOX_* contract (docs/deploy.md)."""
 
